@@ -1,0 +1,69 @@
+// Typed errors of the domain and the store. Every layer throws these; the RPC edge maps them to
+// gRPC status codes in one place (src/rpc/status.ts). Anything else is an internal error.
+
+/** One offending field of a request, named by its path in the request (e.g. "session.id"). */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+export abstract class DomainError extends Error {
+  /** Machine-readable reason, sent as google.rpc.ErrorInfo.reason (UPPER_SNAKE_CASE). */
+  abstract readonly reason: string;
+  /** Extra key/value pairs sent as google.rpc.ErrorInfo.metadata. */
+  readonly metadata: Record<string, string>;
+  constructor(message: string, metadata: Record<string, string> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.metadata = metadata;
+  }
+}
+
+/** Bad input: one or more fields violate the contract (INVALID_ARGUMENT). */
+export class InvalidArgumentError extends DomainError {
+  readonly reason = "INVALID_ARGUMENT";
+  readonly violations: FieldViolation[];
+  constructor(violations: FieldViolation[]) {
+    super(violations.map((v) => `${v.field}: ${v.description}`).join("; "));
+    this.violations = violations;
+  }
+  static field(field: string, description: string): InvalidArgumentError {
+    return new InvalidArgumentError([{ field, description }]);
+  }
+}
+
+/** The session does not exist (NOT_FOUND). */
+export class NotFoundError extends DomainError {
+  readonly reason = "SESSION_NOT_FOUND";
+  constructor(readonly id: string) {
+    super(`session "${id}" not found`, { id });
+  }
+}
+
+/** A session with this id exists already (ALREADY_EXISTS). */
+export class AlreadyExistsError extends DomainError {
+  readonly reason = "SESSION_ALREADY_EXISTS";
+  constructor(readonly id: string) {
+    super(`session "${id}" already exists`, { id });
+  }
+}
+
+/** The session's revision is not the expected one (ABORTED): re-read and retry. */
+export class RevisionConflictError extends DomainError {
+  readonly reason = "REVISION_MISMATCH";
+  constructor(readonly id: string, readonly expected: number, readonly actual: number) {
+    super(`session "${id}" is at revision ${actual}, not the expected ${expected}`, {
+      id,
+      expected_revision: String(expected),
+      actual_revision: String(actual),
+    });
+  }
+}
+
+/** The store cannot be reached or did not answer in time (UNAVAILABLE): retry later. */
+export class StoreUnavailableError extends DomainError {
+  readonly reason = "STORE_UNAVAILABLE";
+  constructor(message = "the session store is unavailable", options?: { cause?: unknown }) {
+    super(message, {}, options);
+  }
+}

@@ -1,0 +1,128 @@
+// The store port: everything the domain needs from a place that keeps sessions.
+//
+// Two adapters implement it: the embedded SQLite store (src/store/sqlite.ts, the default) and
+// the MongoDB store (src/store/mongo.ts). One conformance suite (test/store/conformance.ts)
+// states this contract as tests and runs against every adapter; any difference between the
+// adapters is a bug in one of them.
+//
+// Rules every adapter follows:
+// - Documents go in and come out as SessionDoc (src/domain/session.ts): snake_case fields,
+//   Dates as Date, null for "not set". What `get` returns after `create` or `update` is
+//   deep-equal to what the domain wrote, with `revision` set by the store.
+// - Revisions: one counter for the whole store. Every successful create, update and delete
+//   takes the next value, so revisions are unique and strictly increasing in commit order,
+//   also when several service processes share one database. A document's `revision` is the
+//   revision of its latest change.
+// - Atomicity: a write either happens completely or not at all; no half-written document is
+//   ever visible.
+// - Errors: only the typed errors of src/domain/errors.ts leave an adapter:
+//   NotFoundError, AlreadyExistsError, RevisionConflictError, StoreUnavailableError (the store
+//   could not be reached or did not answer within `deadline`). Anything else is a bug.
+// - Keys of free-form objects are validated by the domain before they reach the store
+//   (no "$" prefix, no ".", no NUL); adapters may rely on that.
+
+import type { SessionDoc } from "../domain/session";
+
+/** A value a patch can write: a JSON value, a Date, or a plain object of those. */
+export type PatchValue = unknown;
+
+/**
+ * A partial update, in document paths (["device", "geo", "city"]).
+ * No path in `set` or `unset` is a prefix of another, and every parent of a path exists as an
+ * object in the current document (the domain guarantees both), so the patch maps directly to
+ * MongoDB's $set / $unset.
+ */
+export interface SessionPatch {
+  /** Fields to write. */
+  set: Array<{ path: string[]; value: PatchValue }>;
+  /** Keys to remove (only keys inside the free-form objects). */
+  unset: string[][];
+}
+
+/** Options every call accepts. */
+export interface CallOptions {
+  /** Give up with StoreUnavailableError after this instant (the RPC's deadline). */
+  deadline?: Date;
+}
+
+export interface CreateOptions extends CallOptions {
+  /**
+   * Idempotency key. When a session created with the same key exists, `create` returns that
+   * session (as stored now) with `created: false` instead of writing anything.
+   */
+  requestId?: string;
+}
+
+export interface CreateResult {
+  session: SessionDoc;
+  /** False when an earlier create with the same requestId is being replayed. */
+  created: boolean;
+}
+
+export interface ConditionalOptions extends CallOptions {
+  /** Apply only if the stored revision equals this one, else RevisionConflictError. */
+  expectedRevision?: number;
+}
+
+/** Position after which a listing continues: the last (insert, id) of the previous page. */
+export interface ListCursor {
+  insert: Date;
+  id: string;
+}
+
+export interface ListQuery {
+  profileId?: string;
+  status?: string;
+  channel?: string;
+  /** Inclusive lower bound on metadata.time.insert. */
+  insertFrom?: Date;
+  /** Exclusive upper bound on metadata.time.insert. */
+  insertTo?: Date;
+  /** Return only sessions strictly after this position in the listing order. */
+  after?: ListCursor;
+  /** Maximum number of sessions to return (at least 1). */
+  limit: number;
+}
+
+export interface SessionStore {
+  /** A short name for logs ("sqlite", "mongodb"). */
+  readonly kind: string;
+
+  /**
+   * Stores a new session with the next revision and returns it as stored.
+   * Throws AlreadyExistsError when the id is taken (unless options.requestId replays, see
+   * CreateOptions). The `revision` of the input is ignored.
+   */
+  create(doc: SessionDoc, options?: CreateOptions): Promise<CreateResult>;
+
+  /** Returns the session, or throws NotFoundError. */
+  get(id: string, options?: CallOptions): Promise<SessionDoc>;
+
+  /**
+   * Applies the patch and stamps the next revision, atomically; returns the document after the
+   * change. Throws NotFoundError when absent, RevisionConflictError when
+   * options.expectedRevision is given and differs from the stored revision (nothing written).
+   * Fields the patch does not name keep the values they have in the store at the time of the
+   * write, so concurrent patches of different fields both survive.
+   */
+  update(id: string, patch: SessionPatch, options?: ConditionalOptions): Promise<SessionDoc>;
+
+  /**
+   * Deletes the session and returns the revision stamped on the deletion.
+   * Throws NotFoundError when absent, RevisionConflictError on a stale expectedRevision.
+   */
+  delete(id: string, options?: ConditionalOptions): Promise<{ revision: number }>;
+
+  /**
+   * Lists sessions matching every given filter, newest first: metadata.time.insert descending,
+   * then id descending. Paging with `after` is stable under concurrent inserts: a session is
+   * never returned twice nor skipped among those that existed when the first page was read.
+   */
+  list(query: ListQuery, options?: CallOptions): Promise<SessionDoc[]>;
+
+  /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
+  ping(options?: CallOptions): Promise<void>;
+
+  /** Releases connections and files. Calls after close fail. */
+  close(): Promise<void>;
+}
