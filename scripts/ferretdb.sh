@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Runs a private FerretDB (SQLite backend) for tests and benchmarks, all state inside one directory.
+#   scripts/ferretdb.sh start DIR [PORT]   start (or find running) FerretDB; prints its mongodb:// URI
+#   scripts/ferretdb.sh stop DIR           stop it (no-op when it is not running)
+#   scripts/ferretdb.sh uri DIR            print the URI of the running instance, fail if none
+# DIR holds the SQLite files, FerretDB's state, ferretdb.log, ferretdb.pid and ferretdb.port.
+# Without PORT a free loopback port is picked; with PORT (a restart) that port is reused.
+# Idempotent and quiet: prints only the URI, and errors on stderr.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+die() { echo "ferretdb.sh: $*" >&2; exit 1; }
+usage() { echo "usage: scripts/ferretdb.sh start DIR [PORT] | stop DIR | uri DIR" >&2; exit 2; }
+
+cmd="${1:-}"; dir_arg="${2:-}"; port_arg="${3:-}"
+[[ -n "$cmd" && -n "$dir_arg" ]] || usage
+
+# The binary: built once by scripts/tools.sh into the shared tool cache.
+ferretdb_bin() {
+  local tools_dir bin
+  tools_dir="$("$here/tools.sh" --print-dir)"
+  bin="$tools_dir/ferretdb"
+  if [[ ! -x "$bin" ]] && ! command -v go >/dev/null 2>&1; then
+    die "FerretDB is not built yet and Go is not installed. Install Go >= 1.22 (https://go.dev/dl/) so that scripts/tools.sh can build FerretDB, or point the tests at an existing MongoDB server with MONGODB_URI=mongodb://HOST:PORT/"
+  fi
+  "$here/tools.sh" ferretdb >/dev/null || die "building FerretDB with scripts/tools.sh failed (see above)"
+  if ! "$bin" --version >/dev/null 2>&1; then
+    repair_binary "$tools_dir" "$bin"
+  fi
+  echo "$bin"
+}
+
+# `go install module@version` builds FerretDB without build/version/version.txt (a generated file
+# that is not part of the module zip), and such a binary panics at start-up with
+# "Invalid build/version/version.txt file content". Rebuild it once from the same module source
+# with that file written, and replace the cached binary atomically (same version, same path).
+repair_binary() {
+  local tools_dir="$1" bin="$2" module version src work
+  command -v go >/dev/null 2>&1 || die "$bin does not run and Go is not installed to rebuild it; install Go >= 1.22 (https://go.dev/dl/) or set MONGODB_URI"
+  module="$(cat "$tools_dir/.ferretdb.version")"            # github.com/FerretDB/FerretDB/cmd/ferretdb@vX.Y.Z
+  version="${module##*@}"
+  src="$(go mod download -json "github.com/FerretDB/FerretDB@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d "$src" ]] || die "could not find the FerretDB $version module source to rebuild the binary"
+  work="$(mktemp -d)"
+  cp -R "$src/." "$work/"
+  chmod -R u+w "$work"
+  echo "$version" > "$work/build/version/version.txt"
+  echo "ferretdb.sh: rebuilding $bin with its version file, once" >&2
+  if ! (cd "$work" && GOFLAGS="${GOFLAGS:-} -buildvcs=false" go build -o "$bin.tmp.$$" ./cmd/ferretdb >&2); then
+    rm -rf "$work" "$bin.tmp.$$"
+    die "rebuilding FerretDB failed"
+  fi
+  rm -rf "$work"
+  mv -f "$bin.tmp.$$" "$bin"
+  "$bin" --version >/dev/null 2>&1 || die "$bin still does not run; see: $bin --version"
+}
+
+# Alive and not a zombie (a child that died is a zombie until waited for).
+alive() {
+  local stat
+  stat="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+  [[ -n "$stat" && "$stat" != Z* ]]
+}
+
+# The pid in DIR/ferretdb.pid if that process is alive and is the FerretDB of DIR.
+running_pid() {
+  local pid
+  pid="$(cat "$dir/ferretdb.pid" 2>/dev/null)" || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  alive "$pid" || return 1
+  ps -o args= -p "$pid" 2>/dev/null | grep -q -F -- "--state-dir=$dir" || return 1
+  echo "$pid"
+}
+
+accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();});'
+}
+
+uri_of() { echo "mongodb://127.0.0.1:$1/"; }
+
+start() {
+  local bin pid port attempt logged
+  mkdir -p "$dir"
+  if pid="$(running_pid)"; then
+    port="$(cat "$dir/ferretdb.port")"
+    [[ -z "$port_arg" || "$port_arg" == "$port" ]] || die "already running in $dir on port $port, not $port_arg"
+    uri_of "$port"
+    return
+  fi
+  rm -f "$dir/ferretdb.pid" "$dir/ferretdb.port"
+  bin="$(ferretdb_bin)"
+  for attempt in 1 2 3 4 5; do
+    port="${port_arg:-$(free_port)}"
+    logged=0; [[ -f "$dir/ferretdb.log" ]] && logged="$(wc -c < "$dir/ferretdb.log")"
+    # DO_NOT_TRACK as well as --telemetry=disable; --debug-addr=- turns off the HTTP debug
+    # listener, an empty --otel-traces-url (the default) sends no traces, no unix/TLS listeners.
+    DO_NOT_TRACK=1 "$bin" \
+      --handler=sqlite --sqlite-url="file:$dir/" --state-dir="$dir" \
+      --listen-addr="127.0.0.1:$port" --listen-unix= --listen-tls= \
+      --debug-addr=- --telemetry=disable --otel-traces-url= \
+      --log-format=text --log-level=info \
+      </dev/null >>"$dir/ferretdb.log" 2>&1 &
+    pid=$!
+    # Wait until this process says it listens (the port alone could be answered by another
+    # process) and the port accepts connections, or until it has died (port taken meanwhile).
+    for _ in $(seq 1 600); do
+      alive "$pid" || break
+      if tail -c "+$((logged + 1))" "$dir/ferretdb.log" | grep -q -F "Listening on TCP 127.0.0.1:$port..." \
+        && accepts "$port"; then
+        echo "$pid" > "$dir/ferretdb.pid"
+        echo "$port" > "$dir/ferretdb.port"
+        uri_of "$port"
+        return
+      fi
+      sleep 0.05
+    done
+    if alive "$pid"; then
+      kill "$pid" 2>/dev/null || true
+      die "FerretDB did not accept connections on port $port within 30 s; see $dir/ferretdb.log"
+    fi
+    wait "$pid" 2>/dev/null || true
+    # A fixed port cannot change: it may still be held by the previous process for a moment,
+    # so retry it a few times; a picked port is simply picked again.
+    [[ -n "$port_arg" ]] && sleep 0.2
+  done
+  die "FerretDB failed to start ($attempt attempts); see $dir/ferretdb.log"
+}
+
+stop() {
+  local pid
+  [[ -d "$dir" ]] || return 0
+  if pid="$(running_pid)"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 200); do
+      alive "$pid" || break
+      sleep 0.05
+    done
+    if alive "$pid"; then
+      kill -KILL "$pid" 2>/dev/null || true
+      while alive "$pid"; do sleep 0.05; done
+    fi
+  fi
+  rm -f "$dir/ferretdb.pid"
+}
+
+case "$cmd" in
+  start)
+    [[ -z "$port_arg" || "$port_arg" =~ ^[0-9]+$ ]] || usage
+    mkdir -p "$dir_arg"; dir="$(cd "$dir_arg" && pwd)"
+    start ;;
+  stop)
+    [[ -d "$dir_arg" ]] || exit 0
+    dir="$(cd "$dir_arg" && pwd)"
+    stop ;;
+  uri)
+    dir="$(cd "$dir_arg" && pwd)"
+    running_pid >/dev/null || die "no FerretDB running in $dir"
+    uri_of "$(cat "$dir/ferretdb.port")" ;;
+  *) usage ;;
+esac

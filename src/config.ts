@@ -1,0 +1,73 @@
+// One typed configuration, read from environment variables and validated at start.
+// Every variable is documented in the README's configuration table.
+
+import type { LogLevel } from "./log";
+
+export interface Config {
+  host: string;
+  grpcPort: number;
+  httpPort: number;
+  dataDir: string;
+  mongodbUri?: string;
+  mongodbDatabase: string;
+  /** MongoDB write concern "w": a number or "majority". */
+  mongodbWriteConcern: number | "majority";
+  /** Bound on each MongoDB call when the client sets no deadline. */
+  storeTimeoutMs: number;
+  logLevel: LogLevel | "silent";
+  maxMessageBytes: number;
+  shutdownGraceMs: number;
+  corsOrigins: string[];
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+function oneOf<T extends string>(env: Env, name: string, def: T, allowed: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected one of ${allowed.join(", ")}`);
+  }
+  return raw as T;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const uri = env.MONGODB_URI || undefined;
+  if (uri !== undefined && !/^mongodb(\+srv)?:\/\//.test(uri)) {
+    throw new ConfigError("MONGODB_URI is invalid: expected a mongodb:// or mongodb+srv:// connection string");
+  }
+  const wc = env.MONGODB_WRITE_CONCERN || "majority";
+  if (wc !== "majority" && !/^\d+$/.test(wc)) {
+    throw new ConfigError(`MONGODB_WRITE_CONCERN=${JSON.stringify(wc)} is invalid: expected "majority" or a number of nodes`);
+  }
+  const database = env.MONGODB_DATABASE || "sessions";
+  if (!/^[A-Za-z0-9_-]{1,63}$/.test(database)) {
+    throw new ConfigError(`MONGODB_DATABASE=${JSON.stringify(database)} is invalid: use letters, digits, "_" or "-" (at most 63)`);
+  }
+  return {
+    host: env.HOST || "127.0.0.1",
+    grpcPort: int(env, "GRPC_PORT", 50051, 0, 65535),
+    httpPort: int(env, "HTTP_PORT", 8080, 0, 65535),
+    dataDir: env.DATA_DIR || "./data",
+    mongodbUri: uri,
+    mongodbDatabase: database,
+    mongodbWriteConcern: wc === "majority" ? "majority" : Number(wc),
+    storeTimeoutMs: int(env, "STORE_TIMEOUT_MS", 5000, 100, 600000),
+    logLevel: oneOf(env, "LOG_LEVEL", "info", ["debug", "info", "warn", "error", "silent"] as const),
+    maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
+    shutdownGraceMs: int(env, "SHUTDOWN_GRACE_MS", 10000, 0, 600000),
+    corsOrigins: (env.CORS_ORIGINS ?? "*").split(",").map((s) => s.trim()).filter(Boolean),
+  };
+}

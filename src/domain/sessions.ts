@@ -1,0 +1,275 @@
+// The session use cases: create, get, update, delete, list. Plain functions over the store port;
+// no protobuf and no gRPC here. The RPC handlers (src/rpc/handlers.ts) convert messages to and
+// from SessionDoc and call these.
+
+import { createHash, randomUUID } from "node:crypto";
+import { InvalidArgumentError, RevisionConflictError, type FieldViolation } from "./errors";
+import { InvalidUrlError, parseUserAgent, parseUtm } from "./enrich";
+import { buildPatch, copyPaths, isCovered, resolveMask, setIn } from "./mask";
+import { STATUS_ACTIVE, UNKNOWN_NAME, type OperationFlags, type ProfileDoc, type SessionDoc, type UtmDoc } from "./session";
+import { durationSeconds, insertTimeFields, systemClock, type Clock } from "./time";
+import { checkId, checkSessionFreeForm } from "./validate";
+import type { CallOptions, ListCursor, SessionStore } from "../store/port";
+
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 1000;
+/** Conditional-write attempts of an update without expected_revision before giving up. */
+const MAX_UPDATE_ATTEMPTS = 20;
+
+export interface SessionResult {
+  session: SessionDoc;
+  operation: OperationFlags;
+}
+
+export interface CreateInput {
+  /** The session as sent; server-set fields are ignored, "" / null mean "not given". */
+  session: SessionDoc;
+  userAgent: string;
+  pageUrl: string;
+  requestId: string;
+}
+
+export interface UpdateInput {
+  /** The session as sent: its id and the values of the masked paths. */
+  session: SessionDoc;
+  updateMask: readonly string[];
+  expectedRevision?: number;
+  userAgent: string;
+  pageUrl: string;
+}
+
+export interface ListInput {
+  profileId: string;
+  status: string;
+  channel: string;
+  insertFrom?: Date;
+  insertTo?: Date;
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface ListResult {
+  sessions: SessionDoc[];
+  nextPageToken: string;
+}
+
+const emptyProfile = (): ProfileDoc => ({ id: "", primary_id: null, metadata: null });
+
+const operation = (flags: Partial<OperationFlags>): OperationFlags => ({ new: false, update: false, segment: false, merge: [], ...flags });
+
+function fail(violations: FieldViolation[]): void {
+  if (violations.length > 0) throw new InvalidArgumentError(violations);
+}
+
+function parseUrlField(field: string, pageUrl: string): UtmDoc | null {
+  if (pageUrl === "") return null;
+  try {
+    return parseUtm(pageUrl);
+  } catch (err) {
+    if (err instanceof InvalidUrlError) throw InvalidArgumentError.field(field, "must be a valid URL");
+    throw err;
+  }
+}
+
+/** Per field: what the client sent wins; parsed values fill only what it left empty. */
+function fillUtm(sent: UtmDoc, parsed: UtmDoc | null): UtmDoc {
+  if (!parsed) return sent;
+  return {
+    source: sent.source ?? parsed.source,
+    medium: sent.medium ?? parsed.medium,
+    campaign: sent.campaign ?? parsed.campaign,
+    term: sent.term ?? parsed.term,
+    content: sent.content ?? parsed.content,
+  };
+}
+
+/** Fills os, device and app from the user agent wherever the client sent nothing. */
+function fillFromUserAgent(doc: SessionDoc, userAgent: string): void {
+  if (userAgent !== "") {
+    const ua = parseUserAgent(userAgent);
+    const pick = (sent: string, parsed: string): string => (sent !== "" && sent !== UNKNOWN_NAME ? sent : parsed);
+    doc.os = { name: pick(doc.os.name, ua.os.name), version: pick(doc.os.version, ua.os.version) };
+    doc.device.name = pick(doc.device.name, ua.device.name);
+    doc.device.brand ??= ua.device.brand;
+    doc.device.model ??= ua.device.model;
+    doc.device.type ??= ua.device.type;
+    doc.device.touch ||= ua.device.touch;
+    doc.app.type = pick(doc.app.type, ua.app.type);
+    doc.app.name = pick(doc.app.name, ua.app.name);
+    doc.app.version = pick(doc.app.version, ua.app.version);
+    doc.app.bot ||= ua.app.bot;
+  }
+  if (doc.os.name === "") doc.os.name = UNKNOWN_NAME;
+  if (doc.device.name === "") doc.device.name = UNKNOWN_NAME;
+  if (doc.app.name === "") doc.app.name = UNKNOWN_NAME;
+}
+
+/** The user-agent-derived paths an update rewrites when a new user agent is sent. */
+const USER_AGENT_PATHS: string[][] = [
+  ["os", "name"], ["os", "version"],
+  ["device", "name"], ["device", "brand"], ["device", "model"], ["device", "type"], ["device", "touch"],
+  ["app", "type"], ["app", "name"], ["app", "version"], ["app", "bot"],
+];
+
+interface PageToken {
+  /** Position: insert time (ms) and id of the last session of the previous page. */
+  t: number;
+  i: string;
+  /** Fingerprint of the filters the token was made for. */
+  f: string;
+}
+
+function filterFingerprint(input: ListInput): string {
+  const key = JSON.stringify([input.profileId, input.status, input.channel, input.insertFrom?.getTime() ?? null, input.insertTo?.getTime() ?? null]);
+  return createHash("sha256").update(key).digest("base64url").slice(0, 12);
+}
+
+export function encodePageToken(cursor: ListCursor, input: ListInput): string {
+  const token: PageToken = { t: cursor.insert.getTime(), i: cursor.id, f: filterFingerprint(input) };
+  return Buffer.from(JSON.stringify(token)).toString("base64url");
+}
+
+export function decodePageToken(token: string, input: ListInput): ListCursor {
+  const invalid = (why: string) => InvalidArgumentError.field("page_token", why);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+  } catch {
+    throw invalid("is not a token returned by ListSessions");
+  }
+  const t = parsed as Partial<PageToken>;
+  if (typeof t !== "object" || t === null || typeof t.t !== "number" || !Number.isFinite(t.t) || typeof t.i !== "string" || typeof t.f !== "string") {
+    throw invalid("is not a token returned by ListSessions");
+  }
+  if (t.f !== filterFingerprint(input)) throw invalid("was made for other filters; send the same filters as the first call");
+  return { insert: new Date(t.t), id: t.i };
+}
+
+export class Sessions {
+  constructor(
+    private readonly store: SessionStore,
+    private readonly clock: Clock = systemClock,
+    private readonly newId: () => string = randomUUID,
+  ) {}
+
+  async create(input: CreateInput, options: CallOptions = {}): Promise<SessionResult> {
+    const doc = structuredClone(input.session);
+    fail([
+      ...checkId("session.id", doc.id, false),
+      ...checkId("request_id", input.requestId, false),
+      ...checkSessionFreeForm(doc),
+    ]);
+    const parsedUtm = parseUrlField("page_url", input.pageUrl);
+    if (doc.id === "") doc.id = this.newId();
+    const now = this.clock.now();
+    doc.metadata.time = { ...doc.metadata.time, ...insertTimeFields(now), update: null, duration: 0 };
+    doc.metadata.status = STATUS_ACTIVE;
+    fillFromUserAgent(doc, input.userAgent);
+    doc.utm = fillUtm(doc.utm, parsedUtm);
+    doc.revision = 0;
+    const requestId = input.requestId === "" ? undefined : input.requestId;
+    const { session } = await this.store.create(doc, { ...options, requestId });
+    return { session, operation: operation({ new: true }) };
+  }
+
+  async get(id: string, options: CallOptions = {}): Promise<SessionResult> {
+    fail(checkId("id", id, true));
+    return { session: await this.store.get(id, options), operation: operation({}) };
+  }
+
+  async update(input: UpdateInput, options: CallOptions = {}): Promise<SessionResult> {
+    const sent = input.session;
+    fail([
+      ...checkId("session.id", sent.id, true),
+      ...checkSessionFreeForm(sent),
+      ...(input.expectedRevision !== undefined && input.expectedRevision < 0
+        ? [{ field: "expected_revision", description: "must not be negative" }]
+        : []),
+    ]);
+    const masked = resolveMask(input.updateMask);
+    const parsedUtm = parseUrlField("page_url", input.pageUrl);
+    const incoming = structuredClone(sent);
+    incoming.utm = fillUtm(incoming.utm, parsedUtm);
+    const utmMasked = masked.some((p) => p[0] === "utm");
+    // A path into the profile of a session without one starts from an empty profile.
+    const intoProfile = masked.some((p) => p[0] === "profile" && p.length > 1);
+    if (intoProfile) incoming.profile ??= emptyProfile();
+
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.store.get(sent.id, options);
+      if (input.expectedRevision !== undefined && current.revision !== input.expectedRevision) {
+        throw new RevisionConflictError(sent.id, input.expectedRevision, current.revision);
+      }
+      const next = structuredClone(current);
+      if (intoProfile) next.profile ??= emptyProfile();
+      const paths = [...masked];
+      copyPaths(next, incoming, masked);
+
+      if (input.userAgent !== "") {
+        const parsed = structuredClone(next);
+        parsed.os = { name: "", version: "" };
+        Object.assign(parsed.device, { name: "", brand: null, model: null, type: null, touch: false });
+        Object.assign(parsed.app, { type: "", name: "", version: "", bot: false });
+        fillFromUserAgent(parsed, input.userAgent);
+        const uaPaths = USER_AGENT_PATHS.filter((p) => !isCovered(masked, p));
+        copyPaths(next, parsed, uaPaths);
+        paths.push(...uaPaths);
+      }
+      // First campaign wins: page_url fills utm only while no source is set, unless masked.
+      if (parsedUtm && !utmMasked && current.utm.source === null) {
+        next.utm = parsedUtm;
+        paths.push(["utm"]);
+      }
+
+      const now = this.clock.now();
+      setIn(next as unknown as Record<string, unknown>, ["metadata", "time", "update"], now);
+      next.metadata.time.duration = durationSeconds(current.metadata.time.insert, now);
+      paths.push(["metadata", "time", "update"], ["metadata", "time", "duration"]);
+
+      const patch = buildPatch(current, next, paths);
+      try {
+        const session = await this.store.update(sent.id, patch, { ...options, expectedRevision: current.revision });
+        return { session, operation: operation({ update: true }) };
+      } catch (err) {
+        // Someone else wrote in between: re-read and re-apply, unless the caller pinned a revision.
+        const retry = err instanceof RevisionConflictError && input.expectedRevision === undefined && attempt < MAX_UPDATE_ATTEMPTS;
+        if (!retry) throw err;
+      }
+    }
+  }
+
+  async delete(id: string, expectedRevision: number | undefined, options: CallOptions = {}): Promise<{ revision: number }> {
+    fail([
+      ...checkId("id", id, true),
+      ...(expectedRevision !== undefined && expectedRevision < 0 ? [{ field: "expected_revision", description: "must not be negative" }] : []),
+    ]);
+    return this.store.delete(id, { ...options, expectedRevision });
+  }
+
+  async list(input: ListInput, options: CallOptions = {}): Promise<ListResult> {
+    const violations: FieldViolation[] = [];
+    if (input.pageSize < 0) violations.push({ field: "page_size", description: "must not be negative" });
+    if (input.insertFrom && input.insertTo && input.insertFrom >= input.insertTo) {
+      violations.push({ field: "insert_to", description: "must be after insert_from" });
+    }
+    fail(violations);
+    const limit = Math.min(input.pageSize === 0 ? DEFAULT_PAGE_SIZE : input.pageSize, MAX_PAGE_SIZE);
+    const after = input.pageToken === "" ? undefined : decodePageToken(input.pageToken, input);
+    const rows = await this.store.list(
+      {
+        profileId: input.profileId || undefined,
+        status: input.status || undefined,
+        channel: input.channel || undefined,
+        insertFrom: input.insertFrom,
+        insertTo: input.insertTo,
+        after,
+        limit: limit + 1,
+      },
+      options,
+    );
+    const sessions = rows.slice(0, limit);
+    const last = sessions[sessions.length - 1];
+    const nextPageToken = rows.length > limit && last ? encodePageToken({ insert: last.metadata.time.insert, id: last.id }, input) : "";
+    return { sessions, nextPageToken };
+  }
+}

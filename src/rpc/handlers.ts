@@ -1,0 +1,89 @@
+// Thin RPC handlers: message in, domain call, message out. Shared by both engines (grpc-js on
+// the gRPC port, connect-node on the HTTP port); errors propagate as typed domain errors and
+// are mapped to statuses by the engine adapters through src/rpc/status.ts.
+
+import { create } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import {
+  CreateSessionResponseSchema,
+  DeleteSessionResponseSchema,
+  GetSessionResponseSchema,
+  ListSessionsResponseSchema,
+  UpdateSessionResponseSchema,
+  type CreateSessionRequest,
+  type CreateSessionResponse,
+  type DeleteSessionRequest,
+  type DeleteSessionResponse,
+  type GetSessionRequest,
+  type GetSessionResponse,
+  type ListSessionsRequest,
+  type ListSessionsResponse,
+  type UpdateSessionRequest,
+  type UpdateSessionResponse,
+} from "../../gen/session/v1/session_service_pb";
+import type { Sessions } from "../domain/sessions";
+import { docToSession, sessionToDoc } from "./convert";
+
+/** What a handler knows about its call, whatever the engine. */
+export interface CallContext {
+  /** Aborted when the client cancels, the deadline passes or the server shuts down. */
+  signal: AbortSignal;
+  /** The call's deadline, if the client set one. */
+  deadline?: Date;
+}
+
+const revisionOf = (v: bigint | undefined): number | undefined => (v === undefined ? undefined : Number(v));
+
+export function createSessionHandlers(sessions: Sessions) {
+  return {
+    async createSession(req: CreateSessionRequest, ctx: CallContext): Promise<CreateSessionResponse> {
+      const { session, operation } = await sessions.create(
+        { session: sessionToDoc(req.session), userAgent: req.userAgent, pageUrl: req.pageUrl, requestId: req.requestId },
+        { deadline: ctx.deadline },
+      );
+      return create(CreateSessionResponseSchema, { session: docToSession(session, operation) });
+    },
+
+    async getSession(req: GetSessionRequest, ctx: CallContext): Promise<GetSessionResponse> {
+      const { session } = await sessions.get(req.id, { deadline: ctx.deadline });
+      return create(GetSessionResponseSchema, { session: docToSession(session) });
+    },
+
+    async updateSession(req: UpdateSessionRequest, ctx: CallContext): Promise<UpdateSessionResponse> {
+      const { session, operation } = await sessions.update(
+        {
+          session: sessionToDoc(req.session),
+          updateMask: req.updateMask?.paths ?? [],
+          expectedRevision: revisionOf(req.expectedRevision),
+          userAgent: req.userAgent,
+          pageUrl: req.pageUrl,
+        },
+        { deadline: ctx.deadline },
+      );
+      return create(UpdateSessionResponseSchema, { session: docToSession(session, operation) });
+    },
+
+    async deleteSession(req: DeleteSessionRequest, ctx: CallContext): Promise<DeleteSessionResponse> {
+      const { revision } = await sessions.delete(req.id, revisionOf(req.expectedRevision), { deadline: ctx.deadline });
+      return create(DeleteSessionResponseSchema, { revision: BigInt(revision) });
+    },
+
+    async listSessions(req: ListSessionsRequest, ctx: CallContext): Promise<ListSessionsResponse> {
+      const { sessions: docs, nextPageToken } = await sessions.list(
+        {
+          profileId: req.profileId,
+          status: req.status,
+          channel: req.channel,
+          insertFrom: req.insertFrom ? timestampDate(req.insertFrom) : undefined,
+          insertTo: req.insertTo ? timestampDate(req.insertTo) : undefined,
+          pageSize: req.pageSize,
+          pageToken: req.pageToken,
+        },
+        { deadline: ctx.deadline },
+      );
+      return create(ListSessionsResponseSchema, { sessions: docs.map((d) => docToSession(d)), nextPageToken });
+    },
+  };
+}
+
+export type SessionHandlers = ReturnType<typeof createSessionHandlers>;

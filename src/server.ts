@@ -1,0 +1,96 @@
+// Wires the service together: store -> domain -> handlers -> engines (grpc-js on the gRPC
+// port, connect-node on the HTTP port). `startServer` is what main.ts and the tests call.
+
+import type * as http from "node:http";
+import * as grpc from "@grpc/grpc-js";
+import { SessionService } from "../gen/session/v1/session_service_pb";
+import type { Config } from "./config";
+import { Sessions } from "./domain/sessions";
+import type { Logger } from "./log";
+import { createHttpServer } from "./rpc/connect-server";
+import { grpcService } from "./rpc/grpc-server";
+import { createSessionHandlers } from "./rpc/handlers";
+import { openStore } from "./store/open";
+import type { SessionStore } from "./store/port";
+
+export interface RunningServer {
+  grpcPort: number;
+  httpPort: number;
+  store: SessionStore;
+  /** Stops accepting calls, lets in-flight calls finish (up to the grace period), closes the store. */
+  close(): Promise<void>;
+}
+
+function listenHttp(server: http.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      const addr = server.address();
+      resolve(typeof addr === "object" && addr ? addr.port : port);
+    });
+  });
+}
+
+function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
+  const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+}
+
+export async function startServer(config: Config, log: Logger, store?: SessionStore): Promise<RunningServer> {
+  const sessionStore = store ?? (await openStore(config, log));
+  const handlers = createSessionHandlers(new Sessions(sessionStore));
+
+  const grpcServer = new grpc.Server({
+    "grpc.max_receive_message_length": config.maxMessageBytes,
+    "grpc.max_send_message_length": config.maxMessageBytes,
+  });
+  const { definition, implementation } = grpcService(SessionService, handlers, log);
+  grpcServer.addService(definition, implementation);
+
+  const httpServer = createHttpServer({
+    service: SessionService,
+    handlers,
+    log,
+    readMaxBytes: config.maxMessageBytes,
+    corsOrigins: config.corsOrigins,
+  });
+
+  let grpcPort: number;
+  let httpPort: number;
+  try {
+    grpcPort = await bindGrpc(grpcServer, config.host, config.grpcPort);
+    httpPort = await listenHttp(httpServer, config.host, config.httpPort);
+  } catch (err) {
+    grpcServer.forceShutdown();
+    httpServer.close();
+    await sessionStore.close();
+    throw err;
+  }
+  log.info("listening", { host: config.host, grpc_port: grpcPort, http_port: httpPort, store: sessionStore.kind });
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      log.info("shutting down", { grace_ms: config.shutdownGraceMs });
+      const grace = setTimeout(() => {
+        log.warn("grace period over, cancelling remaining calls");
+        grpcServer.forceShutdown();
+        httpServer.closeAllConnections();
+      }, config.shutdownGraceMs);
+      await Promise.all([
+        new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())),
+        new Promise<void>((resolve) => {
+          httpServer.close(() => resolve());
+          httpServer.closeIdleConnections();
+        }),
+      ]);
+      clearTimeout(grace);
+      await sessionStore.close();
+      log.info("stopped");
+    })());
+
+  return { grpcPort, httpPort, store: sessionStore, close };
+}

@@ -1,0 +1,24 @@
+// Chooses the store from the configuration: MongoDB when MONGODB_URI is set, else the
+// embedded SQLite store under DATA_DIR.
+
+import type { Config } from "../config";
+import { redactUri, type Logger } from "../log";
+import type { SessionStore } from "./port";
+import { SqliteSessionStore } from "./sqlite";
+
+export async function openStore(config: Config, log: Logger): Promise<SessionStore> {
+  if (config.mongodbUri) {
+    log.info("opening store", { kind: "mongodb", uri: redactUri(config.mongodbUri), database: config.mongodbDatabase });
+    // Loaded on demand: the embedded default does not pay for the MongoDB driver.
+    const { MongoSessionStore } = await import("./mongo");
+    return MongoSessionStore.connect({
+      uri: config.mongodbUri,
+      database: config.mongodbDatabase,
+      writeConcern: { w: config.mongodbWriteConcern, j: true },
+      timeoutMs: config.storeTimeoutMs,
+      log,
+    });
+  }
+  log.info("opening store", { kind: "sqlite", data_dir: config.dataDir });
+  return SqliteSessionStore.open(config.dataDir);
+}

@@ -1,0 +1,71 @@
+// The service as a process (`npm start` runs dist/src/main.js; `npm test` builds it first):
+// configuration errors, durability across kill -9 on the embedded store, graceful SIGTERM.
+
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { grpcClient } from "../support/clients";
+
+const MAIN = join(__dirname, "..", "..", "dist", "src", "main.js");
+
+interface Proc {
+  child: ChildProcessWithoutNullStreams;
+  grpcPort: number;
+  lines: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts the service and resolves once it logs that it is listening. */
+function startProcess(env: Record<string, string>): Promise<Proc> {
+  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? "", GRPC_PORT: "0", HTTP_PORT: "0", ...env } });
+  const lines: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  return new Promise((resolve, reject) => {
+    child.stderr.on("data", (d: Buffer) => lines.push(d.toString()));
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      lines.push(line);
+      const entry = JSON.parse(line) as { msg: string; grpc_port?: number };
+      if (entry.msg === "listening") resolve({ child, grpcPort: entry.grpc_port!, lines, exited });
+    });
+    exited.then(({ code }) => reject(new Error(`service exited with ${code} before listening:\n${lines.join("\n")}`)));
+  });
+}
+
+describe("the service process", () => {
+  let dataDir: string;
+  beforeEach(() => {
+    dataDir = mkdtempSync(join(tmpdir(), "session-proc-"));
+  });
+  afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it("refuses a bad configuration with a clear message", () => {
+    const result = spawnSync(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? "", GRPC_PORT: "seventy" }, encoding: "utf8" });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain("GRPC_PORT");
+    expect(result.stderr).toContain("seventy");
+  });
+
+  it("keeps an acknowledged session after kill -9, and shuts down cleanly on SIGTERM", async () => {
+    const first = await startProcess({ DATA_DIR: dataDir });
+    const client = grpcClient(first.grpcPort);
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push((await client.createSession({ session: { properties: { i } } })).session!.id);
+    client.close();
+    first.child.kill("SIGKILL");
+    expect((await first.exited).signal).toBe("SIGKILL");
+
+    const second = await startProcess({ DATA_DIR: dataDir });
+    const again = grpcClient(second.grpcPort);
+    for (const [i, id] of ids.entries()) {
+      expect((await again.getSession({ id })).session?.properties).toEqual({ i });
+    }
+    again.close();
+    second.child.kill("SIGTERM");
+    expect(await second.exited).toEqual({ code: 0, signal: null });
+    const messages = second.lines.filter((l) => l.startsWith("{")).map((l) => (JSON.parse(l) as { msg: string }).msg);
+    expect(messages).toEqual(expect.arrayContaining(["listening", "signal received", "shutting down", "stopped"]));
+    for (const line of second.lines.filter((l) => l.startsWith("{"))) expect(() => JSON.parse(line)).not.toThrow();
+  });
+});

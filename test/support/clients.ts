@@ -1,0 +1,95 @@
+// Clients for end-to-end tests: the canonical grpc-js client (on the gRPC port) and a Connect
+// client (on the HTTP port), both typed from the generated code, with error details decoded.
+
+import * as grpc from "@grpc/grpc-js";
+import { fromBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { BadRequestSchema, ErrorInfoSchema, type BadRequest, type ErrorInfo } from "../../gen/google/rpc/error_details_pb";
+import { StatusSchema } from "../../gen/google/rpc/status_pb";
+import { SessionService } from "../../gen/session/v1/session_service_pb";
+import { grpcDefinitions } from "../../src/rpc/grpc-server";
+
+type Methods = (typeof SessionService)["method"];
+type In<K extends keyof Methods> = Methods[K]["input"];
+type Out<K extends keyof Methods> = Methods[K]["output"];
+
+/** A failed call, whatever the protocol: code and decoded error details. */
+export class CallError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly errorInfo: ErrorInfo | undefined,
+    readonly badRequest: BadRequest | undefined,
+  ) {
+    super(message);
+  }
+  /** The fields named by BadRequest field violations. */
+  get fields(): string[] {
+    return this.badRequest?.fieldViolations.map((v) => v.field) ?? [];
+  }
+}
+
+export type SessionClient = {
+  [K in keyof Methods]: (req: MessageInitShape<In<K> & DescMessage>, options?: { timeoutMs?: number }) => Promise<MessageShape<Out<K> & DescMessage>>;
+} & { close(): void };
+
+function decodeGrpcError(err: grpc.ServiceError): CallError {
+  const bin = err.metadata?.get("grpc-status-details-bin")[0];
+  let info: ErrorInfo | undefined;
+  let bad: BadRequest | undefined;
+  if (bin instanceof Buffer) {
+    const status = fromBinary(StatusSchema, bin);
+    for (const any of status.details) {
+      info ??= anyUnpack(any, ErrorInfoSchema);
+      bad ??= anyUnpack(any, BadRequestSchema);
+    }
+  }
+  return new CallError(err.code, err.details, info, bad);
+}
+
+export function grpcClient(port: number): SessionClient {
+  const defs = grpcDefinitions(SessionService);
+  const Ctor = grpc.makeGenericClientConstructor(defs, "SessionService");
+  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & grpc.Client;
+  const out: Record<string, unknown> = { close: () => client.close() };
+  for (const name of Object.keys(defs)) {
+    const { create } = require("@bufbuild/protobuf") as typeof import("@bufbuild/protobuf");
+    const method = SessionService.methods.find((m) => m.localName === name)!;
+    out[name] = (req: unknown, options?: { timeoutMs?: number }) =>
+      new Promise((resolve, reject) => {
+        const callOptions: grpc.CallOptions = options?.timeoutMs ? { deadline: Date.now() + options.timeoutMs } : {};
+        client[name].call(client, create(method.input, req as never), new grpc.Metadata(), callOptions, (err: grpc.ServiceError | null, res: unknown) =>
+          err ? reject(decodeGrpcError(err)) : resolve(res),
+        );
+      });
+  }
+  return out as SessionClient;
+}
+
+function wrapConnect(client: Client<typeof SessionService>): SessionClient {
+  const out: Record<string, unknown> = { close: () => undefined };
+  for (const method of SessionService.methods) {
+    const fn = (client as unknown as Record<string, Function>)[method.localName];
+    out[method.localName] = async (req: unknown, options?: { timeoutMs?: number }) => {
+      try {
+        return await fn(req, options);
+      } catch (err) {
+        const e = ConnectError.from(err);
+        throw new CallError(e.code, e.rawMessage, e.findDetails(ErrorInfoSchema)[0], e.findDetails(BadRequestSchema)[0]);
+      }
+    };
+  }
+  return out as SessionClient;
+}
+
+/** A Connect-protocol client (JSON over HTTP/1.1, like curl or a browser). */
+export function connectClient(port: number): SessionClient {
+  return wrapConnect(createClient(SessionService, createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1", useBinaryFormat: false })));
+}
+
+/** A gRPC-Web client (binary over HTTP/1.1, like a browser). */
+export function grpcWebClient(port: number): SessionClient {
+  return wrapConnect(createClient(SessionService, createGrpcWebTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1" })));
+}
