@@ -49,7 +49,7 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError("MONGODB_URI is invalid: expected a mongodb:// or mongodb+srv:// connection string");
   }
   const wc = env.MONGODB_WRITE_CONCERN || "majority";
-  if (wc !== "majority" && !/^\d+$/.test(wc)) {
+  if (wc !== "majority" && (!/^\d{1,2}$/.test(wc) || Number(wc) > 50)) {
     throw new ConfigError(`MONGODB_WRITE_CONCERN=${JSON.stringify(wc)} is invalid: expected "majority" or a number of nodes`);
   }
   const database = env.MONGODB_DATABASE || "sessions";

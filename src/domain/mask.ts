@@ -5,6 +5,7 @@
 // objects (context, properties, traits, aux, metadata.aux, profile.metadata) may go on into
 // their keys ("properties.cart.value"). Server-set fields cannot be named.
 
+import { isDate } from "node:util/types";
 import { InvalidArgumentError, type FieldViolation } from "./errors";
 import type { SessionPatch } from "../store/port";
 import type { SessionDoc } from "./session";
@@ -114,7 +115,7 @@ export function isCovered(masked: readonly string[][], path: readonly string[]):
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !isDate(v);
 }
 
 /** The value at `path`, or undefined when any step is missing. */
@@ -127,14 +128,25 @@ export function getIn(doc: unknown, path: readonly string[]): unknown {
   return cur;
 }
 
+/** Defines an own key, also for names like "__proto__" that plain assignment would not. */
+function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
 /** Sets `path` in `doc` (mutating), turning missing or non-object steps into objects. */
 export function setIn(doc: Record<string, unknown>, path: readonly string[], value: unknown): void {
   let cur: Record<string, unknown> = doc;
   for (const seg of path.slice(0, -1)) {
-    if (!isPlainObject(cur[seg])) cur[seg] = {};
-    cur = cur[seg] as Record<string, unknown>;
+    const child = Object.prototype.hasOwnProperty.call(cur, seg) ? cur[seg] : undefined;
+    if (isPlainObject(child)) {
+      cur = child;
+    } else {
+      const fresh: Record<string, unknown> = {};
+      setOwn(cur, seg, fresh);
+      cur = fresh;
+    }
   }
-  cur[path[path.length - 1]] = value;
+  setOwn(cur, path[path.length - 1], value);
 }
 
 /** Removes the key at `path` from `doc` (mutating), if it is there. */

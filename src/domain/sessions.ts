@@ -138,7 +138,7 @@ export function decodePageToken(token: string, input: ListInput): ListCursor {
     throw invalid("is not a token returned by ListSessions");
   }
   const t = parsed as Partial<PageToken>;
-  if (typeof t !== "object" || t === null || typeof t.t !== "number" || !Number.isFinite(t.t) || typeof t.i !== "string" || typeof t.f !== "string") {
+  if (typeof t !== "object" || t === null || typeof t.t !== "number" || !Number.isFinite(new Date(t.t).getTime()) || typeof t.i !== "string" || typeof t.f !== "string") {
     throw invalid("is not a token returned by ListSessions");
   }
   if (t.f !== filterFingerprint(input)) throw invalid("was made for other filters; send the same filters as the first call");

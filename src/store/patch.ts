@@ -3,6 +3,7 @@
 // mirror MongoDB's $set / $unset on the paths the domain sends: `set` writes the last key of
 // a path whose parents exist, `unset` removes a key and ignores one that is already absent.
 
+import { isDate } from "node:util/types";
 import type { SessionDoc } from "../domain/session";
 import type { SessionPatch } from "./port";
 
@@ -16,7 +17,7 @@ export function cloneDoc(doc: SessionDoc): SessionDoc {
 /** A deep copy of a patch value (a JSON value, a Date, or a plain object of those). */
 export function cloneValue(value: unknown): unknown {
   if (value === null || typeof value !== "object") return value;
-  if (value instanceof Date) return new Date(value.getTime());
+  if (isDate(value)) return new Date(value.getTime());
   if (Array.isArray(value)) return value.map(cloneValue);
   const source = value as PlainObject;
   const copy: PlainObject = {};
@@ -58,7 +59,7 @@ function parentOf(root: PlainObject, path: string[]): PlainObject | undefined {
 }
 
 function isPlainObject(value: unknown): value is PlainObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !isDate(value);
 }
 
 /** Assigns an own data property; plain assignment of "__proto__" would change the prototype instead. */

@@ -1,16 +1,22 @@
 // The embedded default store: one SQLite file (better-sqlite3) in the data directory.
 //
 // Durability: WAL journal with synchronous=NORMAL. A call that has resolved survives a crash or
-// kill -9 of the process (the transaction is in the WAL file). Power loss or an OS crash may lose
+// kill -9 of the process (its transaction is in the WAL file). Power loss or an OS crash may lose
 // the last transactions before the next checkpoint; synchronous=FULL would prevent that at the
-// cost of an fsync per write.
+// cost of an fsync per commit.
 //
-// Several processes may share the file: every write runs in a BEGIN IMMEDIATE transaction, which
-// takes the write lock before reading, so the store-wide revision (the `meta` row) is taken and
-// committed in one serialized step and revisions follow commit order.
+// Group commit: writes issued in the same event-loop turn are committed together in one
+// transaction, each in its own savepoint, so a failing write never affects the others. A commit
+// costs about as much as the pages it writes, and concurrent writes share most of their pages
+// (table tails, index tails, the counter row). Every write call resolves only after its
+// transaction has committed.
 //
-// better-sqlite3 is synchronous; the methods are async only to fit the port. A call blocks the
-// event loop while it runs, including while it waits for another process's write lock.
+// Several processes may share the file: each batch runs in a BEGIN IMMEDIATE transaction, which
+// takes the write lock before reading, so revisions (the `meta` row) are handed out and committed
+// in one serialized step and follow commit order.
+//
+// better-sqlite3 is synchronous: a call blocks the event loop while it runs, including while it
+// waits for another process's write lock.
 
 import fs from "node:fs";
 import path from "node:path";
@@ -29,7 +35,7 @@ import type {
   SessionStore,
 } from "./port";
 
-/** How long a call waits for another connection's write lock (unless its deadline is sooner). */
+/** How long a write waits for another connection's write lock (unless its deadline is sooner). */
 const BUSY_TIMEOUT_MS = 5000;
 
 const SCHEMA = `
@@ -41,12 +47,14 @@ const SCHEMA = `
     status     TEXT NOT NULL,
     channel    TEXT NOT NULL,
     insert_ms  INTEGER NOT NULL,
-    request_id TEXT UNIQUE        -- idempotency key of the create, NULL when none was given
+    request_id TEXT               -- idempotency key of the create, NULL when none was given
   );
-  CREATE INDEX IF NOT EXISTS sessions_by_profile ON sessions (profile_id, insert_ms, id);
-  CREATE INDEX IF NOT EXISTS sessions_by_status  ON sessions (status, insert_ms, id);
-  CREATE INDEX IF NOT EXISTS sessions_by_channel ON sessions (channel, insert_ms, id);
-  CREATE INDEX IF NOT EXISTS sessions_by_insert  ON sessions (insert_ms, id);
+  -- Unique among non-NULL keys; partial so that creates without a key add no index entry.
+  CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_request_id ON sessions (request_id) WHERE request_id IS NOT NULL;
+  CREATE INDEX IF NOT EXISTS sessions_by_profile  ON sessions (profile_id, insert_ms, id);
+  CREATE INDEX IF NOT EXISTS sessions_by_status   ON sessions (status, insert_ms, id);
+  CREATE INDEX IF NOT EXISTS sessions_by_channel  ON sessions (channel, insert_ms, id);
+  CREATE INDEX IF NOT EXISTS sessions_by_insert   ON sessions (insert_ms, id);
   CREATE INDEX IF NOT EXISTS sessions_by_revision ON sessions (revision);
 
   -- The store-wide revision counter: the last revision handed out.
@@ -57,7 +65,7 @@ const SCHEMA = `
   INSERT OR IGNORE INTO meta (id, revision) VALUES (1, 0);
 
   -- One row per committed write, in the same transaction (read by WatchSessions).
-  -- doc has the format of sessions.doc (revision is the row's revision); NULL for deletions.
+  -- doc has the format of sessions.doc (the revision is the row's); NULL for deletions.
   CREATE TABLE IF NOT EXISTS changes (
     revision INTEGER PRIMARY KEY,
     id       TEXT NOT NULL,
@@ -77,10 +85,21 @@ interface DocRow {
 
 type ChangeKind = "created" | "updated" | "deleted";
 
+/** A write waiting for the next group commit. `run` executes inside the batch's transaction. */
+interface PendingWrite {
+  run: () => unknown;
+  deadlineMs: number;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
 export class SqliteSessionStore implements SessionStore {
   readonly kind = "sqlite";
 
   private closed = false;
+  private pending: PendingWrite[] = [];
   /** List statements, prepared on first use per combination of filters. */
   private readonly listStatements = new Map<string, Database.Statement<unknown[], DocRow>>();
 
@@ -94,9 +113,10 @@ export class SqliteSessionStore implements SessionStore {
   private readonly insertChangeStmt: Database.Statement<[number, string, ChangeKind, string | null, number]>;
   private readonly pingStmt: Database.Statement<[], number>;
 
-  private readonly createTx: Database.Transaction<(doc: SessionDoc, json: string, requestId: string | null) => SessionDoc | number>;
-  private readonly updateTx: Database.Transaction<(id: string, patch: SessionPatch, expected: number | undefined) => SessionDoc>;
-  private readonly deleteTx: Database.Transaction<(id: string, expected: number | undefined) => number>;
+  /** Runs a batch in one transaction (BEGIN IMMEDIATE when called as .immediate). */
+  private readonly batchTx: Database.Transaction<(batch: PendingWrite[]) => Outcome[]>;
+  /** Runs one write of a batch in a savepoint (a transaction function nested in another). */
+  private readonly savepoint: Database.Transaction<(run: () => unknown) => unknown>;
 
   /** Opens (creating if needed) `<dataDir>/sessions.db`. */
   static open(dataDir: string): SqliteSessionStore {
@@ -132,22 +152,59 @@ export class SqliteSessionStore implements SessionStore {
     this.insertChangeStmt = db.prepare("INSERT INTO changes (revision, id, kind, doc, at_ms) VALUES (?, ?, ?, ?, ?)");
     this.pingStmt = db.prepare<[], number>("SELECT 1").pluck();
 
-    // Returns the stored session when `requestId` replays an earlier create, else the new revision.
-    this.createTx = db.transaction((doc: SessionDoc, json: string, requestId: string | null): SessionDoc | number => {
+    this.savepoint = db.transaction((run: () => unknown) => run());
+    this.batchTx = db.transaction((batch: PendingWrite[]): Outcome[] => {
+      const now = Date.now();
+      return batch.map((write): Outcome => {
+        if (write.deadlineMs <= now) return { ok: false, error: deadlineExceeded() };
+        // A batch of one needs no savepoint: its error propagates and rolls back the transaction.
+        if (batch.length === 1) return { ok: true, value: write.run() };
+        try {
+          return { ok: true, value: this.savepoint(write.run) };
+        } catch (error) {
+          // Some errors (disk full, I/O) make SQLite abort the whole transaction: fail the batch.
+          if (!db.inTransaction) throw error;
+          return { ok: false, error };
+        }
+      });
+    });
+  }
+
+  async create(doc: SessionDoc, options?: CreateOptions): Promise<CreateResult> {
+    // Our own copy, taken now: the write runs later, in the next group commit.
+    const session = cloneDoc(doc);
+    const json = toJson(session);
+    const requestId = options?.requestId ?? null;
+    // The replayed session when requestId repeats an earlier create, else the new revision.
+    const outcome = await this.write<SessionDoc | number>(options, () => {
       if (requestId !== null) {
         const replayed = this.selectByRequestIdStmt.get(requestId);
         if (replayed) return fromRow(replayed);
       }
       const revision = this.nextRevision();
-      const m = doc.metadata;
-      const inserted = this.insertStmt.run(doc.id, json, revision, doc.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), requestId);
-      // Throwing rolls the transaction back, the revision counter included.
-      if (inserted.changes === 0) throw new AlreadyExistsError(doc.id);
-      this.insertChangeStmt.run(revision, doc.id, "created", json, Date.now());
+      const m = session.metadata;
+      const inserted = this.insertStmt.run(session.id, json, revision, session.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), requestId);
+      // Throwing rolls the savepoint back, the revision counter included.
+      if (inserted.changes === 0) throw new AlreadyExistsError(session.id);
+      this.insertChangeStmt.run(revision, session.id, "created", json, Date.now());
       return revision;
     });
+    if (typeof outcome !== "number") return { session: outcome, created: false };
+    session.revision = outcome;
+    return { session, created: true };
+  }
 
-    this.updateTx = db.transaction((id: string, patch: SessionPatch, expected: number | undefined): SessionDoc => {
+  async get(id: string, options?: CallOptions): Promise<SessionDoc> {
+    return this.read(options, () => {
+      const row = this.selectByIdStmt.get(id);
+      if (!row) throw new NotFoundError(id);
+      return fromRow(row);
+    });
+  }
+
+  async update(id: string, patch: SessionPatch, options?: ConditionalOptions): Promise<SessionDoc> {
+    const expected = options?.expectedRevision;
+    return this.write(options, () => {
       const row = this.selectByIdStmt.get(id);
       if (!row) throw new NotFoundError(id);
       if (expected !== undefined && expected !== row.revision) throw new RevisionConflictError(id, expected, row.revision);
@@ -161,47 +218,23 @@ export class SqliteSessionStore implements SessionStore {
       doc.revision = revision;
       return doc;
     });
+  }
 
-    this.deleteTx = db.transaction((id: string, expected: number | undefined): number => {
+  async delete(id: string, options?: ConditionalOptions): Promise<{ revision: number }> {
+    const expected = options?.expectedRevision;
+    return this.write(options, () => {
       const current = this.selectRevisionStmt.get(id);
       if (current === undefined) throw new NotFoundError(id);
       if (expected !== undefined && expected !== current) throw new RevisionConflictError(id, expected, current);
       const revision = this.nextRevision();
       this.deleteStmt.run(id);
       this.insertChangeStmt.run(revision, id, "deleted", null, Date.now());
-      return revision;
+      return { revision };
     });
-  }
-
-  async create(doc: SessionDoc, options?: CreateOptions): Promise<CreateResult> {
-    return this.call(options, () => {
-      const json = toJson(doc); // serialized before taking the write lock
-      const outcome = this.createTx.immediate(doc, json, options?.requestId ?? null);
-      if (typeof outcome !== "number") return { session: outcome, created: false };
-      const session = cloneDoc(doc);
-      session.revision = outcome;
-      return { session, created: true };
-    });
-  }
-
-  async get(id: string, options?: CallOptions): Promise<SessionDoc> {
-    return this.call(options, () => {
-      const row = this.selectByIdStmt.get(id);
-      if (!row) throw new NotFoundError(id);
-      return fromRow(row);
-    });
-  }
-
-  async update(id: string, patch: SessionPatch, options?: ConditionalOptions): Promise<SessionDoc> {
-    return this.call(options, () => this.updateTx.immediate(id, patch, options?.expectedRevision));
-  }
-
-  async delete(id: string, options?: ConditionalOptions): Promise<{ revision: number }> {
-    return this.call(options, () => ({ revision: this.deleteTx.immediate(id, options?.expectedRevision) }));
   }
 
   async list(query: ListQuery, options?: CallOptions): Promise<SessionDoc[]> {
-    return this.call(options, () => {
+    return this.read(options, () => {
       const where: string[] = [];
       const params: unknown[] = [];
       if (query.profileId !== undefined) {
@@ -226,7 +259,7 @@ export class SqliteSessionStore implements SessionStore {
       }
       if (query.after !== undefined) {
         // Keyset paging: strictly after the cursor in (insert_ms desc, id desc) order.
-        where.push("(insert_ms, id) <= (?, ?)");
+        where.push("(insert_ms, id) < (?, ?)");
         params.push(query.after.insert.getTime(), query.after.id);
       }
       params.push(query.limit);
@@ -244,12 +277,13 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   async ping(options?: CallOptions): Promise<void> {
-    this.call(options, () => this.pingStmt.get());
+    this.read(options, () => this.pingStmt.get());
   }
 
+  /** Commits writes already issued, then closes the file. Idempotent. */
   async close(): Promise<void> {
-    // Idempotent: closing a closed store resolves.
     if (this.closed) return;
+    this.flush();
     this.closed = true;
     this.db.close();
   }
@@ -258,26 +292,68 @@ export class SqliteSessionStore implements SessionStore {
     return this.nextRevisionStmt.get() as number;
   }
 
-  /** Runs one call: refuses after close or past the deadline, and turns SQLite outages into StoreUnavailableError. */
-  private call<T>(options: CallOptions | undefined, fn: () => T): T {
-    if (this.closed) throw new StoreUnavailableError("the SQLite store is closed");
-    const deadline = options?.deadline;
+  /** A read runs at once: in WAL mode it never waits for a writer. */
+  private read<T>(options: CallOptions | undefined, run: () => T): T {
+    this.checkCallable(options);
     try {
-      if (deadline === undefined) return fn();
-      const remaining = deadline.getTime() - Date.now();
-      if (remaining <= 0) throw new StoreUnavailableError("deadline exceeded before the store was called");
-      if (remaining >= BUSY_TIMEOUT_MS) return fn();
-      // Wait for another connection's lock no longer than the deadline allows.
-      this.db.pragma(`busy_timeout = ${Math.ceil(remaining)}`);
-      try {
-        return fn();
-      } finally {
-        this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      }
+      return run();
     } catch (err) {
       throw toStoreError(err);
     }
   }
+
+  /** Queues a write for the next group commit; settles once that transaction has committed. */
+  private write<T>(options: CallOptions | undefined, run: () => T): Promise<T> {
+    this.checkCallable(options);
+    return new Promise<T>((resolve, reject) => {
+      const deadlineMs = options?.deadline?.getTime() ?? Infinity;
+      this.pending.push({ run, deadlineMs, resolve: resolve as (value: unknown) => void, reject });
+      // setImmediate runs after the I/O callbacks of this loop turn, so the writes of all
+      // requests that arrived together share the commit.
+      if (this.pending.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    let outcomes: Outcome[];
+    try {
+      outcomes = this.withLockTimeout(batch, () => this.batchTx.immediate(batch));
+    } catch (err) {
+      // Nothing of the batch was committed (the only write failed, or BEGIN or COMMIT did).
+      const error = toStoreError(err);
+      for (const write of batch) write.reject(error);
+      return;
+    }
+    outcomes.forEach((outcome, i) => {
+      if (outcome.ok) batch[i].resolve(outcome.value);
+      else batch[i].reject(toStoreError(outcome.error));
+    });
+  }
+
+  /** Waits for another connection's write lock only as long as the most patient write allows. */
+  private withLockTimeout<T>(batch: PendingWrite[], run: () => T): T {
+    const latest = batch.reduce((max, w) => Math.max(max, w.deadlineMs), -Infinity);
+    const remaining = latest - Date.now();
+    if (remaining >= BUSY_TIMEOUT_MS) return run();
+    this.db.pragma(`busy_timeout = ${Math.max(0, Math.ceil(remaining))}`);
+    try {
+      return run();
+    } finally {
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+  }
+
+  private checkCallable(options: CallOptions | undefined): void {
+    if (this.closed) throw new StoreUnavailableError("the SQLite store is closed");
+    if (options?.deadline !== undefined && options.deadline.getTime() <= Date.now()) throw deadlineExceeded();
+  }
+}
+
+function deadlineExceeded(): StoreUnavailableError {
+  return new StoreUnavailableError("the deadline passed before the store could run the call");
 }
 
 function toStoreError(err: unknown): unknown {

@@ -89,7 +89,7 @@ export function fullDoc(id: string, insert: Date = at(0), fields: DocFields = {}
 }
 
 /** The error `promise` rejects with; fails the test when it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
+export async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
     await promise;
   } catch (err) {
@@ -210,6 +210,7 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
       it("keeps no reference to the caller's objects, in either direction", async () => {
         const doc = fullDoc("s-ref");
         const { session } = await store.create(doc);
+        expect(doc).toStrictEqual(fullDoc("s-ref")); // the input is not modified (its revision neither)
         doc.context.page = "mutated by the caller";
         doc.metadata.time.insert.setTime(0);
         session.properties.emoji = "mutated";
@@ -482,6 +483,34 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
       });
     });
 
+    describe("concurrent writes that fail", () => {
+      it("do not affect the writes issued with them", async () => {
+        const { session: base } = await store.create(fullDoc("x-base"));
+        const results = await Promise.allSettled([
+          store.create(fullDoc("x-1")),
+          store.create(fullDoc("x-base")), // taken id
+          store.create(fullDoc("x-2")),
+          store.create(fullDoc("x-1")), // races with the first create of x-1
+          store.update("x-base", { set: [{ path: ["os", "version"], value: "stale" }], unset: [] }, { expectedRevision: base.revision + 1000 }),
+          store.update("x-missing", { set: [{ path: ["os", "version"], value: "none" }], unset: [] }),
+          store.update("x-base", { set: [{ path: ["os", "version"], value: "fresh" }], unset: [] }),
+          store.delete("x-missing"),
+        ]);
+        const status = results.map((r) => (r.status === "fulfilled" ? "ok" : (r.reason as Error).constructor.name));
+        expect([status[0], status[3]].sort()).toEqual(["AlreadyExistsError", "ok"]);
+        expect([status[1], status[2], status[4], status[5], status[6], status[7]]).toEqual([
+          "AlreadyExistsError",
+          "ok",
+          "RevisionConflictError",
+          "NotFoundError",
+          "ok",
+          "NotFoundError",
+        ]);
+        expect((await store.get("x-base")).os.version).toBe("fresh");
+        expect(ids(await store.list({ limit: 10 }))).toEqual(["x-base", "x-2", "x-1"]);
+      });
+    });
+
     describe("revisions", () => {
       it("are strictly increasing across creates, updates and deletes, and stamp the latest change", async () => {
         const patch = (v: string): SessionPatch => ({ set: [{ path: ["os", "version"], value: v }], unset: [] });
@@ -603,6 +632,7 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
         for (;;) {
           const page = await store.list({ ...query, ...(after ? { after } : {}), limit: 2 });
           if (page.length === 0) break;
+          if (seen.length > expected.length) throw new Error("paging does not end: a cursor is not advancing");
           expect(page.length).toBeLessThanOrEqual(2);
           seen.push(...ids(page));
           after = cursorOf(page[page.length - 1]);
@@ -619,6 +649,7 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
         for (;;) {
           const page = await store.list({ ...(after ? { after } : {}), limit: 4 });
           if (page.length === 0) break;
+          if (pages.length > 20) throw new Error("paging does not end: a cursor is not advancing");
           pages.push(page);
           after = cursorOf(page[page.length - 1]);
           if (pages.length > 3) continue;
@@ -661,15 +692,17 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
         const { session } = await store.create(fullDoc("d-1"));
         const options = { deadline: new Date(Date.now() - 1000) };
         const patch: SessionPatch = { set: [{ path: ["os", "version"], value: "late" }], unset: [] };
-        const calls: Array<Promise<unknown>> = [
-          store.create(fullDoc("d-2"), options),
-          store.get("d-1", options),
-          store.update("d-1", patch, options),
-          store.delete("d-1", options),
-          store.list({ limit: 10 }, options),
-          store.ping(options),
-        ];
-        for (const call of calls) expect(await rejection(call)).toBeInstanceOf(StoreUnavailableError);
+        const errors = await Promise.all(
+          [
+            store.create(fullDoc("d-2"), options),
+            store.get("d-1", options),
+            store.update("d-1", patch, options),
+            store.delete("d-1", options),
+            store.list({ limit: 10 }, options),
+            store.ping(options),
+          ].map(rejection),
+        );
+        for (const err of errors) expect(err).toBeInstanceOf(StoreUnavailableError);
         expect(await store.get("d-1")).toStrictEqual(session);
         expect(await rejection(store.get("d-2"))).toBeInstanceOf(NotFoundError);
       });
@@ -686,15 +719,17 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
       it("rejects every call after close with StoreUnavailableError", async () => {
         await store.create(fullDoc("c-1"));
         await store.close();
-        const calls: Array<Promise<unknown>> = [
-          store.create(fullDoc("c-2")),
-          store.get("c-1"),
-          store.update("c-1", { set: [], unset: [] }),
-          store.delete("c-1"),
-          store.list({ limit: 10 }),
-          store.ping(),
-        ];
-        for (const call of calls) expect(await rejection(call)).toBeInstanceOf(StoreUnavailableError);
+        const errors = await Promise.all(
+          [
+            store.create(fullDoc("c-2")),
+            store.get("c-1"),
+            store.update("c-1", { set: [], unset: [] }),
+            store.delete("c-1"),
+            store.list({ limit: 10 }),
+            store.ping(),
+          ].map(rejection),
+        );
+        for (const err of errors) expect(err).toBeInstanceOf(StoreUnavailableError);
       });
     });
   });

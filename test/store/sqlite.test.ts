@@ -2,8 +2,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
+import { AlreadyExistsError } from "../../src/domain/errors";
 import { SqliteSessionStore } from "../../src/store/sqlite";
-import { fullDoc, runStoreConformance } from "./conformance";
+import { fullDoc, rejection, runStoreConformance } from "./conformance";
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "sessions-sqlite-"));
@@ -44,6 +45,46 @@ describe("SqliteSessionStore (file specifics)", () => {
       expect((await reopened.list({ limit: 10 })).map((d) => d.id)).toEqual(["kept"]);
       const { session } = await reopened.create(fullDoc("next"));
       expect(session.revision).toBeGreaterThan(deleted);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it("commits concurrent writes together without letting a failing one affect the others", async () => {
+    const store = SqliteSessionStore.open(dir);
+    try {
+      const { session } = await store.create(fullDoc("base"));
+      const results = await Promise.allSettled([
+        store.create(fullDoc("one")),
+        // Breaks the port's precondition (the parent must exist): a bug, not a typed error.
+        store.update("base", { set: [{ path: ["properties", "missing", "key"], value: 1 }], unset: [] }),
+        store.create(fullDoc("base")),
+        store.create(fullDoc("two")),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "rejected", "fulfilled"]);
+      expect(await store.get("base")).toStrictEqual(session);
+
+      // Failed writes leave nothing behind, not even a used revision: this store's revisions
+      // are consecutive.
+      const created = results.flatMap((r) => (r.status === "fulfilled" ? [(r.value as { session: { revision: number } }).session.revision] : []));
+      expect(created).toEqual([session.revision + 1, session.revision + 2]);
+      const alone = await rejection(store.create(fullDoc("base")));
+      expect(alone).toBeInstanceOf(AlreadyExistsError);
+      expect((await store.create(fullDoc("three"))).session.revision).toBe(session.revision + 3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("commits writes issued before close", async () => {
+    const store = SqliteSessionStore.open(dir);
+    const pending = store.create(fullDoc("late"));
+    await store.close();
+    expect((await pending).created).toBe(true);
+
+    const reopened = SqliteSessionStore.open(dir);
+    try {
+      expect((await reopened.get("late")).id).toBe("late");
     } finally {
       await reopened.close();
     }

@@ -1,0 +1,21 @@
+// The real service (startServer) on the embedded SQLite store in a fresh data directory, as
+// configured from the environment the bench passes: DATA_DIR. Reports its gRPC port.
+
+import { loadConfig } from "../src/config";
+import { createLogger } from "../src/log";
+import { startServer } from "../src/server";
+import { runChild } from "./child";
+
+runChild("service-server", async () => {
+  const dataDir = process.env.BENCH_DATA_DIR;
+  if (!dataDir) throw new Error("BENCH_DATA_DIR is not set");
+  const config = loadConfig({
+    GRPC_PORT: "0",
+    HTTP_PORT: "0",
+    DATA_DIR: dataDir,
+    LOG_LEVEL: "silent",
+    SHUTDOWN_GRACE_MS: "1000",
+  });
+  const running = await startServer(config, createLogger("silent"));
+  return { port: running.grpcPort, close: () => running.close() };
+});

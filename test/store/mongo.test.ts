@@ -1,0 +1,15 @@
+import { MongoSessionStore } from "../../src/store/mongo";
+import { freshDatabase } from "../support/mongo";
+import { runStoreConformance } from "./conformance";
+
+runStoreConformance("mongodb", async () => {
+  const db = await freshDatabase();
+  const store = await MongoSessionStore.connect({ uri: db.uri, database: db.dbName });
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await db.drop();
+    },
+  };
+});
