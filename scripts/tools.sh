@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the external tools the tests and benchmarks use, once, into a cache shared by every
 # clone on this machine. Idempotent and quiet when everything is already there.
-#   scripts/tools.sh [ferretdb] [grpcurl] [ghz]     (no argument = all)
+#   scripts/tools.sh [ferretdb] [grpcurl] [ghz]     (no argument = these three)
+#   scripts/tools.sh protoc-gen-go protoc-gen-go-grpc   (the Go client's plugins, scripts/clients.sh)
 # Prints nothing but errors when the tools are cached; prints the bin directory with --print-dir.
 set -euo pipefail
 
@@ -13,6 +14,8 @@ declare -A MODULES=(
   [ferretdb]="github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2"
   [grpcurl]="github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3"
   [ghz]="github.com/bojand/ghz/cmd/ghz@v0.121.0"
+  [protoc-gen-go]="google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12"
+  [protoc-gen-go-grpc]="google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2"
 )
 
 wanted=("$@")

@@ -18,6 +18,12 @@ export interface Config {
   maxMessageBytes: number;
   shutdownGraceMs: number;
   corsOrigins: string[];
+  /** How often the watch feed polls the change log for other processes' changes. */
+  watchPollMs: number;
+  /** Recent changes kept in memory for watchers. */
+  watchBufferSize: number;
+  /** How long the change log keeps changes: the resume window of WatchSessions. */
+  watchRetentionMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -68,6 +74,9 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["debug", "info", "warn", "error", "silent"] as const),
     maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
     shutdownGraceMs: int(env, "SHUTDOWN_GRACE_MS", 10000, 0, 600000),
+    watchPollMs: int(env, "WATCH_POLL_MS", 100, 5, 60000),
+    watchBufferSize: int(env, "WATCH_BUFFER_SIZE", 4096, 1, 1_000_000),
+    watchRetentionMs: int(env, "WATCH_RETENTION_HOURS", 24, 1, 24 * 365) * 3600_000,
     corsOrigins: (env.CORS_ORIGINS ?? "*").split(",").map((s) => s.trim()).filter(Boolean),
   };
 }

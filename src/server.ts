@@ -6,9 +6,12 @@ import * as grpc from "@grpc/grpc-js";
 import { SessionService } from "../gen/session/v1/session_service_pb";
 import type { Config } from "./config";
 import { Sessions } from "./domain/sessions";
+import { ChangeFeed } from "./domain/watch";
 import type { Logger } from "./log";
 import { createHttpServer } from "./rpc/connect-server";
 import { grpcService } from "./rpc/grpc-server";
+import { createHealth, HEALTH_SERVICE } from "./rpc/health";
+import { addReflection } from "./rpc/reflection";
 import { createSessionHandlers } from "./rpc/handlers";
 import { openStore } from "./store/open";
 import type { SessionStore } from "./store/port";
@@ -17,6 +20,7 @@ export interface RunningServer {
   grpcPort: number;
   httpPort: number;
   store: SessionStore;
+  feed: ChangeFeed;
   /** Stops accepting calls, lets in-flight calls finish (up to the grace period), closes the store. */
   close(): Promise<void>;
 }
@@ -41,14 +45,25 @@ function bindGrpc(server: grpc.Server, host: string, port: number): Promise<numb
 
 export async function startServer(config: Config, log: Logger, store?: SessionStore): Promise<RunningServer> {
   const sessionStore = store ?? (await openStore(config, log));
-  const handlers = createSessionHandlers(new Sessions(sessionStore));
+  const feed = new ChangeFeed(sessionStore, log, {
+    pollIntervalMs: config.watchPollMs,
+    bufferSize: config.watchBufferSize,
+    retentionMs: config.watchRetentionMs,
+    trimIntervalMs: 60_000,
+  });
+  void feed.start();
+  const shutdown = new AbortController();
+  const handlers = createSessionHandlers(new Sessions(sessionStore), feed, sessionStore);
 
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": config.maxMessageBytes,
     "grpc.max_send_message_length": config.maxMessageBytes,
   });
-  const { definition, implementation } = grpcService(SessionService, handlers, log);
+  const { definition, implementation } = grpcService(SessionService, handlers, log, shutdown.signal);
   grpcServer.addService(definition, implementation);
+  const health = createHealth(sessionStore, log);
+  health.addTo(grpcServer);
+  addReflection(grpcServer, [SessionService.typeName, HEALTH_SERVICE]);
 
   const httpServer = createHttpServer({
     service: SessionService,
@@ -56,6 +71,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     log,
     readMaxBytes: config.maxMessageBytes,
     corsOrigins: config.corsOrigins,
+    shutdown: shutdown.signal,
   });
 
   let grpcPort: number;
@@ -66,6 +82,8 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   } catch (err) {
     grpcServer.forceShutdown();
     httpServer.close();
+    health.close();
+    feed.close();
     await sessionStore.close();
     throw err;
   }
@@ -75,6 +93,9 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       log.info("shutting down", { grace_ms: config.shutdownGraceMs });
+      health.setShuttingDown(); // NOT_SERVING, health watches end
+      // Open watches end at once with UNAVAILABLE; unary calls in flight may finish.
+      shutdown.abort();
       const grace = setTimeout(() => {
         log.warn("grace period over, cancelling remaining calls");
         grpcServer.forceShutdown();
@@ -88,9 +109,10 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
         }),
       ]);
       clearTimeout(grace);
+      feed.close();
       await sessionStore.close();
       log.info("stopped");
     })());
 
-  return { grpcPort, httpPort, store: sessionStore, close };
+  return { grpcPort, httpPort, store: sessionStore, feed, close };
 }

@@ -67,3 +67,22 @@ export class StoreUnavailableError extends DomainError {
     super(message, {}, options);
   }
 }
+
+/** A watch cursor older than the change log's retention window (OUT_OF_RANGE). */
+export class ChangesTrimmedError extends DomainError {
+  readonly reason = "REVISION_COMPACTED";
+  constructor(readonly requested: number, readonly oldestResumable: number) {
+    super(`revision ${requested} is older than the retained change history; resume after ${oldestResumable} or later (re-read the state first)`, {
+      requested_revision: String(requested),
+      oldest_resumable_revision: String(oldestResumable),
+    });
+  }
+}
+
+/** The server is shutting down (UNAVAILABLE): reconnect, to another replica if there is one. */
+export class ShuttingDownError extends DomainError {
+  readonly reason = "SHUTTING_DOWN";
+  constructor() {
+    super("the server is shutting down; resume the watch elsewhere");
+  }
+}

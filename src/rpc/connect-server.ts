@@ -6,38 +6,70 @@ import { ConnectError, cors, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Logger } from "../log";
-import type { UnaryHandler } from "./grpc-server";
+import { ShuttingDownError } from "../domain/errors";
+import type { Handler, StreamHandler, UnaryHandler } from "./grpc-server";
 import { toRpcStatus } from "./status";
 
-function callContext(ctx: HandlerContext) {
+function callContext(ctx: HandlerContext, shutdown: AbortSignal) {
   const timeout = ctx.timeoutMs();
-  return { signal: ctx.signal, deadline: timeout === undefined ? undefined : new Date(Date.now() + timeout) };
+  return { signal: AbortSignal.any([ctx.signal, shutdown]), deadline: timeout === undefined ? undefined : new Date(Date.now() + timeout) };
 }
 
 export interface HttpServiceOptions {
   service: DescService;
-  handlers: Record<string, UnaryHandler>;
+  handlers: Record<string, Handler>;
   log: Logger;
   readMaxBytes: number;
   /** Allowed browser origins ("*" for any). */
   corsOrigins: string[];
+  /** Aborts when the server shuts down: open streams end with UNAVAILABLE. */
+  shutdown: AbortSignal;
 }
 
 export function createHttpServer(options: HttpServiceOptions): http.Server {
   const { service, handlers, log } = options;
-  const impl: Record<string, (req: unknown, ctx: HandlerContext) => Promise<unknown>> = {};
+  const { shutdown } = options;
+  const impl: Record<string, unknown> = {};
+  const toConnectError = (err: unknown, rpcName: string): ConnectError => {
+    const status = toRpcStatus(err, log, rpcName);
+    return new ConnectError(status.message, status.code, undefined, status.details);
+  };
   for (const method of service.methods) {
     const handler = handlers[method.localName];
-    if (method.methodKind !== "unary" || !handler) continue;
+    if (!handler) continue;
     const rpcName = `${service.typeName}/${method.name}`;
-    impl[method.localName] = async (req, ctx) => {
-      try {
-        return await handler(req, callContext(ctx));
-      } catch (err) {
-        const status = toRpcStatus(err, log, rpcName);
-        throw new ConnectError(status.message, status.code, undefined, status.details);
-      }
-    };
+    if (method.methodKind === "unary") {
+      impl[method.localName] = async (req: unknown, ctx: HandlerContext) => {
+        try {
+          return await (handler as UnaryHandler)(req, callContext(ctx, shutdown));
+        } catch (err) {
+          throw toConnectError(err, rpcName);
+        }
+      };
+    } else if (method.methodKind === "server_streaming") {
+      // connect-node waits for the socket at each yield: backpressure without buffering. After a
+      // client disconnects it may never resume this generator, so the inner stream is ended
+      // from the abort signal: the watcher's resources are freed whatever connect-node does.
+      impl[method.localName] = async function* (req: unknown, ctx: HandlerContext) {
+        const call = callContext(ctx, shutdown);
+        const inner = (handler as StreamHandler)(req, call)[Symbol.asyncIterator]();
+        const end = (): void => void inner.return?.(undefined).catch(() => undefined);
+        call.signal.addEventListener("abort", end, { once: true });
+        try {
+          for (;;) {
+            const next = await inner.next();
+            if (next.done) break;
+            yield next.value;
+          }
+        } catch (err) {
+          throw toConnectError(err, rpcName);
+        } finally {
+          call.signal.removeEventListener("abort", end);
+          end();
+        }
+        if (shutdown.aborted && !ctx.signal.aborted) throw toConnectError(new ShuttingDownError(), rpcName);
+      };
+    }
   }
   const adapter = connectNodeAdapter({
     // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -5,10 +5,14 @@ import * as grpc from "@grpc/grpc-js";
 import { fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import type { Logger } from "../log";
 import type { CallContext } from "./handlers";
+import { ShuttingDownError } from "../domain/errors";
 import { statusDetailsBin, toRpcStatus } from "./status";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type UnaryHandler = (req: any, ctx: CallContext) => Promise<any>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type StreamHandler = (req: any, ctx: CallContext) => AsyncIterable<any>;
+export type Handler = UnaryHandler | StreamHandler;
 
 const toBuffer = (u8: Uint8Array): Buffer => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 
@@ -19,14 +23,15 @@ function codec<D extends DescMessage>(desc: D) {
   };
 }
 
-function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): Date | undefined {
+function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): Date | undefined {
   const d = call.getDeadline();
   if (d instanceof Date) return d;
   return Number.isFinite(d) ? new Date(d) : undefined;
 }
 
 /**
- * grpc-js method definitions (path and codecs) for the unary methods of `service`; used by the
+ * grpc-js method definitions (path and codecs) for the unary and server-streaming methods of
+ * `service`; used by the
  * server below and by grpc-js clients (tests, benchmarks).
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -34,13 +39,13 @@ export function grpcDefinitions(service: DescService): Record<string, grpc.Metho
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const definition: Record<string, grpc.MethodDefinition<any, any>> = {};
   for (const method of service.methods) {
-    if (method.methodKind !== "unary") continue;
+    if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") continue;
     const input = codec(method.input);
     const output = codec(method.output);
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,
-      responseStream: false,
+      responseStream: method.methodKind === "server_streaming",
       requestSerialize: input.serialize,
       requestDeserialize: input.deserialize,
       responseSerialize: output.serialize,
@@ -50,11 +55,23 @@ export function grpcDefinitions(service: DescService): Record<string, grpc.Metho
   return definition;
 }
 
-/** A grpc-js service definition and implementation for the unary methods of `service`. */
+function errorStatus(err: unknown, log: Logger, rpcName: string): Partial<grpc.StatusObject> {
+  const status = toRpcStatus(err, log, rpcName);
+  const metadata = new grpc.Metadata();
+  metadata.set("grpc-status-details-bin", toBuffer(statusDetailsBin(status)));
+  return { code: status.code as number, details: status.message, metadata };
+}
+
+/**
+ * A grpc-js service definition and implementation for `service`. Server streams end with
+ * UNAVAILABLE (ShuttingDownError) when `shutdown` aborts, and stop at once when the client
+ * cancels or the deadline passes; writes wait for the socket to drain (no unbounded buffering).
+ */
 export function grpcService(
   service: DescService,
-  handlers: Record<string, UnaryHandler>,
+  handlers: Record<string, Handler>,
   log: Logger,
+  shutdown: AbortSignal = new AbortController().signal,
 ): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
   const all = grpcDefinitions(service);
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -65,20 +82,53 @@ export function grpcService(
     if (!all[method.localName] || !handler) continue;
     definition[method.localName] = all[method.localName];
     const rpcName = `${service.typeName}/${method.name}`;
+    if (method.methodKind === "server_streaming") {
+      implementation[method.localName] = streamingImpl(handler as StreamHandler, log, rpcName, shutdown);
+      continue;
+    }
     const impl: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
       const abort = new AbortController();
       call.once("cancelled", () => abort.abort());
-      handler(call.request, { signal: abort.signal, deadline: deadlineOf(call) }).then(
+      (handler as UnaryHandler)(call.request, { signal: abort.signal, deadline: deadlineOf(call) }).then(
         (res) => callback(null, res),
-        (err: unknown) => {
-          const status = toRpcStatus(err, log, rpcName);
-          const metadata = new grpc.Metadata();
-          metadata.set("grpc-status-details-bin", toBuffer(statusDetailsBin(status)));
-          callback({ code: status.code as number, details: status.message, metadata });
-        },
+        (err: unknown) => callback(errorStatus(err, log, rpcName)),
       );
     };
     implementation[method.localName] = impl;
   }
   return { definition, implementation };
+}
+
+function streamingImpl(handler: StreamHandler, log: Logger, rpcName: string, shutdown: AbortSignal): grpc.handleServerStreamingCall<unknown, unknown> {
+  return (call) => {
+    const cancelled = new AbortController();
+    call.once("cancelled", () => cancelled.abort());
+    const signal = AbortSignal.any([cancelled.signal, shutdown]);
+    void (async () => {
+      try {
+        for await (const msg of handler(call.request, { signal, deadline: deadlineOf(call) })) {
+          if (signal.aborted) break;
+          // write() returning false means the socket buffer is full: wait for it to drain.
+          if (!call.write(msg)) await drained(call, signal);
+        }
+        if (cancelled.signal.aborted) return;
+        if (shutdown.aborted) call.emit("error", errorStatus(new ShuttingDownError(), log, rpcName));
+        else call.end();
+      } catch (err) {
+        if (!cancelled.signal.aborted) call.emit("error", errorStatus(err, log, rpcName));
+      }
+    })();
+  };
+}
+
+function drained(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off("drain", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    call.once("drain", done);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

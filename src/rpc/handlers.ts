@@ -3,13 +3,15 @@
 // are mapped to statuses by the engine adapters through src/rpc/status.ts.
 
 import { create } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, type Duration } from "@bufbuild/protobuf/wkt";
 import {
   CreateSessionResponseSchema,
   DeleteSessionResponseSchema,
   GetSessionResponseSchema,
   ListSessionsResponseSchema,
   UpdateSessionResponseSchema,
+  WatchSessionsResponseSchema,
+  ChangeKind,
   type CreateSessionRequest,
   type CreateSessionResponse,
   type DeleteSessionRequest,
@@ -20,8 +22,12 @@ import {
   type ListSessionsResponse,
   type UpdateSessionRequest,
   type UpdateSessionResponse,
+  type WatchSessionsRequest,
+  type WatchSessionsResponse,
 } from "../../gen/session/v1/session_service_pb";
 import type { Sessions } from "../domain/sessions";
+import { heartbeatInterval, watchSessions, type ChangeEventKind, type ChangeFeed } from "../domain/watch";
+import type { SessionStore } from "../store/port";
 import { docToSession, sessionToDoc } from "./convert";
 
 /** What a handler knows about its call, whatever the engine. */
@@ -34,7 +40,18 @@ export interface CallContext {
 
 const revisionOf = (v: bigint | undefined): number | undefined => (v === undefined ? undefined : Number(v));
 
-export function createSessionHandlers(sessions: Sessions) {
+const KINDS: Record<ChangeEventKind, ChangeKind> = {
+  initial: ChangeKind.INITIAL,
+  created: ChangeKind.CREATED,
+  updated: ChangeKind.UPDATED,
+  deleted: ChangeKind.DELETED,
+  entered: ChangeKind.ENTERED_FILTER,
+  left: ChangeKind.LEFT_FILTER,
+};
+
+const durationMs = (d: Duration | undefined): number => (d ? Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6) : 0);
+
+export function createSessionHandlers(sessions: Sessions, feed: ChangeFeed, store: SessionStore) {
   return {
     async createSession(req: CreateSessionRequest, ctx: CallContext): Promise<CreateSessionResponse> {
       const { session, operation } = await sessions.create(
@@ -82,6 +99,31 @@ export function createSessionHandlers(sessions: Sessions) {
         { deadline: ctx.deadline },
       );
       return create(ListSessionsResponseSchema, { sessions: docs.map((d) => docToSession(d)), nextPageToken });
+    },
+
+    async *watchSessions(req: WatchSessionsRequest, ctx: CallContext): AsyncGenerator<WatchSessionsResponse> {
+      const events = watchSessions(
+        feed,
+        store,
+        {
+          filter: { profileId: req.filter?.profileId ?? "", ids: req.filter?.ids ?? [], status: req.filter?.status ?? "", channel: req.filter?.channel ?? "" },
+          afterRevision: revisionOf(req.afterRevision),
+          sendInitial: req.sendInitial,
+          heartbeatMs: heartbeatInterval(durationMs(req.heartbeatInterval)),
+        },
+        ctx.signal,
+      );
+      for await (const ev of events) {
+        if (ev.type === "change") {
+          yield create(WatchSessionsResponseSchema, {
+            event: { case: "change", value: { kind: KINDS[ev.kind], session: docToSession(ev.session), revision: BigInt(ev.revision) } },
+          });
+        } else if (ev.type === "initial_end") {
+          yield create(WatchSessionsResponseSchema, { event: { case: "initialStateEnd", value: { revision: BigInt(ev.revision) } } });
+        } else {
+          yield create(WatchSessionsResponseSchema, { event: { case: "progress", value: { revision: BigInt(ev.revision) } } });
+        }
+      }
     },
   };
 }

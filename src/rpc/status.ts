@@ -9,10 +9,12 @@ import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_de
 import { StatusSchema } from "../../gen/google/rpc/status_pb";
 import {
   AlreadyExistsError,
+  ChangesTrimmedError,
   DomainError,
   InvalidArgumentError,
   NotFoundError,
   RevisionConflictError,
+  ShuttingDownError,
   StoreUnavailableError,
 } from "../domain/errors";
 import type { Logger } from "../log";
@@ -37,6 +39,8 @@ function codeOf(err: DomainError): Code {
   if (err instanceof AlreadyExistsError) return Code.AlreadyExists;
   if (err instanceof RevisionConflictError) return Code.Aborted;
   if (err instanceof StoreUnavailableError) return Code.Unavailable;
+  if (err instanceof ShuttingDownError) return Code.Unavailable;
+  if (err instanceof ChangesTrimmedError) return Code.OutOfRange;
   return Code.Internal;
 }
 

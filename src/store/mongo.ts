@@ -1,40 +1,54 @@
 // MongoDB adapter of the store port (src/store/port.ts).
 //
 // Layout, in the database given to connect():
-//   sessions   one document per session: `_id` = session id, every other field exactly the
-//              SessionDoc shape (snake_case, Dates as BSON dates, embedded documents, nulls kept),
-//              plus `revision`, plus `request_id` only when the create carried a requestId (the
-//              idempotency key; internal, never returned).
-//   counters   { _id: "revision", value }: the store-wide revision counter.
-//   revisions  only in "claims" mode (below): { _id: revision, at, key? }.
+//   sessions       one document per session: `_id` = session id, every other field exactly the
+//                  SessionDoc shape (snake_case, Dates as BSON dates, embedded documents, nulls
+//                  kept), plus `revision`, plus `request_id` only when the create carried a
+//                  requestId (the idempotency key; internal, never returned).
+//   revisions      one reservation per revision handed out: { _id: revision, at, id, kind,
+//                  key?: "<id>@<revision the write moves the session away from>", before?, last? }.
+//   changes        the change log: one outcome per reservation, inserted once:
+//                  { _id: revision, at, id, kind, doc, before } or { _id, at, id, kind, aborted }.
+//   change_trims   { _id: revision }: the log was trimmed up to there (retention).
 //
-// Writes: every create/update/delete takes the next revision first, then writes conditionally on
-// the revision it read ({_id, revision}), so a stale writer changes nothing and a session's
-// revision only grows. Revisions are taken before the write they stamp, so under concurrency two
-// writes can commit in the other order than their revisions (no transactions are used); a reader
-// that follows revisions must allow for that.
+// A write: (1) takes the next revision N by inserting the reservation {_id: N} (the largest
+// reservation + 1; on a duplicate the next number); for an update or delete of session X at
+// revision R the same insert takes the claim key "X@R" (unique index), so exactly one writer can
+// move X away from R. (2) Makes sure the change that produced R is in the log (see resolve()),
+// so the post-image of every revision is known before the session moves on. (3) Writes the
+// session conditionally on {_id: X, revision: R}. (4) Inserts the outcome of N: the change, or
+// "aborted" when nothing was written. A reader of the log walks revisions in order and stops at
+// the first reservation without an outcome whose write may still land (safeRevision), so it
+// never skips a change that commits later; a reservation left by a process that died is
+// resolved from the session's state (committed if the session is at N, else aborted once older
+// than CLAIM_LEASE_MS). Revisions are unique (the reservation's _id), strictly increasing per
+// session, and increasing in reservation order; two writes of different sessions can commit in
+// the other order, which the log's outcome walk absorbs.
 //
-// Running on FerretDB (v1.x, the test database) instead of MongoDB. The code is the same; what
-// differs is detected at connect (buildInfo.ferretdbVersion) and documented here:
-// - No change streams and no multi-document transactions: nothing here uses them.
-// - FerretDB applies update, findAndModify and delete as read-modify-write without isolation: two
-//   concurrent `$inc`s can return the same value, and two conditional updates of one document can
-//   both "match" (measured: 200 concurrent $inc gave 22 distinct values). Only inserts are atomic
-//   (unique indexes hold). So on FerretDB the adapter runs in "claims" mode: a revision is taken by
-//   inserting { _id: revision } into `revisions`, and a write of session X from revision R first
-//   inserts the claim key "X@R" (unique index), so exactly one writer moves X away from R; the
-//   claim is released after the write. A claim left by a crashed process expires after
-//   CLAIM_LEASE_MS. On MongoDB ("atomic" mode) the counter's $inc and the conditional writes are
-//   atomic and `revisions` is not used.
+// Only inserts decide anything (reservations, claims, outcomes): that is what makes the same
+// code correct on FerretDB, where updates are not atomic (below). No transactions, no change
+// streams, so a standalone MongoDB, a replica set and FerretDB all work.
+//
+// FerretDB (v1.24, SQLite backend; the test database) differs from MongoDB in these ways:
+// - update, findAndModify and delete run as read-modify-write without isolation: two concurrent
+//   `$inc`s can return the same value and two conditional updates of one document can both
+//   "match" (measured: 200 concurrent $inc gave 22 distinct values); inserts and unique indexes
+//   are atomic. Hence the claims above instead of a $inc counter.
+// - No change streams, no multi-document transactions (not used here).
 // - Index options `partialFilterExpression` and `expireAfterSeconds` are not implemented (error
-//   238 NotImplemented) and `sparse` is accepted but ignored; a missing field never collides in a
-//   FerretDB unique index, so `request_id` is a unique sparse index (never written as null).
-//   Retention is therefore a sweep (purgeExpired), not a TTL index.
+//   238: Index option "partialFilterExpression" is not implemented yet), `sparse` is accepted but
+//   ignored; a missing field never collides in a FerretDB unique index, so `request_id` is a
+//   unique sparse index and is never written as null. Retention is a sweep (purgeExpired).
+// - createIndexes naming two or more indexes that all exist already panics inside FerretDB
+//   ("runtime error: slice bounds out of range [:2:1]") and the connection is closed ("connection
+//   1 to 127.0.0.1:PORT closed"); so indexes are created one per command.
+// - Arrays directly inside arrays are rejected ("invalid value: { "list": [ [ 1, 2 ], [ 3 ] ] }
+//   (nested arrays are not supported)"): on FerretDB they are stored wrapped (wrapNestedArrays).
 // - Duplicate-key errors (11000) carry no keyPattern/keyValue; the adapter re-reads to tell which
 //   key collided instead.
 // - writeConcern is accepted and ignored; maxTimeMS is honoured by find/findAndModify only.
-// Deadlines are enforced on the client with an AbortSignal per call (the driver's timeoutMS is a
-// no-op in driver 7), plus maxTimeMS so a real MongoDB stops the work too.
+// Deadlines are enforced on the client with an AbortSignal per call (timeoutMS is a no-op in
+// driver 7), plus maxTimeMS so a real MongoDB stops the work too.
 
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -52,6 +66,7 @@ import {
 
 import {
   AlreadyExistsError,
+  ChangesTrimmedError,
   DomainError,
   NotFoundError,
   RevisionConflictError,
@@ -61,16 +76,17 @@ import type { Logger } from "../log";
 import { emptySessionDoc, type JsonObject, type SessionDoc } from "../domain/session";
 import type {
   CallOptions,
+  ChangeBatch,
+  ChangeKind,
+  ChangeRecord,
   ConditionalOptions,
   CreateOptions,
   CreateResult,
+  FilterFields,
   ListQuery,
   SessionPatch,
   SessionStore,
 } from "./port";
-
-/** How writes are made safe under concurrency; see the header. "auto" detects FerretDB. */
-export type WriteMode = "auto" | "atomic" | "claims";
 
 export interface MongoStoreOptions {
   uri: string;
@@ -91,38 +107,56 @@ export interface MongoStoreOptions {
   /** Default 5 s; bounds connect(). */
   serverSelectionTimeoutMs?: number;
   maxPoolSize?: number;
-  writeMode?: WriteMode;
   appName?: string;
-  /** Receives the detected write mode and failures of background sweeps. */
+  /** Receives the server kind and failures of background sweeps. */
   log?: Logger;
 }
 
 /** A stored session: SessionDoc without `id`, plus `_id`, `revision` and maybe `request_id`. */
 export type StoredSession = Omit<SessionDoc, "id"> & { _id: string; request_id?: string };
 
-interface CounterDoc {
-  _id: string;
-  value: number;
-}
-
-interface RevisionDoc {
+/** A revision handed out (see the header). */
+interface Reservation {
   _id: number;
   at: Date;
-  /** "<session id>@<revision it moves away from>" while the write is in flight. */
+  id: string;
+  kind: ChangeKind;
+  /** Update and delete: "<id>@<revision moved away from>", the claim. */
   key?: string;
+  /** Update and delete: the filter fields before the change. */
+  before?: FilterFields;
+  /** Delete: the session before the deletion. */
+  last?: StoredSession;
 }
 
+/** The outcome of a reservation: the change log entry. */
+interface Outcome {
+  _id: number;
+  at: Date;
+  id: string;
+  kind: ChangeKind;
+  doc?: StoredSession;
+  before?: FilterFields | null;
+  aborted?: true;
+}
+
+type Resolution = "committed" | "aborted" | "pending" | "none";
+
 const SESSIONS = "sessions";
-const COUNTERS = "counters";
 const REVISIONS = "revisions";
-const REVISION_COUNTER = "revision";
+const CHANGES = "changes";
+const TRIMS = "change_trims";
 const DEFAULT_WRITE_CONCERN: WriteConcernSettings = { w: "majority", journal: true };
 const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 const DEFAULT_MAX_CALL_MS = 30_000;
 const DEFAULT_RETENTION_SWEEP_MS = 3_600_000;
-/** A claim older than this is abandoned (its writer gave up long ago: calls are capped). */
+/**
+ * A reservation without an outcome that is older than this belongs to a writer that died or
+ * gave up (calls are capped at maxCallMs, well below), so it may be resolved by others.
+ */
 const CLAIM_LEASE_MS = 120_000;
 const DAY_MS = 86_400_000;
+const READ_BATCH = 500;
 
 const INSERT = "metadata.time.insert";
 
@@ -136,11 +170,8 @@ export const SESSION_INDEXES: IndexDescription[] = [
   // Sparse, not partial: FerretDB has no partialFilterExpression (see the header).
   { name: "request_id", key: { request_id: 1 }, unique: true, sparse: true },
 ];
-
-const REVISION_INDEXES: IndexDescription[] = [
-  { name: "key", key: { key: 1 }, unique: true, sparse: true },
-  { name: "at", key: { at: 1 } },
-];
+const REVISION_INDEXES: IndexDescription[] = [{ name: "key", key: { key: 1 }, unique: true, sparse: true }];
+const CHANGE_INDEXES: IndexDescription[] = [{ name: "at", key: { at: 1 } }];
 
 type Raw = Record<string, unknown>;
 
@@ -150,7 +181,6 @@ function isPlainObject(value: unknown): value is Raw {
   const proto: unknown = Object.getPrototypeOf(value);
   return proto === null || Object.getPrototypeOf(proto) === null;
 }
-const isObject = isPlainObject;
 
 function isDate(value: unknown): value is Date {
   return Object.prototype.toString.call(value) === "[object Date]";
@@ -219,8 +249,9 @@ export function toStoredDocument(doc: SessionDoc, revision: number, requestId?: 
   if (requestId !== undefined) stored.request_id = requestId;
   return stored;
 }
+
 function obj(value: unknown): Raw {
-  return isObject(value) ? value : {};
+  return isPlainObject(value) ? value : {};
 }
 function pick<T>(value: unknown, fallback: T): T {
   return value === undefined ? fallback : (value as T);
@@ -273,7 +304,7 @@ export function fromStoredDocument(raw: Raw): SessionDoc {
       aux: freeForm(metadata["aux"]),
       status: pick(metadata["status"], e.metadata.status),
     },
-    profile: isObject(profile)
+    profile: isPlainObject(profile)
       ? {
           id: String(profile["id"] ?? ""),
           primary_id: pick(profile["primary_id"], null),
@@ -396,7 +427,7 @@ function toStoreError(err: unknown, call?: Call): unknown {
 class Call {
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
-  private readonly end: number;
+  readonly end: number;
   constructor(budgetMs: number) {
     this.end = Date.now() + budgetMs;
     this.timer = setTimeout(() => this.controller.abort(new Error("deadline exceeded")), budgetMs);
@@ -414,23 +445,57 @@ class Call {
   }
 }
 
+function filterFields(s: StoredSession): FilterFields {
+  return { profileId: s.profile?.id ?? null, status: s.metadata?.status ?? "", channel: s.metadata?.channel ?? "" };
+}
+
+/** The stored session as kept in the log: stamped with the change's revision, no request_id. */
+function logDoc(s: StoredSession, revision: number): StoredSession {
+  const { request_id: _ignored, ...rest } = s;
+  return { ...rest, revision };
+}
+
+function toChangeRecord(o: Outcome): ChangeRecord {
+  return {
+    revision: o._id,
+    kind: o.kind,
+    id: o.id,
+    doc: fromStoredDocument({ ...(o.doc as unknown as Raw), _id: o.id, revision: o._id }),
+    before: o.before ?? null,
+  };
+}
+
+/** A write error after which the write may or may not have happened. */
+function isUncertain(err: unknown, call: Call): boolean {
+  return call.signal.aborted || isUnavailable(err);
+}
+
 // --- the store ---
 
 export class MongoSessionStore implements SessionStore {
   readonly kind = "mongodb";
   private closed = false;
-  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly listeners = new Set<() => void>();
+  /** Every revision up to this one has its outcome (only grows). */
+  private frontier = 0;
+  /** The last revision this process reserved, and the queue of reservations (see serially). */
+  private lastReserved = 0;
+  private reserving: Promise<unknown> = Promise.resolve();
+  /** Per session, the end of the queue of this process's writers (see modify). */
+  private readonly sessionTurns = new Map<string, Promise<void>>();
+  /** Recent revisions this process recorded as committed (their outcome exists). */
+  private readonly committedHere = new Set<number>();
 
   private constructor(
     private readonly client: MongoClient,
     private readonly db: Db,
     private readonly sessions: Collection<StoredSession>,
-    private readonly counters: Collection<CounterDoc>,
-    private readonly revisions: Collection<RevisionDoc>,
-    /** "atomic" on MongoDB, "claims" on FerretDB (see the header). */
-    readonly writeMode: "atomic" | "claims",
+    private readonly revisions: Collection<Reservation>,
+    private readonly changes: Collection<Outcome>,
+    private readonly trims: Collection<{ _id: number; at: Date }>,
     /** The server is FerretDB: nested arrays are wrapped (see wrapNestedArrays). */
-    private readonly ferret: boolean,
+    readonly ferret: boolean,
     private readonly options: MongoStoreOptions,
   ) {}
 
@@ -447,18 +512,21 @@ export class MongoSessionStore implements SessionStore {
       const db = client.db(options.database);
       const writeConcern = options.writeConcern ?? DEFAULT_WRITE_CONCERN;
       const sessions = db.collection<StoredSession>(SESSIONS, { writeConcern });
-      const counters = db.collection<CounterDoc>(COUNTERS, { writeConcern });
-      const revisions = db.collection<RevisionDoc>(REVISIONS, { writeConcern });
+      const revisions = db.collection<Reservation>(REVISIONS, { writeConcern });
+      const changes = db.collection<Outcome>(CHANGES, { writeConcern });
+      const trims = db.collection<{ _id: number; at: Date }>(TRIMS, { writeConcern });
 
       const info = await db.admin().command({ buildInfo: 1 });
       const ferret = typeof info["ferretdbVersion"] === "string";
-      let mode = options.writeMode ?? "auto";
-      if (mode === "auto") mode = ferret ? "claims" : "atomic";
-      await sessions.createIndexes(SESSION_INDEXES);
-      if (mode === "claims") await revisions.createIndexes(REVISION_INDEXES);
+      // One index per command: FerretDB 1.24 panics and drops the connection when one
+      // createIndexes names two or more indexes that exist already (see the header).
+      for (const index of SESSION_INDEXES) await sessions.createIndexes([index]);
+      for (const index of REVISION_INDEXES) await revisions.createIndexes([index]);
+      for (const index of CHANGE_INDEXES) await changes.createIndexes([index]);
 
-      options.log?.info("mongodb store ready", { database: options.database, server: ferret ? `FerretDB ${String(info["ferretdbVersion"])}` : `MongoDB ${String(info["version"])}`, write_mode: mode });
-      const store = new MongoSessionStore(client, db, sessions, counters, revisions, mode, ferret, options);
+      const server = ferret ? `FerretDB ${String(info["ferretdbVersion"])}` : `MongoDB ${String(info["version"])}`;
+      options.log?.info("mongodb store ready", { database: options.database, server });
+      const store = new MongoSessionStore(client, db, sessions, revisions, changes, trims, ferret, options);
       store.startTimers();
       return store;
     } catch (err) {
@@ -479,11 +547,16 @@ export class MongoSessionStore implements SessionStore {
         const replay = await this.findByRequestId(requestId, call);
         if (replay) return replay;
       }
-      const revision = await this.nextRevision(call, 0);
+      const revision = (await this.reserve(call, { id: doc.id, kind: "created" }))!;
       const stored = toStoredDocument(doc, revision, requestId, this.ferret);
       try {
         await this.sessions.insertOne(stored, call.opts);
       } catch (err) {
+        if (isUncertain(err, call)) {
+          this.settleLater(revision, call);
+          throw err;
+        }
+        await this.abort(revision, call);
         if (!isDuplicateKey(err)) throw err;
         // FerretDB does not say which key collided: the request_id (a concurrent replay) or _id.
         if (requestId !== undefined) {
@@ -492,6 +565,7 @@ export class MongoSessionStore implements SessionStore {
         }
         throw new AlreadyExistsError(doc.id);
       }
+      await this.commit(revision, { id: doc.id, kind: "created" }, stored, null, call);
       return { session: fromStoredDocument(stored), created: true };
     });
   }
@@ -506,21 +580,21 @@ export class MongoSessionStore implements SessionStore {
 
   async update(id: string, patch: SessionPatch, options: ConditionalOptions = {}): Promise<SessionDoc> {
     return this.run(options, (call) =>
-      this.conditionalWrite(id, options.expectedRevision, call, async (from, revision) => {
+      this.modify(id, "updated", options.expectedRevision, call, async (from, revision) => {
         const after = await this.sessions.findOneAndUpdate({ _id: id, revision: from }, patchToUpdate(patch, revision, this.ferret), {
           ...call.opts,
           returnDocument: "after",
         });
-        return after ? fromStoredDocument(after) : null;
+        return after ? { result: fromStoredDocument(after), doc: after } : null;
       }),
     );
   }
 
   async delete(id: string, options: ConditionalOptions = {}): Promise<{ revision: number }> {
     return this.run(options, (call) =>
-      this.conditionalWrite(id, options.expectedRevision, call, async (from, revision) => {
+      this.modify(id, "deleted", options.expectedRevision, call, async (from, revision, current) => {
         const res = await this.sessions.deleteOne({ _id: id, revision: from }, call.opts);
-        return res.deletedCount === 1 ? { revision } : null;
+        return res.deletedCount === 1 ? { result: { revision }, doc: current } : null;
       }),
     );
   }
@@ -547,6 +621,69 @@ export class MongoSessionStore implements SessionStore {
     });
   }
 
+  async readChanges(after: number, limit: number, options: CallOptions = {}): Promise<ChangeBatch> {
+    return this.run(options, async (call) => {
+      const trimmed = await this.trimmedThrough(call);
+      if (after < trimmed) throw new ChangesTrimmedError(after, trimmed);
+      const changes: ChangeRecord[] = [];
+      let safe = after;
+      while (changes.length < limit) {
+        const want = limit - changes.length + 8; // aborted outcomes take no room in `changes`
+        const batch = await this.changes.find({ _id: { $gt: safe } }, call.opts).sort({ _id: 1 }).limit(want).toArray();
+        let contiguous = true;
+        for (const o of batch) {
+          if (o._id !== safe + 1) {
+            contiguous = false;
+            break;
+          }
+          safe = o._id;
+          if (!o.aborted) changes.push(toChangeRecord(o));
+          if (changes.length === limit) break;
+        }
+        if (changes.length === limit || (contiguous && batch.length === want)) continue;
+        // safe + 1 has no outcome yet: resolve it, or stop before it.
+        const state = await this.resolve(safe + 1, call);
+        if (state === "pending" || state === "none") break;
+      }
+      this.frontier = Math.max(this.frontier, safe);
+      return { changes, safeRevision: safe };
+    });
+  }
+
+  async headRevision(options: CallOptions = {}): Promise<number> {
+    return this.run(options, (call) => this.head(call));
+  }
+
+  async trimChanges(before: Date, options: CallOptions = {}): Promise<number> {
+    return this.run(options, async (call) => {
+      const head = await this.head(call);
+      const last = await this.changes
+        .find({ _id: { $lte: head }, at: { $lt: before } }, { ...call.opts, projection: { _id: 1 } })
+        .sort({ _id: -1 })
+        .limit(1)
+        .next();
+      if (last) {
+        const through = last._id;
+        // Insert-only marker (FerretDB updates are not atomic); the largest one counts.
+        await this.trims.insertOne({ _id: through, at: new Date() }, call.opts).catch((err: unknown) => {
+          if (!isDuplicateKey(err)) throw err;
+        });
+        await this.changes.deleteMany({ _id: { $lte: through } }, call.opts);
+        // The newest reservation stays: the next revision is counted from it.
+        const top = await this.topReservation(call);
+        await this.revisions.deleteMany({ _id: { $lte: Math.min(through, top - 1) } }, call.opts);
+      }
+      return this.trimmedThrough(call);
+    });
+  }
+
+  onCommit(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
   async ping(options: CallOptions = {}): Promise<void> {
     await this.run(options, async (call) => {
       await this.db.command({ ping: 1 }, { signal: call.signal });
@@ -556,23 +693,23 @@ export class MongoSessionStore implements SessionStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of this.timers) clearInterval(t);
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.listeners.clear();
     await this.client.close();
   }
 
   /**
    * Deletes the sessions whose metadata.time.insert is before now - retentionDays, each like
-   * delete() (so each deletion takes a revision). Returns how many were deleted; 0 without
-   * retentionDays.
+   * delete() (so each deletion takes a revision and is in the change log). Returns how many
+   * were deleted; 0 without retentionDays.
    */
   async purgeExpired(now: Date = new Date(), options: CallOptions = {}): Promise<number> {
     const days = this.options.retentionDays;
     if (days === undefined) return 0;
     const before = new Date(now.getTime() - days * DAY_MS);
     const expired = await this.run(options, (call) =>
-      this.sessions
-        .find({ [INSERT]: { $lt: before } }, { ...call.opts, projection: { _id: 1, revision: 1 } })
-        .toArray(),
+      this.sessions.find({ [INSERT]: { $lt: before } }, { ...call.opts, projection: { _id: 1, revision: 1 } }).toArray(),
     );
     let deleted = 0;
     for (const { _id, revision } of expired) {
@@ -590,31 +727,14 @@ export class MongoSessionStore implements SessionStore {
   // --- internals ---
 
   private startTimers(): void {
-    if (this.options.retentionDays !== undefined) {
-      const t = setInterval(() => {
-        this.purgeExpired().catch((err: unknown) => {
-          this.options.log?.warn("retention sweep failed; retried on the next tick", { error: String(err) });
-        });
-      }, this.options.retentionSweepMs ?? DEFAULT_RETENTION_SWEEP_MS);
-      t.unref();
-      this.timers.push(t);
-    }
-    if (this.writeMode === "claims") {
-      // Forget revisions (and abandoned claims) older than the lease; keep the newest.
-      const t = setInterval(() => {
-        this.pruneRevisions().catch((err: unknown) => {
-          this.options.log?.warn("pruning old revisions failed; retried on the next tick", { error: String(err) });
-        });
-      }, CLAIM_LEASE_MS / 2);
-      t.unref();
-      this.timers.push(t);
-    }
-  }
-
-  private async pruneRevisions(): Promise<void> {
-    const newest = await this.revisions.find({}, { projection: { _id: 1 } }).sort({ _id: -1 }).limit(1).next();
-    if (!newest) return;
-    await this.revisions.deleteMany({ _id: { $lt: newest._id }, at: { $lt: new Date(Date.now() - CLAIM_LEASE_MS) } });
+    if (this.options.retentionDays === undefined) return;
+    const t = setInterval(() => {
+      this.purgeExpired().catch((err: unknown) => {
+        this.options.log?.warn("retention sweep failed; retried on the next tick", { error: String(err) });
+      });
+    }, this.options.retentionSweepMs ?? DEFAULT_RETENTION_SWEEP_MS);
+    t.unref();
+    this.timers.add(t);
   }
 
   /** Runs one port call inside its budget and maps every error to the port's errors. */
@@ -639,121 +759,264 @@ export class MongoSessionStore implements SessionStore {
     return raw ? { session: fromStoredDocument(raw), created: false } : null;
   }
 
-  private async currentRevision(id: string, call: Call): Promise<number | null> {
-    const raw = await this.sessions.findOne({ _id: id }, { ...call.opts, projection: { revision: 1 } });
-    return raw ? raw.revision : null;
-  }
-
   /**
-   * Moves session `id` from revision `from` to a new revision with `write`, which must write
+   * Moves session `id` away from its current revision with `write`, which must write
    * conditionally on {_id: id, revision: from} and return null when nothing matched.
-   * With `expected`, from = expected and a mismatch is a RevisionConflictError; without it, from
-   * is the revision read just before, and the write is retried until it applies.
+   * With `expected`, a different current revision is a RevisionConflictError; without it, the
+   * write is retried on the revision read until it applies.
    */
-  private async conditionalWrite<T>(
+  private async modify<T>(
     id: string,
+    kind: "updated" | "deleted",
     expected: number | undefined,
     call: Call,
-    write: (from: number, revision: number) => Promise<T | null>,
+    write: (from: number, revision: number, current: StoredSession) => Promise<{ result: T; doc: StoredSession } | null>,
+  ): Promise<T> {
+    // Writers of one session in this process take turns (claims only arbitrate between
+    // processes then); waiting for the turn counts against the call's budget.
+    const previous = this.sessionTurns.get(id) ?? Promise.resolve();
+    let done!: () => void;
+    const turn = new Promise<void>((resolve) => (done = resolve));
+    const queued = previous.then(() => turn);
+    this.sessionTurns.set(id, queued);
+    try {
+      await Promise.race([previous, aborted(call.signal)]);
+      return await this.modifyNow(id, kind, expected, call, write);
+    } finally {
+      done();
+      if (this.sessionTurns.get(id) === queued) this.sessionTurns.delete(id);
+    }
+  }
+
+  private async modifyNow<T>(
+    id: string,
+    kind: "updated" | "deleted",
+    expected: number | undefined,
+    call: Call,
+    write: (from: number, revision: number, current: StoredSession) => Promise<{ result: T; doc: StoredSession } | null>,
   ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      const current = await this.currentRevision(id, call);
-      if (current === null) throw new NotFoundError(id);
-      if (expected !== undefined && current !== expected) throw new RevisionConflictError(id, expected, current);
-      const from = current;
-
-      const revision = this.writeMode === "claims" ? await this.claim(id, from, call) : await this.nextRevision(call, from);
+      const current = await this.sessions.findOne({ _id: id }, call.opts);
+      if (!current) throw new NotFoundError(id);
+      if (expected !== undefined && current.revision !== expected) throw new RevisionConflictError(id, expected, current.revision);
+      const from = current.revision;
+      const reservation: Omit<Reservation, "_id" | "at"> = { id, kind, key: `${id}@${from}`, before: filterFields(current) };
+      if (kind === "deleted") reservation.last = current;
+      const revision = await this.reserve(call, reservation);
       if (revision === null) {
-        // Another writer holds the claim on `from` and is about to move the session on: wait
-        // for it, then re-read (a conditional caller then gets the conflict with the new revision).
+        // Another writer is moving the session away from `from`: wait for it, then re-read.
         await backoff(attempt, call);
         continue;
       }
-      let result: T | null;
+      // The change that produced `from` must be in the log before the session moves on.
+      if (!this.committedHere.has(from)) await this.resolve(from, call);
+      let written: { result: T; doc: StoredSession } | null;
       try {
-        result = await write(from, revision);
+        written = await write(from, revision, current);
       } catch (err) {
-        // Free the claim without waiting (the store may be down; then the lease frees it).
-        if (this.writeMode === "claims") void this.release(revision);
+        if (isUncertain(err, call)) this.settleLater(revision, call);
+        else await this.abort(revision, call);
         throw err;
       }
-      if (this.writeMode === "claims") await this.release(revision);
-      if (result !== null) return result;
-
-      const now = await this.currentRevision(id, call);
-      if (now === null) throw new NotFoundError(id);
-      if (expected !== undefined) throw new RevisionConflictError(id, expected, now);
+      if (written) {
+        await this.commit(revision, reservation, written.doc, reservation.before ?? null, call);
+        return written.result;
+      }
+      // Unreachable while every writer claims; kept for sessions changed by other means.
+      await this.abort(revision, call);
       await backoff(attempt, call);
     }
   }
 
-  /** The next revision, greater than `floor`. */
-  private async nextRevision(call: Call, floor: number): Promise<number> {
-    if (this.writeMode === "claims") return (await this.insertRevision(call, floor, undefined)) as number;
-    for (;;) {
-      try {
-        const doc = await this.counters.findOneAndUpdate(
-          { _id: REVISION_COUNTER },
-          { $inc: { value: 1 } },
-          { ...call.opts, upsert: true, returnDocument: "after" },
-        );
-        return doc!.value;
-      } catch (err) {
-        if (!isDuplicateKey(err)) throw err; // two first upserts raced: the counter exists now
-      }
-    }
+  /** The largest reservation (0 for none). */
+  private async topReservation(call: Call): Promise<number> {
+    const top = await this.revisions.find({}, { ...call.opts, projection: { _id: 1 } }).sort({ _id: -1 }).limit(1).next();
+    return top?._id ?? 0;
   }
 
-  /** Claims mode: a new revision that also holds the claim "id@from"; null when taken. */
-  private async claim(id: string, from: number, call: Call): Promise<number | null> {
-    return this.insertRevision(call, from, `${id}@${from}`);
+  private async trimmedThrough(call: Call): Promise<number> {
+    const top = await this.trims.find({}, { ...call.opts, projection: { _id: 1 } }).sort({ _id: -1 }).limit(1).next();
+    return top?._id ?? 0;
   }
 
   /**
-   * Claims mode: takes a revision by inserting it into `revisions` (inserts are atomic on
-   * FerretDB, updates are not). The counter only gives a starting point. With `key`, the same
-   * insert takes the claim; returns null when someone else holds it.
+   * Hands out the next revision by inserting its reservation (an insert decides, also on
+   * FerretDB). With a claim key, returns null while another reservation holds that key.
    */
-  private async insertRevision(call: Call, floor: number, key: string | undefined): Promise<number | null> {
-    const counter = await this.counters.findOne({ _id: REVISION_COUNTER }, call.opts);
-    let candidate = Math.max(counter?.value ?? 0, floor) + 1;
+  private async reserve(call: Call, fields: Omit<Reservation, "_id" | "at">): Promise<number | null> {
     for (;;) {
-      const doc: RevisionDoc = { _id: candidate, at: new Date() };
-      if (key !== undefined) doc.key = key;
+      let holder = fields.key === undefined ? null : await this.revisions.findOne({ key: fields.key }, { ...call.opts, projection: { _id: 1 } });
+      if (!holder) {
+        const taken = await this.serially(() => this.insertReservation(call, fields));
+        if (taken !== null) return taken;
+        holder = await this.revisions.findOne({ key: fields.key }, { ...call.opts, projection: { _id: 1 } });
+        if (!holder) continue; // released meanwhile
+      }
+      const state = await this.resolve(holder._id, call);
+      if (state !== "aborted") return null;
+      await this.release(holder._id, call); // an aborted claim frees its key
+    }
+  }
+
+  /**
+   * One process's reservations are inserted one at a time: numbers are contiguous, so
+   * concurrent inserts in one process would only collide on the same next number.
+   */
+  private serially<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.reserving.then(task);
+    this.reserving = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Inserts the reservation with the next free number; null when its claim key is taken. */
+  private async insertReservation(call: Call, fields: Omit<Reservation, "_id" | "at">): Promise<number | null> {
+    let candidate = this.lastReserved > 0 ? this.lastReserved + 1 : (await this.topReservation(call)) + 1;
+    for (;;) {
       try {
-        await this.revisions.insertOne(doc, call.opts);
-        break;
+        await this.revisions.insertOne({ _id: candidate, at: new Date(), ...fields }, call.opts);
+        this.lastReserved = candidate;
+        return candidate;
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
       }
-      if (key !== undefined) {
-        const holder = await this.revisions.findOne({ key }, call.opts);
-        if (holder) {
-          if (holder.at.getTime() > Date.now() - CLAIM_LEASE_MS) return null;
-          // Abandoned by a writer that died: free it and try again.
-          await this.revisions.deleteOne({ _id: holder._id, key }, call.opts);
-          continue;
-        }
+      // FerretDB does not say which key collided: the claim, or the number (another process).
+      if (fields.key !== undefined && (await this.revisions.countDocuments({ key: fields.key }, { ...call.opts, limit: 1 })) > 0) {
+        return null;
       }
-      candidate++;
+      candidate = Math.max(candidate, await this.topReservation(call)) + 1;
     }
-    // A hint only: lost or reordered updates of it cost extra attempts, never a duplicate.
-    await this.counters
-      .updateOne({ _id: REVISION_COUNTER }, { $max: { value: candidate } }, { ...call.opts, upsert: true })
-      .catch((err: unknown) => {
-        if (!isDuplicateKey(err)) throw err;
-      });
-    return candidate;
   }
 
-  /** Claims mode: frees the claim after the write (the revision itself stays taken). */
-  private async release(revision: number): Promise<void> {
-    // Not bound to the call's signal: it must happen even when the call just ran out of time.
-    await this.revisions.updateOne({ _id: revision }, { $unset: { key: "" } }).catch(() => undefined);
+  /**
+   * Makes sure reservation `revision` has an outcome when that can be known: "committed" when
+   * its write is visible in the session, "aborted" when it is not and the reservation is older
+   * than `leaseMs`; "pending" otherwise, "none" when there is no such reservation.
+   */
+  private async resolve(revision: number, call: Call, leaseMs = CLAIM_LEASE_MS): Promise<Resolution> {
+    const outcome = await this.changes.findOne({ _id: revision }, { ...call.opts, projection: { aborted: 1 } });
+    if (outcome) return outcome.aborted ? "aborted" : "committed";
+    const res = await this.revisions.findOne({ _id: revision }, call.opts);
+    if (!res) return "none";
+    const session = await this.sessions.findOne({ _id: res.id }, call.opts);
+    const from = res.key === undefined ? undefined : Number(res.key.slice(res.key.lastIndexOf("@") + 1));
+    // Nobody moves a session away from a revision before that revision has its outcome, so a
+    // session at `revision` shows the change's result, and a deleted one is gone from `from`.
+    if (res.kind === "deleted" ? !session || session.revision !== from : session?.revision === revision) {
+      const doc = res.kind === "deleted" ? res.last! : session!;
+      return this.commit(revision, res, doc, res.before ?? null, call);
+    }
+    if (Date.now() - res.at.getTime() < leaseMs) return "pending";
+    return this.abort(revision, call, res);
+  }
+
+  /** Records that `revision` changed the session; returns the outcome that stands. */
+  private async commit(
+    revision: number,
+    res: Pick<Reservation, "id" | "kind">,
+    doc: StoredSession,
+    before: FilterFields | null,
+    call: Call,
+  ): Promise<Resolution> {
+    const outcome: Outcome = { _id: revision, at: new Date(), id: res.id, kind: res.kind, doc: logDoc(doc, revision), before };
+    const state = await this.settle(outcome, call);
+    if (state === "committed") {
+      this.committedHere.add(revision);
+      if (this.committedHere.size > 10_000) this.committedHere.delete(this.committedHere.values().next().value!);
+      this.notify();
+    }
+    return state;
+  }
+
+  /** Records that `revision` changed nothing and frees its claim. */
+  private async abort(revision: number, call: Call, res?: Reservation): Promise<Resolution> {
+    const r = res ?? (await this.revisions.findOne({ _id: revision }, call.opts));
+    const state = await this.settle({ _id: revision, at: new Date(), id: r?.id ?? "", kind: r?.kind ?? "updated", aborted: true }, call);
+    if (state === "aborted") await this.release(revision, call);
+    return state;
+  }
+
+  /** Inserts an outcome; the first one inserted stands. Failures leave it to resolve(). */
+  private async settle(outcome: Outcome, call: Call): Promise<Resolution> {
+    try {
+      await this.changes.insertOne(outcome, call.opts);
+      return outcome.aborted ? "aborted" : "committed";
+    } catch (err) {
+      if (!isDuplicateKey(err)) {
+        // The write itself is done; the outcome follows when someone resolves the revision.
+        this.options.log?.warn("recording a change failed; it is resolved later", { revision: outcome._id, error: String(err) });
+        return "pending";
+      }
+      const standing = await this.changes.findOne({ _id: outcome._id }, { ...call.opts, projection: { aborted: 1 } });
+      return standing?.aborted ? "aborted" : "committed";
+    }
+  }
+
+  private async release(revision: number, call: Call): Promise<void> {
+    await this.revisions.updateOne({ _id: revision }, { $unset: { key: "" } }, call.opts);
+  }
+
+  /**
+   * After a write whose result is unknown (deadline, lost connection): once the call's budget
+   * is over, the server has finished or dropped the write (maxTimeMS), so the reservation can be
+   * resolved without waiting for the lease. Best effort; the lease covers the rest.
+   */
+  private settleLater(revision: number, call: Call): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (this.closed) return;
+      this.run({}, (c) => this.resolve(revision, c, 0)).catch((err: unknown) => {
+        this.options.log?.warn("resolving an interrupted write failed; the lease resolves it", { revision, error: String(err) });
+      });
+    }, Math.max(0, call.end - Date.now()) + 2_000);
+    t.unref();
+    this.timers.add(t);
+  }
+
+  /** The end of the gap-free prefix of the log. */
+  private async head(call: Call): Promise<number> {
+    let safe = Math.max(this.frontier, await this.trimmedThrough(call));
+    for (;;) {
+      const batch = await this.changes
+        .find({ _id: { $gt: safe } }, { ...call.opts, projection: { _id: 1 } })
+        .sort({ _id: 1 })
+        .limit(READ_BATCH)
+        .toArray();
+      let contiguous = true;
+      for (const o of batch) {
+        if (o._id !== safe + 1) {
+          contiguous = false;
+          break;
+        }
+        safe = o._id;
+      }
+      if (contiguous && batch.length === READ_BATCH) continue;
+      const state = await this.resolve(safe + 1, call);
+      if (state === "pending" || state === "none") break;
+    }
+    this.frontier = Math.max(this.frontier, safe);
+    return safe;
+  }
+
+  private notify(): void {
+    for (const listener of this.listeners) {
+      try {
+        listener();
+      } catch (err) {
+        this.options.log?.warn("an onCommit listener threw", { error: String(err) });
+      }
+    }
   }
 }
 
+/** Rejects when `signal` aborts (never resolves otherwise). */
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+}
+
 async function backoff(attempt: number, call: Call): Promise<void> {
-  const ms = Math.random() * Math.min(50, 2 ** attempt);
+  const ms = 1 + Math.random() * Math.min(50, 2 ** attempt);
   await sleep(ms, undefined, { signal: call.signal });
 }

@@ -84,6 +84,37 @@ export interface ListQuery {
   limit: number;
 }
 
+/** What a change did, as recorded in the store's change log. */
+export type ChangeKind = "created" | "updated" | "deleted";
+
+/** The fields watch filters look at, as they were before a change. */
+export interface FilterFields {
+  profileId: string | null;
+  status: string;
+  channel: string;
+}
+
+/** One committed change, as kept in the change log. */
+export interface ChangeRecord {
+  revision: number;
+  kind: ChangeKind;
+  id: string;
+  /** The session after the change, with `revision` = this change's; for "deleted", its last state. */
+  doc: SessionDoc;
+  /** The filter fields before the change; null for "created", or when the log could not know. */
+  before: FilterFields | null;
+}
+
+export interface ChangeBatch {
+  /** Changes with revision > `after`, ascending, with no committed change left out between. */
+  changes: ChangeRecord[];
+  /**
+   * Every change with a revision up to this one is in `changes` or before `after`: no change
+   * with a revision <= safeRevision can still appear. Never below `after`.
+   */
+  safeRevision: number;
+}
+
 export interface SessionStore {
   /** A short name for logs ("sqlite", "mongodb"). */
   readonly kind: string;
@@ -119,6 +150,30 @@ export interface SessionStore {
    * never returned twice nor skipped among those that existed when the first page was read.
    */
   list(query: ListQuery, options?: CallOptions): Promise<SessionDoc[]>;
+
+  /**
+   * Reads the change log after revision `after`, at most `limit` changes (the WatchSessions
+   * feed). The result is gap-free: a revision that was handed out but whose write has not
+   * committed yet is never skipped; reading stops before it (safeRevision says how far the log
+   * is complete). Throws ChangesTrimmedError when `after` is older than the retention window.
+   */
+  readChanges(after: number, limit: number, options?: CallOptions): Promise<ChangeBatch>;
+
+  /** The revision a watch "from now" starts after: every change up to it is in the log. */
+  headRevision(options?: CallOptions): Promise<number>;
+
+  /**
+   * Removes change-log entries committed before `before` (retention); afterwards older
+   * cursors get ChangesTrimmedError. Returns the oldest revision still resumable.
+   */
+  trimChanges(before: Date, options?: CallOptions): Promise<number>;
+
+  /**
+   * Calls `listener` soon after each change this process committed (a hint to read the log
+   * now rather than at the next poll; other processes' changes are only found by polling).
+   * Returns the function that removes the listener.
+   */
+  onCommit(listener: () => void): () => void;
 
   /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
   ping(options?: CallOptions): Promise<void>;

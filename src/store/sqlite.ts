@@ -22,14 +22,18 @@ import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 
-import { DomainError, NotFoundError, AlreadyExistsError, RevisionConflictError, StoreUnavailableError } from "../domain/errors";
+import { ChangesTrimmedError, DomainError, NotFoundError, AlreadyExistsError, RevisionConflictError, StoreUnavailableError } from "../domain/errors";
 import type { SessionDoc } from "../domain/session";
 import { applyPatch, cloneDoc } from "./patch";
 import type {
   CallOptions,
+  ChangeBatch,
+  ChangeKind,
+  ChangeRecord,
   ConditionalOptions,
   CreateOptions,
   CreateResult,
+  FilterFields,
   ListQuery,
   SessionPatch,
   SessionStore,
@@ -60,19 +64,27 @@ const SCHEMA = `
   -- The store-wide revision counter: the last revision handed out.
   CREATE TABLE IF NOT EXISTS meta (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
-    revision INTEGER NOT NULL
+    revision INTEGER NOT NULL,
+    -- Change-log retention: entries up to this revision have been removed.
+    trimmed_through INTEGER NOT NULL DEFAULT 0
   );
   INSERT OR IGNORE INTO meta (id, revision) VALUES (1, 0);
 
   -- One row per committed write, in the same transaction (read by WatchSessions).
-  -- doc has the format of sessions.doc (the revision is the row's); NULL for deletions.
+  -- doc has the format of sessions.doc (the revision is the row's): the session after the
+  -- change, for deletions its last state. before_* are the filter fields before the change
+  -- (NULL for creations).
   CREATE TABLE IF NOT EXISTS changes (
-    revision INTEGER PRIMARY KEY,
-    id       TEXT NOT NULL,
-    kind     TEXT NOT NULL CHECK (kind IN ('created', 'updated', 'deleted')),
-    doc      TEXT,
-    at_ms    INTEGER NOT NULL
+    revision          INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL,
+    kind              TEXT NOT NULL CHECK (kind IN ('created', 'updated', 'deleted')),
+    doc               TEXT NOT NULL,
+    at_ms             INTEGER NOT NULL,
+    before_profile_id TEXT,
+    before_status     TEXT,
+    before_channel    TEXT
   );
+  CREATE INDEX IF NOT EXISTS changes_by_time ON changes (at_ms);
 `;
 
 /** SQLite result codes that mean "cannot be reached / did not answer", not a bug. */
@@ -83,7 +95,15 @@ interface DocRow {
   revision: number;
 }
 
-type ChangeKind = "created" | "updated" | "deleted";
+interface ChangeRow {
+  revision: number;
+  id: string;
+  kind: ChangeKind;
+  doc: string;
+  before_profile_id: string | null;
+  before_status: string | null;
+  before_channel: string | null;
+}
 
 /** A write waiting for the next group commit. `run` executes inside the batch's transaction. */
 interface PendingWrite {
@@ -105,12 +125,15 @@ export class SqliteSessionStore implements SessionStore {
 
   private readonly nextRevisionStmt: Database.Statement<[], number>;
   private readonly selectByIdStmt: Database.Statement<[string], DocRow>;
-  private readonly selectRevisionStmt: Database.Statement<[string], number>;
   private readonly selectByRequestIdStmt: Database.Statement<[string], DocRow>;
   private readonly insertStmt: Database.Statement<unknown[]>;
   private readonly updateStmt: Database.Statement<unknown[]>;
   private readonly deleteStmt: Database.Statement<[string]>;
-  private readonly insertChangeStmt: Database.Statement<[number, string, ChangeKind, string | null, number]>;
+  private readonly insertChangeStmt: Database.Statement<[number, string, ChangeKind, string, number, string | null, string | null, string | null]>;
+  private readonly headStmt: Database.Statement<[], { revision: number; trimmed_through: number }>;
+  private readonly changesStmt: Database.Statement<[number, number, number], ChangeRow>;
+  private readonly trimStmt: Database.Transaction<(beforeMs: number) => number>;
+  private readonly commitListeners = new Set<() => void>();
   private readonly pingStmt: Database.Statement<[], number>;
 
   /** Runs a batch in one transaction (BEGIN IMMEDIATE when called as .immediate). */
@@ -139,7 +162,6 @@ export class SqliteSessionStore implements SessionStore {
   private constructor(private readonly db: Database.Database) {
     this.nextRevisionStmt = db.prepare<[], number>("UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision").pluck();
     this.selectByIdStmt = db.prepare<[string], DocRow>("SELECT doc, revision FROM sessions WHERE id = ?");
-    this.selectRevisionStmt = db.prepare<[string], number>("SELECT revision FROM sessions WHERE id = ?").pluck();
     this.selectByRequestIdStmt = db.prepare<[string], DocRow>("SELECT doc, revision FROM sessions WHERE request_id = ?");
     this.insertStmt = db.prepare(
       `INSERT INTO sessions (id, doc, revision, profile_id, status, channel, insert_ms, request_id)
@@ -149,7 +171,25 @@ export class SqliteSessionStore implements SessionStore {
       "UPDATE sessions SET doc = ?, revision = ?, profile_id = ?, status = ?, channel = ?, insert_ms = ? WHERE id = ?",
     );
     this.deleteStmt = db.prepare<[string]>("DELETE FROM sessions WHERE id = ?");
-    this.insertChangeStmt = db.prepare("INSERT INTO changes (revision, id, kind, doc, at_ms) VALUES (?, ?, ?, ?, ?)");
+    this.insertChangeStmt = db.prepare(
+      `INSERT INTO changes (revision, id, kind, doc, at_ms, before_profile_id, before_status, before_channel)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.headStmt = db.prepare<[], { revision: number; trimmed_through: number }>("SELECT revision, trimmed_through FROM meta WHERE id = 1");
+    this.changesStmt = db.prepare<[number, number, number], ChangeRow>(
+      "SELECT * FROM changes WHERE revision > ? AND revision <= ? ORDER BY revision LIMIT ?",
+    );
+    const trimThrough = db.prepare<[number], number>("SELECT max(revision) FROM changes WHERE at_ms < ?").pluck();
+    const setTrimmed = db.prepare<[number]>("UPDATE meta SET trimmed_through = max(trimmed_through, ?) WHERE id = 1");
+    const deleteChanges = db.prepare<[number]>("DELETE FROM changes WHERE revision <= ?");
+    this.trimStmt = db.transaction((beforeMs: number): number => {
+      const through = trimThrough.get(beforeMs) as number | null;
+      if (through !== null) {
+        setTrimmed.run(through);
+        deleteChanges.run(through);
+      }
+      return this.headStmt.get()!.trimmed_through;
+    });
     this.pingStmt = db.prepare<[], number>("SELECT 1").pluck();
 
     this.savepoint = db.transaction((run: () => unknown) => run());
@@ -186,7 +226,7 @@ export class SqliteSessionStore implements SessionStore {
       const inserted = this.insertStmt.run(session.id, json, revision, session.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), requestId);
       // Throwing rolls the savepoint back, the revision counter included.
       if (inserted.changes === 0) throw new AlreadyExistsError(session.id);
-      this.insertChangeStmt.run(revision, session.id, "created", json, Date.now());
+      this.insertChangeStmt.run(revision, session.id, "created", json, Date.now(), null, null, null);
       return revision;
     });
     if (typeof outcome !== "number") return { session: outcome, created: false };
@@ -208,13 +248,15 @@ export class SqliteSessionStore implements SessionStore {
       const row = this.selectByIdStmt.get(id);
       if (!row) throw new NotFoundError(id);
       if (expected !== undefined && expected !== row.revision) throw new RevisionConflictError(id, expected, row.revision);
-      const doc = applyPatch(fromRow(row), patch);
+      const before = fromRow(row);
+      const doc = applyPatch(before, patch);
       if (doc.id !== id) throw new Error(`patch must not change the session id ("${id}" to "${doc.id}")`);
       const json = toJson(doc);
       const revision = this.nextRevision();
       const m = doc.metadata;
       this.updateStmt.run(json, revision, doc.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), id);
-      this.insertChangeStmt.run(revision, id, "updated", json, Date.now());
+      const bm = before.metadata;
+      this.insertChangeStmt.run(revision, id, "updated", json, Date.now(), before.profile?.id ?? null, bm.status, bm.channel);
       doc.revision = revision;
       return doc;
     });
@@ -223,12 +265,14 @@ export class SqliteSessionStore implements SessionStore {
   async delete(id: string, options?: ConditionalOptions): Promise<{ revision: number }> {
     const expected = options?.expectedRevision;
     return this.write(options, () => {
-      const current = this.selectRevisionStmt.get(id);
-      if (current === undefined) throw new NotFoundError(id);
-      if (expected !== undefined && expected !== current) throw new RevisionConflictError(id, expected, current);
+      const row = this.selectByIdStmt.get(id);
+      if (row === undefined) throw new NotFoundError(id);
+      if (expected !== undefined && expected !== row.revision) throw new RevisionConflictError(id, expected, row.revision);
       const revision = this.nextRevision();
       this.deleteStmt.run(id);
-      this.insertChangeStmt.run(revision, id, "deleted", null, Date.now());
+      const last = fromRow(row);
+      const lm = last.metadata;
+      this.insertChangeStmt.run(revision, id, "deleted", row.doc, Date.now(), last.profile?.id ?? null, lm.status, lm.channel);
       return { revision };
     });
   }
@@ -274,6 +318,32 @@ export class SqliteSessionStore implements SessionStore {
       }
       return stmt.all(...params).map(fromRow);
     });
+  }
+
+  async readChanges(after: number, limit: number, options?: CallOptions): Promise<ChangeBatch> {
+    return this.read(options, () => {
+      // The counter first: every revision up to it is committed together with its change row,
+      // so reading up to it can never skip a change that commits later.
+      const head = this.headStmt.get()!;
+      if (after < head.trimmed_through) throw new ChangesTrimmedError(after, head.trimmed_through);
+      const rows = this.changesStmt.all(after, head.revision, limit);
+      const changes = rows.map(fromChangeRow);
+      const safeRevision = rows.length === limit && rows.length > 0 ? rows[rows.length - 1].revision : Math.max(after, head.revision);
+      return { changes, safeRevision };
+    });
+  }
+
+  async headRevision(options?: CallOptions): Promise<number> {
+    return this.read(options, () => this.headStmt.get()!.revision);
+  }
+
+  async trimChanges(before: Date, options?: CallOptions): Promise<number> {
+    return this.read(options, () => this.trimStmt.immediate(before.getTime()));
+  }
+
+  onCommit(listener: () => void): () => void {
+    this.commitListeners.add(listener);
+    return () => this.commitListeners.delete(listener);
   }
 
   async ping(options?: CallOptions): Promise<void> {
@@ -331,6 +401,7 @@ export class SqliteSessionStore implements SessionStore {
       if (outcome.ok) batch[i].resolve(outcome.value);
       else batch[i].reject(toStoreError(outcome.error));
     });
+    if (outcomes.some((o) => o.ok)) for (const listener of this.commitListeners) listener();
   }
 
   /** Waits for another connection's write lock only as long as the most patient write allows. */
@@ -386,6 +457,12 @@ function fromRow(row: DocRow): SessionDoc {
   t.update = fromMs(t.update);
   doc.revision = row.revision;
   return doc;
+}
+
+function fromChangeRow(row: ChangeRow): ChangeRecord {
+  const before: FilterFields | null =
+    row.before_status === null ? null : { profileId: row.before_profile_id, status: row.before_status, channel: row.before_channel ?? "" };
+  return { revision: row.revision, kind: row.kind, id: row.id, doc: fromRow(row), before };
 }
 
 function toMs(date: Date | null): number | null {

@@ -4,7 +4,7 @@
 
 import type { Document } from "mongodb";
 
-import { NotFoundError, RevisionConflictError, StoreUnavailableError } from "../../src/domain/errors";
+import { NotFoundError, StoreUnavailableError } from "../../src/domain/errors";
 import { emptySessionDoc, type SessionDoc } from "../../src/domain/session";
 import { MongoSessionStore, SESSION_INDEXES } from "../../src/store/mongo";
 import { freshDatabase, startFerret, type FreshDatabase } from "../support/mongo";
@@ -136,8 +136,8 @@ describe("MongoSessionStore: documents, indexes, processes", () => {
     expect(byName(await sessions.listIndexes().toArray())).toEqual(first);
   });
 
-  it("uses claims on FerretDB and the atomic conditional writes elsewhere", async () => {
-    expect(store.writeMode).toBe((await isFerretDb(db)) ? "claims" : "atomic");
+  it("detects FerretDB (which needs nested arrays wrapped)", async () => {
+    expect(store.ferret).toBe(await isFerretDb(db));
   });
 
   it("stores nested arrays as they are on MongoDB and wrapped on FerretDB, and reads them back", async () => {
@@ -180,40 +180,56 @@ describe("MongoSessionStore: documents, indexes, processes", () => {
     }
   });
 
-  it("takes over a claim abandoned by a writer that died (claims mode)", async () => {
+  const collection = (name: string) => db.client.db(db.dbName).collection<Document>(name);
+  const patch = (value: string) => ({ set: [{ path: ["os", "version"], value }], unset: [] });
+  const nextReservation = async () => ((await collection("revisions").find().sort({ _id: -1 }).limit(1).next())!._id as unknown as number) + 1;
+
+  it("aborts a claim left by a writer that died before writing, once it is older than the lease", async () => {
     const { session } = await store.create(fullDoc("s-stuck"));
-    if (store.writeMode === "claims") {
-      // What a process leaves behind when it dies between taking the claim and writing.
-      await db.client
-        .db(db.dbName)
-        .collection<Document>("revisions")
-        .insertOne({ _id: 1e12, at: new Date(0), key: `s-stuck@${session.revision}` } as Document);
-    }
-    const updated = await store.update("s-stuck", { set: [{ path: ["os", "version"], value: "after" }], unset: [] }, { expectedRevision: session.revision });
+    const stuck = await nextReservation();
+    // What a process leaves behind when it dies between taking the claim and writing.
+    await collection("revisions").insertOne({ _id: stuck, at: new Date(0), id: "s-stuck", kind: "updated", key: `s-stuck@${session.revision}` } as Document);
+
+    const updated = await store.update("s-stuck", patch("after"), { expectedRevision: session.revision });
     expect(updated.os.version).toBe("after");
-    expect(updated.revision).toBeGreaterThan(session.revision);
+    expect(updated.revision).toBeGreaterThan(stuck);
+    expect(await collection("changes").findOne({ _id: stuck } as Document)).toMatchObject({ aborted: true });
+    const { changes, safeRevision } = await store.readChanges(session.revision, 10);
+    expect(changes.map((c) => [c.revision, c.kind])).toEqual([[updated.revision, "updated"]]);
+    expect(safeRevision).toBe(updated.revision);
   });
 
-  it("behaves the same in atomic mode (the MongoDB path) for sequential writes", async () => {
-    const atomic = await MongoSessionStore.connect({ uri: db.uri, database: db.dbName, writeMode: "atomic" });
-    try {
-      expect(atomic.writeMode).toBe("atomic");
-      const { session } = await atomic.create(fullDoc("a-1"));
-      const updated = await atomic.update("a-1", { set: [{ path: ["properties", "x"], value: 1 }], unset: [["properties", "zero"]] });
-      expect(updated.revision).toBeGreaterThan(session.revision);
-      const properties = { ...session.properties, x: 1 };
-      delete properties.zero;
-      expect(updated.properties).toStrictEqual(properties);
-      const conflict = await rejection(atomic.update("a-1", { set: [], unset: [] }, { expectedRevision: session.revision }));
-      expect(conflict).toBeInstanceOf(RevisionConflictError);
-      expect(conflict).toMatchObject({ expected: session.revision, actual: updated.revision });
-      const { revision } = await atomic.delete("a-1", { expectedRevision: updated.revision });
-      expect(revision).toBeGreaterThan(updated.revision);
-      expect(await rejection(atomic.get("a-1"))).toBeInstanceOf(NotFoundError);
-      expect(await rejection(atomic.delete("a-1"))).toBeInstanceOf(NotFoundError);
-    } finally {
-      await atomic.close();
-    }
+  it("commits a change whose writer died after writing the session, from the session's state", async () => {
+    const { session } = await store.create(fullDoc("s-half"));
+    const lost = await nextReservation();
+    const before = { profileId: "profile-1", status: "active", channel: "web" };
+    await collection("revisions").insertOne({ _id: lost, at: new Date(), id: "s-half", kind: "updated", key: `s-half@${session.revision}`, before } as Document);
+    await collection("sessions").updateOne({ _id: "s-half" } as Document, { $set: { "metadata.status": "closed", revision: lost } });
+
+    const { changes, safeRevision } = await store.readChanges(session.revision, 10);
+    expect(safeRevision).toBe(lost);
+    expect(changes).toHaveLength(1);
+    expect(changes[0]).toMatchObject({ revision: lost, kind: "updated", id: "s-half", before });
+    expect(changes[0].doc).toStrictEqual({ ...session, metadata: { ...session.metadata, status: "closed" }, revision: lost });
+    expect(await store.headRevision()).toBe(lost);
+  });
+
+  it("stops reading the log before a reservation whose write may still land", async () => {
+    const { session } = await store.create(fullDoc("s-slow"));
+    const pending = await nextReservation();
+    await collection("revisions").insertOne({ _id: pending, at: new Date(), id: "s-slow", kind: "updated", key: `s-slow@${session.revision}` } as Document);
+    const other = await store.create(fullDoc("s-other")); // committed after the pending revision
+
+    expect(other.session.revision).toBeGreaterThan(pending);
+    expect(await store.readChanges(session.revision, 10)).toEqual({ changes: [], safeRevision: session.revision });
+    expect(await store.headRevision()).toBe(session.revision);
+
+    // Once its writer is known to be gone (older than the lease), readers pass it.
+    await collection("revisions").updateOne({ _id: pending } as Document, { $set: { at: new Date(0) } });
+    const after = await store.readChanges(session.revision, 10);
+    expect(after.changes.map((c) => c.id)).toEqual(["s-other"]);
+    expect(after.safeRevision).toBe(other.session.revision);
+    expect(await collection("changes").findOne({ _id: pending } as Document)).toMatchObject({ aborted: true });
   });
 
   it("purges sessions older than retentionDays, each deletion taking a revision", async () => {

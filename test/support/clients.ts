@@ -93,3 +93,46 @@ export function connectClient(port: number): SessionClient {
 export function grpcWebClient(port: number): SessionClient {
   return wrapConnect(createClient(SessionService, createGrpcWebTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1" })));
 }
+
+export interface WatchStream {
+  /** The responses, in order; ends when the server ends the stream; throws CallError on an error status. */
+  messages: AsyncIterable<import("../../gen/session/v1/session_service_pb").WatchSessionsResponse>;
+  cancel(): void;
+}
+
+type WatchInit = MessageInitShape<(typeof SessionService)["method"]["watchSessions"]["input"]>;
+
+/** A WatchSessions stream over grpc-js. */
+export function grpcWatch(port: number, req: WatchInit, options: { timeoutMs?: number } = {}): WatchStream {
+  const { create } = require("@bufbuild/protobuf") as typeof import("@bufbuild/protobuf");
+  const defs = grpcDefinitions(SessionService);
+  const Ctor = grpc.makeGenericClientConstructor(defs, "SessionService");
+  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & grpc.Client;
+  const callOptions: grpc.CallOptions = options.timeoutMs ? { deadline: Date.now() + options.timeoutMs } : {};
+  const call = client.watchSessions.call(client, create(SessionService.method.watchSessions.input, req), new grpc.Metadata(), callOptions) as grpc.ClientReadableStream<never>;
+  async function* iterate() {
+    try {
+      for await (const msg of call) yield msg;
+    } catch (err) {
+      throw decodeGrpcError(err as grpc.ServiceError);
+    } finally {
+      client.close();
+    }
+  }
+  return { messages: iterate(), cancel: () => call.cancel() };
+}
+
+/** A WatchSessions stream over the Connect protocol (HTTP/1.1, as a browser would). */
+export function connectWatch(port: number, req: WatchInit, options: { timeoutMs?: number } = {}): WatchStream {
+  const client = createClient(SessionService, createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1" }));
+  const abort = new AbortController();
+  async function* iterate() {
+    try {
+      yield* client.watchSessions(req, { signal: abort.signal, timeoutMs: options.timeoutMs });
+    } catch (err) {
+      const e = ConnectError.from(err);
+      throw new CallError(e.code, e.rawMessage, e.findDetails(ErrorInfoSchema)[0], e.findDetails(BadRequestSchema)[0]);
+    }
+  }
+  return { messages: iterate(), cancel: () => abort.abort() };
+}

@@ -2,10 +2,10 @@
 // @generated from file session/v1/session_service.proto (package session.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Session } from "./session_pb";
 import { file_session_v1_session } from "./session_pb";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file session/v1/session_service.proto.
  */
 export const file_session_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJ2ChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEhIKCnVzZXJfYWdlbnQYAiABKAkSEAoIcGFnZV91cmwYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoCSI9ChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiIfChFHZXRTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCSI6ChJHZXRTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiLJAQoUVXBkYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHgoRZXhwZWN0ZWRfcmV2aXNpb24YAyABKANIAIgBARISCgp1c2VyX2FnZW50GAQgASgJEhAKCHBhZ2VfdXJsGAUgASgJQhQKEl9leHBlY3RlZF9yZXZpc2lvbiI9ChVVcGRhdGVTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiJYChREZWxldGVTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIeChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoA0gAiAEBQhQKEl9leHBlY3RlZF9yZXZpc2lvbiIpChVEZWxldGVTZXNzaW9uUmVzcG9uc2USEAoIcmV2aXNpb24YASABKAMi0QEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCRIvCgtpbnNlcnRfZnJvbRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJaW5zZXJ0X3RvGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSJWChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIlCghzZXNzaW9ucxgBIAMoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkyvAMKDlNlc3Npb25TZXJ2aWNlElQKDUNyZWF0ZVNlc3Npb24SIC5zZXNzaW9uLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GiEuc2Vzc2lvbi52MS5DcmVhdGVTZXNzaW9uUmVzcG9uc2USUAoKR2V0U2Vzc2lvbhIdLnNlc3Npb24udjEuR2V0U2Vzc2lvblJlcXVlc3QaHi5zZXNzaW9uLnYxLkdldFNlc3Npb25SZXNwb25zZSIDkAIBElQKDVVwZGF0ZVNlc3Npb24SIC5zZXNzaW9uLnYxLlVwZGF0ZVNlc3Npb25SZXF1ZXN0GiEuc2Vzc2lvbi52MS5VcGRhdGVTZXNzaW9uUmVzcG9uc2USVAoNRGVsZXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuRGVsZXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLkRlbGV0ZVNlc3Npb25SZXNwb25zZRJWCgxMaXN0U2Vzc2lvbnMSHy5zZXNzaW9uLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaIC5zZXNzaW9uLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
+  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJ2ChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEhIKCnVzZXJfYWdlbnQYAiABKAkSEAoIcGFnZV91cmwYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoCSI9ChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiIfChFHZXRTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCSI6ChJHZXRTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiLJAQoUVXBkYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHgoRZXhwZWN0ZWRfcmV2aXNpb24YAyABKANIAIgBARISCgp1c2VyX2FnZW50GAQgASgJEhAKCHBhZ2VfdXJsGAUgASgJQhQKEl9leHBlY3RlZF9yZXZpc2lvbiI9ChVVcGRhdGVTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiJYChREZWxldGVTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIeChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoA0gAiAEBQhQKEl9leHBlY3RlZF9yZXZpc2lvbiIpChVEZWxldGVTZXNzaW9uUmVzcG9uc2USEAoIcmV2aXNpb24YASABKAMi0QEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCRIvCgtpbnNlcnRfZnJvbRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJaW5zZXJ0X3RvGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSJWChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIlCghzZXNzaW9ucxgBIAMoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTwoLV2F0Y2hGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRILCgNpZHMYAiADKAkSDgoGc3RhdHVzGAMgASgJEg8KB2NoYW5uZWwYBCABKAkivAEKFFdhdGNoU2Vzc2lvbnNSZXF1ZXN0EicKBmZpbHRlchgBIAEoCzIXLnNlc3Npb24udjEuV2F0Y2hGaWx0ZXISGwoOYWZ0ZXJfcmV2aXNpb24YAiABKANIAIgBARIUCgxzZW5kX2luaXRpYWwYAyABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhEKD19hZnRlcl9yZXZpc2lvbiJtCg1TZXNzaW9uQ2hhbmdlEiQKBGtpbmQYASABKA4yFi5zZXNzaW9uLnYxLkNoYW5nZUtpbmQSJAoHc2Vzc2lvbhgCIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIQCghyZXZpc2lvbhgDIAEoAyIjCg9Jbml0aWFsU3RhdGVFbmQSEAoIcmV2aXNpb24YASABKAMiHAoIUHJvZ3Jlc3MSEAoIcmV2aXNpb24YASABKAMisQEKFVdhdGNoU2Vzc2lvbnNSZXNwb25zZRIrCgZjaGFuZ2UYASABKAsyGS5zZXNzaW9uLnYxLlNlc3Npb25DaGFuZ2VIABI4ChFpbml0aWFsX3N0YXRlX2VuZBgCIAEoCzIbLnNlc3Npb24udjEuSW5pdGlhbFN0YXRlRW5kSAASKAoIcHJvZ3Jlc3MYAyABKAsyFC5zZXNzaW9uLnYxLlByb2dyZXNzSABCBwoFZXZlbnQqygEKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOR0VfS0lORF9JTklUSUFMEAESFwoTQ0hBTkdFX0tJTkRfQ1JFQVRFRBACEhcKE0NIQU5HRV9LSU5EX1VQREFURUQQAxIXChNDSEFOR0VfS0lORF9ERUxFVEVEEAQSHgoaQ0hBTkdFX0tJTkRfRU5URVJFRF9GSUxURVIQBRIbChdDSEFOR0VfS0lORF9MRUZUX0ZJTFRFUhAGMpQECg5TZXNzaW9uU2VydmljZRJUCg1DcmVhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlElAKCkdldFNlc3Npb24SHS5zZXNzaW9uLnYxLkdldFNlc3Npb25SZXF1ZXN0Gh4uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVzcG9uc2UiA5ACARJUCg1VcGRhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5VcGRhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlc3BvbnNlElQKDURlbGV0ZVNlc3Npb24SIC5zZXNzaW9uLnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiEuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2USVgoMTGlzdFNlc3Npb25zEh8uc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBElYKDVdhdGNoU2Vzc2lvbnMSIC5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvbnNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
 
 /**
  * CreateSessionRequest carries the new session and the raw request data to enrich it from.
@@ -334,11 +334,282 @@ export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@_
   messageDesc(file_session_v1_session_service, 9);
 
 /**
+ * WatchFilter selects the sessions a watcher receives; empty fields match everything and the
+ * given fields must all match.
+ *
+ * @generated from message session.v1.WatchFilter
+ */
+export type WatchFilter = Message<"session.v1.WatchFilter"> & {
+  /**
+   * Only sessions of this profile (profile.id).
+   *
+   * @generated from field: string profile_id = 1;
+   */
+  profileId: string;
+
+  /**
+   * Only the sessions with these ids.
+   *
+   * @generated from field: repeated string ids = 2;
+   */
+  ids: string[];
+
+  /**
+   * Only sessions with this metadata.status.
+   *
+   * @generated from field: string status = 3;
+   */
+  status: string;
+
+  /**
+   * Only sessions with this metadata.channel.
+   *
+   * @generated from field: string channel = 4;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message session.v1.WatchFilter.
+ * Use `create(WatchFilterSchema)` to create a new message.
+ */
+export const WatchFilterSchema: GenMessage<WatchFilter> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 10);
+
+/**
+ * WatchSessionsRequest opens a watch.
+ *
+ * @generated from message session.v1.WatchSessionsRequest
+ */
+export type WatchSessionsRequest = Message<"session.v1.WatchSessionsRequest"> & {
+  /**
+   * Which sessions to watch; empty = all.
+   *
+   * @generated from field: session.v1.WatchFilter filter = 1;
+   */
+  filter?: WatchFilter | undefined;
+
+  /**
+   * Resume cursor: only changes with a larger revision are sent. Unset = from now (or from the
+   * snapshot with send_initial). Use the revision of the last change or progress received.
+   *
+   * @generated from field: optional int64 after_revision = 2;
+   */
+  afterRevision?: bigint | undefined;
+
+  /**
+   * Send the current matching sessions first (kind INITIAL), then an initial_state_end marker,
+   * then live changes after the snapshot's revision. Ignored when after_revision is set.
+   *
+   * @generated from field: bool send_initial = 3;
+   */
+  sendInitial: boolean;
+
+  /**
+   * How often to send a progress heartbeat on a quiet stream; default 15s, clamped to 1s..5min.
+   *
+   * @generated from field: google.protobuf.Duration heartbeat_interval = 4;
+   */
+  heartbeatInterval?: Duration | undefined;
+};
+
+/**
+ * Describes the message session.v1.WatchSessionsRequest.
+ * Use `create(WatchSessionsRequestSchema)` to create a new message.
+ */
+export const WatchSessionsRequestSchema: GenMessage<WatchSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 11);
+
+/**
+ * SessionChange is one change of one session (or one session of the initial state).
+ *
+ * @generated from message session.v1.SessionChange
+ */
+export type SessionChange = Message<"session.v1.SessionChange"> & {
+  /**
+   * What happened.
+   *
+   * @generated from field: session.v1.ChangeKind kind = 1;
+   */
+  kind: ChangeKind;
+
+  /**
+   * The full session after the change (for DELETED, its last state).
+   *
+   * @generated from field: session.v1.Session session = 2;
+   */
+  session?: Session | undefined;
+
+  /**
+   * The revision of the change; strictly increasing along a stream (INITIAL entries carry the
+   * session's own revision and come in listing order).
+   *
+   * @generated from field: int64 revision = 3;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message session.v1.SessionChange.
+ * Use `create(SessionChangeSchema)` to create a new message.
+ */
+export const SessionChangeSchema: GenMessage<SessionChange> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 12);
+
+/**
+ * InitialStateEnd marks the end of the initial state sent for send_initial.
+ *
+ * @generated from message session.v1.InitialStateEnd
+ */
+export type InitialStateEnd = Message<"session.v1.InitialStateEnd"> & {
+  /**
+   * The revision the initial state is consistent with; live changes follow after it.
+   *
+   * @generated from field: int64 revision = 1;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message session.v1.InitialStateEnd.
+ * Use `create(InitialStateEndSchema)` to create a new message.
+ */
+export const InitialStateEndSchema: GenMessage<InitialStateEnd> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 13);
+
+/**
+ * Progress is a heartbeat: the watcher has received every matching change up to `revision`.
+ *
+ * @generated from message session.v1.Progress
+ */
+export type Progress = Message<"session.v1.Progress"> & {
+  /**
+   * A safe resume point (after_revision) for this watcher.
+   *
+   * @generated from field: int64 revision = 1;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message session.v1.Progress.
+ * Use `create(ProgressSchema)` to create a new message.
+ */
+export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 14);
+
+/**
+ * WatchSessionsResponse is one message of a watch stream.
+ *
+ * @generated from message session.v1.WatchSessionsResponse
+ */
+export type WatchSessionsResponse = Message<"session.v1.WatchSessionsResponse"> & {
+  /**
+   * One of a change, the end of the initial state, or a progress heartbeat.
+   *
+   * @generated from oneof session.v1.WatchSessionsResponse.event
+   */
+  event: {
+    /**
+     * A change of a matching session.
+     *
+     * @generated from field: session.v1.SessionChange change = 1;
+     */
+    value: SessionChange;
+    case: "change";
+  } | {
+    /**
+     * The end of the initial state.
+     *
+     * @generated from field: session.v1.InitialStateEnd initial_state_end = 2;
+     */
+    value: InitialStateEnd;
+    case: "initialStateEnd";
+  } | {
+    /**
+     * A progress heartbeat.
+     *
+     * @generated from field: session.v1.Progress progress = 3;
+     */
+    value: Progress;
+    case: "progress";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message session.v1.WatchSessionsResponse.
+ * Use `create(WatchSessionsResponseSchema)` to create a new message.
+ */
+export const WatchSessionsResponseSchema: GenMessage<WatchSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 15);
+
+/**
+ * ChangeKind says what happened to a session, as seen through the watcher's filter.
+ *
+ * @generated from enum session.v1.ChangeKind
+ */
+export enum ChangeKind {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: CHANGE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Part of the initial state (send_initial); not a change.
+   *
+   * @generated from enum value: CHANGE_KIND_INITIAL = 1;
+   */
+  INITIAL = 1,
+
+  /**
+   * The session was created.
+   *
+   * @generated from enum value: CHANGE_KIND_CREATED = 2;
+   */
+  CREATED = 2,
+
+  /**
+   * The session was updated and matches the filter before and after.
+   *
+   * @generated from enum value: CHANGE_KIND_UPDATED = 3;
+   */
+  UPDATED = 3,
+
+  /**
+   * The session was deleted; `session` is its last state.
+   *
+   * @generated from enum value: CHANGE_KIND_DELETED = 4;
+   */
+  DELETED = 4,
+
+  /**
+   * The session was updated and now matches the filter, which it did not before.
+   *
+   * @generated from enum value: CHANGE_KIND_ENTERED_FILTER = 5;
+   */
+  ENTERED_FILTER = 5,
+
+  /**
+   * The session was updated and no longer matches the filter; `session` is its new state.
+   *
+   * @generated from enum value: CHANGE_KIND_LEFT_FILTER = 6;
+   */
+  LEFT_FILTER = 6,
+}
+
+/**
+ * Describes the enum session.v1.ChangeKind.
+ */
+export const ChangeKindSchema: GenEnum<ChangeKind> = /*@__PURE__*/
+  enumDesc(file_session_v1_session_service, 0);
+
+/**
  * SessionService creates, updates, stores and lists sessions.
  *
  * Errors carry google.rpc.ErrorInfo (domain "session.v1", a reason such as SESSION_NOT_FOUND) and,
  * for bad input, google.rpc.BadRequest field violations naming the offending field.
- * The name WatchSessions is reserved for the server-streaming live feed of changes.
  *
  * @generated from service session.v1.SessionService
  */
@@ -393,6 +664,20 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof ListSessionsRequestSchema;
     output: typeof ListSessionsResponseSchema;
+  },
+  /**
+   * Streams changes of the sessions matching a filter, in revision order, each once, without
+   * gaps: optionally the current sessions first (send_initial), then live changes. Resumable
+   * from any revision within the retention window (else OUT_OF_RANGE, with the oldest resumable
+   * revision in ErrorInfo metadata "oldest_resumable_revision"). Progress heartbeats carry a
+   * revision that is a safe resume point. See docs/watch.md.
+   *
+   * @generated from rpc session.v1.SessionService.WatchSessions
+   */
+  watchSessions: {
+    methodKind: "server_streaming";
+    input: typeof WatchSessionsRequestSchema;
+    output: typeof WatchSessionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_session_v1_session_service, 0);
