@@ -563,6 +563,13 @@ async function compare(o: Options): Promise<number> {
   } else {
     out.push(`target: not measured, the real service did not start${serviceError ? `: ${serviceError}` : ""}`);
   }
+  const otherMax = Math.max(...kinds.map((k) => med(k, (r) => r.otherCpu)));
+  if (otherMax > 25) {
+    out.push(
+      `note: other processes used up to ${otherMax.toFixed(0)}% of a core during the runs (median per server); ` +
+        `the machine was shared, so the absolute numbers are noisy (the alternating rounds keep the ratios comparable)`,
+    );
+  }
   process.stdout.write(out.join("\n") + "\n");
 
   if (o.json) {

@@ -153,7 +153,8 @@ export class Sessions {
   ) {}
 
   async create(input: CreateInput, options: CallOptions = {}): Promise<SessionResult> {
-    const doc = structuredClone(input.session);
+    // The input is the caller's freshly converted request: ours to fill in.
+    const doc = input.session;
     fail([
       ...checkId("session.id", doc.id, false),
       ...checkId("request_id", input.requestId, false),

@@ -82,6 +82,7 @@ export class ChangeFeed {
   private unsubscribe: (() => void) | undefined;
   /** Open watchers, for leak checks and metrics. */
   watchers = 0;
+  private resync: Promise<void> | undefined;
 
   constructor(
     private readonly store: SessionStore,
@@ -110,6 +111,32 @@ export class ChangeFeed {
     return this.started;
   }
 
+  /**
+   * Registers a watcher. The feed reads nothing while nobody watches, so the first watcher
+   * after an idle period moves the head to the store's head (the old buffer is of no use).
+   */
+  async addWatcher(): Promise<void> {
+    await this.start();
+    if (this.watchers++ === 0) {
+      this.resync = (async () => {
+        try {
+          const head = await this.store.headRevision();
+          if (head > this.head) {
+            this.head = this.bufferStart = head;
+            this.buffer = [];
+          }
+        } catch {
+          // The poll catches up from the old head once the store answers again.
+        }
+      })();
+    }
+    await this.resync;
+  }
+
+  removeWatcher(): void {
+    this.watchers--;
+  }
+
   get headRevision(): number {
     return this.head;
   }
@@ -119,9 +146,9 @@ export class ChangeFeed {
     return this.waiters.size;
   }
 
-  /** Reads new changes now (coalescing concurrent requests). */
+  /** Reads new changes now (coalescing concurrent requests); idle while nobody watches. */
   kick(): void {
-    if (this.closed || this.started === undefined) return;
+    if (this.closed || this.started === undefined || this.watchers === 0) return;
     if (this.pumping) {
       this.again = true;
       return;
@@ -273,8 +300,7 @@ export function heartbeatInterval(ms: number): number {
  */
 export async function* watchSessions(feed: ChangeFeed, store: SessionStore, req: WatchRequest, signal: AbortSignal): AsyncGenerator<WatchEvent> {
   validateWatchRequest(req);
-  await feed.start();
-  feed.watchers++;
+  await feed.addWatcher();
   try {
     const opts: CallOptions = {};
     let cursor: number;
@@ -346,7 +372,7 @@ export async function* watchSessions(feed: ChangeFeed, store: SessionStore, req:
       await feed.wait(cursor, req.heartbeatMs - quietFor, signal);
     }
   } finally {
-    feed.watchers--;
+    feed.removeWatcher();
   }
 }
 

@@ -25,6 +25,9 @@ describe("loadConfig", () => {
       maxMessageBytes: 1024 * 1024,
       shutdownGraceMs: 10000,
       corsOrigins: ["*"],
+      watchPollMs: 100,
+      watchBufferSize: 4096,
+      watchRetentionMs: 24 * 3600_000,
     });
     expect(loadConfig({}).mongodbUri).toBeUndefined();
   });
@@ -32,7 +35,7 @@ describe("loadConfig", () => {
   it("treats empty values as unset", () => {
     const empty = Object.fromEntries(
       ["HOST", "GRPC_PORT", "HTTP_PORT", "DATA_DIR", "MONGODB_URI", "MONGODB_DATABASE", "MONGODB_WRITE_CONCERN",
-        "STORE_TIMEOUT_MS", "LOG_LEVEL", "MAX_MESSAGE_BYTES", "SHUTDOWN_GRACE_MS"].map((k) => [k, ""]),
+        "STORE_TIMEOUT_MS", "LOG_LEVEL", "MAX_MESSAGE_BYTES", "SHUTDOWN_GRACE_MS", "WATCH_POLL_MS", "WATCH_BUFFER_SIZE", "WATCH_RETENTION_HOURS"].map((k) => [k, ""]),
     );
     const { corsOrigins: _ignored, ...rest } = loadConfig(empty);
     const { corsOrigins: _ignored2, ...defaults } = loadConfig({});
@@ -53,6 +56,9 @@ describe("loadConfig", () => {
       MAX_MESSAGE_BYTES: "4096",
       SHUTDOWN_GRACE_MS: "0",
       CORS_ORIGINS: "https://a.example, https://b.example,,",
+      WATCH_POLL_MS: "50",
+      WATCH_BUFFER_SIZE: "16",
+      WATCH_RETENTION_HOURS: "2",
     });
     expect(cfg).toEqual({
       host: "0.0.0.0",
@@ -67,6 +73,9 @@ describe("loadConfig", () => {
       maxMessageBytes: 4096,
       shutdownGraceMs: 0,
       corsOrigins: ["https://a.example", "https://b.example"],
+      watchPollMs: 50,
+      watchBufferSize: 16,
+      watchRetentionMs: 2 * 3600_000,
     });
   });
 
