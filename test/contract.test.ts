@@ -1,5 +1,6 @@
-// The contract's tooling checks: buf lint passes and gen/ is exactly what `buf generate` makes
-// from proto/ (so a proto change without regeneration fails the suite).
+// The contract's tooling checks: buf lint passes and gen/ is exactly what `npm run generate`
+// (buf generate + scripts/descriptors.sh) makes from proto/, so a proto change without
+// regeneration fails the suite.
 
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
@@ -25,11 +26,13 @@ describe("protobuf contract", () => {
     const out = mkdtempSync(join(tmpdir(), "gen-check-"));
     try {
       execFileSync(buf, ["generate", "-o", out], { cwd: root, stdio: "pipe" });
+      execFileSync("bash", [join(root, "scripts", "descriptors.sh"), join(out, "gen", "descriptors.binpb")], { cwd: root, stdio: "pipe" });
       const fresh = listFiles(join(out, "gen")).map((p) => relative(join(out, "gen"), p)).sort();
       const committed = listFiles(join(root, "gen")).map((p) => relative(join(root, "gen"), p)).sort();
       expect(committed).toEqual(fresh);
       for (const file of fresh) {
-        expect({ file, text: readFileSync(join(root, "gen", file), "utf8") }).toEqual({ file, text: readFileSync(join(out, "gen", file), "utf8") });
+        const same = readFileSync(join(root, "gen", file)).equals(readFileSync(join(out, "gen", file)));
+        expect({ file, same }).toEqual({ file, same: true });
       }
     } finally {
       rmSync(out, { recursive: true, force: true });

@@ -104,6 +104,7 @@ export function createHealth(store: Store, log: Logger, options: HealthOptions =
         store.ping({ deadline: new Date(Date.now() + timeoutMs) }),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+          timer.unref();
         }),
       ]);
       return true;

@@ -1,37 +1,12 @@
 // The service as a process (`npm start` runs dist/src/main.js; `npm test` builds it first):
 // configuration errors, durability across kill -9 on the embedded store, graceful SIGTERM.
 
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { grpcClient } from "../support/clients";
-
-const MAIN = join(__dirname, "..", "..", "dist", "src", "main.js");
-
-interface Proc {
-  child: ChildProcessWithoutNullStreams;
-  grpcPort: number;
-  lines: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** Starts the service and resolves once it logs that it is listening. */
-function startProcess(env: Record<string, string>): Promise<Proc> {
-  const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? "", GRPC_PORT: "0", HTTP_PORT: "0", ...env } });
-  const lines: string[] = [];
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-  return new Promise((resolve, reject) => {
-    child.stderr.on("data", (d: Buffer) => lines.push(d.toString()));
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      lines.push(line);
-      const entry = JSON.parse(line) as { msg: string; grpc_port?: number };
-      if (entry.msg === "listening") resolve({ child, grpcPort: entry.grpc_port!, lines, exited });
-    });
-    exited.then(({ code }) => reject(new Error(`service exited with ${code} before listening:\n${lines.join("\n")}`)));
-  });
-}
+import { MAIN, startProcess } from "../support/process";
 
 describe("the service process", () => {
   let dataDir: string;

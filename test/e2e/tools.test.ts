@@ -125,6 +125,14 @@ describe("grpcurl, curl and health against a server on the embedded store", () =
     const list = await grpcurl(server.grpcPort, ["grpc.health.v1.Health/List"]);
     expectOk(list, "grpcurl Health/List");
     expect(JSON.parse(list.stdout)).toEqual({ statuses: { "": { status: "SERVING" }, "session.v1.SessionService": { status: "SERVING" } } });
+    // Watch of an unknown service: SERVICE_UNKNOWN, and the stream stays open.
+    const watch = spawnStreaming(grpcurlBin, ["-plaintext", "-d", '{"service": "no.such.Service"}', `127.0.0.1:${server.grpcPort}`, "grpc.health.v1.Health/Watch"]);
+    try {
+      await watch.waitFor((out) => out.includes('"status": "SERVICE_UNKNOWN"'), 10_000, "health watch: SERVICE_UNKNOWN");
+      expect(watch.child.exitCode).toBeNull();
+    } finally {
+      await watch.stop();
+    }
   });
 
   it("serves grpc.reflection.v1alpha as well as v1", async () => {
