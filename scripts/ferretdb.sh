@@ -5,6 +5,7 @@
 #   scripts/ferretdb.sh uri DIR            print the URI of the running instance, fail if none
 # DIR holds the SQLite files, FerretDB's state, ferretdb.log, ferretdb.pid and ferretdb.port.
 # Without PORT a free loopback port is picked; with PORT (a restart) that port is reused.
+# FERRETDB_OWNER_PID=PID (optional): stop FerretDB when that process exits (see watch_owner).
 # Idempotent and quiet: prints only the URI, and errors on stderr.
 set -euo pipefail
 
@@ -80,6 +81,18 @@ free_port() {
 
 uri_of() { echo "mongodb://127.0.0.1:$1/"; }
 
+# With FERRETDB_OWNER_PID set (the test runner's pid), FerretDB is stopped when that process
+# is gone, so a killed test run leaves no database running.
+watch_owner() {
+  local pid="$1" owner="${FERRETDB_OWNER_PID:-}"
+  [[ "$owner" =~ ^[0-9]+$ ]] || return 0
+  (
+    while alive "$owner" && alive "$pid"; do sleep 2; done
+    if alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
+  ) </dev/null >/dev/null 2>&1 &
+  disown 2>/dev/null || true
+}
+
 start() {
   local bin pid port attempt logged
   mkdir -p "$dir"
@@ -111,6 +124,7 @@ start() {
         && accepts "$port"; then
         echo "$pid" > "$dir/ferretdb.pid"
         echo "$port" > "$dir/ferretdb.port"
+        watch_owner "$pid"
         uri_of "$port"
         return
       fi

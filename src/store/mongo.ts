@@ -5,11 +5,12 @@
 //                  SessionDoc shape (snake_case, Dates as BSON dates, embedded documents, nulls
 //                  kept), plus `revision`, plus `request_id` only when the create carried a
 //                  requestId (the idempotency key; internal, never returned).
-//   revisions      one reservation per revision handed out: { _id: revision, at, id, kind,
+//   revisions      one reservation per revision handed out: { _id: revId(revision), at, id, kind,
 //                  key?: "<id>@<revision the write moves the session away from>", before?, last? }.
 //   changes        the change log: one outcome per reservation, inserted once:
-//                  { _id: revision, at, id, kind, doc, before } or { _id, at, id, kind, aborted }.
-//   change_trims   { _id: revision }: the log was trimmed up to there (retention).
+//                  { _id: revId(revision), at, id, kind, doc, before } or { _id, at, id, kind,
+//                  aborted }.
+//   change_trims   { _id: revId(revision) }: the log was trimmed up to there (retention).
 //
 // A write: (1) takes the next revision N by inserting the reservation {_id: N} (the largest
 // reservation + 1; on a duplicate the next number); for an update or delete of session X at
@@ -24,6 +25,9 @@
 // than CLAIM_LEASE_MS). Revisions are unique (the reservation's _id), strictly increasing per
 // session, and increasing in reservation order; two writes of different sessions can commit in
 // the other order, which the log's outcome walk absorbs.
+//
+// Within one process, writers of the same session take turns and reservations are inserted one
+// at a time, so claims and numbers only collide between processes.
 //
 // Only inserts decide anything (reservations, claims, outcomes): that is what makes the same
 // code correct on FerretDB, where updates are not atomic (below). No transactions, no change
@@ -44,9 +48,16 @@
 //   1 to 127.0.0.1:PORT closed"); so indexes are created one per command.
 // - Arrays directly inside arrays are rejected ("invalid value: { "list": [ [ 1, 2 ], [ 3 ] ] }
 //   (nested arrays are not supported)"): on FerretDB they are stored wrapped (wrapNestedArrays).
+// - Only a filter that is exactly {_id: <string or ObjectId>} is pushed down to SQLite; any other
+//   query reads and filters the whole collection in FerretDB (secondary indexes only enforce
+//   uniqueness). So revisions are fixed-width string `_id`s (revId) and the log is walked by
+//   `_id` lookups, not by range queries.
 // - Duplicate-key errors (11000) carry no keyPattern/keyValue; the adapter re-reads to tell which
 //   key collided instead.
-// - writeConcern is accepted and ignored; maxTimeMS is honoured by find/findAndModify only.
+// - writeConcern is accepted and ignored; maxTimeMS is honoured by find/findAndModify only, and
+//   its expiry comes back as code 1 InternalError ("... handler.handleMaxTimeMSError ...
+//   interrupted (9)"), not 50 MaxTimeMSExpired; so maxTimeMS runs a little past the client's
+//   own deadline, and that message counts as "unavailable" too.
 // Deadlines are enforced on the client with an AbortSignal per call (timeoutMS is a no-op in
 // driver 7), plus maxTimeMS so a real MongoDB stops the work too.
 
@@ -117,7 +128,8 @@ export type StoredSession = Omit<SessionDoc, "id"> & { _id: string; request_id?:
 
 /** A revision handed out (see the header). */
 interface Reservation {
-  _id: number;
+  /** revId(revision) */
+  _id: string;
   at: Date;
   id: string;
   kind: ChangeKind;
@@ -131,7 +143,8 @@ interface Reservation {
 
 /** The outcome of a reservation: the change log entry. */
 interface Outcome {
-  _id: number;
+  /** revId(revision) */
+  _id: string;
   at: Date;
   id: string;
   kind: ChangeKind;
@@ -141,6 +154,24 @@ interface Outcome {
 }
 
 type Resolution = "committed" | "aborted" | "pending" | "none";
+
+interface TrimMark {
+  /** revId(revision): the log was trimmed up to there. */
+  _id: string;
+  at: Date;
+}
+
+/**
+ * Revisions as `_id`: fixed-width decimal strings, so string order is numeric order, and so
+ * FerretDB (which pushes down to SQLite only a filter on a string or ObjectId `_id`, and scans
+ * the whole collection for anything else) finds one revision with an index lookup.
+ */
+export function revId(revision: number): string {
+  return String(revision).padStart(16, "0");
+}
+function revNum(id: string): number {
+  return Number(id);
+}
 
 const SESSIONS = "sessions";
 const REVISIONS = "revisions";
@@ -156,6 +187,8 @@ const DEFAULT_RETENTION_SWEEP_MS = 3_600_000;
  */
 const CLAIM_LEASE_MS = 120_000;
 const DAY_MS = 86_400_000;
+/** How much longer than a call's budget the server may work on it (maxTimeMS). */
+const SERVER_TIME_MARGIN_MS = 1_000;
 const READ_BATCH = 500;
 
 const INSERT = "metadata.time.insert";
@@ -405,6 +438,9 @@ function isDuplicateKey(err: unknown): boolean {
 function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err instanceof MongoNetworkError || UNAVAILABLE_NAMES.has(err.name)) return true;
+  // FerretDB answers an expired maxTimeMS with code 1 InternalError, "[msg_find.go:344
+  // handler.handleMaxTimeMSError] [...] interrupted (9)", instead of 50 MaxTimeMSExpired.
+  if (err instanceof MongoServerError && err.message.includes("handleMaxTimeMSError")) return true;
   if (err instanceof MongoServerError && typeof err.code === "number" && UNAVAILABLE_CODES.has(err.code)) return true;
   return err instanceof MongoError && UNAVAILABLE_LABELS.some((label) => err.hasErrorLabel(label));
 }
@@ -436,9 +472,13 @@ class Call {
   get signal(): AbortSignal {
     return this.controller.signal;
   }
-  /** Options for a driver call; `signal` is honoured by every operation in driver 7. */
+  /**
+   * Options for a driver call; `signal` is honoured by every operation in driver 7. The server's
+   * maxTimeMS runs a little longer than the budget, so the client gives up first and the
+   * outcome is always the same error (FerretDB reports its own expiry as an InternalError).
+   */
   get opts(): { signal: AbortSignal; maxTimeMS: number } {
-    return { signal: this.controller.signal, maxTimeMS: Math.max(1, Math.ceil(this.end - Date.now())) };
+    return { signal: this.controller.signal, maxTimeMS: Math.max(1, Math.ceil(this.end - Date.now())) + SERVER_TIME_MARGIN_MS };
   }
   done(): void {
     clearTimeout(this.timer);
@@ -456,11 +496,12 @@ function logDoc(s: StoredSession, revision: number): StoredSession {
 }
 
 function toChangeRecord(o: Outcome): ChangeRecord {
+  const revision = revNum(o._id);
   return {
-    revision: o._id,
+    revision,
     kind: o.kind,
     id: o.id,
-    doc: fromStoredDocument({ ...(o.doc as unknown as Raw), _id: o.id, revision: o._id }),
+    doc: fromStoredDocument({ ...(o.doc as unknown as Raw), _id: o.id, revision }),
     before: o.before ?? null,
   };
 }
@@ -493,7 +534,7 @@ export class MongoSessionStore implements SessionStore {
     private readonly sessions: Collection<StoredSession>,
     private readonly revisions: Collection<Reservation>,
     private readonly changes: Collection<Outcome>,
-    private readonly trims: Collection<{ _id: number; at: Date }>,
+    private readonly trims: Collection<TrimMark>,
     /** The server is FerretDB: nested arrays are wrapped (see wrapNestedArrays). */
     readonly ferret: boolean,
     private readonly options: MongoStoreOptions,
@@ -514,7 +555,7 @@ export class MongoSessionStore implements SessionStore {
       const sessions = db.collection<StoredSession>(SESSIONS, { writeConcern });
       const revisions = db.collection<Reservation>(REVISIONS, { writeConcern });
       const changes = db.collection<Outcome>(CHANGES, { writeConcern });
-      const trims = db.collection<{ _id: number; at: Date }>(TRIMS, { writeConcern });
+      const trims = db.collection<TrimMark>(TRIMS, { writeConcern });
 
       const info = await db.admin().command({ buildInfo: 1 });
       const ferret = typeof info["ferretdbVersion"] === "string";
@@ -628,19 +669,13 @@ export class MongoSessionStore implements SessionStore {
       const changes: ChangeRecord[] = [];
       let safe = after;
       while (changes.length < limit) {
-        const want = limit - changes.length + 8; // aborted outcomes take no room in `changes`
-        const batch = await this.changes.find({ _id: { $gt: safe } }, call.opts).sort({ _id: 1 }).limit(want).toArray();
-        let contiguous = true;
+        const wanted = limit - changes.length;
+        const batch = await this.outcomesFrom(safe + 1, wanted, call);
         for (const o of batch) {
-          if (o._id !== safe + 1) {
-            contiguous = false;
-            break;
-          }
-          safe = o._id;
+          safe = revNum(o._id);
           if (!o.aborted) changes.push(toChangeRecord(o));
-          if (changes.length === limit) break;
         }
-        if (changes.length === limit || (contiguous && batch.length === want)) continue;
+        if (batch.length === wanted) continue; // all there (aborted ones take no room): read on
         // safe + 1 has no outcome yet: resolve it, or stop before it.
         const state = await this.resolve(safe + 1, call);
         if (state === "pending" || state === "none") break;
@@ -658,20 +693,20 @@ export class MongoSessionStore implements SessionStore {
     return this.run(options, async (call) => {
       const head = await this.head(call);
       const last = await this.changes
-        .find({ _id: { $lte: head }, at: { $lt: before } }, { ...call.opts, projection: { _id: 1 } })
+        .find({ _id: { $lte: revId(head) }, at: { $lt: before } }, { ...call.opts, projection: { _id: 1 } })
         .sort({ _id: -1 })
         .limit(1)
         .next();
       if (last) {
-        const through = last._id;
+        const through = revNum(last._id);
         // Insert-only marker (FerretDB updates are not atomic); the largest one counts.
-        await this.trims.insertOne({ _id: through, at: new Date() }, call.opts).catch((err: unknown) => {
+        await this.trims.insertOne({ _id: revId(through), at: new Date() }, call.opts).catch((err: unknown) => {
           if (!isDuplicateKey(err)) throw err;
         });
-        await this.changes.deleteMany({ _id: { $lte: through } }, call.opts);
+        await this.changes.deleteMany({ _id: { $lte: revId(through) } }, call.opts);
         // The newest reservation stays: the next revision is counted from it.
         const top = await this.topReservation(call);
-        await this.revisions.deleteMany({ _id: { $lte: Math.min(through, top - 1) } }, call.opts);
+        await this.revisions.deleteMany({ _id: { $lte: revId(Math.min(through, top - 1)) } }, call.opts);
       }
       return this.trimmedThrough(call);
     });
@@ -780,7 +815,7 @@ export class MongoSessionStore implements SessionStore {
     const queued = previous.then(() => turn);
     this.sessionTurns.set(id, queued);
     try {
-      await Promise.race([previous, aborted(call.signal)]);
+      await untilAborted(previous, call.signal);
       return await this.modifyNow(id, kind, expected, call, write);
     } finally {
       done();
@@ -804,7 +839,10 @@ export class MongoSessionStore implements SessionStore {
       if (kind === "deleted") reservation.last = current;
       const revision = await this.reserve(call, reservation);
       if (revision === null) {
-        // Another writer is moving the session away from `from`: wait for it, then re-read.
+        // Another process is moving the session away from `from`: wait for it, then re-read.
+        // When that takes long, its writer may have died: look at its reservation (a scan on
+        // FerretDB, hence not on every attempt).
+        if (attempt > 0 && attempt % 4 === 0) await this.recoverClaim(reservation.key!, call);
         await backoff(attempt, call);
         continue;
       }
@@ -828,63 +866,107 @@ export class MongoSessionStore implements SessionStore {
     }
   }
 
-  /** The largest reservation (0 for none). */
+  /** The largest reservation (0 for none). A scan on FerretDB: only at start and after collisions. */
   private async topReservation(call: Call): Promise<number> {
     const top = await this.revisions.find({}, { ...call.opts, projection: { _id: 1 } }).sort({ _id: -1 }).limit(1).next();
-    return top?._id ?? 0;
+    return top ? revNum(top._id) : 0;
   }
 
   private async trimmedThrough(call: Call): Promise<number> {
     const top = await this.trims.find({}, { ...call.opts, projection: { _id: 1 } }).sort({ _id: -1 }).limit(1).next();
-    return top?._id ?? 0;
+    return top ? revNum(top._id) : 0;
   }
 
   /**
    * Hands out the next revision by inserting its reservation (an insert decides, also on
-   * FerretDB). With a claim key, returns null while another reservation holds that key.
+   * FerretDB). With a claim key, returns null when another reservation holds that key.
    */
   private async reserve(call: Call, fields: Omit<Reservation, "_id" | "at">): Promise<number | null> {
-    for (;;) {
-      let holder = fields.key === undefined ? null : await this.revisions.findOne({ key: fields.key }, { ...call.opts, projection: { _id: 1 } });
-      if (!holder) {
-        const taken = await this.serially(() => this.insertReservation(call, fields));
-        if (taken !== null) return taken;
-        holder = await this.revisions.findOne({ key: fields.key }, { ...call.opts, projection: { _id: 1 } });
-        if (!holder) continue; // released meanwhile
-      }
-      const state = await this.resolve(holder._id, call);
-      if (state !== "aborted") return null;
-      await this.release(holder._id, call); // an aborted claim frees its key
-    }
+    return this.serially(call, () => this.insertReservation(call, fields));
   }
 
   /**
    * One process's reservations are inserted one at a time: numbers are contiguous, so
    * concurrent inserts in one process would only collide on the same next number.
    */
-  private serially<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.reserving.then(task);
-    this.reserving = result.catch(() => undefined);
+  private serially<T>(call: Call, task: () => Promise<T>): Promise<T> {
+    const previous = this.reserving;
+    // Waiting for the turn ends with the call's budget; the next in line still waits for both.
+    const result = untilAborted(previous, call.signal).then(task);
+    this.reserving = Promise.allSettled([previous, result]);
     return result;
   }
 
   /** Inserts the reservation with the next free number; null when its claim key is taken. */
   private async insertReservation(call: Call, fields: Omit<Reservation, "_id" | "at">): Promise<number | null> {
-    let candidate = this.lastReserved > 0 ? this.lastReserved + 1 : (await this.topReservation(call)) + 1;
+    let candidate = this.lastReserved > 0 ? this.lastReserved + 1 : await this.firstFree(await this.trimmedThrough(call), call);
     for (;;) {
       try {
-        await this.revisions.insertOne({ _id: candidate, at: new Date(), ...fields }, call.opts);
+        await this.revisions.insertOne({ _id: revId(candidate), at: new Date(), ...fields }, call.opts);
         this.lastReserved = candidate;
         return candidate;
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
       }
-      // FerretDB does not say which key collided: the claim, or the number (another process).
-      if (fields.key !== undefined && (await this.revisions.countDocuments({ key: fields.key }, { ...call.opts, limit: 1 })) > 0) {
-        return null;
-      }
-      candidate = Math.max(candidate, await this.topReservation(call)) + 1;
+      // FerretDB does not say which key collided: the number (taken by another process) or the claim.
+      if (fields.key !== undefined && !(await this.reserved(candidate, call))) return null;
+      candidate = await this.firstFree(candidate, call);
     }
+  }
+
+  private async reserved(revision: number, call: Call): Promise<boolean> {
+    return (await this.revisions.findOne({ _id: revId(revision) }, { ...call.opts, projection: { _id: 1 } })) !== null;
+  }
+
+  /**
+   * The first revision after `taken` without a reservation. Reservations after the trimmed
+   * prefix are contiguous, so an exponential then binary search by `_id` lookups finds it
+   * (no sort: that would read the whole collection on FerretDB).
+   */
+  private async firstFree(taken: number, call: Call): Promise<number> {
+    let low = taken; // reserved (or trimmed)
+    let step = 1;
+    while (await this.reserved(low + step, call)) {
+      low += step;
+      step *= 2;
+    }
+    let high = low + step; // free
+    while (high - low > 1) {
+      const mid = Math.floor((low + high) / 2);
+      if (await this.reserved(mid, call)) low = mid;
+      else high = mid;
+    }
+    return high;
+  }
+
+  /** Resolves the reservation holding claim `key` and frees the claim if it was aborted. */
+  private async recoverClaim(key: string, call: Call): Promise<void> {
+    const holder = await this.revisions.findOne({ key }, { ...call.opts, projection: { _id: 1 } });
+    if (!holder) return;
+    const state = await this.resolve(revNum(holder._id), call);
+    if (state === "aborted") await this.release(revNum(holder._id), call);
+  }
+
+  /**
+   * The outcomes of revisions first, first + 1, ... up to the first one without an outcome, at
+   * most `max`. Point lookups by `_id` (see revId), a growing number of them at a time.
+   */
+  private async outcomesFrom(first: number, max: number, call: Call, projection?: Record<string, 1>): Promise<Outcome[]> {
+    const found: Outcome[] = [];
+    let width = 1;
+    while (found.length < max) {
+      const n = Math.min(width, max - found.length);
+      const next = first + found.length;
+      const batch = await Promise.all(
+        Array.from({ length: n }, (_, i) => this.changes.findOne({ _id: revId(next + i) }, projection ? { ...call.opts, projection } : call.opts)),
+      );
+      for (const o of batch) {
+        if (!o) return found;
+        found.push(o);
+      }
+      width = Math.min(width * 2, 32);
+    }
+    return found;
   }
 
   /**
@@ -893,9 +975,9 @@ export class MongoSessionStore implements SessionStore {
    * than `leaseMs`; "pending" otherwise, "none" when there is no such reservation.
    */
   private async resolve(revision: number, call: Call, leaseMs = CLAIM_LEASE_MS): Promise<Resolution> {
-    const outcome = await this.changes.findOne({ _id: revision }, { ...call.opts, projection: { aborted: 1 } });
+    const outcome = await this.changes.findOne({ _id: revId(revision) }, { ...call.opts, projection: { aborted: 1 } });
     if (outcome) return outcome.aborted ? "aborted" : "committed";
-    const res = await this.revisions.findOne({ _id: revision }, call.opts);
+    const res = await this.revisions.findOne({ _id: revId(revision) }, call.opts);
     if (!res) return "none";
     const session = await this.sessions.findOne({ _id: res.id }, call.opts);
     const from = res.key === undefined ? undefined : Number(res.key.slice(res.key.lastIndexOf("@") + 1));
@@ -917,7 +999,7 @@ export class MongoSessionStore implements SessionStore {
     before: FilterFields | null,
     call: Call,
   ): Promise<Resolution> {
-    const outcome: Outcome = { _id: revision, at: new Date(), id: res.id, kind: res.kind, doc: logDoc(doc, revision), before };
+    const outcome: Outcome = { _id: revId(revision), at: new Date(), id: res.id, kind: res.kind, doc: logDoc(doc, revision), before };
     const state = await this.settle(outcome, call);
     if (state === "committed") {
       this.committedHere.add(revision);
@@ -929,8 +1011,8 @@ export class MongoSessionStore implements SessionStore {
 
   /** Records that `revision` changed nothing and frees its claim. */
   private async abort(revision: number, call: Call, res?: Reservation): Promise<Resolution> {
-    const r = res ?? (await this.revisions.findOne({ _id: revision }, call.opts));
-    const state = await this.settle({ _id: revision, at: new Date(), id: r?.id ?? "", kind: r?.kind ?? "updated", aborted: true }, call);
+    const r = res ?? (await this.revisions.findOne({ _id: revId(revision) }, call.opts));
+    const state = await this.settle({ _id: revId(revision), at: new Date(), id: r?.id ?? "", kind: r?.kind ?? "updated", aborted: true }, call);
     if (state === "aborted") await this.release(revision, call);
     return state;
   }
@@ -952,7 +1034,7 @@ export class MongoSessionStore implements SessionStore {
   }
 
   private async release(revision: number, call: Call): Promise<void> {
-    await this.revisions.updateOne({ _id: revision }, { $unset: { key: "" } }, call.opts);
+    await this.revisions.updateOne({ _id: revId(revision) }, { $unset: { key: "" } }, call.opts);
   }
 
   /**
@@ -976,20 +1058,9 @@ export class MongoSessionStore implements SessionStore {
   private async head(call: Call): Promise<number> {
     let safe = Math.max(this.frontier, await this.trimmedThrough(call));
     for (;;) {
-      const batch = await this.changes
-        .find({ _id: { $gt: safe } }, { ...call.opts, projection: { _id: 1 } })
-        .sort({ _id: 1 })
-        .limit(READ_BATCH)
-        .toArray();
-      let contiguous = true;
-      for (const o of batch) {
-        if (o._id !== safe + 1) {
-          contiguous = false;
-          break;
-        }
-        safe = o._id;
-      }
-      if (contiguous && batch.length === READ_BATCH) continue;
+      const batch = await this.outcomesFrom(safe + 1, READ_BATCH, call, { _id: 1 });
+      if (batch.length > 0) safe = revNum(batch[batch.length - 1]!._id);
+      if (batch.length === READ_BATCH) continue;
       const state = await this.resolve(safe + 1, call);
       if (state === "pending" || state === "none") break;
     }
@@ -1008,11 +1079,22 @@ export class MongoSessionStore implements SessionStore {
   }
 }
 
-/** Rejects when `signal` aborts (never resolves otherwise). */
-function aborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+/** Settles like `promise`, or rejects with the signal's reason when it aborts first. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
   });
 }
 

@@ -6,7 +6,7 @@ import type { Document } from "mongodb";
 
 import { NotFoundError, StoreUnavailableError } from "../../src/domain/errors";
 import { emptySessionDoc, type SessionDoc } from "../../src/domain/session";
-import { MongoSessionStore, SESSION_INDEXES } from "../../src/store/mongo";
+import { MongoSessionStore, SESSION_INDEXES, revId } from "../../src/store/mongo";
 import { freshDatabase, startFerret, type FreshDatabase } from "../support/mongo";
 import { fullDoc } from "./conformance";
 
@@ -162,7 +162,7 @@ describe("MongoSessionStore: documents, indexes, processes", () => {
     const others = await Promise.all([1, 2].map(() => MongoSessionStore.connect({ uri: db.uri, database: db.dbName })));
     try {
       const stores = [store, ...others];
-      await store.create(fullDoc("p-hot"));
+      const { session: hot } = await store.create(fullDoc("p-hot"));
       const revisions = await Promise.all([
         ...Array.from({ length: 24 }, (_, i) =>
           stores[i % 3].update("p-hot", { set: [{ path: ["properties", `w${i}`], value: i }], unset: [] }).then((d) => d.revision),
@@ -175,6 +175,15 @@ describe("MongoSessionStore: documents, indexes, processes", () => {
       expect(final.revision).toBe(Math.max(...revisions.slice(0, 24)));
       const next = await others[0].create(fullDoc("p-last"));
       expect(next.session.revision).toBeGreaterThan(Math.max(...revisions));
+
+      // Every instance reads the same complete log, in revision order.
+      const all = [...revisions, next.session.revision].sort((a, b) => a - b);
+      for (const reader of stores) {
+        const { changes, safeRevision } = await reader.readChanges(hot.revision, 1000);
+        expect(changes.map((c) => c.revision)).toEqual(all);
+        expect(safeRevision).toBe(next.session.revision);
+        expect(await reader.headRevision()).toBe(next.session.revision);
+      }
     } finally {
       await Promise.all(others.map((s) => s.close()));
     }
@@ -182,18 +191,18 @@ describe("MongoSessionStore: documents, indexes, processes", () => {
 
   const collection = (name: string) => db.client.db(db.dbName).collection<Document>(name);
   const patch = (value: string) => ({ set: [{ path: ["os", "version"], value }], unset: [] });
-  const nextReservation = async () => ((await collection("revisions").find().sort({ _id: -1 }).limit(1).next())!._id as unknown as number) + 1;
+  const nextReservation = async () => Number((await collection("revisions").find().sort({ _id: -1 }).limit(1).next())!._id) + 1;
 
   it("aborts a claim left by a writer that died before writing, once it is older than the lease", async () => {
     const { session } = await store.create(fullDoc("s-stuck"));
     const stuck = await nextReservation();
     // What a process leaves behind when it dies between taking the claim and writing.
-    await collection("revisions").insertOne({ _id: stuck, at: new Date(0), id: "s-stuck", kind: "updated", key: `s-stuck@${session.revision}` } as Document);
+    await collection("revisions").insertOne({ _id: revId(stuck), at: new Date(0), id: "s-stuck", kind: "updated", key: `s-stuck@${session.revision}` } as Document);
 
     const updated = await store.update("s-stuck", patch("after"), { expectedRevision: session.revision });
     expect(updated.os.version).toBe("after");
     expect(updated.revision).toBeGreaterThan(stuck);
-    expect(await collection("changes").findOne({ _id: stuck } as Document)).toMatchObject({ aborted: true });
+    expect(await collection("changes").findOne({ _id: revId(stuck) } as Document)).toMatchObject({ aborted: true });
     const { changes, safeRevision } = await store.readChanges(session.revision, 10);
     expect(changes.map((c) => [c.revision, c.kind])).toEqual([[updated.revision, "updated"]]);
     expect(safeRevision).toBe(updated.revision);
@@ -203,7 +212,7 @@ describe("MongoSessionStore: documents, indexes, processes", () => {
     const { session } = await store.create(fullDoc("s-half"));
     const lost = await nextReservation();
     const before = { profileId: "profile-1", status: "active", channel: "web" };
-    await collection("revisions").insertOne({ _id: lost, at: new Date(), id: "s-half", kind: "updated", key: `s-half@${session.revision}`, before } as Document);
+    await collection("revisions").insertOne({ _id: revId(lost), at: new Date(), id: "s-half", kind: "updated", key: `s-half@${session.revision}`, before } as Document);
     await collection("sessions").updateOne({ _id: "s-half" } as Document, { $set: { "metadata.status": "closed", revision: lost } });
 
     const { changes, safeRevision } = await store.readChanges(session.revision, 10);
@@ -217,7 +226,7 @@ describe("MongoSessionStore: documents, indexes, processes", () => {
   it("stops reading the log before a reservation whose write may still land", async () => {
     const { session } = await store.create(fullDoc("s-slow"));
     const pending = await nextReservation();
-    await collection("revisions").insertOne({ _id: pending, at: new Date(), id: "s-slow", kind: "updated", key: `s-slow@${session.revision}` } as Document);
+    await collection("revisions").insertOne({ _id: revId(pending), at: new Date(), id: "s-slow", kind: "updated", key: `s-slow@${session.revision}` } as Document);
     const other = await store.create(fullDoc("s-other")); // committed after the pending revision
 
     expect(other.session.revision).toBeGreaterThan(pending);
@@ -225,11 +234,11 @@ describe("MongoSessionStore: documents, indexes, processes", () => {
     expect(await store.headRevision()).toBe(session.revision);
 
     // Once its writer is known to be gone (older than the lease), readers pass it.
-    await collection("revisions").updateOne({ _id: pending } as Document, { $set: { at: new Date(0) } });
+    await collection("revisions").updateOne({ _id: revId(pending) } as Document, { $set: { at: new Date(0) } });
     const after = await store.readChanges(session.revision, 10);
     expect(after.changes.map((c) => c.id)).toEqual(["s-other"]);
     expect(after.safeRevision).toBe(other.session.revision);
-    expect(await collection("changes").findOne({ _id: pending } as Document)).toMatchObject({ aborted: true });
+    expect(await collection("changes").findOne({ _id: revId(pending) } as Document)).toMatchObject({ aborted: true });
   });
 
   it("purges sessions older than retentionDays, each deletion taking a revision", async () => {

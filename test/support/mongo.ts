@@ -18,7 +18,9 @@ const SCRIPT = resolve(__dirname, "../../scripts/ferretdb.sh");
 export function ferretScript(command: "start" | "stop", dir: string, port?: number): Promise<string> {
   const args = [SCRIPT, command, dir, ...(port === undefined ? [] : [String(port)])];
   return new Promise((resolvePromise, reject) => {
-    execFile("bash", args, { timeout: 600_000 }, (err, stdout, stderr) => {
+    // FerretDB stops by itself when this process is gone (a killed test run leaves none behind).
+    const env = { ...process.env, FERRETDB_OWNER_PID: String(process.pid) };
+    execFile("bash", args, { timeout: 600_000, env }, (err, stdout, stderr) => {
       if (err) reject(new Error(`scripts/ferretdb.sh ${command} failed: ${stderr.trim() || err.message}`));
       else resolvePromise(stdout.trim());
     });
