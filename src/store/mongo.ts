@@ -12,10 +12,10 @@
 //                  aborted }.
 //   change_trims   { _id: revId(revision) }: the log was trimmed up to there (retention).
 //
-// A write: (1) takes the next revision N by inserting the reservation {_id: N} (the largest
-// reservation + 1; on a duplicate the next number); for an update or delete of session X at
-// revision R the same insert takes the claim key "X@R" (unique index), so exactly one writer can
-// move X away from R. (2) Makes sure the change that produced R is in the log (see resolve()),
+// A write: (1) takes the next revision N by inserting the reservation {_id: N} (the number after
+// the last one; on a duplicate, the first free one after it); for an update or delete of
+// session X at revision R the same insert takes the claim key "X@R" (unique index), so exactly
+// one writer can move X away from R. (2) Makes sure the change that produced R is in the log (see resolve()),
 // so the post-image of every revision is known before the session moves on. (3) Writes the
 // session conditionally on {_id: X, revision: R}. (4) Inserts the outcome of N: the change, or
 // "aborted" when nothing was written. A reader of the log walks revisions in order and stops at
@@ -61,6 +61,7 @@
 // Deadlines are enforced on the client with an AbortSignal per call (timeoutMS is a no-op in
 // driver 7), plus maxTimeMS so a real MongoDB stops the work too.
 
+import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   MongoClient,
@@ -439,8 +440,10 @@ function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err instanceof MongoNetworkError || UNAVAILABLE_NAMES.has(err.name)) return true;
   // FerretDB answers an expired maxTimeMS with code 1 InternalError, "[msg_find.go:344
-  // handler.handleMaxTimeMSError] [...] interrupted (9)", instead of 50 MaxTimeMSExpired.
-  if (err instanceof MongoServerError && err.message.includes("handleMaxTimeMSError")) return true;
+  // handler.handleMaxTimeMSError] [...] interrupted (9)", instead of 50 MaxTimeMSExpired, and
+  // under load a statement can fail with "[...] fsql.(*DB).InTransaction] interrupted (9)"
+  // (SQLite's SQLITE_INTERRUPT, after another connection was dropped): transient, nothing written.
+  if (err instanceof MongoServerError && (err.message.includes("handleMaxTimeMSError") || err.message.endsWith("interrupted (9)"))) return true;
   if (err instanceof MongoServerError && typeof err.code === "number" && UNAVAILABLE_CODES.has(err.code)) return true;
   return err instanceof MongoError && UNAVAILABLE_LABELS.some((label) => err.hasErrorLabel(label));
 }
@@ -465,6 +468,8 @@ class Call {
   private readonly timer: NodeJS.Timeout;
   readonly end: number;
   constructor(budgetMs: number) {
+    // Every driver operation of the call listens to the signal (up to 32 at once, outcomesFrom).
+    setMaxListeners(100, this.controller.signal);
     this.end = Date.now() + budgetMs;
     this.timer = setTimeout(() => this.controller.abort(new Error("deadline exceeded")), budgetMs);
     this.timer.unref();
@@ -676,8 +681,8 @@ export class MongoSessionStore implements SessionStore {
           if (!o.aborted) changes.push(toChangeRecord(o));
         }
         if (batch.length === wanted) continue; // all there (aborted ones take no room): read on
-        // safe + 1 has no outcome yet: resolve it, or stop before it.
-        const state = await this.resolve(safe + 1, call);
+        // safe + 1 had no outcome just now: resolve it, or stop before it.
+        const state = await this.resolve(safe + 1, call, CLAIM_LEASE_MS, true);
         if (state === "pending" || state === "none") break;
       }
       this.frontier = Math.max(this.frontier, safe);
@@ -974,9 +979,11 @@ export class MongoSessionStore implements SessionStore {
    * its write is visible in the session, "aborted" when it is not and the reservation is older
    * than `leaseMs`; "pending" otherwise, "none" when there is no such reservation.
    */
-  private async resolve(revision: number, call: Call, leaseMs = CLAIM_LEASE_MS): Promise<Resolution> {
-    const outcome = await this.changes.findOne({ _id: revId(revision) }, { ...call.opts, projection: { aborted: 1 } });
-    if (outcome) return outcome.aborted ? "aborted" : "committed";
+  private async resolve(revision: number, call: Call, leaseMs = CLAIM_LEASE_MS, outcomeChecked = false): Promise<Resolution> {
+    if (!outcomeChecked) {
+      const outcome = await this.changes.findOne({ _id: revId(revision) }, { ...call.opts, projection: { aborted: 1 } });
+      if (outcome) return outcome.aborted ? "aborted" : "committed";
+    }
     const res = await this.revisions.findOne({ _id: revId(revision) }, call.opts);
     if (!res) return "none";
     const session = await this.sessions.findOne({ _id: res.id }, call.opts);
@@ -1061,7 +1068,7 @@ export class MongoSessionStore implements SessionStore {
       const batch = await this.outcomesFrom(safe + 1, READ_BATCH, call, { _id: 1 });
       if (batch.length > 0) safe = revNum(batch[batch.length - 1]!._id);
       if (batch.length === READ_BATCH) continue;
-      const state = await this.resolve(safe + 1, call);
+      const state = await this.resolve(safe + 1, call, CLAIM_LEASE_MS, true);
       if (state === "pending" || state === "none") break;
     }
     this.frontier = Math.max(this.frontier, safe);
