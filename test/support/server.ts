@@ -21,7 +21,7 @@ let counter = 0;
 export function testEnv(kind: StoreKind, extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = { HOST: "127.0.0.1", GRPC_PORT: "0", HTTP_PORT: "0", LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent", ...extra };
   if (kind === "mongodb") {
-    const uri = process.env.MONGODB_URI;
+    const uri = extra.MONGODB_URI ?? process.env.MONGODB_URI;
     if (!uri) throw new Error("MONGODB_URI is not set: the jest global setup starts FerretDB; run the suite with `npm test`");
     env.MONGODB_URI = uri;
     env.MONGODB_DATABASE = env.MONGODB_DATABASE ?? `e2e_${process.pid}_${Date.now().toString(36)}_${counter++}`;
