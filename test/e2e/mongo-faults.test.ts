@@ -2,7 +2,6 @@
 // down at start, and a database restarted under a stream of writes (no acknowledged write lost).
 
 import { Code } from "@connectrpc/connect";
-import { MongoClient } from "mongodb";
 import { CallError, grpcClient } from "../support/clients";
 import { freshDatabase, startFerret, type FerretProcess } from "../support/mongo";
 import { startTestServer, type TestServer } from "../support/server";
@@ -48,9 +47,9 @@ describe("the MongoDB store through the API", () => {
       expect(JSON.stringify(Object.keys(doc.metadata.time))).not.toMatch(/[A-Z]/);
 
       // A document written by hand, in the same shape, is served by GetSession.
-      const hand = { ...doc, _id: "hand-written-1", revision: 1, utm: { ...doc.utm, source: "handmade" } };
+      const hand: Record<string, any> = { ...doc, _id: "hand-written-1", revision: 1, utm: { ...doc.utm, source: "handmade" } };
       delete hand.request_id;
-      await db.client.db(db.dbName).collection<{ _id: string }>("sessions").insertOne(hand);
+      await db.client.db(db.dbName).collection<{ _id: string }>("sessions").insertOne(hand as { _id: string });
       const got = (await client.getSession({ id: "hand-written-1" })).session!;
       expect(got.utm?.source).toBe("handmade");
       expect(got.profile?.id).toBe("p-doc");
