@@ -58,7 +58,7 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
   let server: TestServer;
   let client: SessionClient;
   beforeAll(async () => {
-    server = await startTestServer(store, { WATCH_POLL_MS: "20" });
+    server = await startTestServer(store, { WATCH_POLL_MS: "20", STORE_TIMEOUT_MS: "30000" });
     client = grpcClient(server.grpcPort);
   });
   afterAll(async () => {
@@ -254,7 +254,7 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
     // What each watcher must have seen: every change of the profile after `start`.
     const all = [];
     for (let after = Number(start), head = await server.store.headRevision(); after < head; ) {
-      const batch = await server.store.readChanges(after, 500);
+      const batch = await server.store.readChanges(after, 200, { deadline: new Date(Date.now() + 30_000) });
       all.push(...batch.changes);
       after = batch.safeRevision;
     }
