@@ -1,0 +1,353 @@
+// `npm run bench:mongo`: the MongoDB store on FerretDB (issue 3, "Must show").
+//
+// Starts its own FerretDB (scripts/ferretdb.sh, SQLite backend) in a temporary directory and the
+// real service (startServer with MONGODB_URI) in a child process (this file with --serve), then:
+//   1. baseline: the plain driver's insertOne of a session document (a copy of one the service
+//      wrote, new _id) into the service's `sessions` collection, concurrency 50, ~10 s; run
+//      before and after step 2, the mean is the baseline;
+//   2. CreateSession through the service over gRPC (connect-node gRPC transport, HTTP/2),
+//      concurrency 50, ~10 s; prints creates/s over inserts/s (target >= 0.8);
+//   3. ListSessions latency (page_size 50, one profile with 100 sessions, sequential calls) with
+//      10k stored sessions, then again after bulk-loading (driver insertMany, batches of 1000,
+//      the service's document shape) towards 1M, stopping at --load-minutes.
+// Everything it starts is stopped and the temporary directory removed at exit.
+//
+// Options: --duration S (10), --concurrency N (50), --calls N (200), --list-budget S (60: a
+// latency run stops after this many seconds even below --calls), --target N (1000000),
+// --load-minutes M (12).
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as readline from "node:readline";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { MongoClient, type Document } from "mongodb";
+
+import { SessionService } from "../gen/session/v1/session_service_pb";
+import { runChild } from "./child";
+
+const REPO = path.resolve(__dirname, "..", "..");
+const DATABASE = "bench";
+const TARGET_RATIO = 0.8;
+const PROFILE = "0b0d4f7e-6a51-4c1e-9d53-2f7c4a9e8b11";
+const LIST_PROFILE = "5d9c2f10-list-4bench-8000-000000000100";
+const LIST_PROFILE_SESSIONS = 100;
+
+const CREATE_REQUEST = {
+  session: {
+    metadata: { channel: "web" },
+    profile: { id: PROFILE },
+    context: { ip: "203.0.113.24", referrer: "https://news.example/spring-sale" },
+    properties: { cart_value: 129.9, currency: "EUR", items: 3, logged_in: true },
+    app: { language: "en-US", resolution: "390x844" },
+  },
+  userAgent:
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+  pageUrl: "https://shop.example/?utm_source=news&utm_medium=email&utm_campaign=spring",
+};
+
+// ---------------------------------------------------------------------------------------------
+// The server child
+
+// (the entry point is at the end of this file)
+
+// ---------------------------------------------------------------------------------------------
+// Options, helpers, cleanup
+
+function opt(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return def;
+  const n = Number(process.argv[i + 1]);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} needs a positive number`);
+  return n;
+}
+
+let tmpDir: string | undefined;
+let ferretDir: string | undefined;
+const children = new Set<ChildProcess>();
+
+function cleanup(): void {
+  for (const c of children) c.kill("SIGKILL");
+  children.clear();
+  if (ferretDir) {
+    spawnSync("bash", [path.join(REPO, "scripts", "ferretdb.sh"), "stop", ferretDir], { stdio: "inherit" });
+    ferretDir = undefined;
+  }
+  if (tmpDir) {
+    fs.rmSync(tmpDir, { recursive: true, force: true });
+    tmpDir = undefined;
+  }
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+const f1 = (n: number): string => n.toFixed(1);
+const f2 = (n: number): string => n.toFixed(2);
+const log = (s: string): void => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
+
+/** Runs `worker` in `concurrency` loops for `seconds`; returns completed operations per second. */
+async function closedLoop(concurrency: number, seconds: number, worker: () => Promise<void>): Promise<{ rate: number; ok: number; errors: number; firstError?: string }> {
+  const end = performance.now() + seconds * 1000;
+  let ok = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        try {
+          await worker();
+          ok++;
+        } catch (err) {
+          errors++;
+          firstError ??= err instanceof Error ? err.message : String(err);
+        }
+      }
+    }),
+  );
+  const elapsed = (performance.now() - start) / 1000;
+  return { rate: ok / elapsed, ok, errors, firstError };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service child
+
+class Service {
+  port = 0;
+  private constructor(private readonly proc: ChildProcess) {}
+
+  static async start(uri: string): Promise<Service> {
+    const proc = spawn(process.execPath, [__filename, "--serve"], {
+      cwd: REPO,
+      env: { ...process.env, BENCH_MONGODB_URI: uri },
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    children.add(proc);
+    proc.on("exit", () => children.delete(proc));
+    const svc = new Service(proc);
+    svc.port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("service child: not ready within 60 s")), 60_000);
+      proc.once("exit", (code) => reject(new Error(`service child exited with ${code}`)));
+      readline.createInterface({ input: proc.stdout! }).on("line", (line) => {
+        if (!line.startsWith("BENCH ")) return;
+        const msg = JSON.parse(line.slice(6)) as { type: string; port?: number };
+        if (msg.type === "ready") {
+          clearTimeout(timer);
+          resolve(Number(msg.port));
+        }
+      });
+    });
+    return svc;
+  }
+
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null) return;
+    const done = new Promise<void>((resolve) => this.proc.once("exit", () => resolve()));
+    this.proc.stdin!.write("exit\n");
+    const timer = setTimeout(() => this.proc.kill("SIGKILL"), 10_000);
+    await done;
+    clearTimeout(timer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents in the service's shape
+
+/** A copy of `template` (a document the service wrote) as another session. */
+function sessionLike(template: Document, profileId: string, insert: Date): Document {
+  const doc = structuredClone(template);
+  doc._id = randomUUID();
+  doc.profile = { ...(doc.profile as Document), id: profileId };
+  const metadata = doc.metadata as Document;
+  const time = metadata.time as Document;
+  metadata.time = { ...time, insert, timestamp: insert.getTime() / 1000, weekday: insert.getUTCDay() };
+  return doc;
+}
+
+const T0 = Date.UTC(2026, 0, 1);
+let seq = 0;
+/** Sessions of many other profiles (about 10 each), insert times spread over a year. */
+function filler(template: Document, n: number): Document[] {
+  const out: Document[] = [];
+  for (let i = 0; i < n; i++) {
+    const k = seq++;
+    out.push(sessionLike(template, `filler-profile-${Math.floor(k / 10)}`, new Date(T0 + ((k * 7919) % 31_536_000) * 1000)));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function listLatency(
+  client: ReturnType<typeof createClient<typeof SessionService>>,
+  calls: number,
+  budgetS: number,
+): Promise<{ p50: number; p99: number; n: number; returned: number; errors: number; firstError?: string }> {
+  const lat: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  let returned = 0;
+  const end = performance.now() + budgetS * 1000;
+  for (let i = 0; i < calls && (i < 3 || performance.now() < end); i++) {
+    const t = performance.now();
+    try {
+      const res = await client.listSessions({ profileId: LIST_PROFILE, pageSize: 50 }, { timeoutMs: 120_000 });
+      lat.push(performance.now() - t);
+      returned = res.sessions.length;
+    } catch (err) {
+      errors++;
+      firstError ??= err instanceof Error ? err.message : String(err);
+    }
+  }
+  lat.sort((a, b) => a - b);
+  return { p50: pct(lat, 50), p99: pct(lat, 99), n: lat.length, returned, errors, firstError };
+}
+
+async function main(): Promise<void> {
+  const duration = opt("duration", 10);
+  const concurrency = opt("concurrency", 50);
+  const calls = opt("calls", 200);
+  const listBudget = opt("list-budget", 60);
+  const target = opt("target", 1_000_000);
+  const loadMinutes = opt("load-minutes", 12);
+
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "mongo-bench-"));
+  ferretDir = path.join(tmpDir, "ferretdb");
+  const started = spawnSync("bash", [path.join(REPO, "scripts", "ferretdb.sh"), "start", ferretDir], { encoding: "utf8" });
+  if (started.status !== 0) throw new Error(`scripts/ferretdb.sh start failed: ${started.stderr}`);
+  const uri = started.stdout.trim();
+  const ferretVersion = spawnSync(path.join(spawnSync("bash", [path.join(REPO, "scripts", "tools.sh"), "--print-dir"], { encoding: "utf8" }).stdout.trim(), "ferretdb"), ["--version"], { encoding: "utf8" }).stdout.split("\n").find((l) => /version/i.test(l)) ?? "?";
+  log(`FerretDB at ${uri} (${ferretVersion.trim()}), data in ${ferretDir}`);
+  log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? "?"}, node ${process.version}`);
+
+  const svc = await Service.start(uri);
+  const client = createClient(SessionService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${svc.port}` }));
+  const mongo = new MongoClient(uri, { maxPoolSize: concurrency + 10 });
+  await mongo.connect();
+  const sessions = mongo.db(DATABASE).collection("sessions");
+
+  // The store opens in the background: wait until a create goes through, and take its document.
+  let firstId: string | undefined;
+  for (let i = 0; i < 100 && !firstId; i++) {
+    try {
+      firstId = (await client.createSession(CREATE_REQUEST, { timeoutMs: 10_000 })).session?.id;
+    } catch {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  if (!firstId) throw new Error("CreateSession never succeeded");
+  const template = await sessions.findOne({ _id: firstId as unknown as Document["_id"] });
+  if (!template) throw new Error("the created session is not in the sessions collection");
+  const docBytes = Buffer.byteLength(JSON.stringify(template));
+  log(`session document template: ${Object.keys(template).length} top-level fields, ~${docBytes} bytes as JSON`);
+
+  // 1 + 2: baseline, CreateSession, baseline.
+  const insertOnce = async (): Promise<void> => {
+    await sessions.insertOne(sessionLike(template, PROFILE, new Date()));
+  };
+  await closedLoop(concurrency, 2, insertOnce); // warm-up
+  await closedLoop(concurrency, 2, async () => void (await client.createSession(CREATE_REQUEST, { timeoutMs: 30_000 })));
+  log(`baseline insertOne, concurrency ${concurrency}, ${duration} s ...`);
+  const base1 = await closedLoop(concurrency, duration, insertOnce);
+  log(`  ${f1(base1.rate)} inserts/s (${base1.ok} ok, ${base1.errors} errors${base1.firstError ? `: ${base1.firstError}` : ""})`);
+  log(`CreateSession through the service, concurrency ${concurrency}, ${duration} s ...`);
+  const create = await closedLoop(concurrency, duration, async () => void (await client.createSession(CREATE_REQUEST, { timeoutMs: 30_000 })));
+  log(`  ${f1(create.rate)} creates/s (${create.ok} ok, ${create.errors} errors${create.firstError ? `: ${create.firstError}` : ""})`);
+  log(`baseline insertOne again ...`);
+  const base2 = await closedLoop(concurrency, duration, insertOnce);
+  log(`  ${f1(base2.rate)} inserts/s (${base2.ok} ok, ${base2.errors} errors)`);
+  const baseline = (base1.rate + base2.rate) / 2;
+  const ratio = create.rate / baseline;
+  log(`RATIO CreateSession / insertOne = ${f1(create.rate)} / ${f1(baseline)} = ${f2(ratio)} (target >= ${TARGET_RATIO}: ${ratio >= TARGET_RATIO ? "met" : "NOT met"})`);
+  const perCreate = {
+    revisions: await mongo.db(DATABASE).collection("revisions").countDocuments(),
+    changes: await mongo.db(DATABASE).collection("changes").countDocuments(),
+  };
+  log(`collections after the runs: revisions ${perCreate.revisions}, changes ${perCreate.changes}`);
+
+  // 3: ListSessions latency at 10k and towards 1M.
+  const listDocs: Document[] = [];
+  for (let i = 0; i < LIST_PROFILE_SESSIONS; i++) listDocs.push(sessionLike(template, LIST_PROFILE, new Date(T0 + i * 3_600_000)));
+  await sessions.insertMany(listDocs, { ordered: false });
+  let total = await sessions.countDocuments();
+  const load = async (upTo: number, deadline: number): Promise<void> => {
+    const workers = 2;
+    await Promise.all(
+      Array.from({ length: workers }, async () => {
+        while (total < upTo && performance.now() < deadline) {
+          const n = Math.min(1000, upTo - total);
+          total += n;
+          await sessions.insertMany(filler(template, n), { ordered: false });
+        }
+      }),
+    );
+    total = await sessions.countDocuments();
+  };
+  let t = performance.now();
+  await load(10_000, Infinity);
+  log(`stored sessions: ${total} (loaded in ${f1((performance.now() - t) / 1000)} s)`);
+  await listLatency(client, 5, 30); // warm-up
+  const l10k = await listLatency(client, calls, listBudget);
+  const total10k = total;
+  log(`ListSessions @ ${total10k}: p50 ${f1(l10k.p50)} ms, p99 ${f1(l10k.p99)} ms over ${l10k.n} calls (${l10k.returned} returned, ${l10k.errors} errors${l10k.firstError ? `: ${l10k.firstError}` : ""})`);
+
+  log(`bulk-loading towards ${target} (insertMany x1000, 2 in flight, at most ${loadMinutes} min) ...`);
+  t = performance.now();
+  const deadline = t + loadMinutes * 60_000;
+  const progress = setInterval(() => log(`  ~${total} stored, ${f1((total - total10k) / ((performance.now() - t) / 1000))} docs/s`), 30_000);
+  await load(target, deadline);
+  clearInterval(progress);
+  const loadS = (performance.now() - t) / 1000;
+  log(`stored sessions: ${total} (${total < target ? `stopped at the ${loadMinutes} min limit, ` : ""}${f1(loadS)} s, ${f1((total - total10k) / loadS)} docs/s)`);
+  await listLatency(client, 2, 30); // warm-up
+  const lBig = await listLatency(client, calls, listBudget);
+  log(`ListSessions @ ${total}: p50 ${f1(lBig.p50)} ms, p99 ${f1(lBig.p99)} ms over ${lBig.n} calls (${lBig.returned} returned, ${lBig.errors} errors${lBig.firstError ? `: ${lBig.firstError}` : ""})`);
+  log(`RATIO ListSessions p50 @${total} / @${total10k} = ${f2(lBig.p50 / l10k.p50)}, p99 ${f2(lBig.p99 / l10k.p99)} (flat would be ~1)`);
+
+  console.log(
+    "\nBENCH_RESULT " +
+      JSON.stringify({ baseline1: base1.rate, baseline2: base2.rate, create: create.rate, ratio, total10k, l10k, totalBig: total, lBig, loadS, docBytes }),
+  );
+  await mongo.close();
+  await svc.stop();
+  cleanup();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry point: the server child, or the bench
+
+if (process.argv.includes("--serve")) {
+  runChild("mongo-service", async () => {
+    const { loadConfig } = await import("../src/config");
+    const { createLogger } = await import("../src/log");
+    const { startServer } = await import("../src/server");
+    const config = loadConfig({
+      GRPC_PORT: "0",
+      HTTP_PORT: "0",
+      MONGODB_URI: process.env.BENCH_MONGODB_URI,
+      MONGODB_DATABASE: DATABASE,
+      STORE_TIMEOUT_MS: "600000",
+      LOG_LEVEL: "silent",
+      SHUTDOWN_GRACE_MS: "1000",
+    });
+    const running = await startServer(config, createLogger("silent"));
+    return { port: running.grpcPort, close: () => running.close() };
+  });
+} else {
+  main().catch((err: unknown) => {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    cleanup();
+    process.exit(1);
+  });
+}
