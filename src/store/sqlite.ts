@@ -6,10 +6,24 @@
 // cost of an fsync per commit.
 //
 // Group commit: writes issued in the same event-loop turn are committed together in one
-// transaction, each in its own savepoint, so a failing write never affects the others. A commit
-// costs about as much as the pages it writes, and concurrent writes share most of their pages
-// (table tails, index tails, the counter row). Every write call resolves only after its
-// transaction has committed.
+// transaction. A commit costs about as much as the pages it writes, and concurrent writes share
+// most of their pages (table tails, index tails, the counter row). Every write call resolves
+// only after its transaction has committed.
+//
+// A failing write never affects the others, without savepoints: every write makes all its
+// checks (reads, typed errors, patching, serializing) before its first modifying statement, and
+// SQLite undoes a failed statement by itself. So a write that fails before or at its first
+// modification has changed nothing, and the batch goes on. A failure after that (only I/O, disk
+// full and the like) fails the whole batch: the transaction rolls back and every write of it
+// rejects. (Savepoints cost a statement journal: about 35 KB of temp-file writes per create.)
+//
+// Revisions: a batch reads the counter once, hands out the next values to its successful
+// writes in order, and stores the last one with one UPDATE before COMMIT.
+//
+// The change log stores a document only when the sessions table no longer holds it: the row
+// of a session's latest change has doc = '' and its post-image is the session row (same
+// revision). The next update or delete of the session first copies the document into that row.
+// So a create writes its JSON once, and trimming may drop any change row.
 //
 // Several processes may share the file: each batch runs in a BEGIN IMMEDIATE transaction, which
 // takes the write lock before reading, so revisions (the `meta` row) are handed out and committed
@@ -20,10 +34,11 @@
 
 import fs from "node:fs";
 import path from "node:path";
+import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 
 import { ChangesTrimmedError, DomainError, NotFoundError, AlreadyExistsError, RevisionConflictError, StoreUnavailableError } from "../domain/errors";
-import type { SessionDoc } from "../domain/session";
+import { STATUS_ACTIVE, type SessionDoc } from "../domain/session";
 import { applyPatch, cloneDoc } from "./patch";
 import type {
   CallOptions,
@@ -42,6 +57,52 @@ import type {
 /** How long a write waits for another connection's write lock (unless its deadline is sooner). */
 const BUSY_TIMEOUT_MS = 5000;
 
+/** Commits after which the checkpointer thread starts (small stores, like tests, never need it). */
+const CHECKPOINTER_AFTER_COMMITS = 200;
+/** How often the checkpointer thread copies the WAL into the database file. */
+const CHECKPOINT_INTERVAL_MS = 100;
+/** WAL size (frames) from which the checkpointer catches up completely, so the WAL restarts. */
+const RESTART_WAL_FRAMES = 4000;
+/**
+ * WAL size (frames) at which the writer checkpoints by itself after a commit, on the event loop:
+ * a backstop for when the checkpointer thread falls behind or is gone (SQLite's default is 1000).
+ */
+const BACKSTOP_CHECKPOINT_PAGES = 16000;
+
+// The checkpointer: a worker thread with its own connection that runs a PASSIVE checkpoint
+// every CHECKPOINT_INTERVAL_MS. A passive checkpoint never blocks the writer, nor the writer
+// it, so the page copies and fsyncs of checkpoints leave the event loop. SQLite's automatic
+// checkpoint (run by the writer inside COMMIT, every 1000 pages by default) stays on as a
+// backstop at BACKSTOP_CHECKPOINT_PAGES, for when the thread falls behind or is gone.
+// Started after CHECKPOINTER_AFTER_COMMITS commits; until then the writer checkpoints at
+// SQLite's default. Plain JavaScript, evaluated as the worker's script.
+const CHECKPOINTER_SCRIPT = `
+const { parentPort, workerData } = require("node:worker_threads");
+const Database = require(workerData.driver);
+const db = new Database(workerData.file, { fileMustExist: true });
+const checkpoint = () => {
+  try {
+    let { log } = db.pragma("wal_checkpoint(PASSIVE)")[0];
+    // The WAL starts over (instead of growing) when a write begins with every frame copied,
+    // but the writer usually commits more while a checkpoint runs. From a certain size, copy
+    // those too, in a few quick rounds, until a round finds nothing new.
+    for (let i = 0; i < 5 && log >= workerData.restartFrames; i++) {
+      const next = db.pragma("wal_checkpoint(PASSIVE)")[0].log;
+      if (next === log) break;
+      log = next;
+    }
+  } catch {
+    // Busy or failing: the next tick tries again, the writer's backstop covers the rest.
+  }
+};
+const timer = setInterval(checkpoint, workerData.intervalMs);
+parentPort.once("message", () => {
+  clearInterval(timer);
+  db.close();
+  parentPort.close();
+});
+`;
+
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS sessions (
     id         TEXT PRIMARY KEY,
@@ -56,10 +117,18 @@ const SCHEMA = `
   -- Unique among non-NULL keys; partial so that creates without a key add no index entry.
   CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_request_id ON sessions (request_id) WHERE request_id IS NOT NULL;
   CREATE INDEX IF NOT EXISTS sessions_by_profile  ON sessions (profile_id, insert_ms, id);
-  CREATE INDEX IF NOT EXISTS sessions_by_status   ON sessions (status, insert_ms, id);
-  CREATE INDEX IF NOT EXISTS sessions_by_channel  ON sessions (channel, insert_ms, id);
-  CREATE INDEX IF NOT EXISTS sessions_by_insert   ON sessions (insert_ms, id);
-  CREATE INDEX IF NOT EXISTS sessions_by_revision ON sessions (revision);
+  -- The listing order; it also holds status and channel, so that listings filtered by them
+  -- alone walk this index and skip non-matching sessions without reading their rows.
+  CREATE INDEX IF NOT EXISTS sessions_by_insert_status_channel ON sessions (insert_ms, id, status, channel);
+  -- Sessions are created active: only other statuses (fewer, and rare ones worth finding
+  -- fast) get an entry here. list() adds the same condition for such a status.
+  CREATE INDEX IF NOT EXISTS sessions_by_other_status ON sessions (status, insert_ms, id) WHERE status <> 'active';
+  -- Replaced by the two above (these existed in files made before 2026-11-27).
+  DROP INDEX IF EXISTS sessions_by_insert;
+  DROP INDEX IF EXISTS sessions_by_status;
+  DROP INDEX IF EXISTS sessions_by_channel;
+  -- No query reads sessions by revision (this index existed in files made before 2026-11-27).
+  DROP INDEX IF EXISTS sessions_by_revision;
 
   -- The store-wide revision counter: the last revision handed out.
   CREATE TABLE IF NOT EXISTS meta (
@@ -72,8 +141,9 @@ const SCHEMA = `
 
   -- One row per committed write, in the same transaction (read by WatchSessions).
   -- doc has the format of sessions.doc (the revision is the row's): the session after the
-  -- change, for deletions its last state. before_* are the filter fields before the change
-  -- (NULL for creations).
+  -- change, for deletions its last state; '' while that document is the session row's (the
+  -- session is still at this revision; its next update or delete fills doc in first).
+  -- before_* are the filter fields before the change (NULL for creations).
   CREATE TABLE IF NOT EXISTS changes (
     revision          INTEGER PRIMARY KEY,
     id                TEXT NOT NULL,
@@ -84,7 +154,8 @@ const SCHEMA = `
     before_status     TEXT,
     before_channel    TEXT
   );
-  CREATE INDEX IF NOT EXISTS changes_by_time ON changes (at_ms);
+  -- Trimming scans from the oldest change (revision order follows at_ms closely enough).
+  DROP INDEX IF EXISTS changes_by_time;
 `;
 
 /** SQLite result codes that mean "cannot be reached / did not answer", not a bug. */
@@ -99,7 +170,10 @@ interface ChangeRow {
   revision: number;
   id: string;
   kind: ChangeKind;
-  doc: string;
+  /** null only if the log is inconsistent (no document and no session row). */
+  doc: string | null;
+  /** The revision of the session row whose document `doc` is ('' and null when doc is the row's own). */
+  session_revision: number | null;
   before_profile_id: string | null;
   before_status: string | null;
   before_channel: string | null;
@@ -119,17 +193,25 @@ export class SqliteSessionStore implements SessionStore {
   readonly kind = "sqlite";
 
   private closed = false;
+  private commits = 0;
+  private checkpointer: { worker: Worker; exited: Promise<void> } | undefined;
   private pending: PendingWrite[] = [];
   /** List statements, prepared on first use per combination of filters. */
   private readonly listStatements = new Map<string, Database.Statement<unknown[], DocRow>>();
 
-  private readonly nextRevisionStmt: Database.Statement<[], number>;
+  private readonly readRevisionStmt: Database.Statement<[], number>;
+  private readonly writeRevisionStmt: Database.Statement<[number]>;
+  /** During a batch: the last revision handed out (to a write that succeeded). */
+  private revision = 0;
+  /** During a write of a batch: it has changed the database (a failure now fails the batch). */
+  private modified = false;
   private readonly selectByIdStmt: Database.Statement<[string], DocRow>;
   private readonly selectByRequestIdStmt: Database.Statement<[string], DocRow>;
   private readonly insertStmt: Database.Statement<unknown[]>;
   private readonly updateStmt: Database.Statement<unknown[]>;
   private readonly deleteStmt: Database.Statement<[string]>;
   private readonly insertChangeStmt: Database.Statement<[number, string, ChangeKind, string, number, string | null, string | null, string | null]>;
+  private readonly keepChangeDocStmt: Database.Statement<[string, number]>;
   private readonly headStmt: Database.Statement<[], { revision: number; trimmed_through: number }>;
   private readonly changesStmt: Database.Statement<[number, number, number], ChangeRow>;
   private readonly trimStmt: Database.Transaction<(beforeMs: number) => number>;
@@ -138,8 +220,6 @@ export class SqliteSessionStore implements SessionStore {
 
   /** Runs a batch in one transaction (BEGIN IMMEDIATE when called as .immediate). */
   private readonly batchTx: Database.Transaction<(batch: PendingWrite[]) => Outcome[]>;
-  /** Runs one write of a batch in a savepoint (a transaction function nested in another). */
-  private readonly savepoint: Database.Transaction<(run: () => unknown) => unknown>;
 
   /** Opens (creating if needed) `<dataDir>/sessions.db`. */
   static open(dataDir: string): SqliteSessionStore {
@@ -152,15 +232,19 @@ export class SqliteSessionStore implements SessionStore {
       if (mode !== "wal") throw new Error(`journal_mode is "${String(mode)}", WAL is required`);
       db.pragma("synchronous = NORMAL");
       db.exec(`BEGIN IMMEDIATE; ${SCHEMA} COMMIT;`);
-      return new SqliteSessionStore(db);
+      return new SqliteSessionStore(db, file);
     } catch (err) {
       db?.close();
       throw new StoreUnavailableError(`cannot open the SQLite store at ${file}: ${(err as Error).message}`, { cause: err });
     }
   }
 
-  private constructor(private readonly db: Database.Database) {
-    this.nextRevisionStmt = db.prepare<[], number>("UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision").pluck();
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly file: string,
+  ) {
+    this.readRevisionStmt = db.prepare<[], number>("SELECT revision FROM meta WHERE id = 1").pluck();
+    this.writeRevisionStmt = db.prepare<[number]>("UPDATE meta SET revision = ? WHERE id = 1");
     this.selectByIdStmt = db.prepare<[string], DocRow>("SELECT doc, revision FROM sessions WHERE id = ?");
     this.selectByRequestIdStmt = db.prepare<[string], DocRow>("SELECT doc, revision FROM sessions WHERE request_id = ?");
     this.insertStmt = db.prepare(
@@ -175,11 +259,20 @@ export class SqliteSessionStore implements SessionStore {
       `INSERT INTO changes (revision, id, kind, doc, at_ms, before_profile_id, before_status, before_channel)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    // Before a session row changes: its latest change row (if not trimmed) gets the document.
+    this.keepChangeDocStmt = db.prepare<[string, number]>("UPDATE changes SET doc = ? WHERE revision = ? AND doc = ''");
     this.headStmt = db.prepare<[], { revision: number; trimmed_through: number }>("SELECT revision, trimmed_through FROM meta WHERE id = 1");
     this.changesStmt = db.prepare<[number, number, number], ChangeRow>(
-      "SELECT * FROM changes WHERE revision > ? AND revision <= ? ORDER BY revision LIMIT ?",
+      `SELECT c.revision, c.id, c.kind, iif(c.doc = '', s.doc, c.doc) AS doc, s.revision AS session_revision,
+              c.before_profile_id, c.before_status, c.before_channel
+       FROM changes c LEFT JOIN sessions s ON c.doc = '' AND s.id = c.id
+       WHERE c.revision > ? AND c.revision <= ? ORDER BY c.revision LIMIT ?`,
     );
-    const trimThrough = db.prepare<[number], number>("SELECT max(revision) FROM changes WHERE at_ms < ?").pluck();
+    // The changes before the first one at or after the bound: a scan in revision order that
+    // reads only the rows it is about to delete (plus one). Without such a row, all of them.
+    const trimThrough = db.prepare<[number], number>(
+      "SELECT coalesce((SELECT revision FROM changes WHERE at_ms >= ? ORDER BY revision LIMIT 1) - 1, (SELECT max(revision) FROM changes))",
+    ).pluck();
     const setTrimmed = db.prepare<[number]>("UPDATE meta SET trimmed_through = max(trimmed_through, ?) WHERE id = 1");
     const deleteChanges = db.prepare<[number]>("DELETE FROM changes WHERE revision <= ?");
     this.trimStmt = db.transaction((beforeMs: number): number => {
@@ -192,21 +285,24 @@ export class SqliteSessionStore implements SessionStore {
     });
     this.pingStmt = db.prepare<[], number>("SELECT 1").pluck();
 
-    this.savepoint = db.transaction((run: () => unknown) => run());
     this.batchTx = db.transaction((batch: PendingWrite[]): Outcome[] => {
       const now = Date.now();
-      return batch.map((write): Outcome => {
+      // Under BEGIN IMMEDIATE: no other connection can hand out revisions until COMMIT.
+      const first = (this.revision = this.readRevisionStmt.get() as number);
+      const outcomes = batch.map((write): Outcome => {
         if (write.deadlineMs <= now) return { ok: false, error: deadlineExceeded() };
-        // A batch of one needs no savepoint: its error propagates and rolls back the transaction.
-        if (batch.length === 1) return { ok: true, value: write.run() };
+        this.modified = false;
         try {
-          return { ok: true, value: this.savepoint(write.run) };
+          return { ok: true, value: write.run() };
         } catch (error) {
-          // Some errors (disk full, I/O) make SQLite abort the whole transaction: fail the batch.
-          if (!db.inTransaction) throw error;
+          // Failed after changing something, or SQLite aborted the transaction (disk full,
+          // I/O): fail the batch, its transaction rolls back.
+          if (this.modified || !db.inTransaction) throw error;
           return { ok: false, error };
         }
       });
+      if (this.revision !== first) this.writeRevisionStmt.run(this.revision);
+      return outcomes;
     });
   }
 
@@ -221,13 +317,14 @@ export class SqliteSessionStore implements SessionStore {
         const replayed = this.selectByRequestIdStmt.get(requestId);
         if (replayed) return fromRow(replayed);
       }
-      const revision = this.nextRevision();
+      const revision = this.revision + 1;
       const m = session.metadata;
       const inserted = this.insertStmt.run(session.id, json, revision, session.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), requestId);
-      // Throwing rolls the savepoint back, the revision counter included.
       if (inserted.changes === 0) throw new AlreadyExistsError(session.id);
-      this.insertChangeStmt.run(revision, session.id, "created", json, Date.now(), null, null, null);
-      return revision;
+      this.modified = true;
+      // The document is the session row's until the session changes again.
+      this.insertChangeStmt.run(revision, session.id, "created", "", Date.now(), null, null, null);
+      return (this.revision = revision);
     });
     if (typeof outcome !== "number") return { session: outcome, created: false };
     session.revision = outcome;
@@ -252,12 +349,14 @@ export class SqliteSessionStore implements SessionStore {
       const doc = applyPatch(before, patch);
       if (doc.id !== id) throw new Error(`patch must not change the session id ("${id}" to "${doc.id}")`);
       const json = toJson(doc);
-      const revision = this.nextRevision();
+      const revision = this.revision + 1;
       const m = doc.metadata;
-      this.updateStmt.run(json, revision, doc.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), id);
       const bm = before.metadata;
-      this.insertChangeStmt.run(revision, id, "updated", json, Date.now(), before.profile?.id ?? null, bm.status, bm.channel);
-      doc.revision = revision;
+      this.keepChangeDocStmt.run(row.doc, row.revision);
+      this.modified = true;
+      this.updateStmt.run(json, revision, doc.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), id);
+      this.insertChangeStmt.run(revision, id, "updated", "", Date.now(), before.profile?.id ?? null, bm.status, bm.channel);
+      doc.revision = this.revision = revision;
       return doc;
     });
   }
@@ -268,11 +367,14 @@ export class SqliteSessionStore implements SessionStore {
       const row = this.selectByIdStmt.get(id);
       if (row === undefined) throw new NotFoundError(id);
       if (expected !== undefined && expected !== row.revision) throw new RevisionConflictError(id, expected, row.revision);
-      const revision = this.nextRevision();
-      this.deleteStmt.run(id);
+      const revision = this.revision + 1;
       const last = fromRow(row);
       const lm = last.metadata;
+      this.keepChangeDocStmt.run(row.doc, row.revision);
+      this.modified = true;
+      this.deleteStmt.run(id);
       this.insertChangeStmt.run(revision, id, "deleted", row.doc, Date.now(), last.profile?.id ?? null, lm.status, lm.channel);
+      this.revision = revision;
       return { revision };
     });
   }
@@ -286,7 +388,8 @@ export class SqliteSessionStore implements SessionStore {
         params.push(query.profileId);
       }
       if (query.status !== undefined) {
-        where.push("status = ?");
+        // The same term as the partial index's, so that SQLite may use it.
+        where.push(query.status === STATUS_ACTIVE ? "status = ?" : "status = ? AND status <> 'active'");
         params.push(query.status);
       }
       if (query.channel !== undefined) {
@@ -355,11 +458,16 @@ export class SqliteSessionStore implements SessionStore {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    // The checkpointer closes its connection first, so that closing the last one (ours)
+    // checkpoints and removes the WAL.
+    if (this.checkpointer) {
+      const { worker, exited } = this.checkpointer;
+      worker.postMessage("close");
+      const timeout = setTimeout(() => void worker.terminate(), 5000);
+      await exited;
+      clearTimeout(timeout);
+    }
     this.db.close();
-  }
-
-  private nextRevision(): number {
-    return this.nextRevisionStmt.get() as number;
   }
 
   /** A read runs at once: in WAL mode it never waits for a writer. */
@@ -392,7 +500,8 @@ export class SqliteSessionStore implements SessionStore {
     try {
       outcomes = this.withLockTimeout(batch, () => this.batchTx.immediate(batch));
     } catch (err) {
-      // Nothing of the batch was committed (the only write failed, or BEGIN or COMMIT did).
+      // Nothing of the batch was committed: a write failed after changing something, or
+      // BEGIN or COMMIT failed.
       const error = toStoreError(err);
       for (const write of batch) write.reject(error);
       return;
@@ -402,6 +511,28 @@ export class SqliteSessionStore implements SessionStore {
       else batch[i].reject(toStoreError(outcome.error));
     });
     if (outcomes.some((o) => o.ok)) for (const listener of this.commitListeners) listener();
+    if (++this.commits === CHECKPOINTER_AFTER_COMMITS) this.startCheckpointer();
+  }
+
+  private startCheckpointer(): void {
+    let worker: Worker;
+    try {
+      worker = new Worker(CHECKPOINTER_SCRIPT, {
+        eval: true,
+        workerData: { driver: require.resolve("better-sqlite3"), file: this.file, intervalMs: CHECKPOINT_INTERVAL_MS, restartFrames: RESTART_WAL_FRAMES },
+      });
+    } catch {
+      return; // The writer keeps checkpointing by itself.
+    }
+    // The thread must neither keep the process alive nor take it down.
+    worker.unref();
+    const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+    worker.on("error", () => {
+      // Without the thread, the writer checkpoints by itself at SQLite's default size again.
+      if (!this.closed) this.db.pragma("wal_autocheckpoint = 1000");
+    });
+    this.checkpointer = { worker, exited };
+    this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
   }
 
   /** Waits for another connection's write lock only as long as the most patient write allows. */
@@ -460,9 +591,14 @@ function fromRow(row: DocRow): SessionDoc {
 }
 
 function fromChangeRow(row: ChangeRow): ChangeRecord {
+  // A change row without a document points at its session row, which must still be at it.
+  if (row.session_revision !== null && row.session_revision !== row.revision) {
+    throw new Error(`change log: change ${row.revision} of session "${row.id}" has no document (the session is at ${row.session_revision})`);
+  }
+  if (row.doc === null) throw new Error(`change log: change ${row.revision} of session "${row.id}" has no document (the session is gone)`);
   const before: FilterFields | null =
     row.before_status === null ? null : { profileId: row.before_profile_id, status: row.before_status, channel: row.before_channel ?? "" };
-  return { revision: row.revision, kind: row.kind, id: row.id, doc: fromRow(row), before };
+  return { revision: row.revision, kind: row.kind, id: row.id, doc: fromRow({ doc: row.doc, revision: row.revision }), before };
 }
 
 function toMs(date: Date | null): number | null {
