@@ -10,4 +10,12 @@ if [[ ! -d node_modules ]]; then
 fi
 npx tsc -p tsconfig.json --noEmit
 npm run build --silent
-npx jest --ci "$@"
+report="$(mktemp)"
+set +e
+npx jest --ci --json --outputFile="$report" "$@"
+rc=$?
+set -e
+# A plain closing line for CI: "jest: N passed, N failed".
+node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(`jest: ${r.numPassedTests} passed, ${r.numFailedTests} failed`)' "$report" || true
+rm -f "$report"
+exit "$rc"
