@@ -17,11 +17,15 @@
 // (200 and 2000 deliveries/s). An extra run with --unfiltered N watchers without a filter
 // (every change to every watcher: N x 200 deliveries/s) shows the fan-out cost.
 //
-// Per store the phases are: seed, warm-up (writes, then a few watchers on each replica),
-// baseline (the writer alone, no watcher anywhere), then for each watcher count and replica:
+// Per store the phases are: seed, write capacity (closed loop, 8 writers, 3 s), warm-up (writes,
+// then a few watchers on each replica), baseline (the writer alone at the fixed rate, no watcher
+// anywhere), then for each watcher count and replica:
 // open N watchers, wait until the replica's feed counts N, measure idle RSS (after a full GC),
 // write for --duration, wait until every expected delivery arrived (at most 10 s), close.
 // RSS per watcher = (RSS with N idle watchers - RSS just before they opened) / N.
+// A store whose capacity is below 1.25x --rate is measured at a lower rate (at most a quarter
+// of its capacity) with the target's 1000 watchers only, and its latency targets print MISS.
+// CPU of every bench process is accounted; "other" is the rest of the machine (not this bench).
 //
 // Options (npm run bench:watch -- --duration 8 ...):
 //   --stores LIST       sqlite,mongodb (default both; mongodb runs on a private FerretDB)
