@@ -23,7 +23,9 @@
 // The change log stores a document only when the sessions table no longer holds it: the row
 // of a session's latest change has doc = '' and its post-image is the session row (same
 // revision). The next update or delete of the session first copies the document into that row.
-// So a create writes its JSON once, and trimming may drop any change row.
+// So a create writes its JSON once, and trimming may drop any change row. Files from before
+// this layout (every change row holds its document) open as they are; code from before it must
+// not write to a file shared with this code (it would overwrite a session without the copy).
 //
 // Several processes may share the file: each batch runs in a BEGIN IMMEDIATE transaction, which
 // takes the write lock before reading, so revisions (the `meta` row) are handed out and committed

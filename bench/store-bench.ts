@@ -1,0 +1,162 @@
+// `node dist/bench/store-bench.js`: the embedded SQLite store's create path alone, without
+// gRPC, protobuf or the domain. It measures what a CreateSession call costs the event loop in
+// the store, which the end-to-end bench (bench.ts) can only show as a share of a noisy profile.
+//
+// It builds the bench's realistic session once (the same request as bench.ts, converted and
+// enriched by the real domain code), then issues creates in bursts of --batch calls that share
+// one group commit (as concurrent RPCs do: under `npm run bench` most commits hold 10-50 writes),
+// and reports per create: the event loop's wall time, the process's CPU time, and the bytes the
+// database and WAL grew by.
+//
+// Options: --count N (creates, default 100000), --batch N (default 25), --rounds N (default 3;
+// every round uses a fresh data directory, the median is printed), --ids random|ordered (random
+// UUIDs as the service makes them, default; or time-ordered ones, like UUIDv7), --keep (leave
+// the data dirs).
+
+import { randomUUID } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { create } from "@bufbuild/protobuf";
+import { CreateSessionRequestSchema } from "../gen/session/v1/session_service_pb";
+import { Sessions } from "../src/domain/sessions";
+import type { SessionDoc } from "../src/domain/session";
+import { sessionToDoc } from "../src/rpc/convert";
+import type { SessionStore } from "../src/store/port";
+import { SqliteSessionStore } from "../src/store/sqlite";
+
+interface Options {
+  count: number;
+  batch: number;
+  rounds: number;
+  ids: "random" | "ordered";
+  keep: boolean;
+}
+
+function parseOptions(argv: string[]): Options {
+  const o: Options = { count: 100_000, batch: 25, rounds: 3, ids: "random", keep: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const int = (): number => {
+      const n = Number(argv[++i]);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`${a}: expected a positive whole number`);
+      return n;
+    };
+    if (a === "--count") o.count = int();
+    else if (a === "--batch") o.batch = int();
+    else if (a === "--rounds") o.rounds = int();
+    else if (a === "--ids") {
+      const v = argv[++i];
+      if (v !== "random" && v !== "ordered") throw new Error("--ids: expected random or ordered");
+      o.ids = v;
+    } else if (a === "--keep") o.keep = true;
+    else throw new Error(`unknown option ${a}`);
+  }
+  return o;
+}
+
+/** The document CreateSession hands to the store for the bench's request (bench.ts). */
+async function benchDoc(): Promise<SessionDoc> {
+  const req = create(CreateSessionRequestSchema, {
+    session: {
+      metadata: { channel: "web" },
+      profile: { id: "0b0d4f7e-6a51-4c1e-9d53-2f7c4a9e8b11" },
+      context: { ip: "203.0.113.24", referrer: "https://news.example/spring-sale" },
+      properties: { cart_value: 129.9, currency: "EUR", items: 3, logged_in: true },
+      app: { language: "en-US", resolution: "390x844" },
+    },
+    userAgent:
+      "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    pageUrl: "https://shop.example/?utm_source=news&utm_medium=email&utm_campaign=spring",
+  });
+  let captured: SessionDoc | undefined;
+  const capture = {
+    create: async (doc: SessionDoc) => {
+      captured = doc;
+      return { session: doc, created: true };
+    },
+  } as unknown as SessionStore;
+  await new Sessions(capture).create({ session: sessionToDoc(req.session), userAgent: req.userAgent, pageUrl: req.pageUrl, requestId: "" });
+  return captured!;
+}
+
+interface Round {
+  wallUs: number;
+  /** CPU time of the whole process (all threads). */
+  cpuUs: number;
+  /** CPU time of the main thread (the event loop) alone; NaN where /proc is missing. */
+  mainCpuUs: number;
+  bytes: number;
+}
+
+/** CPU time of the calling thread in µs, from /proc/thread-self/stat (Linux), else NaN. */
+function threadCpuUs(): number {
+  try {
+    const stat = fs.readFileSync("/proc/thread-self/stat", "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return NaN;
+  }
+}
+
+function dirBytes(dir: string): number {
+  return fs.readdirSync(dir).reduce((sum, f) => sum + fs.statSync(path.join(dir, f)).size, 0);
+}
+
+async function round(template: SessionDoc, o: Options): Promise<Round> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "store-bench-"));
+  const store = SqliteSessionStore.open(dir);
+  let n = 0;
+  const cpu0 = process.cpuUsage();
+  const main0 = threadCpuUs();
+  const t0 = process.hrtime.bigint();
+  while (n < o.count) {
+    const burst: Promise<unknown>[] = [];
+    for (let i = 0; i < o.batch && n < o.count; i++, n++) {
+      // A fresh document per call, as the RPC edge converts one per request.
+      const id = o.ids === "random" ? randomUUID() : `${Date.now().toString(16).padStart(12, "0")}-${n.toString(16).padStart(8, "0")}-${randomUUID().slice(0, 13)}`;
+      const doc = { ...template, id };
+      burst.push(store.create(doc));
+    }
+    await Promise.all(burst);
+  }
+  const wallUs = Number(process.hrtime.bigint() - t0) / 1000 / o.count;
+  const cpu = process.cpuUsage(cpu0);
+  const mainCpuUs = (threadCpuUs() - main0) / o.count;
+  await store.close();
+  const bytes = dirBytes(dir) / o.count;
+  if (o.keep) console.log(`kept ${dir}`);
+  else fs.rmSync(dir, { recursive: true, force: true });
+  return { wallUs, cpuUs: (cpu.user + cpu.system) / o.count, mainCpuUs, bytes };
+}
+
+async function main(): Promise<void> {
+  const o = parseOptions(process.argv.slice(2));
+  const template = await benchDoc();
+  const rounds: Round[] = [];
+  for (let r = 0; r < o.rounds; r++) {
+    const res = await round(template, o);
+    rounds.push(res);
+    console.log(
+      `round ${r + 1}: ${res.wallUs.toFixed(1)} us wall, ${res.mainCpuUs.toFixed(1)} us CPU of the main thread, ` +
+        `${res.cpuUs.toFixed(1)} us CPU of the process, ${res.bytes.toFixed(0)} bytes on disk per create`,
+    );
+  }
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const wall = rounds.map((r) => r.wallUs);
+  const main = rounds.map((r) => r.mainCpuUs);
+  console.log(
+    `store create, ${o.count} creates (${o.ids} ids) in bursts of ${o.batch}, per create (median / min of ${o.rounds}): ` +
+      `wall ${median(wall).toFixed(1)} / ${Math.min(...wall).toFixed(1)} us, ` +
+      `main-thread CPU ${median(main).toFixed(1)} / ${Math.min(...main).toFixed(1)} us, ` +
+      `process CPU ${median(rounds.map((r) => r.cpuUs)).toFixed(1)} us, ${median(rounds.map((r) => r.bytes)).toFixed(0)} bytes on disk`,
+  );
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
