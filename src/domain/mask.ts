@@ -48,6 +48,10 @@ const SCHEMA = object({
   properties: free,
   traits: free,
   aux: free,
+  session_index: ro,
+  previous_session_id: ro,
+  activity: object({ page_views: ro, entry_page: ro, exit_page: ro, end_reason: ro }),
+  merged_from_profile_ids: ro,
 });
 
 function allWritable(node: Node): boolean {

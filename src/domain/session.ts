@@ -81,6 +81,15 @@ export interface UtmDoc {
   content: string | null;
 }
 
+/** Page activity of the visit (CreateSession, TouchSession); server-set. */
+export interface ActivityDoc {
+  page_views: number;
+  entry_page: string | null;
+  exit_page: string | null;
+  /** "idle" or "max_duration" once the server ended the session; "" otherwise. */
+  end_reason: string;
+}
+
 export interface SessionDoc {
   id: string;
   metadata: SessionMetadataDoc;
@@ -95,6 +104,13 @@ export interface SessionDoc {
   aux: JsonObject;
   /** Store-wide increasing number stamped on every change; set by the store. */
   revision: number;
+  /** The profile's visit number of this session (1-based); 0 without a profile. Set by the store. */
+  session_index: number;
+  /** The profile's session numbered session_index - 1; set by the store. */
+  previous_session_id: string | null;
+  activity: ActivityDoc;
+  /** Profiles the session belonged to before MergeProfiles moved it, oldest first. */
+  merged_from_profile_ids: string[];
 }
 
 /** Request-scoped description of what a call did; returned to the caller, never stored. */
@@ -106,6 +122,9 @@ export interface OperationFlags {
 }
 
 export const STATUS_ACTIVE = "active";
+export const STATUS_ENDED = "ended";
+export const END_IDLE = "idle";
+export const END_MAX_DURATION = "max_duration";
 export const UNKNOWN_NAME = "Other";
 
 /** A document with every field at its documented empty value (null, "", false, {}). */
@@ -147,5 +166,13 @@ export function emptySessionDoc(id: string, insert: Date): SessionDoc {
     traits: {},
     aux: {},
     revision: 0,
+    session_index: 0,
+    previous_session_id: null,
+    activity: emptyActivity(),
+    merged_from_profile_ids: [],
   };
+}
+
+export function emptyActivity(): ActivityDoc {
+  return { page_views: 0, entry_page: null, exit_page: null, end_reason: "" };
 }

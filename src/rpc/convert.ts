@@ -4,6 +4,7 @@
 
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type {
+  Activity,
   App,
   Country,
   Device,
@@ -91,6 +92,15 @@ export function sessionToDoc(s: Session | undefined): SessionDoc {
     traits: obj(s?.traits),
     aux: obj(s?.aux),
     revision: Number(s?.revision ?? 0n),
+    session_index: s?.sessionIndex ?? 0,
+    previous_session_id: orNull(s?.previousSessionId),
+    activity: {
+      page_views: s?.activity?.pageViews ?? 0,
+      entry_page: orNull(s?.activity?.entryPage),
+      exit_page: orNull(s?.activity?.exitPage),
+      end_reason: s?.activity?.endReason ?? "",
+    },
+    merged_from_profile_ids: s ? [...s.mergedFromProfileIds] : [],
   };
 }
 
@@ -137,7 +147,12 @@ export function docToSession(doc: SessionDoc, op?: OperationFlags): Session {
       ? message<Operation>({ $typeName: "session.v1.Operation", new: op.new, update: op.update, segment: op.segment, merge: op.merge })
       : undefined,
     profile: p
-      ? message<Profile>({ $typeName: "session.v1.Profile", id: p.id, primaryId: orUndefined(p.primary_id), metadata: orUndefined(p.metadata) })
+      ? message<Profile>({
+          $typeName: "session.v1.Profile",
+          id: p.id,
+          primaryId: orUndefined(p.primary_id),
+          metadata: orUndefined(p.metadata),
+        })
       : undefined,
     device: message<Device>({
       $typeName: "session.v1.Device",
@@ -184,6 +199,16 @@ export function docToSession(doc: SessionDoc, op?: OperationFlags): Session {
     traits: doc.traits,
     aux: doc.aux,
     revision: BigInt(doc.revision),
+    sessionIndex: doc.session_index,
+    previousSessionId: orUndefined(doc.previous_session_id),
+    activity: message<Activity>({
+      $typeName: "session.v1.Activity",
+      pageViews: doc.activity.page_views,
+      entryPage: orUndefined(doc.activity.entry_page),
+      exitPage: orUndefined(doc.activity.exit_page),
+      endReason: doc.activity.end_reason,
+    }),
+    mergedFromProfileIds: doc.merged_from_profile_ids,
   });
 }
 

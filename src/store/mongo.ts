@@ -11,6 +11,11 @@
 //                  { _id: revId(revision), at, id, kind, doc, before } or { _id, at, id, kind,
 //                  aborted }.
 //   change_trims   { _id: revId(revision) }: the log was trimmed up to there (retention).
+//   visits         visit numbering (see the port): one claim per number taken, inserted once:
+//                  { _id: visitId(profile, n), profile_id, index: n, session_id, at, void? }.
+//                  Numbers are taken like revisions: the first free one by `_id` lookups, an
+//                  insert decides. A claim whose write failed is kept, marked void (so the
+//                  numbers stay contiguous for the search) and skipped by previous_session_id.
 //
 // A write: (1) takes the next revision N by inserting the reservation {_id: N} (the number after
 // the last one; on a duplicate, the first free one after it); for an update or delete of
@@ -85,7 +90,7 @@ import {
   StoreUnavailableError,
 } from "../domain/errors";
 import type { Logger } from "../log";
-import { emptySessionDoc, type JsonObject, type SessionDoc } from "../domain/session";
+import { emptySessionDoc, STATUS_ACTIVE, type JsonObject, type SessionDoc } from "../domain/session";
 import type {
   CallOptions,
   ChangeBatch,
@@ -94,11 +99,16 @@ import type {
   ConditionalOptions,
   CreateOptions,
   CreateResult,
+  ExpiryQuery,
   FilterFields,
   ListQuery,
   SessionPatch,
   SessionStore,
+  StatsQuery,
+  StatsResult,
+  UpdateOptions,
 } from "./port";
+import { STATS_PATHS } from "./port";
 
 export interface MongoStoreOptions {
   uri: string;
@@ -162,6 +172,25 @@ interface TrimMark {
   at: Date;
 }
 
+/** A visit claim (see the header). */
+interface VisitClaim {
+  /** visitId(profile_id, index) */
+  _id: string;
+  profile_id: string;
+  index: number;
+  session_id: string;
+  at: Date;
+  void?: true;
+}
+
+/**
+ * A visit claim's `_id`: the profile id, "|", the number in 10 digits. The part after the last
+ * "|" is always the number, so two (profile, number) pairs never share an `_id`.
+ */
+export function visitId(profileId: string, index: number): string {
+  return `${profileId}|${String(index).padStart(10, "0")}`;
+}
+
 /**
  * Revisions as `_id`: fixed-width decimal strings, so string order is numeric order, and so
  * FerretDB (which pushes down to SQLite only a filter on a string or ObjectId `_id`, and scans
@@ -178,6 +207,9 @@ const SESSIONS = "sessions";
 const REVISIONS = "revisions";
 const CHANGES = "changes";
 const TRIMS = "change_trims";
+const VISITS = "visits";
+/** How far back previous_session_id looks past void claims. */
+const MAX_VOID_SKIP = 20;
 const DEFAULT_WRITE_CONCERN: WriteConcernSettings = { w: "majority", journal: true };
 const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 const DEFAULT_MAX_CALL_MS = 30_000;
@@ -201,6 +233,8 @@ export const SESSION_INDEXES: IndexDescription[] = [
   { name: "channel_insert", key: { "metadata.channel": 1, [INSERT]: -1, _id: -1 } },
   { name: "insert", key: { [INSERT]: -1, _id: -1 } },
   { name: "revision", key: { revision: 1 } },
+  // Lifecycle: idle expiry and "online now" ($or on update, or insert while update is null).
+  { name: "status_activity", key: { "metadata.status": 1, "metadata.time.update": 1, [INSERT]: 1 } },
   // Sparse, not partial: FerretDB has no partialFilterExpression (see the header).
   { name: "request_id", key: { request_id: 1 }, unique: true, sparse: true },
 ];
@@ -320,6 +354,7 @@ export function fromStoredDocument(raw: Raw): SessionDoc {
   const os = obj(raw["os"]);
   const app = obj(raw["app"]);
   const utm = obj(raw["utm"]);
+  const activity = obj(raw["activity"]);
   const profile = raw["profile"];
 
   const e = empty;
@@ -386,6 +421,15 @@ export function fromStoredDocument(raw: Raw): SessionDoc {
     traits: freeForm(raw["traits"]),
     aux: freeForm(raw["aux"]),
     revision: pick(raw["revision"], 0),
+    session_index: pick(raw["session_index"], 0),
+    previous_session_id: pick(raw["previous_session_id"], null),
+    activity: {
+      page_views: pick(activity["page_views"], 0),
+      entry_page: pick(activity["entry_page"], null),
+      exit_page: pick(activity["exit_page"], null),
+      end_reason: pick(activity["end_reason"], ""),
+    },
+    merged_from_profile_ids: Array.isArray(raw["merged_from_profile_ids"]) ? raw["merged_from_profile_ids"].map(String) : [],
   };
 }
 
@@ -540,6 +584,7 @@ export class MongoSessionStore implements SessionStore {
     private readonly revisions: Collection<Reservation>,
     private readonly changes: Collection<Outcome>,
     private readonly trims: Collection<TrimMark>,
+    private readonly visits: Collection<VisitClaim>,
     /** The server is FerretDB: nested arrays are wrapped (see wrapNestedArrays). */
     readonly ferret: boolean,
     private readonly options: MongoStoreOptions,
@@ -561,6 +606,7 @@ export class MongoSessionStore implements SessionStore {
       const revisions = db.collection<Reservation>(REVISIONS, { writeConcern });
       const changes = db.collection<Outcome>(CHANGES, { writeConcern });
       const trims = db.collection<TrimMark>(TRIMS, { writeConcern });
+      const visits = db.collection<VisitClaim>(VISITS, { writeConcern });
 
       const info = await db.admin().command({ buildInfo: 1 });
       const ferret = typeof info["ferretdbVersion"] === "string";
@@ -572,7 +618,7 @@ export class MongoSessionStore implements SessionStore {
 
       const server = ferret ? `FerretDB ${String(info["ferretdbVersion"])}` : `MongoDB ${String(info["version"])}`;
       options.log?.info("mongodb store ready", { database: options.database, server });
-      const store = new MongoSessionStore(client, db, sessions, revisions, changes, trims, ferret, options);
+      const store = new MongoSessionStore(client, db, sessions, revisions, changes, trims, visits, ferret, options);
       store.startTimers();
       return store;
     } catch (err) {
@@ -593,8 +639,9 @@ export class MongoSessionStore implements SessionStore {
         const replay = await this.findByRequestId(requestId, call);
         if (replay) return replay;
       }
+      const visit = options.numberVisitIn === undefined ? undefined : await this.claimVisit(options.numberVisitIn, doc.id, call);
       const revision = (await this.reserve(call, { id: doc.id, kind: "created" }))!;
-      const stored = toStoredDocument(doc, revision, requestId, this.ferret);
+      const stored = toStoredDocument(visit ? { ...doc, session_index: visit.index, previous_session_id: visit.previous } : doc, revision, requestId, this.ferret);
       try {
         await this.sessions.insertOne(stored, call.opts);
       } catch (err) {
@@ -603,6 +650,7 @@ export class MongoSessionStore implements SessionStore {
           throw err;
         }
         await this.abort(revision, call);
+        if (visit) await this.voidVisit(visit.claim, call);
         if (!isDuplicateKey(err)) throw err;
         // FerretDB does not say which key collided: the request_id (a concurrent replay) or _id.
         if (requestId !== undefined) {
@@ -624,16 +672,27 @@ export class MongoSessionStore implements SessionStore {
     });
   }
 
-  async update(id: string, patch: SessionPatch, options: ConditionalOptions = {}): Promise<SessionDoc> {
-    return this.run(options, (call) =>
-      this.modify(id, "updated", options.expectedRevision, call, async (from, revision) => {
-        const after = await this.sessions.findOneAndUpdate({ _id: id, revision: from }, patchToUpdate(patch, revision, this.ferret), {
-          ...call.opts,
-          returnDocument: "after",
+  async update(id: string, patch: SessionPatch, options: UpdateOptions = {}): Promise<SessionDoc> {
+    const visitIn = options.numberVisitIn;
+    return this.run(options, async (call) => {
+      // Taken once, when the session is ours to write (reservation held), kept across retries.
+      let visit: { claim: string; index: number; previous: string | null } | undefined;
+      try {
+        return await this.modify(id, "updated", options.expectedRevision, call, async (from, revision) => {
+          const update = patchToUpdate(patch, revision, this.ferret);
+          if (visitIn !== undefined) {
+            visit ??= await this.claimVisit(visitIn, id, call);
+            Object.assign(update.$set!, { session_index: visit.index, previous_session_id: visit.previous });
+          }
+          const after = await this.sessions.findOneAndUpdate({ _id: id, revision: from }, update, { ...call.opts, returnDocument: "after" });
+          return after ? { result: fromStoredDocument(after), doc: after } : null;
         });
-        return after ? { result: fromStoredDocument(after), doc: after } : null;
-      }),
-    );
+      } catch (err) {
+        // Not written (or not known to be): the number stays unused.
+        if (visit && !isUncertain(err, call)) await this.voidVisit(visit.claim, call).catch(() => undefined);
+        throw err;
+      }
+    });
   }
 
   async delete(id: string, options: ConditionalOptions = {}): Promise<{ revision: number }> {
@@ -664,6 +723,52 @@ export class MongoSessionStore implements SessionStore {
         .limit(Math.max(1, query.limit))
         .toArray();
       return docs.map((d) => fromStoredDocument(d));
+    });
+  }
+
+  async findExpired(query: ExpiryQuery, options: CallOptions = {}): Promise<SessionDoc[]> {
+    return this.run(options, async (call) => {
+      const limit = Math.max(1, query.limit);
+      const idle = await this.sessions
+        .find({ "metadata.status": STATUS_ACTIVE, ...activeBefore(query.idleBefore) }, call.opts)
+        .limit(limit)
+        .toArray();
+      const found = idle.map((d) => fromStoredDocument(d));
+      if (found.length < limit) {
+        const seen = new Set(found.map((d) => d.id));
+        const tooLong = await this.sessions
+          .find({ "metadata.status": STATUS_ACTIVE, [INSERT]: { $lt: query.insertedBefore } }, call.opts)
+          .limit(limit)
+          .toArray();
+        for (const raw of tooLong) {
+          if (found.length === limit) break;
+          if (!seen.has(raw._id)) found.push(fromStoredDocument(raw));
+        }
+      }
+      return found;
+    });
+  }
+
+  async stats(query: StatsQuery, options: CallOptions = {}): Promise<StatsResult> {
+    return this.run(options, async (call) => {
+      const match: Filter<StoredSession> = {};
+      if (query.profileId !== undefined) match["profile.id"] = query.profileId;
+      if (query.status !== undefined) match["metadata.status"] = query.status;
+      if (query.channel !== undefined) match["metadata.channel"] = query.channel;
+      if (query.insertFrom !== undefined) match[INSERT] = { $gte: query.insertFrom };
+      const online = await this.sessions.countDocuments(
+        { $and: [match, { "metadata.status": STATUS_ACTIVE }, { $nor: [activeBefore(query.onlineSince)] }] },
+        call.opts,
+      );
+      if (query.groupBy === undefined) {
+        return { total: await this.sessions.countDocuments(match, call.opts), groups: [], online };
+      }
+      const field = "$" + STATS_PATHS[query.groupBy].join(".");
+      const rows = await this.sessions
+        .aggregate<{ _id: unknown; n: number }>([{ $match: match }, { $group: { _id: field, n: { $sum: 1 } } }], call.opts)
+        .toArray();
+      const groups = rows.map((r) => ({ key: r._id === null || r._id === undefined ? null : String(r._id), count: r.n }));
+      return { total: groups.reduce((sum, g) => sum + g.count, 0), groups, online };
     });
   }
 
@@ -929,19 +1034,39 @@ export class MongoSessionStore implements SessionStore {
    * (no sort: that would read the whole collection on FerretDB).
    */
   private async firstFree(taken: number, call: Call): Promise<number> {
-    let low = taken; // reserved (or trimmed)
-    let step = 1;
-    while (await this.reserved(low + step, call)) {
-      low += step;
-      step *= 2;
+    return firstFreeAfter(taken, (n) => this.reserved(n, call));
+  }
+
+  /**
+   * Takes the next visit number of `profileId` for `sessionId` (see the header): the first
+   * number without a claim, by `_id` lookups; a duplicate means another writer took it first.
+   */
+  private async claimVisit(profileId: string, sessionId: string, call: Call): Promise<{ claim: string; index: number; previous: string | null }> {
+    const claimed = async (n: number) =>
+      (await this.visits.findOne({ _id: visitId(profileId, n) }, { ...call.opts, projection: { _id: 1 } })) !== null;
+    let index = await firstFreeAfter(0, claimed);
+    for (;;) {
+      try {
+        await this.visits.insertOne({ _id: visitId(profileId, index), profile_id: profileId, index, session_id: sessionId, at: new Date() }, call.opts);
+        break;
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        index = await firstFreeAfter(index, claimed);
+      }
     }
-    let high = low + step; // free
-    while (high - low > 1) {
-      const mid = Math.floor((low + high) / 2);
-      if (await this.reserved(mid, call)) low = mid;
-      else high = mid;
+    let previous: string | null = null;
+    for (let n = index - 1; n >= 1 && n >= index - MAX_VOID_SKIP; n--) {
+      const before = await this.visits.findOne({ _id: visitId(profileId, n) }, call.opts);
+      if (before && !before.void) {
+        previous = before.session_id;
+        break;
+      }
     }
-    return high;
+    return { claim: visitId(profileId, index), index, previous };
+  }
+
+  private async voidVisit(claim: string, call: Call): Promise<void> {
+    await this.visits.updateOne({ _id: claim }, { $set: { void: true } }, call.opts);
   }
 
   /** Resolves the reservation holding claim `key` and frees the claim if it was aborted. */
@@ -1084,6 +1209,31 @@ export class MongoSessionStore implements SessionStore {
       }
     }
   }
+}
+
+/**
+ * The first number after `taken` for which `exists` is false, for numbers taken contiguously
+ * from 1 (every number up to the first free one exists): an exponential, then a binary search.
+ */
+async function firstFreeAfter(taken: number, exists: (n: number) => Promise<boolean>): Promise<number> {
+  let low = taken; // taken (or 0)
+  let step = 1;
+  while (await exists(low + step)) {
+    low += step;
+    step *= 2;
+  }
+  let high = low + step; // free
+  while (high - low > 1) {
+    const mid = Math.floor((low + high) / 2);
+    if (await exists(mid)) low = mid;
+    else high = mid;
+  }
+  return high;
+}
+
+/** Sessions whose latest activity (update, else insert) is before `instant`. */
+function activeBefore(instant: Date): Filter<StoredSession> {
+  return { $or: [{ "metadata.time.update": { $lt: instant } }, { "metadata.time.update": null, [INSERT]: { $lt: instant } }] };
 }
 
 /** Settles like `promise`, or rejects with the signal's reason when it aborts first. */

@@ -51,7 +51,22 @@ export interface CreateOptions extends CallOptions {
    * session (as stored now) with `created: false` instead of writing anything.
    */
   requestId?: string;
+  /**
+   * Visit numbering: number the new session as the next visit of this profile (the session's
+   * profile.id). See "Visit numbering" below.
+   */
+  numberVisitIn?: string;
 }
+
+// Visit numbering. With `numberVisitIn: P`, a create (or an update that moves the session to
+// profile P) sets the document's `session_index` to P's next visit number and
+// `previous_session_id` to the id of the session that took the number before it (null for 1),
+// in the same atomic write. Numbers of one profile are unique and increasing in the order they
+// are taken, also when several processes share the store: two writes never get the same number.
+// A number is taken only by a write that succeeds, except after a failure the adapter cannot
+// undo (the store lost mid-write, a crash): then that number stays unused (a gap), and
+// previous_session_id skips it.
+
 
 export interface CreateResult {
   session: SessionDoc;
@@ -62,6 +77,15 @@ export interface CreateResult {
 export interface ConditionalOptions extends CallOptions {
   /** Apply only if the stored revision equals this one, else RevisionConflictError. */
   expectedRevision?: number;
+}
+
+export interface UpdateOptions extends ConditionalOptions {
+  /**
+   * Number the session as the next visit of this profile, which the patch makes its
+   * profile.id (see "Visit numbering"); the patch must not set session_index or
+   * previous_session_id itself.
+   */
+  numberVisitIn?: string;
 }
 
 /** Position after which a listing continues: the last (insert, id) of the previous page. */
@@ -82,6 +106,52 @@ export interface ListQuery {
   after?: ListCursor;
   /** Maximum number of sessions to return (at least 1). */
   limit: number;
+}
+
+/**
+ * Sessions to end (lifecycle expiry): status "active" and either no activity since
+ * `idleBefore` (metadata.time.update, or metadata.time.insert while update is null) or inserted
+ * before `insertedBefore`.
+ */
+export interface ExpiryQuery {
+  idleBefore: Date;
+  insertedBefore: Date;
+  /** At most this many (at least 1); which ones come first is up to the adapter. */
+  limit: number;
+}
+
+/** The fields GetSessionStats can group by, as names of document paths (see STATS_PATHS). */
+export type StatsField = "channel" | "status" | "device_type" | "os_name" | "app_name" | "country_code" | "utm_source";
+
+/** Where each StatsField is in the document. */
+export const STATS_PATHS: Record<StatsField, readonly string[]> = {
+  channel: ["metadata", "channel"],
+  status: ["metadata", "status"],
+  device_type: ["device", "type"],
+  os_name: ["os", "name"],
+  app_name: ["app", "name"],
+  country_code: ["device", "geo", "country", "code"],
+  utm_source: ["utm", "source"],
+};
+
+export interface StatsQuery {
+  profileId?: string;
+  status?: string;
+  channel?: string;
+  /** Inclusive lower bound on metadata.time.insert. */
+  insertFrom?: Date;
+  groupBy?: StatsField;
+  /** "Online": status "active" and latest activity (update, else insert) at or after this. */
+  onlineSince: Date;
+}
+
+export interface StatsResult {
+  /** Sessions matching the filters. */
+  total: number;
+  /** With groupBy: one entry per distinct value (null for null or missing), any order. */
+  groups: Array<{ key: string | null; count: number }>;
+  /** Matching sessions that are online (see StatsQuery.onlineSince). */
+  online: number;
 }
 
 /** What a change did, as recorded in the store's change log. */
@@ -136,7 +206,7 @@ export interface SessionStore {
    * Fields the patch does not name keep the values they have in the store at the time of the
    * write, so concurrent patches of different fields both survive.
    */
-  update(id: string, patch: SessionPatch, options?: ConditionalOptions): Promise<SessionDoc>;
+  update(id: string, patch: SessionPatch, options?: UpdateOptions): Promise<SessionDoc>;
 
   /**
    * Deletes the session and returns the revision stamped on the deletion.
@@ -150,6 +220,15 @@ export interface SessionStore {
    * never returned twice nor skipped among those that existed when the first page was read.
    */
   list(query: ListQuery, options?: CallOptions): Promise<SessionDoc[]>;
+
+  /**
+   * Sessions due to end (see ExpiryQuery), read with an index: the cost follows the number of
+   * sessions returned, not the number stored. The caller ends each with a conditional update.
+   */
+  findExpired(query: ExpiryQuery, options?: CallOptions): Promise<SessionDoc[]>;
+
+  /** Counts the sessions matching the filters, grouped by one field, plus how many are online. */
+  stats(query: StatsQuery, options?: CallOptions): Promise<StatsResult>;
 
   /**
    * Reads the change log after revision `after`, at most `limit` changes (the WatchSessions

@@ -40,7 +40,7 @@ import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 
 import { ChangesTrimmedError, DomainError, NotFoundError, AlreadyExistsError, RevisionConflictError, StoreUnavailableError } from "../domain/errors";
-import { STATUS_ACTIVE, type SessionDoc } from "../domain/session";
+import { emptyActivity, STATUS_ACTIVE, type SessionDoc } from "../domain/session";
 import { applyPatch, cloneDoc } from "./patch";
 import type {
   CallOptions,
@@ -50,10 +50,15 @@ import type {
   ConditionalOptions,
   CreateOptions,
   CreateResult,
+  ExpiryQuery,
   FilterFields,
   ListQuery,
   SessionPatch,
   SessionStore,
+  StatsField,
+  StatsQuery,
+  StatsResult,
+  UpdateOptions,
 } from "./port";
 
 /** How long a write waits for another connection's write lock (unless its deadline is sooner). */
@@ -114,7 +119,8 @@ const SCHEMA = `
     status     TEXT NOT NULL,
     channel    TEXT NOT NULL,
     insert_ms  INTEGER NOT NULL,
-    request_id TEXT               -- idempotency key of the create, NULL when none was given
+    request_id TEXT,              -- idempotency key of the create, NULL when none was given
+    active_ms  INTEGER NOT NULL DEFAULT 0  -- latest activity: metadata.time.update, else insert
   );
   -- Unique among non-NULL keys; partial so that creates without a key add no index entry.
   CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_request_id ON sessions (request_id) WHERE request_id IS NOT NULL;
@@ -131,6 +137,14 @@ const SCHEMA = `
   DROP INDEX IF EXISTS sessions_by_channel;
   -- No query reads sessions by revision (this index existed in files made before 2026-11-27).
   DROP INDEX IF EXISTS sessions_by_revision;
+
+  -- Visit numbering: the session that took each number of a profile (see the port).
+  CREATE TABLE IF NOT EXISTS visits (
+    profile_id TEXT NOT NULL,
+    idx        INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    PRIMARY KEY (profile_id, idx)
+  ) WITHOUT ROWID;
 
   -- The store-wide revision counter: the last revision handed out.
   CREATE TABLE IF NOT EXISTS meta (
@@ -160,8 +174,42 @@ const SCHEMA = `
   DROP INDEX IF EXISTS changes_by_time;
 `;
 
+/**
+ * Schema changes that CREATE ... IF NOT EXISTS cannot express, for files made by older code.
+ * active_ms (added 2026-11-27): the latest activity, metadata.time.update or else insert, for
+ * lifecycle expiry and "online now"; older rows get it from their documents.
+ */
+function migrate(db: Database.Database): void {
+  const columns = db.prepare("SELECT name FROM pragma_table_info('sessions')").pluck().all() as string[];
+  if (!columns.includes("active_ms")) {
+    db.exec("ALTER TABLE sessions ADD COLUMN active_ms INTEGER NOT NULL DEFAULT 0");
+    db.exec("UPDATE sessions SET active_ms = coalesce(json_extract(doc, '$.metadata.time.update'), insert_ms)");
+  }
+  // Only active sessions can expire or be online: the two expiry queries (idle, too long) and
+  // the "online" count walk these, never the ended sessions that pile up over time.
+  db.exec("CREATE INDEX IF NOT EXISTS sessions_active_by_activity ON sessions (active_ms) WHERE status = 'active'");
+  db.exec("CREATE INDEX IF NOT EXISTS sessions_active_by_insert ON sessions (insert_ms) WHERE status = 'active'");
+}
+
 /** SQLite result codes that mean "cannot be reached / did not answer", not a bug. */
 const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|PROTOCOL|NOTADB|CORRUPT)/;
+
+interface StatsRow {
+  key: unknown;
+  n: number;
+  online: number;
+}
+
+/** The SQL of each StatsField: the indexed column where there is one, else the JSON path. */
+const STATS_COLUMNS: Record<StatsField, string> = {
+  channel: "channel",
+  status: "status",
+  device_type: "json_extract(doc, '$.device.type')",
+  os_name: "json_extract(doc, '$.os.name')",
+  app_name: "json_extract(doc, '$.app.name')",
+  country_code: "json_extract(doc, '$.device.geo.country.code')",
+  utm_source: "json_extract(doc, '$.utm.source')",
+};
 
 interface DocRow {
   doc: string;
@@ -219,6 +267,12 @@ export class SqliteSessionStore implements SessionStore {
   private readonly trimStmt: Database.Transaction<(beforeMs: number) => number>;
   private readonly commitListeners = new Set<() => void>();
   private readonly pingStmt: Database.Statement<[], number>;
+  private readonly topVisitStmt: Database.Statement<[string], { idx: number; session_id: string }>;
+  private readonly insertVisitStmt: Database.Statement<[string, number, string]>;
+  private readonly idleStmt: Database.Statement<[number, number], DocRow>;
+  private readonly tooLongStmt: Database.Statement<[number, number], DocRow>;
+  /** Stats statements, prepared on first use per combination of filters and grouping. */
+  private readonly statsStatements = new Map<string, Database.Statement<unknown[], StatsRow>>();
 
   /** Runs a batch in one transaction (BEGIN IMMEDIATE when called as .immediate). */
   private readonly batchTx: Database.Transaction<(batch: PendingWrite[]) => Outcome[]>;
@@ -233,7 +287,10 @@ export class SqliteSessionStore implements SessionStore {
       const mode = db.pragma("journal_mode = WAL", { simple: true });
       if (mode !== "wal") throw new Error(`journal_mode is "${String(mode)}", WAL is required`);
       db.pragma("synchronous = NORMAL");
-      db.exec(`BEGIN IMMEDIATE; ${SCHEMA} COMMIT;`);
+      db.exec("BEGIN IMMEDIATE");
+      db.exec(SCHEMA);
+      migrate(db);
+      db.exec("COMMIT");
       return new SqliteSessionStore(db, file);
     } catch (err) {
       db?.close();
@@ -250,12 +307,18 @@ export class SqliteSessionStore implements SessionStore {
     this.selectByIdStmt = db.prepare<[string], DocRow>("SELECT doc, revision FROM sessions WHERE id = ?");
     this.selectByRequestIdStmt = db.prepare<[string], DocRow>("SELECT doc, revision FROM sessions WHERE request_id = ?");
     this.insertStmt = db.prepare(
-      `INSERT INTO sessions (id, doc, revision, profile_id, status, channel, insert_ms, request_id)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+      `INSERT INTO sessions (id, doc, revision, profile_id, status, channel, insert_ms, request_id, active_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
     );
     this.updateStmt = db.prepare(
-      "UPDATE sessions SET doc = ?, revision = ?, profile_id = ?, status = ?, channel = ?, insert_ms = ? WHERE id = ?",
+      "UPDATE sessions SET doc = ?, revision = ?, profile_id = ?, status = ?, channel = ?, insert_ms = ?, active_ms = ? WHERE id = ?",
     );
+    this.topVisitStmt = db.prepare<[string], { idx: number; session_id: string }>(
+      "SELECT idx, session_id FROM visits WHERE profile_id = ? ORDER BY idx DESC LIMIT 1",
+    );
+    this.insertVisitStmt = db.prepare<[string, number, string]>("INSERT INTO visits (profile_id, idx, session_id) VALUES (?, ?, ?)");
+    this.idleStmt = db.prepare<[number, number], DocRow>("SELECT doc, revision FROM sessions WHERE status = 'active' AND active_ms < ? LIMIT ?");
+    this.tooLongStmt = db.prepare<[number, number], DocRow>("SELECT doc, revision FROM sessions WHERE status = 'active' AND insert_ms < ? LIMIT ?");
     this.deleteStmt = db.prepare<[string]>("DELETE FROM sessions WHERE id = ?");
     this.insertChangeStmt = db.prepare(
       `INSERT INTO changes (revision, id, kind, doc, at_ms, before_profile_id, before_status, before_channel)
@@ -311,7 +374,9 @@ export class SqliteSessionStore implements SessionStore {
   async create(doc: SessionDoc, options?: CreateOptions): Promise<CreateResult> {
     // Our own copy, taken now: the write runs later, in the next group commit.
     const session = cloneDoc(doc);
-    const json = toJson(session);
+    const visitIn = options?.numberVisitIn;
+    // With visit numbering the document is only complete inside the write.
+    let json = visitIn === undefined ? toJson(session) : "";
     const requestId = options?.requestId ?? null;
     // The replayed session when requestId repeats an earlier create, else the new revision.
     const outcome = await this.write<SessionDoc | number>(options, () => {
@@ -320,10 +385,16 @@ export class SqliteSessionStore implements SessionStore {
         if (replayed) return fromRow(replayed);
       }
       const revision = this.revision + 1;
+      if (visitIn !== undefined) {
+        this.numberVisit(session, visitIn);
+        json = toJson(session);
+      }
       const m = session.metadata;
-      const inserted = this.insertStmt.run(session.id, json, revision, session.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), requestId);
+      const t = m.time;
+      const inserted = this.insertStmt.run(session.id, json, revision, session.profile?.id ?? null, m.status, m.channel, t.insert.getTime(), requestId, activeMs(session));
       if (inserted.changes === 0) throw new AlreadyExistsError(session.id);
       this.modified = true;
+      if (visitIn !== undefined) this.insertVisitStmt.run(visitIn, session.session_index, session.id);
       // The document is the session row's until the session changes again.
       this.insertChangeStmt.run(revision, session.id, "created", "", Date.now(), null, null, null);
       return (this.revision = revision);
@@ -341,8 +412,9 @@ export class SqliteSessionStore implements SessionStore {
     });
   }
 
-  async update(id: string, patch: SessionPatch, options?: ConditionalOptions): Promise<SessionDoc> {
+  async update(id: string, patch: SessionPatch, options?: UpdateOptions): Promise<SessionDoc> {
     const expected = options?.expectedRevision;
+    const visitIn = options?.numberVisitIn;
     return this.write(options, () => {
       const row = this.selectByIdStmt.get(id);
       if (!row) throw new NotFoundError(id);
@@ -350,14 +422,16 @@ export class SqliteSessionStore implements SessionStore {
       const before = fromRow(row);
       const doc = applyPatch(before, patch);
       if (doc.id !== id) throw new Error(`patch must not change the session id ("${id}" to "${doc.id}")`);
+      if (visitIn !== undefined) this.numberVisit(doc, visitIn);
       const json = toJson(doc);
       const revision = this.revision + 1;
       const m = doc.metadata;
       const bm = before.metadata;
       this.keepChangeDocStmt.run(row.doc, row.revision);
       this.modified = true;
-      this.updateStmt.run(json, revision, doc.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), id);
+      this.updateStmt.run(json, revision, doc.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), activeMs(doc), id);
       this.insertChangeStmt.run(revision, id, "updated", "", Date.now(), before.profile?.id ?? null, bm.status, bm.channel);
+      if (visitIn !== undefined) this.insertVisitStmt.run(visitIn, doc.session_index, id);
       doc.revision = this.revision = revision;
       return doc;
     });
@@ -425,6 +499,62 @@ export class SqliteSessionStore implements SessionStore {
     });
   }
 
+  async findExpired(query: ExpiryQuery, options?: CallOptions): Promise<SessionDoc[]> {
+    return this.read(options, () => {
+      const limit = Math.max(1, query.limit);
+      const found = this.idleStmt.all(query.idleBefore.getTime(), limit).map(fromRow);
+      if (found.length < limit) {
+        const seen = new Set(found.map((d) => d.id));
+        for (const doc of this.tooLongStmt.all(query.insertedBefore.getTime(), limit).map(fromRow)) {
+          if (found.length === limit) break;
+          if (!seen.has(doc.id)) found.push(doc);
+        }
+      }
+      return found;
+    });
+  }
+
+  async stats(query: StatsQuery, options?: CallOptions): Promise<StatsResult> {
+    return this.read(options, () => {
+      const where: string[] = [];
+      const params: unknown[] = [query.onlineSince.getTime()];
+      if (query.profileId !== undefined) {
+        where.push("profile_id = ?");
+        params.push(query.profileId);
+      }
+      if (query.status !== undefined) {
+        where.push(query.status === STATUS_ACTIVE ? "status = ?" : "status = ? AND status <> 'active'");
+        params.push(query.status);
+      }
+      if (query.channel !== undefined) {
+        where.push("channel = ?");
+        params.push(query.channel);
+      }
+      if (query.insertFrom !== undefined) {
+        where.push("insert_ms >= ?");
+        params.push(query.insertFrom.getTime());
+      }
+      const key = query.groupBy === undefined ? "NULL" : STATS_COLUMNS[query.groupBy];
+      const sql =
+        `SELECT ${key} AS key, count(*) AS n, coalesce(sum(status = 'active' AND active_ms >= ?), 0) AS online FROM sessions` +
+        (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
+        (query.groupBy === undefined ? "" : " GROUP BY key");
+      let stmt = this.statsStatements.get(sql);
+      if (!stmt) {
+        stmt = this.db.prepare<unknown[], StatsRow>(sql);
+        this.statsStatements.set(sql, stmt);
+      }
+      const rows = stmt.all(...params);
+      const result: StatsResult = { total: 0, groups: [], online: 0 };
+      for (const row of rows) {
+        result.total += row.n;
+        result.online += row.online;
+        if (query.groupBy !== undefined) result.groups.push({ key: row.key === null ? null : String(row.key), count: row.n });
+      }
+      return result;
+    });
+  }
+
   async readChanges(after: number, limit: number, options?: CallOptions): Promise<ChangeBatch> {
     return this.read(options, () => {
       // The counter first: every revision up to it is committed together with its change row,
@@ -470,6 +600,13 @@ export class SqliteSessionStore implements SessionStore {
       clearTimeout(timeout);
     }
     this.db.close();
+  }
+
+  /** Inside a write: gives `doc` the next visit number of `profileId` (read before any change). */
+  private numberVisit(doc: SessionDoc, profileId: string): void {
+    const top = this.topVisitStmt.get(profileId);
+    doc.session_index = (top?.idx ?? 0) + 1;
+    doc.previous_session_id = top?.session_id ?? null;
   }
 
   /** A read runs at once: in WAL mode it never waits for a writer. */
@@ -589,7 +726,20 @@ function fromRow(row: DocRow): SessionDoc {
   t.create = fromMs(t.create);
   t.update = fromMs(t.update);
   doc.revision = row.revision;
+  // Documents written before the lifecycle fields existed (2026-11-27) get their empty values.
+  if (doc.activity === undefined) {
+    doc.session_index = 0;
+    doc.previous_session_id = null;
+    doc.activity = emptyActivity();
+    doc.merged_from_profile_ids = [];
+  }
   return doc;
+}
+
+/** The latest activity: metadata.time.update, else insert (epoch ms). */
+function activeMs(doc: SessionDoc): number {
+  const t = doc.metadata.time;
+  return (t.update ?? t.insert).getTime();
 }
 
 function fromChangeRow(row: ChangeRow): ChangeRecord {

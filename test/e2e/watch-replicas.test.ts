@@ -116,11 +116,16 @@ describe(`WatchSessions across ${REPLICAS} replicas on one database (seed ${SEED
     };
 
     const watchers = Array.from({ length: WATCHERS }, (_, w) => watcher(w));
+    const t0 = Date.now();
     await Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w)));
+    const writeMs = Date.now() - t0;
     lastAcked = acked.reduce((max, a) => (a.revision > max ? a.revision : max), 0n);
     writing = false;
     // A progress after the last write is a resume point covering every acknowledged write.
     await Promise.all(watchers);
+    const totalMs = Date.now() - t0;
+    const delivered = records.reduce((n, r) => n + r.length, 0);
+    console.log(`watch-replicas seed ${SEED}: ${acked.length} changes in ${(writeMs / 1000).toFixed(1)} s (${((acked.length * 1000) / writeMs).toFixed(1)} changes/s); ${delivered} deliveries to ${WATCHERS} watchers, ${resumes} resumes, all caught up after ${(totalMs / 1000).toFixed(1)} s`);
 
     expect(acked.length).toBe(WRITERS * WRITES_PER_WRITER);
     expect(resumes).toBeGreaterThan(WATCHERS);

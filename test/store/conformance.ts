@@ -85,6 +85,10 @@ export function fullDoc(id: string, insert: Date = at(0), fields: DocFields = {}
     traits: { nested: { deeper: { deepest: { value: "ok", list: [[1, 2], [3]] } } } },
     aux: { nothing: null, quote: "\"'\\", newline: "a\nb\tc" },
     revision: 0,
+    session_index: 0,
+    previous_session_id: null,
+    activity: { page_views: 3, entry_page: "https://example.com/zażółć", exit_page: "https://example.com/koszyk", end_reason: "" },
+    merged_from_profile_ids: [],
   };
 }
 

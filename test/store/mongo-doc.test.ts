@@ -66,7 +66,10 @@ describe("MongoSessionStore: documents, indexes, processes", () => {
 
     expect(doc._id).toBe("s-doc");
     expect(Object.keys(doc).sort()).toEqual(
-      ["_id", "app", "aux", "context", "device", "metadata", "os", "profile", "properties", "revision", "traits", "utm"].sort(),
+      [
+        "_id", "app", "aux", "context", "device", "metadata", "os", "profile", "properties", "revision", "traits", "utm",
+        "session_index", "previous_session_id", "activity", "merged_from_profile_ids",
+      ].sort(),
     );
     expect(doc.revision).toBe(session.revision);
     for (const key of fixedKeys(doc)) expect(key).toMatch(/^[a-z_]+(\.[a-z_]+)*$/);

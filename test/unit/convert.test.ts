@@ -71,6 +71,10 @@ function fullSession(nullable: "value" | "empty" | "unset"): Session {
     traits: { vip: true },
     aux: { nested: { a: { b: { c: "d" } } } },
     revision: 42n,
+    sessionIndex: 3,
+    previousSessionId: v("s-prev"),
+    activity: { pageViews: 4, entryPage: v("https://example.com/"), exitPage: v("https://example.com/cart"), endReason: "idle" },
+    mergedFromProfileIds: ["p-old", "p-older"],
   });
 }
 
@@ -101,6 +105,9 @@ const NULLABLE_MSG: Array<[string, (s: Session) => unknown]> = [
   ["utm.campaign", (s) => s.utm?.campaign],
   ["utm.term", (s) => s.utm?.term],
   ["utm.content", (s) => s.utm?.content],
+  ["previousSessionId", (s) => s.previousSessionId],
+  ["activity.entryPage", (s) => s.activity?.entryPage],
+  ["activity.exitPage", (s) => s.activity?.exitPage],
 ];
 const NULLABLE_STRINGS = NULLABLE_MSG.filter(([name]) => !name.startsWith("metadata.time."));
 
@@ -142,6 +149,10 @@ describe("sessionToDoc", () => {
     traits: {},
     aux: {},
     revision: 0,
+    session_index: 0,
+    previous_session_id: null,
+    activity: { page_views: 0, entry_page: null, exit_page: null, end_reason: "" },
+    merged_from_profile_ids: [],
   };
 
   it("gives neutral values for a missing session", () => {

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file session/v1/session.proto.
  */
 export const file_session_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("ChhzZXNzaW9uL3YxL3Nlc3Npb24ucHJvdG8SCnNlc3Npb24udjEiyAMKB1Nlc3Npb24SCgoCaWQYASABKAkSLQoIbWV0YWRhdGEYAiABKAsyGy5zZXNzaW9uLnYxLlNlc3Npb25NZXRhZGF0YRIoCglvcGVyYXRpb24YAyABKAsyFS5zZXNzaW9uLnYxLk9wZXJhdGlvbhIkCgdwcm9maWxlGAQgASgLMhMuc2Vzc2lvbi52MS5Qcm9maWxlEiIKBmRldmljZRgFIAEoCzISLnNlc3Npb24udjEuRGV2aWNlEhoKAm9zGAYgASgLMg4uc2Vzc2lvbi52MS5PcxIcCgNhcHAYByABKAsyDy5zZXNzaW9uLnYxLkFwcBIcCgN1dG0YCCABKAsyDy5zZXNzaW9uLnYxLlV0bRIoCgdjb250ZXh0GAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIrCgpwcm9wZXJ0aWVzGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgZ0cmFpdHMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiQKA2F1eBgMIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcmV2aXNpb24YDSABKAMifwoPU2Vzc2lvbk1ldGFkYXRhEiUKBHRpbWUYASABKAsyFy5zZXNzaW9uLnYxLlNlc3Npb25UaW1lEg8KB2NoYW5uZWwYAiABKAkSJAoDYXV4GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdGF0dXMYBCABKAkixwEKC1Nlc3Npb25UaW1lEioKBmluc2VydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGY3JlYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgZ1cGRhdGUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRpbWVzdGFtcBgEIAEoARIQCghkdXJhdGlvbhgFIAEoBRIPCgd3ZWVrZGF5GAYgASgFIkgKCU9wZXJhdGlvbhILCgNuZXcYASABKAgSDgoGdXBkYXRlGAIgASgIEg8KB3NlZ21lbnQYAyABKAgSDQoFbWVyZ2UYBCADKAkiaAoHUHJvZmlsZRIKCgJpZBgBIAEoCRIXCgpwcmltYXJ5X2lkGAIgASgJSACIAQESKQoIbWV0YWRhdGEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19wcmltYXJ5X2lkIq8CCgZEZXZpY2USDAoEbmFtZRgBIAEoCRISCgVicmFuZBgCIAEoCUgAiAEBEhIKBW1vZGVsGAMgASgJSAGIAQESEQoEdHlwZRgEIAEoCUgCiAEBEg0KBXRvdWNoGAUgASgIEg8KAmlwGAYgASgJSAOIAQESFwoKcmVzb2x1dGlvbhgHIAEoCUgEiAEBEhwKA2dlbxgIIAEoCzIPLnNlc3Npb24udjEuR2VvEhgKC2NvbG9yX2RlcHRoGAkgASgJSAWIAQESGAoLb3JpZW50YXRpb24YCiABKAlIBogBAUIICgZfYnJhbmRCCAoGX21vZGVsQgcKBV90eXBlQgUKA19pcEINCgtfcmVzb2x1dGlvbkIOCgxfY29sb3JfZGVwdGhCDgoMX29yaWVudGF0aW9uIvUBCgNHZW8SJAoHY291bnRyeRgBIAEoCzITLnNlc3Npb24udjEuQ291bnRyeRIRCgRjaXR5GAIgASgJSACIAQESEwoGY291bnR5GAMgASgJSAGIAQESEwoGcG9zdGFsGAQgASgJSAKIAQESFQoIbGF0aXR1ZGUYBSABKAlIA4gBARIWCglsb25naXR1ZGUYBiABKAlIBIgBARIVCghsb2NhdGlvbhgHIAEoCUgFiAEBQgcKBV9jaXR5QgkKB19jb3VudHlCCQoHX3Bvc3RhbEILCglfbGF0aXR1ZGVCDAoKX2xvbmdpdHVkZUILCglfbG9jYXRpb24iQQoHQ291bnRyeRIRCgRuYW1lGAEgASgJSACIAQESEQoEY29kZRgCIAEoCUgBiAEBQgcKBV9uYW1lQgcKBV9jb2RlIiMKAk9zEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSKLAQoDQXBwEgwKBHR5cGUYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhUKCGxhbmd1YWdlGAQgASgJSACIAQESCwoDYm90GAUgASgIEhcKCnJlc29sdXRpb24YBiABKAlIAYgBAUILCglfbGFuZ3VhZ2VCDQoLX3Jlc29sdXRpb24ipwEKA1V0bRITCgZzb3VyY2UYASABKAlIAIgBARITCgZtZWRpdW0YAiABKAlIAYgBARIVCghjYW1wYWlnbhgDIAEoCUgCiAEBEhEKBHRlcm0YBCABKAlIA4gBARIUCgdjb250ZW50GAUgASgJSASIAQFCCQoHX3NvdXJjZUIJCgdfbWVkaXVtQgsKCV9jYW1wYWlnbkIHCgVfdGVybUIKCghfY29udGVudGIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzZXNzaW9uL3YxL3Nlc3Npb24ucHJvdG8SCnNlc3Npb24udjEi4gQKB1Nlc3Npb24SCgoCaWQYASABKAkSLQoIbWV0YWRhdGEYAiABKAsyGy5zZXNzaW9uLnYxLlNlc3Npb25NZXRhZGF0YRIoCglvcGVyYXRpb24YAyABKAsyFS5zZXNzaW9uLnYxLk9wZXJhdGlvbhIkCgdwcm9maWxlGAQgASgLMhMuc2Vzc2lvbi52MS5Qcm9maWxlEiIKBmRldmljZRgFIAEoCzISLnNlc3Npb24udjEuRGV2aWNlEhoKAm9zGAYgASgLMg4uc2Vzc2lvbi52MS5PcxIcCgNhcHAYByABKAsyDy5zZXNzaW9uLnYxLkFwcBIcCgN1dG0YCCABKAsyDy5zZXNzaW9uLnYxLlV0bRIoCgdjb250ZXh0GAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIrCgpwcm9wZXJ0aWVzGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgZ0cmFpdHMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiQKA2F1eBgMIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcmV2aXNpb24YDSABKAMSFQoNc2Vzc2lvbl9pbmRleBgOIAEoBRIgChNwcmV2aW91c19zZXNzaW9uX2lkGA8gASgJSACIAQESJgoIYWN0aXZpdHkYECABKAsyFC5zZXNzaW9uLnYxLkFjdGl2aXR5Eh8KF21lcmdlZF9mcm9tX3Byb2ZpbGVfaWRzGBEgAygJQhYKFF9wcmV2aW91c19zZXNzaW9uX2lkIoABCghBY3Rpdml0eRISCgpwYWdlX3ZpZXdzGAEgASgFEhcKCmVudHJ5X3BhZ2UYAiABKAlIAIgBARIWCglleGl0X3BhZ2UYAyABKAlIAYgBARISCgplbmRfcmVhc29uGAQgASgJQg0KC19lbnRyeV9wYWdlQgwKCl9leGl0X3BhZ2UifwoPU2Vzc2lvbk1ldGFkYXRhEiUKBHRpbWUYASABKAsyFy5zZXNzaW9uLnYxLlNlc3Npb25UaW1lEg8KB2NoYW5uZWwYAiABKAkSJAoDYXV4GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdGF0dXMYBCABKAkixwEKC1Nlc3Npb25UaW1lEioKBmluc2VydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGY3JlYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgZ1cGRhdGUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRpbWVzdGFtcBgEIAEoARIQCghkdXJhdGlvbhgFIAEoBRIPCgd3ZWVrZGF5GAYgASgFIkgKCU9wZXJhdGlvbhILCgNuZXcYASABKAgSDgoGdXBkYXRlGAIgASgIEg8KB3NlZ21lbnQYAyABKAgSDQoFbWVyZ2UYBCADKAkiaAoHUHJvZmlsZRIKCgJpZBgBIAEoCRIXCgpwcmltYXJ5X2lkGAIgASgJSACIAQESKQoIbWV0YWRhdGEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19wcmltYXJ5X2lkIq8CCgZEZXZpY2USDAoEbmFtZRgBIAEoCRISCgVicmFuZBgCIAEoCUgAiAEBEhIKBW1vZGVsGAMgASgJSAGIAQESEQoEdHlwZRgEIAEoCUgCiAEBEg0KBXRvdWNoGAUgASgIEg8KAmlwGAYgASgJSAOIAQESFwoKcmVzb2x1dGlvbhgHIAEoCUgEiAEBEhwKA2dlbxgIIAEoCzIPLnNlc3Npb24udjEuR2VvEhgKC2NvbG9yX2RlcHRoGAkgASgJSAWIAQESGAoLb3JpZW50YXRpb24YCiABKAlIBogBAUIICgZfYnJhbmRCCAoGX21vZGVsQgcKBV90eXBlQgUKA19pcEINCgtfcmVzb2x1dGlvbkIOCgxfY29sb3JfZGVwdGhCDgoMX29yaWVudGF0aW9uIvUBCgNHZW8SJAoHY291bnRyeRgBIAEoCzITLnNlc3Npb24udjEuQ291bnRyeRIRCgRjaXR5GAIgASgJSACIAQESEwoGY291bnR5GAMgASgJSAGIAQESEwoGcG9zdGFsGAQgASgJSAKIAQESFQoIbGF0aXR1ZGUYBSABKAlIA4gBARIWCglsb25naXR1ZGUYBiABKAlIBIgBARIVCghsb2NhdGlvbhgHIAEoCUgFiAEBQgcKBV9jaXR5QgkKB19jb3VudHlCCQoHX3Bvc3RhbEILCglfbGF0aXR1ZGVCDAoKX2xvbmdpdHVkZUILCglfbG9jYXRpb24iQQoHQ291bnRyeRIRCgRuYW1lGAEgASgJSACIAQESEQoEY29kZRgCIAEoCUgBiAEBQgcKBV9uYW1lQgcKBV9jb2RlIiMKAk9zEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSKLAQoDQXBwEgwKBHR5cGUYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhUKCGxhbmd1YWdlGAQgASgJSACIAQESCwoDYm90GAUgASgIEhcKCnJlc29sdXRpb24YBiABKAlIAYgBAUILCglfbGFuZ3VhZ2VCDQoLX3Jlc29sdXRpb24ipwEKA1V0bRITCgZzb3VyY2UYASABKAlIAIgBARITCgZtZWRpdW0YAiABKAlIAYgBARIVCghjYW1wYWlnbhgDIAEoCUgCiAEBEhEKBHRlcm0YBCABKAlIA4gBARIUCgdjb250ZW50GAUgASgJSASIAQFCCQoHX3NvdXJjZUIJCgdfbWVkaXVtQgsKCV9jYW1wYWlnbkIHCgVfdGVybUIKCghfY29udGVudGIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Session is one visit of a user to a site or app, shaped like Tracardi's Session object
@@ -113,6 +113,42 @@ export type Session = Message<"session.v1.Session"> & {
    * @generated from field: int64 revision = 13;
    */
   revision: bigint;
+
+  /**
+   * Output only. The visit number of this session within its profile: 1 for the profile's first
+   * session, N for its Nth. Assigned atomically when the session is created with a profile (two
+   * sessions of one profile never share a number, also across replicas) and anew when
+   * MergeProfiles moves the session to another profile; 0 when it was created without a profile.
+   * Changing profile.id with UpdateSession keeps the number (use MergeProfiles to move visits).
+   *
+   * @generated from field: int32 session_index = 14;
+   */
+  sessionIndex: number;
+
+  /**
+   * Output only. Id of the profile's session numbered session_index - 1 when this one was
+   * numbered; nullable (null for a profile's first session).
+   *
+   * @generated from field: optional string previous_session_id = 15;
+   */
+  previousSessionId?: string | undefined;
+
+  /**
+   * Output only. Page activity of the visit, kept by CreateSession and TouchSession.
+   *
+   * @generated from field: session.v1.Activity activity = 16;
+   */
+  activity?: Activity | undefined;
+
+  /**
+   * Output only. Ids of the profiles this session belonged to before MergeProfiles moved it,
+   * oldest first. A field of its own: profile.primary_id names the profile's primary identity in
+   * Tracardi, operation.merge is request-scoped and never stored, and the profile object is
+   * client-writable as a whole.
+   *
+   * @generated from field: repeated string merged_from_profile_ids = 17;
+   */
+  mergedFromProfileIds: string[];
 };
 
 /**
@@ -121,6 +157,49 @@ export type Session = Message<"session.v1.Session"> & {
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
   messageDesc(file_session_v1_session, 0);
+
+/**
+ * Activity is what the server records of a visit's page views (TouchSession).
+ *
+ * @generated from message session.v1.Activity
+ */
+export type Activity = Message<"session.v1.Activity"> & {
+  /**
+   * Pages viewed: 1 when CreateSession carries a page_url, plus 1 per TouchSession with a page_url.
+   *
+   * @generated from field: int32 page_views = 1;
+   */
+  pageViews: number;
+
+  /**
+   * The first page of the visit (the first page_url seen); nullable.
+   *
+   * @generated from field: optional string entry_page = 2;
+   */
+  entryPage?: string | undefined;
+
+  /**
+   * The latest page of the visit (the last page_url seen); nullable.
+   *
+   * @generated from field: optional string exit_page = 3;
+   */
+  exitPage?: string | undefined;
+
+  /**
+   * Why the server ended the session: "idle" (no activity for SESSION_IDLE_TIMEOUT) or
+   * "max_duration" (older than SESSION_MAX_DURATION); "" while the server has not ended it.
+   *
+   * @generated from field: string end_reason = 4;
+   */
+  endReason: string;
+};
+
+/**
+ * Describes the message session.v1.Activity.
+ * Use `create(ActivitySchema)` to create a new message.
+ */
+export const ActivitySchema: GenMessage<Activity> = /*@__PURE__*/
+  messageDesc(file_session_v1_session, 1);
 
 /**
  * SessionMetadata holds the session's time fields, channel, aux data and status.
@@ -150,7 +229,8 @@ export type SessionMetadata = Message<"session.v1.SessionMetadata"> & {
   aux?: JsonObject | undefined;
 
   /**
-   * Status of the session; the server sets "active" on create.
+   * Status of the session: the server sets "active" on create and on TouchSession, and "ended"
+   * when the session expires (idle or too long); clients may set any value with UpdateSession.
    *
    * @generated from field: string status = 4;
    */
@@ -162,7 +242,7 @@ export type SessionMetadata = Message<"session.v1.SessionMetadata"> & {
  * Use `create(SessionMetadataSchema)` to create a new message.
  */
 export const SessionMetadataSchema: GenMessage<SessionMetadata> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 1);
+  messageDesc(file_session_v1_session, 2);
 
 /**
  * SessionTime holds the session's timestamps; all but `create` are set by the server.
@@ -185,7 +265,8 @@ export type SessionTime = Message<"session.v1.SessionTime"> & {
   create?: Timestamp | undefined;
 
   /**
-   * Output only. When the session was last updated; null until the first update.
+   * Output only. The session's latest activity: set by UpdateSession and TouchSession (not by
+   * expiry or MergeProfiles); null until then. Idle expiry counts from it (from insert while null).
    *
    * @generated from field: google.protobuf.Timestamp update = 3;
    */
@@ -199,7 +280,7 @@ export type SessionTime = Message<"session.v1.SessionTime"> & {
   timestamp: number;
 
   /**
-   * Output only. Whole seconds from `insert` to the latest update (Tracardi leaves it 0).
+   * Output only. Whole seconds from `insert` to the latest activity (`update`); Tracardi leaves it 0.
    *
    * @generated from field: int32 duration = 5;
    */
@@ -220,7 +301,7 @@ export type SessionTime = Message<"session.v1.SessionTime"> & {
  * Use `create(SessionTimeSchema)` to create a new message.
  */
 export const SessionTimeSchema: GenMessage<SessionTime> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 2);
+  messageDesc(file_session_v1_session, 3);
 
 /**
  * Operation describes what the current request did to the session; request-scoped, not stored.
@@ -262,7 +343,7 @@ export type Operation = Message<"session.v1.Operation"> & {
  * Use `create(OperationSchema)` to create a new message.
  */
 export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 3);
+  messageDesc(file_session_v1_session, 4);
 
 /**
  * Profile identifies the user the session belongs to.
@@ -297,7 +378,7 @@ export type Profile = Message<"session.v1.Profile"> & {
  * Use `create(ProfileSchema)` to create a new message.
  */
 export const ProfileSchema: GenMessage<Profile> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 4);
+  messageDesc(file_session_v1_session, 5);
 
 /**
  * Device describes the device used during the session.
@@ -381,7 +462,7 @@ export type Device = Message<"session.v1.Device"> & {
  * Use `create(DeviceSchema)` to create a new message.
  */
 export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 5);
+  messageDesc(file_session_v1_session, 6);
 
 /**
  * Geo is the geographic location of a device.
@@ -444,7 +525,7 @@ export type Geo = Message<"session.v1.Geo"> & {
  * Use `create(GeoSchema)` to create a new message.
  */
 export const GeoSchema: GenMessage<Geo> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 6);
+  messageDesc(file_session_v1_session, 7);
 
 /**
  * Country names a country.
@@ -472,7 +553,7 @@ export type Country = Message<"session.v1.Country"> & {
  * Use `create(CountrySchema)` to create a new message.
  */
 export const CountrySchema: GenMessage<Country> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 7);
+  messageDesc(file_session_v1_session, 8);
 
 /**
  * Os describes the operating system of the device.
@@ -500,7 +581,7 @@ export type Os = Message<"session.v1.Os"> & {
  * Use `create(OsSchema)` to create a new message.
  */
 export const OsSchema: GenMessage<Os> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 8);
+  messageDesc(file_session_v1_session, 9);
 
 /**
  * App describes the application (usually a browser) used during the session.
@@ -556,7 +637,7 @@ export type App = Message<"session.v1.App"> & {
  * Use `create(AppSchema)` to create a new message.
  */
 export const AppSchema: GenMessage<App> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 9);
+  messageDesc(file_session_v1_session, 10);
 
 /**
  * Utm holds the UTM campaign parameters of the visit.
@@ -605,5 +686,5 @@ export type Utm = Message<"session.v1.Utm"> & {
  * Use `create(UtmSchema)` to create a new message.
  */
 export const UtmSchema: GenMessage<Utm> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 10);
+  messageDesc(file_session_v1_session, 11);
 

@@ -14,7 +14,270 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file session/v1/session_service.proto.
  */
 export const file_session_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJ2ChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEhIKCnVzZXJfYWdlbnQYAiABKAkSEAoIcGFnZV91cmwYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoCSI9ChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiIfChFHZXRTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCSI6ChJHZXRTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiLJAQoUVXBkYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHgoRZXhwZWN0ZWRfcmV2aXNpb24YAyABKANIAIgBARISCgp1c2VyX2FnZW50GAQgASgJEhAKCHBhZ2VfdXJsGAUgASgJQhQKEl9leHBlY3RlZF9yZXZpc2lvbiI9ChVVcGRhdGVTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiJYChREZWxldGVTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIeChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoA0gAiAEBQhQKEl9leHBlY3RlZF9yZXZpc2lvbiIpChVEZWxldGVTZXNzaW9uUmVzcG9uc2USEAoIcmV2aXNpb24YASABKAMi0QEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCRIvCgtpbnNlcnRfZnJvbRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJaW5zZXJ0X3RvGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSJWChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIlCghzZXNzaW9ucxgBIAMoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTwoLV2F0Y2hGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRILCgNpZHMYAiADKAkSDgoGc3RhdHVzGAMgASgJEg8KB2NoYW5uZWwYBCABKAkivAEKFFdhdGNoU2Vzc2lvbnNSZXF1ZXN0EicKBmZpbHRlchgBIAEoCzIXLnNlc3Npb24udjEuV2F0Y2hGaWx0ZXISGwoOYWZ0ZXJfcmV2aXNpb24YAiABKANIAIgBARIUCgxzZW5kX2luaXRpYWwYAyABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhEKD19hZnRlcl9yZXZpc2lvbiJtCg1TZXNzaW9uQ2hhbmdlEiQKBGtpbmQYASABKA4yFi5zZXNzaW9uLnYxLkNoYW5nZUtpbmQSJAoHc2Vzc2lvbhgCIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIQCghyZXZpc2lvbhgDIAEoAyIjCg9Jbml0aWFsU3RhdGVFbmQSEAoIcmV2aXNpb24YASABKAMiHAoIUHJvZ3Jlc3MSEAoIcmV2aXNpb24YASABKAMisQEKFVdhdGNoU2Vzc2lvbnNSZXNwb25zZRIrCgZjaGFuZ2UYASABKAsyGS5zZXNzaW9uLnYxLlNlc3Npb25DaGFuZ2VIABI4ChFpbml0aWFsX3N0YXRlX2VuZBgCIAEoCzIbLnNlc3Npb24udjEuSW5pdGlhbFN0YXRlRW5kSAASKAoIcHJvZ3Jlc3MYAyABKAsyFC5zZXNzaW9uLnYxLlByb2dyZXNzSABCBwoFZXZlbnQqygEKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOR0VfS0lORF9JTklUSUFMEAESFwoTQ0hBTkdFX0tJTkRfQ1JFQVRFRBACEhcKE0NIQU5HRV9LSU5EX1VQREFURUQQAxIXChNDSEFOR0VfS0lORF9ERUxFVEVEEAQSHgoaQ0hBTkdFX0tJTkRfRU5URVJFRF9GSUxURVIQBRIbChdDSEFOR0VfS0lORF9MRUZUX0ZJTFRFUhAGMpQECg5TZXNzaW9uU2VydmljZRJUCg1DcmVhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlElAKCkdldFNlc3Npb24SHS5zZXNzaW9uLnYxLkdldFNlc3Npb25SZXF1ZXN0Gh4uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVzcG9uc2UiA5ACARJUCg1VcGRhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5VcGRhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlc3BvbnNlElQKDURlbGV0ZVNlc3Npb24SIC5zZXNzaW9uLnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiEuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2USVgoMTGlzdFNlc3Npb25zEh8uc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBElYKDVdhdGNoU2Vzc2lvbnMSIC5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvbnNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
+  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJbChNUb3VjaFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHBhZ2VfdXJsGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChRUb3VjaFNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIk0KFE1lcmdlUHJvZmlsZXNSZXF1ZXN0EhoKEnNvdXJjZV9wcm9maWxlX2lkcxgBIAMoCRIZChF0YXJnZXRfcHJvZmlsZV9pZBgCIAEoCSJKChVNZXJnZVByb2ZpbGVzUmVzcG9uc2USFgoObW92ZWRfc2Vzc2lvbnMYASABKAUSGQoRbW92ZWRfc2Vzc2lvbl9pZHMYAiADKAkiQgoLU3RhdHNGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCSLKAQoWR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iNQoKU3RhdHNHcm91cBIQCgNrZXkYASABKAlIAIgBARINCgVjb3VudBgCIAEoA0IGCgRfa2V5IpUBChdHZXRTZXNzaW9uU3RhdHNSZXNwb25zZRINCgV0b3RhbBgBIAEoAxImCgZncm91cHMYAiADKAsyFi5zZXNzaW9uLnYxLlN0YXRzR3JvdXASEgoKb25saW5lX25vdxgDIAEoAxIvCgtjb21wdXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidgoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhISCgp1c2VyX2FnZW50GAIgASgJEhAKCHBhZ2VfdXJsGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiPQoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iHwoRR2V0U2Vzc2lvblJlcXVlc3QSCgoCaWQYASABKAkiOgoSR2V0U2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iyQEKFFVwZGF0ZVNlc3Npb25SZXF1ZXN0EiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEh4KEWV4cGVjdGVkX3JldmlzaW9uGAMgASgDSACIAQESEgoKdXNlcl9hZ2VudBgEIAEoCRIQCghwYWdlX3VybBgFIAEoCUIUChJfZXhwZWN0ZWRfcmV2aXNpb24iPQoVVXBkYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iWAoURGVsZXRlU2Vzc2lvblJlcXVlc3QSCgoCaWQYASABKAkSHgoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKANIAIgBAUIUChJfZXhwZWN0ZWRfcmV2aXNpb24iKQoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlEhAKCHJldmlzaW9uGAEgASgDItEBChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhIKCnByb2ZpbGVfaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEg8KB2NoYW5uZWwYAyABKAkSLwoLaW5zZXJ0X2Zyb20YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWluc2VydF90bxgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkiVgoUTGlzdFNlc3Npb25zUmVzcG9uc2USJQoIc2Vzc2lvbnMYASADKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIk8KC1dhdGNoRmlsdGVyEhIKCnByb2ZpbGVfaWQYASABKAkSCwoDaWRzGAIgAygJEg4KBnN0YXR1cxgDIAEoCRIPCgdjaGFubmVsGAQgASgJIrwBChRXYXRjaFNlc3Npb25zUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLldhdGNoRmlsdGVyEhsKDmFmdGVyX3JldmlzaW9uGAIgASgDSACIAQESFAoMc2VuZF9pbml0aWFsGAMgASgIEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIRCg9fYWZ0ZXJfcmV2aXNpb24ibQoNU2Vzc2lvbkNoYW5nZRIkCgRraW5kGAEgASgOMhYuc2Vzc2lvbi52MS5DaGFuZ2VLaW5kEiQKB3Nlc3Npb24YAiABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SEAoIcmV2aXNpb24YAyABKAMiIwoPSW5pdGlhbFN0YXRlRW5kEhAKCHJldmlzaW9uGAEgASgDIhwKCFByb2dyZXNzEhAKCHJldmlzaW9uGAEgASgDIrEBChVXYXRjaFNlc3Npb25zUmVzcG9uc2USKwoGY2hhbmdlGAEgASgLMhkuc2Vzc2lvbi52MS5TZXNzaW9uQ2hhbmdlSAASOAoRaW5pdGlhbF9zdGF0ZV9lbmQYAiABKAsyGy5zZXNzaW9uLnYxLkluaXRpYWxTdGF0ZUVuZEgAEigKCHByb2dyZXNzGAMgASgLMhQuc2Vzc2lvbi52MS5Qcm9ncmVzc0gAQgcKBWV2ZW50Kv4BCgxTdGF0c0dyb3VwQnkSHgoaU1RBVFNfR1JPVVBfQllfVU5TUEVDSUZJRUQQABIaChZTVEFUU19HUk9VUF9CWV9DSEFOTkVMEAESGQoVU1RBVFNfR1JPVVBfQllfU1RBVFVTEAISHgoaU1RBVFNfR1JPVVBfQllfREVWSUNFX1RZUEUQAxIaChZTVEFUU19HUk9VUF9CWV9PU19OQU1FEAQSGwoXU1RBVFNfR1JPVVBfQllfQVBQX05BTUUQBRIfChtTVEFUU19HUk9VUF9CWV9DT1VOVFJZX0NPREUQBhIdChlTVEFUU19HUk9VUF9CWV9VVE1fU09VUkNFEAcqygEKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOR0VfS0lORF9JTklUSUFMEAESFwoTQ0hBTkdFX0tJTkRfQ1JFQVRFRBACEhcKE0NIQU5HRV9LSU5EX1VQREFURUQQAxIXChNDSEFOR0VfS0lORF9ERUxFVEVEEAQSHgoaQ0hBTkdFX0tJTkRfRU5URVJFRF9GSUxURVIQBRIbChdDSEFOR0VfS0lORF9MRUZUX0ZJTFRFUhAGMp4GCg5TZXNzaW9uU2VydmljZRJUCg1DcmVhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlElAKCkdldFNlc3Npb24SHS5zZXNzaW9uLnYxLkdldFNlc3Npb25SZXF1ZXN0Gh4uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVzcG9uc2UiA5ACARJUCg1VcGRhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5VcGRhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlc3BvbnNlElQKDURlbGV0ZVNlc3Npb24SIC5zZXNzaW9uLnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiEuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2USVgoMTGlzdFNlc3Npb25zEh8uc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBElYKDVdhdGNoU2Vzc2lvbnMSIC5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvbnNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVzcG9uc2UwARJRCgxUb3VjaFNlc3Npb24SHy5zZXNzaW9uLnYxLlRvdWNoU2Vzc2lvblJlcXVlc3QaIC5zZXNzaW9uLnYxLlRvdWNoU2Vzc2lvblJlc3BvbnNlElQKDU1lcmdlUHJvZmlsZXMSIC5zZXNzaW9uLnYxLk1lcmdlUHJvZmlsZXNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5NZXJnZVByb2ZpbGVzUmVzcG9uc2USXwoPR2V0U2Vzc2lvblN0YXRzEiIuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXF1ZXN0GiMuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
+
+/**
+ * TouchSessionRequest records activity on a session.
+ *
+ * @generated from message session.v1.TouchSessionRequest
+ */
+export type TouchSessionRequest = Message<"session.v1.TouchSessionRequest"> & {
+  /**
+   * Id of the session.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The page viewed, if this activity is a page view; counts it and sets exit_page (and
+   * entry_page when the visit has none yet).
+   *
+   * @generated from field: string page_url = 2;
+   */
+  pageUrl: string;
+
+  /**
+   * When the activity happened; default now. Not before the session's insert time and not more
+   * than a minute in the future. An activity older than the latest one recorded counts, but
+   * does not move metadata.time.update back.
+   *
+   * @generated from field: google.protobuf.Timestamp at = 3;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message session.v1.TouchSessionRequest.
+ * Use `create(TouchSessionRequestSchema)` to create a new message.
+ */
+export const TouchSessionRequestSchema: GenMessage<TouchSessionRequest> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 0);
+
+/**
+ * TouchSessionResponse returns the session after the touch.
+ *
+ * @generated from message session.v1.TouchSessionResponse
+ */
+export type TouchSessionResponse = Message<"session.v1.TouchSessionResponse"> & {
+  /**
+   * The stored session after the touch, with operation.update = true.
+   *
+   * @generated from field: session.v1.Session session = 1;
+   */
+  session?: Session | undefined;
+};
+
+/**
+ * Describes the message session.v1.TouchSessionResponse.
+ * Use `create(TouchSessionResponseSchema)` to create a new message.
+ */
+export const TouchSessionResponseSchema: GenMessage<TouchSessionResponse> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 1);
+
+/**
+ * MergeProfilesRequest names the profiles to merge.
+ *
+ * @generated from message session.v1.MergeProfilesRequest
+ */
+export type MergeProfilesRequest = Message<"session.v1.MergeProfilesRequest"> & {
+  /**
+   * Profiles whose sessions move; at least one, none equal to target_profile_id.
+   *
+   * @generated from field: repeated string source_profile_ids = 1;
+   */
+  sourceProfileIds: string[];
+
+  /**
+   * The profile that receives the sessions.
+   *
+   * @generated from field: string target_profile_id = 2;
+   */
+  targetProfileId: string;
+};
+
+/**
+ * Describes the message session.v1.MergeProfilesRequest.
+ * Use `create(MergeProfilesRequestSchema)` to create a new message.
+ */
+export const MergeProfilesRequestSchema: GenMessage<MergeProfilesRequest> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 2);
+
+/**
+ * MergeProfilesResponse says what this call moved.
+ *
+ * @generated from message session.v1.MergeProfilesResponse
+ */
+export type MergeProfilesResponse = Message<"session.v1.MergeProfilesResponse"> & {
+  /**
+   * How many sessions this call moved (a retry counts only what it moved itself).
+   *
+   * @generated from field: int32 moved_sessions = 1;
+   */
+  movedSessions: number;
+
+  /**
+   * The ids of the moved sessions, in the order they were numbered.
+   *
+   * @generated from field: repeated string moved_session_ids = 2;
+   */
+  movedSessionIds: string[];
+};
+
+/**
+ * Describes the message session.v1.MergeProfilesResponse.
+ * Use `create(MergeProfilesResponseSchema)` to create a new message.
+ */
+export const MergeProfilesResponseSchema: GenMessage<MergeProfilesResponse> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 3);
+
+/**
+ * StatsFilter selects the sessions counted; empty fields match everything.
+ *
+ * @generated from message session.v1.StatsFilter
+ */
+export type StatsFilter = Message<"session.v1.StatsFilter"> & {
+  /**
+   * Only sessions of this profile (profile.id).
+   *
+   * @generated from field: string profile_id = 1;
+   */
+  profileId: string;
+
+  /**
+   * Only sessions with this metadata.status.
+   *
+   * @generated from field: string status = 2;
+   */
+  status: string;
+
+  /**
+   * Only sessions with this metadata.channel.
+   *
+   * @generated from field: string channel = 3;
+   */
+  channel: string;
+};
+
+/**
+ * Describes the message session.v1.StatsFilter.
+ * Use `create(StatsFilterSchema)` to create a new message.
+ */
+export const StatsFilterSchema: GenMessage<StatsFilter> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 4);
+
+/**
+ * GetSessionStatsRequest says what to count.
+ *
+ * @generated from message session.v1.GetSessionStatsRequest
+ */
+export type GetSessionStatsRequest = Message<"session.v1.GetSessionStatsRequest"> & {
+  /**
+   * Which sessions to count.
+   *
+   * @generated from field: session.v1.StatsFilter filter = 1;
+   */
+  filter?: StatsFilter | undefined;
+
+  /**
+   * The field to group the counts by; unspecified = no groups.
+   *
+   * @generated from field: session.v1.StatsGroupBy group_by = 2;
+   */
+  groupBy: StatsGroupBy;
+
+  /**
+   * Only sessions inserted at or after this time; unset = all.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 3;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * "Online now" = active sessions (status "active") with activity within this window; default
+   * 15 minutes (Tracardi's dashboard figure), at most 24 hours.
+   *
+   * @generated from field: google.protobuf.Duration online_window = 4;
+   */
+  onlineWindow?: Duration | undefined;
+};
+
+/**
+ * Describes the message session.v1.GetSessionStatsRequest.
+ * Use `create(GetSessionStatsRequestSchema)` to create a new message.
+ */
+export const GetSessionStatsRequestSchema: GenMessage<GetSessionStatsRequest> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 5);
+
+/**
+ * StatsGroup is the count of one value of the grouped field.
+ *
+ * @generated from message session.v1.StatsGroup
+ */
+export type StatsGroup = Message<"session.v1.StatsGroup"> & {
+  /**
+   * The value; unset when the field is null in those sessions.
+   *
+   * @generated from field: optional string key = 1;
+   */
+  key?: string | undefined;
+
+  /**
+   * How many sessions have it.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message session.v1.StatsGroup.
+ * Use `create(StatsGroupSchema)` to create a new message.
+ */
+export const StatsGroupSchema: GenMessage<StatsGroup> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 6);
+
+/**
+ * GetSessionStatsResponse carries the counts.
+ *
+ * @generated from message session.v1.GetSessionStatsResponse
+ */
+export type GetSessionStatsResponse = Message<"session.v1.GetSessionStatsResponse"> & {
+  /**
+   * How many sessions match the filter and `since`.
+   *
+   * @generated from field: int64 total = 1;
+   */
+  total: bigint;
+
+  /**
+   * Counts per value of group_by, largest first (then by key); their sum is `total`.
+   *
+   * @generated from field: repeated session.v1.StatsGroup groups = 2;
+   */
+  groups: StatsGroup[];
+
+  /**
+   * How many of the matching sessions are online now (see online_window).
+   *
+   * @generated from field: int64 online_now = 3;
+   */
+  onlineNow: bigint;
+
+  /**
+   * The time the figures were computed at (server clock).
+   *
+   * @generated from field: google.protobuf.Timestamp computed_at = 4;
+   */
+  computedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message session.v1.GetSessionStatsResponse.
+ * Use `create(GetSessionStatsResponseSchema)` to create a new message.
+ */
+export const GetSessionStatsResponseSchema: GenMessage<GetSessionStatsResponse> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 7);
 
 /**
  * CreateSessionRequest carries the new session and the raw request data to enrich it from.
@@ -56,7 +319,7 @@ export type CreateSessionRequest = Message<"session.v1.CreateSessionRequest"> & 
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 0);
+  messageDesc(file_session_v1_session_service, 8);
 
 /**
  * CreateSessionResponse returns the stored session.
@@ -77,7 +340,7 @@ export type CreateSessionResponse = Message<"session.v1.CreateSessionResponse"> 
  * Use `create(CreateSessionResponseSchema)` to create a new message.
  */
 export const CreateSessionResponseSchema: GenMessage<CreateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 1);
+  messageDesc(file_session_v1_session_service, 9);
 
 /**
  * GetSessionRequest names the session to read.
@@ -98,7 +361,7 @@ export type GetSessionRequest = Message<"session.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 2);
+  messageDesc(file_session_v1_session_service, 10);
 
 /**
  * GetSessionResponse returns the stored session.
@@ -119,7 +382,7 @@ export type GetSessionResponse = Message<"session.v1.GetSessionResponse"> & {
  * Use `create(GetSessionResponseSchema)` to create a new message.
  */
 export const GetSessionResponseSchema: GenMessage<GetSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 3);
+  messageDesc(file_session_v1_session_service, 11);
 
 /**
  * UpdateSessionRequest changes the fields of a session named by update_mask.
@@ -170,7 +433,7 @@ export type UpdateSessionRequest = Message<"session.v1.UpdateSessionRequest"> & 
  * Use `create(UpdateSessionRequestSchema)` to create a new message.
  */
 export const UpdateSessionRequestSchema: GenMessage<UpdateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 4);
+  messageDesc(file_session_v1_session_service, 12);
 
 /**
  * UpdateSessionResponse returns the session after the update.
@@ -191,7 +454,7 @@ export type UpdateSessionResponse = Message<"session.v1.UpdateSessionResponse"> 
  * Use `create(UpdateSessionResponseSchema)` to create a new message.
  */
 export const UpdateSessionResponseSchema: GenMessage<UpdateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 5);
+  messageDesc(file_session_v1_session_service, 13);
 
 /**
  * DeleteSessionRequest names the session to delete.
@@ -219,7 +482,7 @@ export type DeleteSessionRequest = Message<"session.v1.DeleteSessionRequest"> & 
  * Use `create(DeleteSessionRequestSchema)` to create a new message.
  */
 export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 6);
+  messageDesc(file_session_v1_session_service, 14);
 
 /**
  * DeleteSessionResponse confirms a delete.
@@ -240,7 +503,7 @@ export type DeleteSessionResponse = Message<"session.v1.DeleteSessionResponse"> 
  * Use `create(DeleteSessionResponseSchema)` to create a new message.
  */
 export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 7);
+  messageDesc(file_session_v1_session_service, 15);
 
 /**
  * ListSessionsRequest filters and pages sessions; empty filters match everything.
@@ -303,7 +566,7 @@ export type ListSessionsRequest = Message<"session.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 8);
+  messageDesc(file_session_v1_session_service, 16);
 
 /**
  * ListSessionsResponse returns one page of sessions, newest first.
@@ -331,7 +594,7 @@ export type ListSessionsResponse = Message<"session.v1.ListSessionsResponse"> & 
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 9);
+  messageDesc(file_session_v1_session_service, 17);
 
 /**
  * WatchFilter selects the sessions a watcher receives; empty fields match everything and the
@@ -374,7 +637,7 @@ export type WatchFilter = Message<"session.v1.WatchFilter"> & {
  * Use `create(WatchFilterSchema)` to create a new message.
  */
 export const WatchFilterSchema: GenMessage<WatchFilter> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 10);
+  messageDesc(file_session_v1_session_service, 18);
 
 /**
  * WatchSessionsRequest opens a watch.
@@ -418,7 +681,7 @@ export type WatchSessionsRequest = Message<"session.v1.WatchSessionsRequest"> & 
  * Use `create(WatchSessionsRequestSchema)` to create a new message.
  */
 export const WatchSessionsRequestSchema: GenMessage<WatchSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 11);
+  messageDesc(file_session_v1_session_service, 19);
 
 /**
  * SessionChange is one change of one session (or one session of the initial state).
@@ -454,7 +717,7 @@ export type SessionChange = Message<"session.v1.SessionChange"> & {
  * Use `create(SessionChangeSchema)` to create a new message.
  */
 export const SessionChangeSchema: GenMessage<SessionChange> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 12);
+  messageDesc(file_session_v1_session_service, 20);
 
 /**
  * InitialStateEnd marks the end of the initial state sent for send_initial.
@@ -475,7 +738,7 @@ export type InitialStateEnd = Message<"session.v1.InitialStateEnd"> & {
  * Use `create(InitialStateEndSchema)` to create a new message.
  */
 export const InitialStateEndSchema: GenMessage<InitialStateEnd> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 13);
+  messageDesc(file_session_v1_session_service, 21);
 
 /**
  * Progress is a heartbeat: the watcher has received every matching change up to `revision`.
@@ -496,7 +759,7 @@ export type Progress = Message<"session.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 14);
+  messageDesc(file_session_v1_session_service, 22);
 
 /**
  * WatchSessionsResponse is one message of a watch stream.
@@ -541,7 +804,76 @@ export type WatchSessionsResponse = Message<"session.v1.WatchSessionsResponse"> 
  * Use `create(WatchSessionsResponseSchema)` to create a new message.
  */
 export const WatchSessionsResponseSchema: GenMessage<WatchSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 15);
+  messageDesc(file_session_v1_session_service, 23);
+
+/**
+ * StatsGroupBy is the field GetSessionStats groups by.
+ *
+ * @generated from enum session.v1.StatsGroupBy
+ */
+export enum StatsGroupBy {
+  /**
+   * No grouping: only the totals.
+   *
+   * @generated from enum value: STATS_GROUP_BY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * metadata.channel
+   *
+   * @generated from enum value: STATS_GROUP_BY_CHANNEL = 1;
+   */
+  CHANNEL = 1,
+
+  /**
+   * metadata.status
+   *
+   * @generated from enum value: STATS_GROUP_BY_STATUS = 2;
+   */
+  STATUS = 2,
+
+  /**
+   * device.type
+   *
+   * @generated from enum value: STATS_GROUP_BY_DEVICE_TYPE = 3;
+   */
+  DEVICE_TYPE = 3,
+
+  /**
+   * os.name
+   *
+   * @generated from enum value: STATS_GROUP_BY_OS_NAME = 4;
+   */
+  OS_NAME = 4,
+
+  /**
+   * app.name
+   *
+   * @generated from enum value: STATS_GROUP_BY_APP_NAME = 5;
+   */
+  APP_NAME = 5,
+
+  /**
+   * device.geo.country.code
+   *
+   * @generated from enum value: STATS_GROUP_BY_COUNTRY_CODE = 6;
+   */
+  COUNTRY_CODE = 6,
+
+  /**
+   * utm.source
+   *
+   * @generated from enum value: STATS_GROUP_BY_UTM_SOURCE = 7;
+   */
+  UTM_SOURCE = 7,
+}
+
+/**
+ * Describes the enum session.v1.StatsGroupBy.
+ */
+export const StatsGroupBySchema: GenEnum<StatsGroupBy> = /*@__PURE__*/
+  enumDesc(file_session_v1_session_service, 0);
 
 /**
  * ChangeKind says what happened to a session, as seen through the watcher's filter.
@@ -603,7 +935,7 @@ export enum ChangeKind {
  * Describes the enum session.v1.ChangeKind.
  */
 export const ChangeKindSchema: GenEnum<ChangeKind> = /*@__PURE__*/
-  enumDesc(file_session_v1_session_service, 0);
+  enumDesc(file_session_v1_session_service, 1);
 
 /**
  * SessionService creates, updates, stores and lists sessions.
@@ -678,6 +1010,41 @@ export const SessionService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchSessionsRequestSchema;
     output: typeof WatchSessionsResponseSchema;
+  },
+  /**
+   * Records activity on a session: metadata.time.update, duration, and with a page_url a page
+   * view (activity.page_views, entry_page, exit_page). Re-opens an ended session (status
+   * "active" again, as Tracardi does), except one older than SESSION_MAX_DURATION:
+   * FAILED_PRECONDITION (reason SESSION_TOO_LONG), start a new session instead.
+   *
+   * @generated from rpc session.v1.SessionService.TouchSession
+   */
+  touchSession: {
+    methodKind: "unary";
+    input: typeof TouchSessionRequestSchema;
+    output: typeof TouchSessionResponseSchema;
+  },
+  /**
+   * Moves every session of the source profiles to the target profile (profile.id), remembering
+   * where each came from (profile.merged_from) and numbering them after the target's sessions.
+   * Idempotent: a retry (also after a failure half-way) moves only what is left.
+   *
+   * @generated from rpc session.v1.SessionService.MergeProfiles
+   */
+  mergeProfiles: {
+    methodKind: "unary";
+    input: typeof MergeProfilesRequestSchema;
+    output: typeof MergeProfilesResponseSchema;
+  },
+  /**
+   * Counts sessions, grouped by one field, plus how many are online now.
+   *
+   * @generated from rpc session.v1.SessionService.GetSessionStats
+   */
+  getSessionStats: {
+    methodKind: "unary";
+    input: typeof GetSessionStatsRequestSchema;
+    output: typeof GetSessionStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_session_v1_session_service, 0);
