@@ -24,6 +24,12 @@ export interface Config {
   watchBufferSize: number;
   /** How long the change log keeps changes: the resume window of WatchSessions. */
   watchRetentionMs: number;
+  /** A session without activity for this long ends (idle expiry). */
+  sessionIdleTimeoutMs: number;
+  /** A session ends this long after it started, whatever its activity. */
+  sessionMaxDurationMs: number;
+  /** How often this process runs an expiry pass. */
+  sessionExpiryIntervalMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -38,6 +44,26 @@ function int(env: Env, name: string, def: number, min: number, max: number): num
     throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected a whole number from ${min} to ${max}`);
   }
   return n;
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
+
+/** A duration: a number with a unit (ms, s, m, h, d), e.g. "30m", "1500ms", "24h"; a bare number is seconds. */
+export function parseDurationMs(raw: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!m) return undefined;
+  const ms = Number(m[1]) * UNIT_MS[m[2] ?? "s"];
+  return Number.isFinite(ms) ? Math.round(ms) : undefined;
+}
+
+function duration(env: Env, name: string, defMs: number, minMs: number, maxMs: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return defMs;
+  const ms = parseDurationMs(raw);
+  if (ms === undefined || ms < minMs || ms > maxMs) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected a duration such as "30m", "90s" or "24h", from ${minMs} ms to ${maxMs / 3600_000} h`);
+  }
+  return ms;
 }
 
 function oneOf<T extends string>(env: Env, name: string, def: T, allowed: readonly T[]): T {
@@ -77,6 +103,9 @@ export function loadConfig(env: Env = process.env): Config {
     watchPollMs: int(env, "WATCH_POLL_MS", 100, 5, 60000),
     watchBufferSize: int(env, "WATCH_BUFFER_SIZE", 4096, 1, 1_000_000),
     watchRetentionMs: int(env, "WATCH_RETENTION_HOURS", 24, 1, 24 * 365) * 3600_000,
+    sessionIdleTimeoutMs: duration(env, "SESSION_IDLE_TIMEOUT", 30 * 60_000, 100, 30 * 86_400_000),
+    sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", 24 * 3600_000, 100, 365 * 86_400_000),
+    sessionExpiryIntervalMs: duration(env, "SESSION_EXPIRY_INTERVAL", 60_000, 10, 3600_000),
     corsOrigins: (env.CORS_ORIGINS ?? "*").split(",").map((s) => s.trim()).filter(Boolean),
   };
 }

@@ -5,6 +5,7 @@ import type * as http from "node:http";
 import * as grpc from "@grpc/grpc-js";
 import { SessionService } from "../gen/session/v1/session_service_pb";
 import type { Config } from "./config";
+import { Lifecycle, startExpiry } from "./domain/lifecycle";
 import { Sessions } from "./domain/sessions";
 import { ChangeFeed } from "./domain/watch";
 import type { Logger } from "./log";
@@ -53,7 +54,8 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   });
   void feed.start();
   const shutdown = new AbortController();
-  const handlers = createSessionHandlers(new Sessions(sessionStore), feed, sessionStore);
+  const lifecycle = new Lifecycle(sessionStore, { idleMs: config.sessionIdleTimeoutMs, maxDurationMs: config.sessionMaxDurationMs });
+  const handlers = createSessionHandlers(new Sessions(sessionStore), lifecycle, feed, sessionStore);
 
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": config.maxMessageBytes,
@@ -88,6 +90,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     throw err;
   }
   log.info("listening", { host: config.host, grpc_port: grpcPort, http_port: httpPort, store: sessionStore.kind });
+  const expiry = startExpiry(lifecycle, config.sessionExpiryIntervalMs, log);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -109,6 +112,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
         }),
       ]);
       clearTimeout(grace);
+      await expiry.stop();
       feed.close();
       await sessionStore.close();
       log.info("stopped");

@@ -60,6 +60,20 @@ export class RevisionConflictError extends DomainError {
   }
 }
 
+/**
+ * The session is older than SESSION_MAX_DURATION, so activity cannot extend or re-open it
+ * (FAILED_PRECONDITION): start a new session instead.
+ */
+export class SessionTooLongError extends DomainError {
+  readonly reason = "SESSION_TOO_LONG";
+  constructor(readonly id: string, readonly maxDurationSeconds: number) {
+    super(`session "${id}" is older than the maximum session duration (${maxDurationSeconds} s); create a new session`, {
+      id,
+      max_duration_seconds: String(maxDurationSeconds),
+    });
+  }
+}
+
 /** The store cannot be reached or did not answer in time (UNAVAILABLE): retry later. */
 export class StoreUnavailableError extends DomainError {
   readonly reason = "STORE_UNAVAILABLE";

@@ -168,8 +168,16 @@ export class Sessions {
     fillFromUserAgent(doc, input.userAgent);
     doc.utm = fillUtm(doc.utm, parsedUtm);
     doc.revision = 0;
+    // Lifecycle fields are the server's: the visit starts on its first page, and the store
+    // numbers it among its profile's visits.
+    const page = input.pageUrl === "" ? null : input.pageUrl;
+    doc.activity = { page_views: page === null ? 0 : 1, entry_page: page, exit_page: page, end_reason: "" };
+    doc.session_index = 0;
+    doc.previous_session_id = null;
+    doc.merged_from_profile_ids = [];
+    const profileId = doc.profile?.id ?? "";
     const requestId = input.requestId === "" ? undefined : input.requestId;
-    const { session } = await this.store.create(doc, { ...options, requestId });
+    const { session } = await this.store.create(doc, { ...options, requestId, numberVisitIn: profileId === "" ? undefined : profileId });
     return { session, operation: operation({ new: true }) };
   }
 

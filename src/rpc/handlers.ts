@@ -3,9 +3,19 @@
 // are mapped to statuses by the engine adapters through src/rpc/status.ts.
 
 import { create } from "@bufbuild/protobuf";
-import { timestampDate, type Duration } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import {
   CreateSessionResponseSchema,
+  GetSessionStatsResponseSchema,
+  MergeProfilesResponseSchema,
+  StatsGroupBy,
+  TouchSessionResponseSchema,
+  type GetSessionStatsRequest,
+  type GetSessionStatsResponse,
+  type MergeProfilesRequest,
+  type MergeProfilesResponse,
+  type TouchSessionRequest,
+  type TouchSessionResponse,
   DeleteSessionResponseSchema,
   GetSessionResponseSchema,
   ListSessionsResponseSchema,
@@ -25,9 +35,11 @@ import {
   type WatchSessionsRequest,
   type WatchSessionsResponse,
 } from "../../gen/session/v1/session_service_pb";
+import { InvalidArgumentError } from "../domain/errors";
+import type { Lifecycle } from "../domain/lifecycle";
 import type { Sessions } from "../domain/sessions";
 import { heartbeatInterval, watchSessions, type ChangeEventKind, type ChangeFeed } from "../domain/watch";
-import type { SessionStore } from "../store/port";
+import type { SessionStore, StatsField } from "../store/port";
 import { docToSession, sessionToDoc } from "./convert";
 
 /** What a handler knows about its call, whatever the engine. */
@@ -51,7 +63,23 @@ const KINDS: Record<ChangeEventKind, ChangeKind> = {
 
 const durationMs = (d: Duration | undefined): number => (d ? Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6) : 0);
 
-export function createSessionHandlers(sessions: Sessions, feed: ChangeFeed, store: SessionStore) {
+const GROUP_BY: Record<StatsGroupBy, StatsField | undefined> = {
+  [StatsGroupBy.UNSPECIFIED]: undefined,
+  [StatsGroupBy.CHANNEL]: "channel",
+  [StatsGroupBy.STATUS]: "status",
+  [StatsGroupBy.DEVICE_TYPE]: "device_type",
+  [StatsGroupBy.OS_NAME]: "os_name",
+  [StatsGroupBy.APP_NAME]: "app_name",
+  [StatsGroupBy.COUNTRY_CODE]: "country_code",
+  [StatsGroupBy.UTM_SOURCE]: "utm_source",
+};
+
+function groupByField(value: StatsGroupBy): StatsField | undefined {
+  if (!(value in GROUP_BY)) throw InvalidArgumentError.field("group_by", `unknown value ${value}`);
+  return GROUP_BY[value];
+}
+
+export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, feed: ChangeFeed, store: SessionStore) {
   return {
     async createSession(req: CreateSessionRequest, ctx: CallContext): Promise<CreateSessionResponse> {
       const { session, operation } = await sessions.create(
@@ -99,6 +127,39 @@ export function createSessionHandlers(sessions: Sessions, feed: ChangeFeed, stor
         { deadline: ctx.deadline },
       );
       return create(ListSessionsResponseSchema, { sessions: docs.map((d) => docToSession(d)), nextPageToken });
+    },
+
+    async touchSession(req: TouchSessionRequest, ctx: CallContext): Promise<TouchSessionResponse> {
+      const { session, operation } = await lifecycle.touch(
+        { id: req.id, pageUrl: req.pageUrl, at: req.at ? timestampDate(req.at) : undefined },
+        { deadline: ctx.deadline },
+      );
+      return create(TouchSessionResponseSchema, { session: docToSession(session, operation) });
+    },
+
+    async mergeProfiles(req: MergeProfilesRequest, ctx: CallContext): Promise<MergeProfilesResponse> {
+      const { moved } = await lifecycle.merge({ sourceProfileIds: req.sourceProfileIds, targetProfileId: req.targetProfileId }, { deadline: ctx.deadline });
+      return create(MergeProfilesResponseSchema, { movedSessions: moved.length, movedSessionIds: moved });
+    },
+
+    async getSessionStats(req: GetSessionStatsRequest, ctx: CallContext): Promise<GetSessionStatsResponse> {
+      const stats = await lifecycle.stats(
+        {
+          profileId: req.filter?.profileId ?? "",
+          status: req.filter?.status ?? "",
+          channel: req.filter?.channel ?? "",
+          groupBy: groupByField(req.groupBy),
+          since: req.since ? timestampDate(req.since) : undefined,
+          onlineWindowMs: durationMs(req.onlineWindow),
+        },
+        { deadline: ctx.deadline },
+      );
+      return create(GetSessionStatsResponseSchema, {
+        total: BigInt(stats.total),
+        groups: stats.groups.map((g) => ({ key: g.key ?? undefined, count: BigInt(g.count) })),
+        onlineNow: BigInt(stats.online),
+        computedAt: timestampFromDate(stats.computedAt),
+      });
     },
 
     async *watchSessions(req: WatchSessionsRequest, ctx: CallContext): AsyncGenerator<WatchSessionsResponse> {

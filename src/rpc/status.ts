@@ -14,6 +14,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
   RevisionConflictError,
+  SessionTooLongError,
   ShuttingDownError,
   StoreUnavailableError,
 } from "../domain/errors";
@@ -41,6 +42,7 @@ function codeOf(err: DomainError): Code {
   if (err instanceof StoreUnavailableError) return Code.Unavailable;
   if (err instanceof ShuttingDownError) return Code.Unavailable;
   if (err instanceof ChangesTrimmedError) return Code.OutOfRange;
+  if (err instanceof SessionTooLongError) return Code.FailedPrecondition;
   return Code.Internal;
 }
 

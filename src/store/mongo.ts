@@ -639,7 +639,13 @@ export class MongoSessionStore implements SessionStore {
         const replay = await this.findByRequestId(requestId, call);
         if (replay) return replay;
       }
-      const visit = options.numberVisitIn === undefined ? undefined : await this.claimVisit(options.numberVisitIn, doc.id, call);
+      let visit: { claim: string; index: number; previous: string | null } | undefined;
+      if (options.numberVisitIn !== undefined) {
+        // A taken id would waste a number (its claim stays, void): look first. Only a create
+        // of the same id racing this one can still get past this and void a number.
+        if (await this.sessions.findOne({ _id: doc.id }, { ...call.opts, projection: { _id: 1 } })) throw new AlreadyExistsError(doc.id);
+        visit = await this.claimVisit(options.numberVisitIn, doc.id, call);
+      }
       const revision = (await this.reserve(call, { id: doc.id, kind: "created" }))!;
       const stored = toStoredDocument(visit ? { ...doc, session_index: visit.index, previous_session_id: visit.previous } : doc, revision, requestId, this.ferret);
       try {

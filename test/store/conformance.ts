@@ -14,7 +14,7 @@ import {
   StoreUnavailableError,
 } from "../../src/domain/errors";
 import { emptySessionDoc, type SessionDoc } from "../../src/domain/session";
-import type { ListCursor, ListQuery, SessionPatch, SessionStore } from "../../src/store/port";
+import type { ListCursor, ListQuery, SessionPatch, SessionStore, StatsField, StatsQuery } from "../../src/store/port";
 
 export interface StoreUnderTest {
   store: SessionStore;
@@ -683,6 +683,187 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
         expect(listed).toHaveLength(16);
         expect(listed).not.toContain("l10");
         expect(listed).not.toContain("l00");
+      });
+    });
+
+    describe("visit numbering (numberVisitIn)", () => {
+      const visit = (d: SessionDoc) => [d.id, d.session_index, d.previous_session_id];
+
+      it("numbers a profile's sessions 1, 2, 3 with the previous one's id, per profile, stored with the session", async () => {
+        const a1 = await store.create(fullDoc("v-a1", at(0), { profileId: "pa" }), { numberVisitIn: "pa" });
+        const b1 = await store.create(fullDoc("v-b1", at(1), { profileId: "pb" }), { numberVisitIn: "pb" });
+        const a2 = await store.create(fullDoc("v-a2", at(2), { profileId: "pa" }), { numberVisitIn: "pa" });
+        const a3 = await store.create(fullDoc("v-a3", at(3), { profileId: "pa" }), { numberVisitIn: "pa" });
+        expect([a1, b1, a2, a3].map((r) => visit(r.session))).toEqual([
+          ["v-a1", 1, null],
+          ["v-b1", 1, null],
+          ["v-a2", 2, "v-a1"],
+          ["v-a3", 3, "v-a2"],
+        ]);
+        expect(await store.get("v-a3")).toStrictEqual(a3.session);
+        // Without the option nothing is numbered: the document is stored as given.
+        const plain = await store.create(fullDoc("v-plain", at(4), { profileId: "pa" }));
+        expect(visit(plain.session)).toEqual(["v-plain", 0, null]);
+      });
+
+      it("gives concurrent creates of one profile distinct, contiguous numbers, each chained to the one before", async () => {
+        const n = 12;
+        const results = await Promise.all(
+          Array.from({ length: n }, (_, i) => store.create(fullDoc(`v-c${i}`, at(i), { profileId: "pc" }), { numberVisitIn: "pc" })),
+        );
+        const byIndex = new Map(results.map((r) => [r.session.session_index, r.session]));
+        expect([...byIndex.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+        for (let k = 2; k <= n; k++) expect(byIndex.get(k)!.previous_session_id).toBe(byIndex.get(k - 1)!.id);
+        expect(byIndex.get(1)!.previous_session_id).toBeNull();
+      });
+
+      it("takes no number for a replayed requestId or a duplicate id", async () => {
+        await store.create(fullDoc("v-r1", at(0), { profileId: "pr" }), { numberVisitIn: "pr", requestId: "req-v" });
+        const replay = await store.create(fullDoc("v-r1-again", at(1), { profileId: "pr" }), { numberVisitIn: "pr", requestId: "req-v" });
+        expect(visit(replay.session)).toEqual(["v-r1", 1, null]);
+        expect(await rejection(store.create(fullDoc("v-r1", at(2), { profileId: "pr" }), { numberVisitIn: "pr" }))).toBeInstanceOf(AlreadyExistsError);
+        const next = await store.create(fullDoc("v-r2", at(3), { profileId: "pr" }), { numberVisitIn: "pr" });
+        expect(visit(next.session)).toEqual(["v-r2", 2, "v-r1"]);
+      });
+
+      it("numbers a session anew in the profile an update moves it to, atomically with the patch", async () => {
+        await store.create(fullDoc("v-t1", at(0), { profileId: "pt" }), { numberVisitIn: "pt" });
+        const { session } = await store.create(fullDoc("v-s1", at(1), { profileId: "ps" }), { numberVisitIn: "ps" });
+        const patch: SessionPatch = {
+          set: [
+            { path: ["profile", "id"], value: "pt" },
+            { path: ["merged_from_profile_ids"], value: ["ps"] },
+          ],
+          unset: [],
+        };
+        const moved = await store.update("v-s1", patch, { expectedRevision: session.revision, numberVisitIn: "pt" });
+        expect([moved.profile?.id, moved.merged_from_profile_ids, ...visit(moved)]).toEqual(["pt", ["ps"], "v-s1", 2, "v-t1"]);
+        expect(await store.get("v-s1")).toStrictEqual(moved);
+        const stale = await rejection(store.update("v-s1", patch, { expectedRevision: session.revision, numberVisitIn: "pt" }));
+        expect(stale).toBeInstanceOf(RevisionConflictError);
+        const next = await store.create(fullDoc("v-t3", at(2), { profileId: "pt" }), { numberVisitIn: "pt" });
+        expect(next.session.session_index).toBeGreaterThan(2);
+        expect(next.session.previous_session_id).toBe("v-s1");
+      });
+    });
+
+    describe("findExpired", () => {
+      // Activity = metadata.time.update, else insert.
+      function session(id: string, insert: Date, update: Date | null, status = "active"): SessionDoc {
+        const doc = fullDoc(id, insert, { status });
+        doc.metadata.time.update = update;
+        return doc;
+      }
+
+      it("returns the active sessions idle since before idleBefore or inserted before insertedBefore, nothing else", async () => {
+        await store.create(session("e-idle", at(0), at(10)));
+        await store.create(session("e-idle-never-updated", at(5), null));
+        await store.create(session("e-busy", at(0), at(50)));
+        await store.create(session("e-too-long", at(-2000), at(55)));
+        await store.create(session("e-ended", at(0), at(1), "ended"));
+        await store.create(session("e-closed-old", at(-2000), null, "closed"));
+        await store.create(session("e-fresh", at(40), null));
+        const due = await store.findExpired({ idleBefore: at(30), insertedBefore: at(-1000), limit: 100 });
+        expect(ids(due).sort()).toEqual(["e-idle", "e-idle-never-updated", "e-too-long"]);
+        expect(due.find((d) => d.id === "e-idle")).toStrictEqual(await store.get("e-idle"));
+      });
+
+      it("returns at most `limit`, and stops returning a session once it is no longer active", async () => {
+        for (let i = 0; i < 7; i++) await store.create(session(`e-${i}`, at(0), null));
+        const first = await store.findExpired({ idleBefore: at(30), insertedBefore: at(-1000), limit: 3 });
+        expect(first).toHaveLength(3);
+        for (const d of first) {
+          await store.update(d.id, { set: [{ path: ["metadata", "status"], value: "ended" }], unset: [] }, { expectedRevision: d.revision });
+        }
+        const rest = await store.findExpired({ idleBefore: at(30), insertedBefore: at(-1000), limit: 100 });
+        expect(rest).toHaveLength(4);
+        expect(ids(rest).filter((id) => ids(first).includes(id))).toEqual([]);
+      });
+
+      it("sees activity written by an update", async () => {
+        const { session: s } = await store.create(session("e-touched", at(0), null));
+        await store.update("e-touched", { set: [{ path: ["metadata", "time", "update"], value: at(100) }], unset: [] }, { expectedRevision: s.revision });
+        expect(await store.findExpired({ idleBefore: at(30), insertedBefore: at(-1000), limit: 10 })).toEqual([]);
+      });
+    });
+
+    describe("stats", () => {
+      const ACTIVE_SINCE = at(20);
+      function statsFixtures(): SessionDoc[] {
+        const docs: SessionDoc[] = [];
+        const countries = ["PL", "DE", null];
+        for (let i = 0; i < 24; i++) {
+          const doc = fullDoc(`st${String(i).padStart(2, "0")}`, at(i), {
+            profileId: i % 4 === 0 ? "p-stats" : `p-${i}`,
+            status: i % 5 === 0 ? "ended" : "active",
+            channel: ["web", "app", "email"][i % 3],
+          });
+          doc.device.type = i % 2 === 0 ? "mobile" : null;
+          doc.device.geo.country.code = countries[i % 3];
+          doc.os.name = ["iOS", "Android", "Windows", "Other"][i % 4];
+          doc.app.name = i % 3 === 0 ? "Chrome" : "Safari";
+          doc.utm.source = i % 6 === 0 ? null : `src-${i % 2}`;
+          doc.metadata.time.update = i % 7 === 0 ? null : at(i + 3);
+          docs.push(doc);
+        }
+        return docs;
+      }
+      const activity = (d: SessionDoc) => d.metadata.time.update ?? d.metadata.time.insert;
+      const online = (d: SessionDoc, since = ACTIVE_SINCE) => d.metadata.status === "active" && activity(d) >= since;
+      const FIELDS: Array<[StatsField, (d: SessionDoc) => string | null]> = [
+        ["channel", (d) => d.metadata.channel],
+        ["status", (d) => d.metadata.status],
+        ["device_type", (d) => d.device.type],
+        ["os_name", (d) => d.os.name],
+        ["app_name", (d) => d.app.name],
+        ["country_code", (d) => d.device.geo.country.code],
+        ["utm_source", (d) => d.utm.source],
+      ];
+      function expected(docs: SessionDoc[], field: (d: SessionDoc) => string | null) {
+        const counts = new Map<string | null, number>();
+        for (const d of docs) counts.set(field(d), (counts.get(field(d)) ?? 0) + 1);
+        return [...counts].map(([key, count]) => ({ key, count }));
+      }
+      const sorted = (groups: Array<{ key: string | null; count: number }>) =>
+        [...groups].sort((a, b) => String(a.key).localeCompare(String(b.key)));
+
+      it.each(FIELDS)("counts by %s like a count over the raw documents", async (field, get) => {
+        const docs = statsFixtures();
+        for (const d of docs) await store.create(d);
+        const result = await store.stats({ groupBy: field, onlineSince: ACTIVE_SINCE });
+        expect(result.total).toBe(docs.length);
+        expect(result.online).toBe(docs.filter((d) => online(d)).length);
+        expect(sorted(result.groups)).toEqual(sorted(expected(docs, get)));
+      });
+
+      it("applies the filters and `insertFrom`, and gives no groups without groupBy", async () => {
+        const docs = statsFixtures();
+        for (const d of docs) await store.create(d);
+        const cases: Array<[StatsQuery, (d: SessionDoc) => boolean]> = [
+          [{ onlineSince: ACTIVE_SINCE, profileId: "p-stats" }, (d) => d.profile?.id === "p-stats"],
+          [{ onlineSince: ACTIVE_SINCE, status: "ended" }, (d) => d.metadata.status === "ended"],
+          [{ onlineSince: ACTIVE_SINCE, status: "active", channel: "web" }, (d) => d.metadata.status === "active" && d.metadata.channel === "web"],
+          [{ onlineSince: ACTIVE_SINCE, insertFrom: at(10) }, (d) => d.metadata.time.insert >= at(10)],
+          [{ onlineSince: at(0), channel: "none" }, () => false],
+          [{ onlineSince: at(0) }, () => true],
+        ];
+        for (const [query, match] of cases) {
+          const subset = docs.filter(match);
+          const got = await store.stats({ ...query, groupBy: "os_name" });
+          expect({ query, total: got.total, online: got.online, groups: sorted(got.groups) }).toEqual({
+            query,
+            total: subset.length,
+            online: subset.filter((d) => online(d, query.onlineSince)).length,
+            groups: sorted(expected(subset, (d) => d.os.name)),
+          });
+          const plain = await store.stats(query);
+          expect([plain.total, plain.online, plain.groups]).toEqual([got.total, got.online, []]);
+        }
+      });
+
+      it("counts nothing in an empty store", async () => {
+        expect(await store.stats({ onlineSince: at(0), groupBy: "channel" })).toEqual({ total: 0, groups: [], online: 0 });
+        expect(await store.stats({ onlineSince: at(0) })).toEqual({ total: 0, groups: [], online: 0 });
       });
     });
 

@@ -1,0 +1,335 @@
+// The session lifecycle: activity (TouchSession), idle and maximum-length expiry, profile merges
+// and session statistics. Plain functions over the store port, like src/domain/sessions.ts;
+// every write goes through store.update, so each one is a change that watchers see.
+//
+// Rules (docs/lifecycle.md has the whole picture):
+// - Activity is metadata.time.update: UpdateSession and TouchSession set it; expiry and merges
+//   do not (they are the server's bookkeeping, not the visitor's activity). duration is the whole
+//   seconds from insert to it.
+// - A session expires when it is "active" and either had no activity for idleMs (counted from
+//   update, or from insert while update is null) or was inserted more than maxDurationMs ago.
+//   Expiry sets status "ended" and activity.end_reason, with a conditional write on the revision
+//   it read: when several replicas expire at once, or a touch lands in between, only one write
+//   applies and the others skip the session.
+// - A touch re-opens an ended session (status "active" again, end_reason cleared), as Tracardi
+//   does on a new event, unless the session is older than maxDurationMs: then the visit is over
+//   for good (SessionTooLongError) and the caller starts a new session.
+// - A merge moves each session of the source profiles, oldest first, to the target profile in
+//   one atomic write per session: profile.id, merged_from_profile_ids (+ the source) and the
+//   target's next visit number. A retry lists the sources again, so it moves only what is left.
+
+import { InvalidArgumentError, NotFoundError, RevisionConflictError, SessionTooLongError, type FieldViolation } from "./errors";
+import { InvalidUrlError, parseUtm } from "./enrich";
+import { END_IDLE, END_MAX_DURATION, STATUS_ACTIVE, STATUS_ENDED, type OperationFlags, type SessionDoc } from "./session";
+import { durationSeconds, systemClock, type Clock } from "./time";
+import { checkId } from "./validate";
+import type { CallOptions, ListCursor, SessionPatch, SessionStore, StatsField, StatsResult } from "../store/port";
+
+export interface LifecycleOptions {
+  /** A session without activity for this long ends (SESSION_IDLE_TIMEOUT). */
+  idleMs: number;
+  /** A session ends this long after its insert, whatever its activity (SESSION_MAX_DURATION). */
+  maxDurationMs: number;
+  /** Sessions read per expiry query. */
+  expiryBatch: number;
+  /** At most this many sessions are ended per pass; the next pass goes on. */
+  maxPerPass: number;
+}
+
+export const DEFAULT_LIFECYCLE: LifecycleOptions = {
+  idleMs: 30 * 60_000,
+  maxDurationMs: 24 * 3600_000,
+  expiryBatch: 500,
+  maxPerPass: 20_000,
+};
+
+/** How far in the future a touch's `at` may be (clock skew between client and server). */
+export const MAX_CLOCK_SKEW_MS = 60_000;
+export const DEFAULT_ONLINE_WINDOW_MS = 15 * 60_000;
+export const MAX_ONLINE_WINDOW_MS = 24 * 3600_000;
+const MAX_MERGE_SOURCES = 100;
+const MERGE_PAGE = 1000;
+/** Conditional writes of one session before giving up (each conflict is another writer's success). */
+const MAX_ATTEMPTS = 20;
+/** Expiry writes in flight at once (the SQLite store commits them together). */
+const EXPIRY_CONCURRENCY = 64;
+
+export interface TouchInput {
+  id: string;
+  pageUrl: string;
+  at?: Date;
+}
+
+export interface MergeInput {
+  sourceProfileIds: string[];
+  targetProfileId: string;
+}
+
+export interface StatsInput {
+  profileId: string;
+  status: string;
+  channel: string;
+  groupBy?: StatsField;
+  since?: Date;
+  /** 0 = the default window. */
+  onlineWindowMs: number;
+}
+
+export interface Stats extends StatsResult {
+  computedAt: Date;
+}
+
+export interface ExpiryPass {
+  /** Sessions this pass ended. */
+  ended: number;
+  /** Candidates another writer changed first (touched, expired by another replica, deleted). */
+  skipped: number;
+}
+
+function fail(violations: FieldViolation[]): void {
+  if (violations.length > 0) throw new InvalidArgumentError(violations);
+}
+
+const touched = (): OperationFlags => ({ new: false, update: true, segment: false, merge: [] });
+
+export class Lifecycle {
+  private readonly options: LifecycleOptions;
+
+  constructor(
+    private readonly store: SessionStore,
+    options: Partial<LifecycleOptions> = {},
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.options = { ...DEFAULT_LIFECYCLE, ...options };
+  }
+
+  /** Records activity: see TouchSession in the contract. */
+  async touch(input: TouchInput, options: CallOptions = {}): Promise<{ session: SessionDoc; operation: OperationFlags }> {
+    const now = this.clock.now();
+    const at = input.at ?? now;
+    fail([
+      ...checkId("id", input.id, true),
+      ...checkPageUrl("page_url", input.pageUrl),
+      ...(at.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS ? [{ field: "at", description: "must not be more than a minute in the future" }] : []),
+    ]);
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.store.get(input.id, options);
+      const t = current.metadata.time;
+      if (at < t.insert) throw InvalidArgumentError.field("at", "must not be before the session's insert time");
+      if (at.getTime() - t.insert.getTime() > this.options.maxDurationMs) {
+        throw new SessionTooLongError(input.id, Math.floor(this.options.maxDurationMs / 1000));
+      }
+      const latest = t.update !== null && t.update > at ? t.update : at;
+      const set: SessionPatch["set"] = [
+        { path: ["metadata", "time", "update"], value: latest },
+        { path: ["metadata", "time", "duration"], value: durationSeconds(t.insert, latest) },
+      ];
+      if (current.metadata.status !== STATUS_ACTIVE) set.push({ path: ["metadata", "status"], value: STATUS_ACTIVE });
+      if (current.activity.end_reason !== "") set.push({ path: ["activity", "end_reason"], value: "" });
+      if (input.pageUrl !== "") {
+        const a = current.activity;
+        set.push({ path: ["activity", "page_views"], value: a.page_views + 1 });
+        if (a.entry_page === null) set.push({ path: ["activity", "entry_page"], value: input.pageUrl });
+        // The exit page is the page of the latest activity; an older, late-arriving one only counts.
+        if (latest === at || a.exit_page === null) set.push({ path: ["activity", "exit_page"], value: input.pageUrl });
+      }
+      try {
+        const session = await this.store.update(input.id, { set, unset: [] }, { ...options, expectedRevision: current.revision });
+        return { session, operation: touched() };
+      } catch (err) {
+        if (!(err instanceof RevisionConflictError) || attempt >= MAX_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /**
+   * One expiry pass at `now`: ends every due session, batch by batch, up to maxPerPass. The
+   * cost follows the number of due sessions (the store reads them with an index).
+   */
+  async expire(now: Date = this.clock.now(), options: CallOptions = {}): Promise<ExpiryPass> {
+    const idleBefore = new Date(now.getTime() - this.options.idleMs);
+    const insertedBefore = new Date(now.getTime() - this.options.maxDurationMs);
+    const pass: ExpiryPass = { ended: 0, skipped: 0 };
+    while (pass.ended < this.options.maxPerPass) {
+      const limit = Math.min(this.options.expiryBatch, this.options.maxPerPass - pass.ended);
+      const due = await this.store.findExpired({ idleBefore, insertedBefore, limit }, options);
+      let ended = 0;
+      for (let i = 0; i < due.length; i += EXPIRY_CONCURRENCY) {
+        const results = await Promise.all(due.slice(i, i + EXPIRY_CONCURRENCY).map((doc) => this.end(doc, insertedBefore, options)));
+        ended += results.filter(Boolean).length;
+      }
+      pass.ended += ended;
+      pass.skipped += due.length - ended;
+      // A short batch was the last one; a batch of nothing but skips would come back the same.
+      if (due.length < limit || ended === 0) break;
+    }
+    return pass;
+  }
+
+  /** Ends one due session unless another writer changed it since it was read. */
+  private async end(doc: SessionDoc, insertedBefore: Date, options: CallOptions): Promise<boolean> {
+    const reason = doc.metadata.time.insert < insertedBefore ? END_MAX_DURATION : END_IDLE;
+    const patch: SessionPatch = {
+      set: [
+        { path: ["metadata", "status"], value: STATUS_ENDED },
+        { path: ["activity", "end_reason"], value: reason },
+      ],
+      unset: [],
+    };
+    try {
+      await this.store.update(doc.id, patch, { ...options, expectedRevision: doc.revision });
+      return true;
+    } catch (err) {
+      if (err instanceof RevisionConflictError || err instanceof NotFoundError) return false;
+      throw err;
+    }
+  }
+
+  /** Moves the sessions of the source profiles to the target: see MergeProfiles in the contract. */
+  async merge(input: MergeInput, options: CallOptions = {}): Promise<{ moved: string[] }> {
+    const target = input.targetProfileId;
+    const violations = checkId("target_profile_id", target, true);
+    if (input.sourceProfileIds.length === 0) violations.push({ field: "source_profile_ids", description: "must name at least one profile" });
+    if (input.sourceProfileIds.length > MAX_MERGE_SOURCES) {
+      violations.push({ field: "source_profile_ids", description: `must name at most ${MAX_MERGE_SOURCES} profiles` });
+    }
+    input.sourceProfileIds.forEach((id, i) => {
+      const field = `source_profile_ids[${i}]`;
+      violations.push(...checkId(field, id, true));
+      if (id === target && target !== "") violations.push({ field, description: "must not be the target profile" });
+    });
+    fail(violations);
+
+    // Oldest first, so the moved sessions are numbered in the order they happened.
+    const todo: SessionDoc[] = [];
+    for (const source of new Set(input.sourceProfileIds)) todo.push(...(await this.sessionsOf(source, options)));
+    todo.sort((a, b) => a.metadata.time.insert.getTime() - b.metadata.time.insert.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+
+    const moved: string[] = [];
+    for (const doc of todo) if (await this.move(doc, target, options)) moved.push(doc.id);
+    return { moved };
+  }
+
+  private async sessionsOf(profileId: string, options: CallOptions): Promise<SessionDoc[]> {
+    const all: SessionDoc[] = [];
+    let after: ListCursor | undefined;
+    for (;;) {
+      const page = await this.store.list({ profileId, after, limit: MERGE_PAGE }, options);
+      all.push(...page);
+      const last = page[page.length - 1];
+      if (page.length < MERGE_PAGE || !last) return all;
+      after = { insert: last.metadata.time.insert, id: last.id };
+    }
+  }
+
+  /** Moves one session unless it left its source profile meanwhile (deleted, merged elsewhere). */
+  private async move(doc: SessionDoc, target: string, options: CallOptions): Promise<boolean> {
+    const source = doc.profile?.id;
+    let current = doc;
+    for (let attempt = 1; ; attempt++) {
+      const patch: SessionPatch = {
+        set: [
+          { path: ["profile", "id"], value: target },
+          { path: ["merged_from_profile_ids"], value: [...current.merged_from_profile_ids, source] },
+        ],
+        unset: [],
+      };
+      try {
+        await this.store.update(doc.id, patch, { ...options, expectedRevision: current.revision, numberVisitIn: target });
+        return true;
+      } catch (err) {
+        if (err instanceof NotFoundError) return false;
+        if (!(err instanceof RevisionConflictError) || attempt >= MAX_ATTEMPTS) throw err;
+      }
+      try {
+        current = await this.store.get(doc.id, options);
+      } catch (err) {
+        if (err instanceof NotFoundError) return false;
+        throw err;
+      }
+      if (current.profile?.id !== source) return false;
+    }
+  }
+
+  /** Session counts: see GetSessionStats in the contract. Groups come largest first. */
+  async stats(input: StatsInput, options: CallOptions = {}): Promise<Stats> {
+    const violations = [
+      ...checkId("filter.profile_id", input.profileId, false),
+      ...(input.onlineWindowMs < 0 ? [{ field: "online_window", description: "must not be negative" }] : []),
+      ...(input.onlineWindowMs > MAX_ONLINE_WINDOW_MS ? [{ field: "online_window", description: "must be at most 24 hours" }] : []),
+    ];
+    fail(violations);
+    const now = this.clock.now();
+    const windowMs = input.onlineWindowMs === 0 ? DEFAULT_ONLINE_WINDOW_MS : input.onlineWindowMs;
+    const result = await this.store.stats(
+      {
+        profileId: input.profileId || undefined,
+        status: input.status || undefined,
+        channel: input.channel || undefined,
+        insertFrom: input.since,
+        groupBy: input.groupBy,
+        onlineSince: new Date(now.getTime() - windowMs),
+      },
+      options,
+    );
+    const groups = [...result.groups].sort((a, b) => b.count - a.count || compareKeys(a.key, b.key));
+    return { ...result, groups, computedAt: now };
+  }
+}
+
+export interface ExpiryRunner {
+  /** Stops the timer and waits for a pass in progress. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs an expiry pass every `intervalMs` (never two at once in this process; other replicas'
+ * passes are harmless, see expire()). Failures are logged and the next pass tries again.
+ */
+export function startExpiry(
+  lifecycle: Lifecycle,
+  intervalMs: number,
+  log: { info(msg: string, fields?: Record<string, unknown>): void; warn(msg: string, fields?: Record<string, unknown>): void },
+): ExpiryRunner {
+  let running: Promise<void> | undefined;
+  let stopped = false;
+  const timer = setInterval(() => {
+    if (running || stopped) return;
+    running = lifecycle
+      .expire()
+      .then(
+        (pass) => {
+          if (pass.ended > 0) log.info("sessions expired", { ended: pass.ended, skipped: pass.skipped });
+        },
+        (err: unknown) => log.warn("expiry pass failed; the next one retries", { error: err instanceof Error ? err.message : String(err) }),
+      )
+      .finally(() => (running = undefined));
+  }, intervalMs);
+  timer.unref();
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+/** Null last, then string order. */
+function compareKeys(a: string | null, b: string | null): number {
+  if (a === b) return 0;
+  if (a === null) return 1;
+  if (b === null) return -1;
+  return a < b ? -1 : 1;
+}
+
+function checkPageUrl(field: string, pageUrl: string): FieldViolation[] {
+  if (pageUrl === "") return [];
+  try {
+    parseUtm(pageUrl);
+    return [];
+  } catch (err) {
+    if (err instanceof InvalidUrlError) return [{ field, description: "must be a valid URL" }];
+    throw err;
+  }
+}
