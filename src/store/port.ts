@@ -64,8 +64,8 @@ export interface CreateOptions extends CallOptions {
 // in the same atomic write. Numbers of one profile are unique and increasing in the order they
 // are taken, also when several processes share the store: two writes never get the same number.
 // A number is taken only by a write that succeeds, except after a failure the adapter cannot
-// undo (the store lost mid-write, a crash): then that number stays unused (a gap), and
-// previous_session_id skips it.
+// undo (the store lost mid-write, a crash, on MongoDB two creates of one id racing): then that
+// number stays unused (a gap), and previous_session_id skips it.
 
 
 export interface CreateResult {

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from "../../src/config";
+import { ConfigError, loadConfig, parseDurationMs } from "../../src/config";
 
 function configError(env: Record<string, string>): ConfigError {
   try {
@@ -28,6 +28,9 @@ describe("loadConfig", () => {
       watchPollMs: 100,
       watchBufferSize: 4096,
       watchRetentionMs: 24 * 3600_000,
+      sessionIdleTimeoutMs: 30 * 60_000,
+      sessionMaxDurationMs: 24 * 3600_000,
+      sessionExpiryIntervalMs: 60_000,
     });
     expect(loadConfig({}).mongodbUri).toBeUndefined();
   });
@@ -35,7 +38,8 @@ describe("loadConfig", () => {
   it("treats empty values as unset", () => {
     const empty = Object.fromEntries(
       ["HOST", "GRPC_PORT", "HTTP_PORT", "DATA_DIR", "MONGODB_URI", "MONGODB_DATABASE", "MONGODB_WRITE_CONCERN",
-        "STORE_TIMEOUT_MS", "LOG_LEVEL", "MAX_MESSAGE_BYTES", "SHUTDOWN_GRACE_MS", "WATCH_POLL_MS", "WATCH_BUFFER_SIZE", "WATCH_RETENTION_HOURS"].map((k) => [k, ""]),
+        "STORE_TIMEOUT_MS", "LOG_LEVEL", "MAX_MESSAGE_BYTES", "SHUTDOWN_GRACE_MS", "WATCH_POLL_MS", "WATCH_BUFFER_SIZE", "WATCH_RETENTION_HOURS",
+        "SESSION_IDLE_TIMEOUT", "SESSION_MAX_DURATION", "SESSION_EXPIRY_INTERVAL"].map((k) => [k, ""]),
     );
     const { corsOrigins: _ignored, ...rest } = loadConfig(empty);
     const { corsOrigins: _ignored2, ...defaults } = loadConfig({});
@@ -59,6 +63,9 @@ describe("loadConfig", () => {
       WATCH_POLL_MS: "50",
       WATCH_BUFFER_SIZE: "16",
       WATCH_RETENTION_HOURS: "2",
+      SESSION_IDLE_TIMEOUT: "45m",
+      SESSION_MAX_DURATION: "12h",
+      SESSION_EXPIRY_INTERVAL: "1500ms",
     });
     expect(cfg).toEqual({
       host: "0.0.0.0",
@@ -76,7 +83,27 @@ describe("loadConfig", () => {
       watchPollMs: 50,
       watchBufferSize: 16,
       watchRetentionMs: 2 * 3600_000,
+      sessionIdleTimeoutMs: 45 * 60_000,
+      sessionMaxDurationMs: 12 * 3600_000,
+      sessionExpiryIntervalMs: 1500,
     });
+  });
+
+  it.each([
+    ["30m", 1_800_000],
+    ["90s", 90_000],
+    ["90", 90_000],
+    ["1.5h", 5_400_000],
+    ["250ms", 250],
+    ["2d", 172_800_000],
+    [" 10s ", 10_000],
+  ])("reads the duration %j as %d ms", (raw, ms) => {
+    expect(parseDurationMs(raw)).toBe(ms);
+    expect(loadConfig({ SESSION_IDLE_TIMEOUT: raw }).sessionIdleTimeoutMs).toBe(ms);
+  });
+
+  it.each(["", "m", "-5m", "5 m", "5min", "1e3s", "0x10s", "PT5M"])("does not read %j as a duration", (raw) => {
+    expect(parseDurationMs(raw)).toBeUndefined();
   });
 
   it("accepts the ends of the port range and mongodb+srv URIs", () => {
@@ -110,6 +137,10 @@ describe("loadConfig", () => {
     ["MONGODB_DATABASE", "a.b"],
     ["MONGODB_DATABASE", "with space"],
     ["MONGODB_DATABASE", "x".repeat(64)],
+    ["SESSION_IDLE_TIMEOUT", "soon"],
+    ["SESSION_IDLE_TIMEOUT", "10ms"],
+    ["SESSION_MAX_DURATION", "400d"],
+    ["SESSION_EXPIRY_INTERVAL", "2h"],
   ])("rejects %s=%j with a ConfigError naming the variable", (name, value) => {
     const err = configError({ [name]: value });
     expect(err).toBeInstanceOf(Error);
