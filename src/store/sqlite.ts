@@ -457,25 +457,7 @@ export class SqliteSessionStore implements SessionStore {
 
   async list(query: ListQuery, options?: CallOptions): Promise<SessionDoc[]> {
     return this.read(options, () => {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (query.profileId !== undefined) {
-        where.push("profile_id = ?");
-        params.push(query.profileId);
-      }
-      if (query.status !== undefined) {
-        // The same term as the partial index's, so that SQLite may use it.
-        where.push(query.status === STATUS_ACTIVE ? "status = ?" : "status = ? AND status <> 'active'");
-        params.push(query.status);
-      }
-      if (query.channel !== undefined) {
-        where.push("channel = ?");
-        params.push(query.channel);
-      }
-      if (query.insertFrom !== undefined) {
-        where.push("insert_ms >= ?");
-        params.push(query.insertFrom.getTime());
-      }
+      const { where, params } = filterTerms(query);
       if (query.insertTo !== undefined) {
         where.push("insert_ms < ?");
         params.push(query.insertTo.getTime());
@@ -516,24 +498,8 @@ export class SqliteSessionStore implements SessionStore {
 
   async stats(query: StatsQuery, options?: CallOptions): Promise<StatsResult> {
     return this.read(options, () => {
-      const where: string[] = [];
-      const params: unknown[] = [query.onlineSince.getTime()];
-      if (query.profileId !== undefined) {
-        where.push("profile_id = ?");
-        params.push(query.profileId);
-      }
-      if (query.status !== undefined) {
-        where.push(query.status === STATUS_ACTIVE ? "status = ?" : "status = ? AND status <> 'active'");
-        params.push(query.status);
-      }
-      if (query.channel !== undefined) {
-        where.push("channel = ?");
-        params.push(query.channel);
-      }
-      if (query.insertFrom !== undefined) {
-        where.push("insert_ms >= ?");
-        params.push(query.insertFrom.getTime());
-      }
+      const { where, params } = filterTerms(query);
+      params.unshift(query.onlineSince.getTime());
       const key = query.groupBy === undefined ? "NULL" : STATS_COLUMNS[query.groupBy];
       const sql =
         `SELECT ${key} AS key, count(*) AS n, coalesce(sum(status = 'active' AND active_ms >= ?), 0) AS online FROM sessions` +
@@ -691,6 +657,30 @@ export class SqliteSessionStore implements SessionStore {
     if (this.closed) throw new StoreUnavailableError("the SQLite store is closed");
     if (options?.deadline !== undefined && options.deadline.getTime() <= Date.now()) throw deadlineExceeded();
   }
+}
+
+/** The WHERE terms (and their parameters) of the filters listings and statistics share. */
+function filterTerms(query: { profileId?: string; status?: string; channel?: string; insertFrom?: Date }): { where: string[]; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (query.profileId !== undefined) {
+    where.push("profile_id = ?");
+    params.push(query.profileId);
+  }
+  if (query.status !== undefined) {
+    // The same term as the partial index's, so that SQLite may use it.
+    where.push(query.status === STATUS_ACTIVE ? "status = ?" : "status = ? AND status <> 'active'");
+    params.push(query.status);
+  }
+  if (query.channel !== undefined) {
+    where.push("channel = ?");
+    params.push(query.channel);
+  }
+  if (query.insertFrom !== undefined) {
+    where.push("insert_ms >= ?");
+    params.push(query.insertFrom.getTime());
+  }
+  return { where, params };
 }
 
 function deadlineExceeded(): StoreUnavailableError {

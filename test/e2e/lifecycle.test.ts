@@ -37,29 +37,34 @@ async function nextChange(it: AsyncIterator<WatchSessionsResponse>): Promise<{ k
   }
 }
 
+/** A server (and a grpc-js client of it) for the tests of the enclosing describe. */
+function serve(store: StoreKind, env: Record<string, string> = {}): { server: TestServer; client: SessionClient } {
+  const t = {} as { server: TestServer; client: SessionClient };
+  beforeAll(async () => {
+    t.server = await startTestServer(store, env);
+    t.client = grpcClient(t.server.grpcPort);
+  });
+  afterAll(async () => {
+    t.client.close();
+    await t.server.close();
+    await t.server.cleanup();
+  });
+  return t;
+}
+
 describe.each(STORES)("session lifecycle on %s", (store) => {
   describe("TouchSession", () => {
-    let server: TestServer;
-    let client: SessionClient;
-    beforeAll(async () => {
-      server = await startTestServer(store);
-      client = grpcClient(server.grpcPort);
-    });
-    afterAll(async () => {
-      client.close();
-      await server.close();
-      await server.cleanup();
-    });
+    const t = serve(store);
 
     it("records activity: update time, duration, page views, entry and exit page", async () => {
-      const { session: created } = await client.createSession({ session: { profile: { id: `p-${rid()}` } }, pageUrl: "https://shop.example/home" });
+      const { session: created } = await t.client.createSession({ session: { profile: { id: `p-${rid()}` } }, pageUrl: "https://shop.example/home" });
       const c = created!;
       expect(c.activity).toMatchObject({ pageViews: 1, entryPage: "https://shop.example/home", exitPage: "https://shop.example/home", endReason: "" });
       const insert = timestampDate(c.metadata!.time!.insert!);
 
       // `at` may be up to a minute ahead of the server clock (client clock skew).
       const at30 = new Date(insert.getTime() + 30_500);
-      const t1 = (await client.touchSession({ id: c.id, pageUrl: "https://shop.example/cart", at: timestampFromDate(at30) })).session!;
+      const t1 = (await t.client.touchSession({ id: c.id, pageUrl: "https://shop.example/cart", at: timestampFromDate(at30) })).session!;
       expect(timestampDate(t1.metadata!.time!.update!).getTime()).toBe(at30.getTime());
       expect(t1.metadata!.time!.duration).toBe(30);
       expect(t1.activity).toMatchObject({ pageViews: 2, entryPage: "https://shop.example/home", exitPage: "https://shop.example/cart" });
@@ -68,72 +73,62 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
 
       // A heartbeat without a page: activity, no page view.
       const at50 = new Date(insert.getTime() + 50_000);
-      const t2 = (await client.touchSession({ id: c.id, at: timestampFromDate(at50) })).session!;
+      const t2 = (await t.client.touchSession({ id: c.id, at: timestampFromDate(at50) })).session!;
       expect(t2.metadata!.time!.duration).toBe(50);
       expect(t2.activity!.pageViews).toBe(2);
 
       // A late page view counts, but moves neither the activity time nor the exit page back.
-      const t3 = (await client.touchSession({ id: c.id, pageUrl: "https://shop.example/late", at: timestampFromDate(at30) })).session!;
+      const t3 = (await t.client.touchSession({ id: c.id, pageUrl: "https://shop.example/late", at: timestampFromDate(at30) })).session!;
       expect(t3.metadata!.time!.duration).toBe(50);
       expect(t3.activity).toMatchObject({ pageViews: 3, exitPage: "https://shop.example/cart" });
 
-      const got = (await client.getSession({ id: c.id })).session!;
+      const got = (await t.client.getSession({ id: c.id })).session!;
       expect(got.activity).toEqual(t3.activity);
       expect(got.metadata!.time!.update).toEqual(t3.metadata!.time!.update);
     });
 
     it("loses no touch when many arrive at once", async () => {
-      const { session } = await client.createSession({ session: {} });
+      const { session } = await t.client.createSession({ session: {} });
       const id = session!.id;
       const n = 20;
-      await Promise.all(Array.from({ length: n }, (_, i) => client.touchSession({ id, pageUrl: `https://shop.example/p${i}` })));
-      expect((await client.getSession({ id })).session!.activity!.pageViews).toBe(n);
+      await Promise.all(Array.from({ length: n }, (_, i) => t.client.touchSession({ id, pageUrl: `https://shop.example/p${i}` })));
+      expect((await t.client.getSession({ id })).session!.activity!.pageViews).toBe(n);
     });
 
     it("rejects bad input with the field named, and unknown sessions with NOT_FOUND", async () => {
-      const { session } = await client.createSession({ session: {} });
+      const { session } = await t.client.createSession({ session: {} });
       const s = session!;
       const insert = timestampDate(s.metadata!.time!.insert!);
-      await expectError(client.touchSession({ id: "" }), Code.InvalidArgument, "id");
-      await expectError(client.touchSession({ id: s.id, pageUrl: "/relative" }), Code.InvalidArgument, "page_url");
-      await expectError(client.touchSession({ id: s.id, at: timestampFromDate(new Date(insert.getTime() - 1000)) }), Code.InvalidArgument, "at");
-      await expectError(client.touchSession({ id: s.id, at: timestampFromDate(new Date(Date.now() + 3600_000)) }), Code.InvalidArgument, "at");
-      await expectError(client.touchSession({ id: "no-such-session" }), Code.NotFound);
+      await expectError(t.client.touchSession({ id: "" }), Code.InvalidArgument, "id");
+      await expectError(t.client.touchSession({ id: s.id, pageUrl: "/relative" }), Code.InvalidArgument, "page_url");
+      await expectError(t.client.touchSession({ id: s.id, at: timestampFromDate(new Date(insert.getTime() - 1000)) }), Code.InvalidArgument, "at");
+      await expectError(t.client.touchSession({ id: s.id, at: timestampFromDate(new Date(Date.now() + 3600_000)) }), Code.InvalidArgument, "at");
+      await expectError(t.client.touchSession({ id: "no-such-session" }), Code.NotFound);
       // Nothing was written by the rejected calls.
-      expect((await client.getSession({ id: s.id })).session!.revision).toBe(s.revision);
+      expect((await t.client.getSession({ id: s.id })).session!.revision).toBe(s.revision);
     });
 
     it("keeps the lifecycle fields server-set: create ignores them and update masks cannot name them", async () => {
-      const { session } = await client.createSession({
+      const { session } = await t.client.createSession({
         session: { sessionIndex: 42, previousSessionId: "forged", activity: { pageViews: 9, endReason: "idle" }, mergedFromProfileIds: ["x"] },
       });
       expect(session).toMatchObject({ sessionIndex: 0, mergedFromProfileIds: [] });
       expect(session!.previousSessionId).toBeUndefined();
       expect(session!.activity).toMatchObject({ pageViews: 0, endReason: "" });
       for (const path of ["session_index", "previous_session_id", "activity.page_views", "merged_from_profile_ids"]) {
-        await expectError(client.updateSession({ session: { id: session!.id }, updateMask: { paths: [path] } }), Code.InvalidArgument, "update_mask");
+        await expectError(t.client.updateSession({ session: { id: session!.id }, updateMask: { paths: [path] } }), Code.InvalidArgument, "update_mask");
       }
     });
   });
 
   describe("expiry", () => {
     // A short idle timeout and frequent passes, so the test waits for the watch event only.
-    let server: TestServer;
-    let client: SessionClient;
-    beforeAll(async () => {
-      server = await startTestServer(store, { SESSION_IDLE_TIMEOUT: "1s", SESSION_MAX_DURATION: "1h", SESSION_EXPIRY_INTERVAL: "100ms" });
-      client = grpcClient(server.grpcPort);
-    });
-    afterAll(async () => {
-      client.close();
-      await server.close();
-      await server.cleanup();
-    });
+    const t = serve(store, { SESSION_IDLE_TIMEOUT: "1s", SESSION_MAX_DURATION: "1h", SESSION_EXPIRY_INTERVAL: "100ms" });
 
     it("ends an idle session, tells watchers, and re-opens it on a touch", async () => {
-      const { session } = await client.createSession({ session: { profile: { id: `p-${rid()}` } } });
+      const { session } = await t.client.createSession({ session: { profile: { id: `p-${rid()}` } } });
       const s = session!;
-      const watch = grpcWatch(server.grpcPort, { filter: { ids: [s.id] }, afterRevision: s.revision });
+      const watch = grpcWatch(t.server.grpcPort, { filter: { ids: [s.id] }, afterRevision: s.revision });
       const it = watch.messages[Symbol.asyncIterator]();
       try {
         const ended = await nextChange(it);
@@ -143,7 +138,7 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
         // Expiry is not activity: update and duration stay as they were.
         expect(ended.session.metadata!.time!.update).toBeUndefined();
 
-        const reopened = (await client.touchSession({ id: s.id, pageUrl: "https://shop.example/back" })).session!;
+        const reopened = (await t.client.touchSession({ id: s.id, pageUrl: "https://shop.example/back" })).session!;
         expect(reopened.metadata!.status).toBe("active");
         expect(reopened.activity!.endReason).toBe("");
         const seen = await nextChange(it);
@@ -159,35 +154,25 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
   });
 
   describe("maximum duration", () => {
-    let server: TestServer;
-    let client: SessionClient;
-    beforeAll(async () => {
-      server = await startTestServer(store, { SESSION_IDLE_TIMEOUT: "1h", SESSION_MAX_DURATION: "1s", SESSION_EXPIRY_INTERVAL: "100ms" });
-      client = grpcClient(server.grpcPort);
-    });
-    afterAll(async () => {
-      client.close();
-      await server.close();
-      await server.cleanup();
-    });
+    const t = serve(store, { SESSION_IDLE_TIMEOUT: "1h", SESSION_MAX_DURATION: "1s", SESSION_EXPIRY_INTERVAL: "100ms" });
 
     it("ends a session that lasted too long, and a touch then asks for a new session", async () => {
-      const { session } = await client.createSession({ session: {} });
+      const { session } = await t.client.createSession({ session: {} });
       const s = session!;
-      const watch = grpcWatch(server.grpcPort, { filter: { ids: [s.id] }, afterRevision: s.revision });
+      const watch = grpcWatch(t.server.grpcPort, { filter: { ids: [s.id] }, afterRevision: s.revision });
       const it = watch.messages[Symbol.asyncIterator]();
       try {
         // Activity does not keep it alive past the maximum.
-        await client.touchSession({ id: s.id });
+        await t.client.touchSession({ id: s.id });
         await nextChange(it);
         const ended = await nextChange(it);
         expect([ended.session.metadata!.status, ended.session.activity!.endReason]).toEqual(["ended", "max_duration"]);
       } finally {
         watch.cancel();
       }
-      const e = await expectError(client.touchSession({ id: s.id }), Code.FailedPrecondition);
+      const e = await expectError(t.client.touchSession({ id: s.id }), Code.FailedPrecondition);
       expect(e.errorInfo?.reason).toBe("SESSION_TOO_LONG");
-      expect((await client.getSession({ id: s.id })).session!.metadata!.status).toBe("ended");
+      expect((await t.client.getSession({ id: s.id })).session!.metadata!.status).toBe("ended");
     });
   });
 
@@ -290,17 +275,7 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
   });
 
   describe("GetSessionStats", () => {
-    let server: TestServer;
-    let client: SessionClient;
-    beforeAll(async () => {
-      server = await startTestServer(store);
-      client = grpcClient(server.grpcPort);
-    });
-    afterAll(async () => {
-      client.close();
-      await server.close();
-      await server.cleanup();
-    });
+    const t = serve(store);
 
     const UAS = [
       "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
@@ -312,7 +287,7 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
     it("equals counts computed from the raw sessions, for every grouping, with filters and online now", async () => {
       const profile = `p-stats-${rid()}`;
       for (let i = 0; i < 30; i++) {
-        const { session } = await client.createSession({
+        const { session } = await t.client.createSession({
           session: {
             profile: i % 3 === 0 ? { id: profile } : undefined,
             metadata: { channel: ["web", "app", "email"][i % 3] },
@@ -321,12 +296,12 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
           userAgent: UAS[i % UAS.length],
           pageUrl: i % 5 === 0 ? "https://shop.example/" : `https://shop.example/?utm_source=s${i % 2}`,
         });
-        if (i % 7 === 0) await client.updateSession({ session: { id: session!.id, metadata: { status: "ended" } }, updateMask: { paths: ["metadata.status"] } });
+        if (i % 7 === 0) await t.client.updateSession({ session: { id: session!.id, metadata: { status: "ended" } }, updateMask: { paths: ["metadata.status"] } });
       }
       // The raw data, read independently of the statistics code.
       const raw: Session[] = [];
       for (let token = ""; ; ) {
-        const page = await client.listSessions({ pageSize: 7, pageToken: token });
+        const page = await t.client.listSessions({ pageSize: 7, pageToken: token });
         raw.push(...page.sessions);
         token = page.nextPageToken;
         if (token === "") break;
@@ -353,7 +328,7 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
           [{ status: "active", channel: "web" }, (s: Session) => s.metadata!.status === "active" && s.metadata!.channel === "web"],
         ] as const) {
           const subset = raw.filter(match);
-          const stats = await client.getSessionStats({ filter, groupBy });
+          const stats = await t.client.getSessionStats({ filter, groupBy });
           const got = stats.groups.map((g) => `${g.key ?? "<null>"}=${g.count}`).sort();
           expect({ groupBy, filter, got, total: stats.total }).toEqual({ groupBy, filter, got: count(subset, get), total: BigInt(subset.length) });
           // Largest group first.
@@ -364,11 +339,11 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
         }
       }
       // `since` after every insert: nothing; a window of 1 ms: nobody online any more.
-      const later = await client.getSessionStats({ since: timestampFromDate(new Date(Date.now() + 60_000)) });
+      const later = await t.client.getSessionStats({ since: timestampFromDate(new Date(Date.now() + 60_000)) });
       expect([later.total, later.onlineNow]).toEqual([0n, 0n]);
-      const tiny = await client.getSessionStats({ onlineWindow: { seconds: 0n, nanos: 1_000_000 } });
+      const tiny = await t.client.getSessionStats({ onlineWindow: { seconds: 0n, nanos: 1_000_000 } });
       expect([tiny.total, tiny.onlineNow]).toEqual([30n, 0n]);
-      await expectError(client.getSessionStats({ onlineWindow: { seconds: 2n * 86_400n, nanos: 0 } }), Code.InvalidArgument, "online_window");
+      await expectError(t.client.getSessionStats({ onlineWindow: { seconds: 2n * 86_400n, nanos: 0 } }), Code.InvalidArgument, "online_window");
     });
   });
 });
