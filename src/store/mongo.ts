@@ -576,7 +576,7 @@ export class MongoSessionStore implements SessionStore {
   /** Per session, the end of the queue of this process's writers (see modify). */
   private readonly sessionTurns = new Map<string, Promise<void>>();
   /** Per profile, the last visit number this process took (a start for the next search; LRU). */
-  private readonly visitHints = new Map<string, number>();
+  private readonly visitHints = new Map<string, { index: number; sessionId: string }>();
   /** Recent revisions this process recorded as committed (their outcome exists). */
   private readonly committedHere = new Set<number>();
 
@@ -1053,9 +1053,11 @@ export class MongoSessionStore implements SessionStore {
   private async claimVisit(profileId: string, sessionId: string, call: Call): Promise<{ claim: string; index: number; previous: string | null }> {
     const claimed = async (n: number) =>
       (await this.visits.findOne({ _id: visitId(profileId, n) }, { ...call.opts, projection: { _id: 1 } })) !== null;
-    // Start from the last number this process saw taken (numbers are contiguous, so any taken
-    // one is a valid start): a profile with many visits costs a few lookups, not 2·log2(n).
-    let index = await firstFreeAfter(this.visitHints.get(profileId) ?? 0, claimed);
+    // The last number this process took for the profile: numbers are contiguous, so it is a
+    // valid start, and usually the next one is free (one insert, no lookups). A profile with
+    // many visits costs a few lookups, not 2·log2(n).
+    const hint = this.visitHints.get(profileId);
+    let index = hint ? hint.index + 1 : await firstFreeAfter(0, claimed);
     for (;;) {
       try {
         await this.visits.insertOne({ _id: visitId(profileId, index), profile_id: profileId, index, session_id: sessionId, at: new Date() }, call.opts);
@@ -1066,8 +1068,10 @@ export class MongoSessionStore implements SessionStore {
       }
     }
     this.visitHints.delete(profileId);
-    this.visitHints.set(profileId, index);
+    this.visitHints.set(profileId, { index, sessionId });
     if (this.visitHints.size > MAX_VISIT_HINTS) this.visitHints.delete(this.visitHints.keys().next().value!);
+    // The previous visit: known when this process took the number before (and kept it).
+    if (hint && hint.index === index - 1) return { claim: visitId(profileId, index), index, previous: hint.sessionId };
     let previous: string | null = null;
     for (let n = index - 1; n >= 1 && n >= index - MAX_VOID_SKIP; n--) {
       const before = await this.visits.findOne({ _id: visitId(profileId, n) }, call.opts);
@@ -1080,6 +1084,8 @@ export class MongoSessionStore implements SessionStore {
   }
 
   private async voidVisit(claim: string, call: Call): Promise<void> {
+    // A void number is no one's previous visit: forget it as this process's last one.
+    for (const [profileId, hint] of this.visitHints) if (visitId(profileId, hint.index) === claim) this.visitHints.delete(profileId);
     await this.visits.updateOne({ _id: claim }, { $set: { void: true } }, call.opts);
   }
 
