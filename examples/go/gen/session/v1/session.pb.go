@@ -54,9 +54,25 @@ type Session struct {
 	Aux *structpb.Struct `protobuf:"bytes,12,opt,name=aux,proto3" json:"aux,omitempty"`
 	// Output only. Store-wide increasing number stamped on every change of this session; used for
 	// optimistic concurrency (expected_revision) and as the watch cursor.
-	Revision      int64 `protobuf:"varint,13,opt,name=revision,proto3" json:"revision,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Revision int64 `protobuf:"varint,13,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Output only. The visit number of this session within its profile: 1 for the profile's first
+	// session, N for its Nth. Assigned atomically when the session is created with a profile (two
+	// sessions of one profile never share a number, also across replicas) and anew when
+	// MergeProfiles moves the session to another profile; 0 when it was created without a profile.
+	// Changing profile.id with UpdateSession keeps the number (use MergeProfiles to move visits).
+	SessionIndex int32 `protobuf:"varint,14,opt,name=session_index,json=sessionIndex,proto3" json:"session_index,omitempty"`
+	// Output only. Id of the profile's session numbered session_index - 1 when this one was
+	// numbered; nullable (null for a profile's first session).
+	PreviousSessionId *string `protobuf:"bytes,15,opt,name=previous_session_id,json=previousSessionId,proto3,oneof" json:"previous_session_id,omitempty"`
+	// Output only. Page activity of the visit, kept by CreateSession and TouchSession.
+	Activity *Activity `protobuf:"bytes,16,opt,name=activity,proto3" json:"activity,omitempty"`
+	// Output only. Ids of the profiles this session belonged to before MergeProfiles moved it,
+	// oldest first. A field of its own: profile.primary_id names the profile's primary identity in
+	// Tracardi, operation.merge is request-scoped and never stored, and the profile object is
+	// client-writable as a whole.
+	MergedFromProfileIds []string `protobuf:"bytes,17,rep,name=merged_from_profile_ids,json=mergedFromProfileIds,proto3" json:"merged_from_profile_ids,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -180,6 +196,108 @@ func (x *Session) GetRevision() int64 {
 	return 0
 }
 
+func (x *Session) GetSessionIndex() int32 {
+	if x != nil {
+		return x.SessionIndex
+	}
+	return 0
+}
+
+func (x *Session) GetPreviousSessionId() string {
+	if x != nil && x.PreviousSessionId != nil {
+		return *x.PreviousSessionId
+	}
+	return ""
+}
+
+func (x *Session) GetActivity() *Activity {
+	if x != nil {
+		return x.Activity
+	}
+	return nil
+}
+
+func (x *Session) GetMergedFromProfileIds() []string {
+	if x != nil {
+		return x.MergedFromProfileIds
+	}
+	return nil
+}
+
+// Activity is what the server records of a visit's page views (TouchSession).
+type Activity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pages viewed: 1 when CreateSession carries a page_url, plus 1 per TouchSession with a page_url.
+	PageViews int32 `protobuf:"varint,1,opt,name=page_views,json=pageViews,proto3" json:"page_views,omitempty"`
+	// The first page of the visit (the first page_url seen); nullable.
+	EntryPage *string `protobuf:"bytes,2,opt,name=entry_page,json=entryPage,proto3,oneof" json:"entry_page,omitempty"`
+	// The latest page of the visit (the last page_url seen); nullable.
+	ExitPage *string `protobuf:"bytes,3,opt,name=exit_page,json=exitPage,proto3,oneof" json:"exit_page,omitempty"`
+	// Why the server ended the session: "idle" (no activity for SESSION_IDLE_TIMEOUT) or
+	// "max_duration" (older than SESSION_MAX_DURATION); "" while the server has not ended it.
+	EndReason     string `protobuf:"bytes,4,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Activity) Reset() {
+	*x = Activity{}
+	mi := &file_session_v1_session_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Activity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Activity) ProtoMessage() {}
+
+func (x *Activity) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Activity.ProtoReflect.Descriptor instead.
+func (*Activity) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Activity) GetPageViews() int32 {
+	if x != nil {
+		return x.PageViews
+	}
+	return 0
+}
+
+func (x *Activity) GetEntryPage() string {
+	if x != nil && x.EntryPage != nil {
+		return *x.EntryPage
+	}
+	return ""
+}
+
+func (x *Activity) GetExitPage() string {
+	if x != nil && x.ExitPage != nil {
+		return *x.ExitPage
+	}
+	return ""
+}
+
+func (x *Activity) GetEndReason() string {
+	if x != nil {
+		return x.EndReason
+	}
+	return ""
+}
+
 // SessionMetadata holds the session's time fields, channel, aux data and status.
 type SessionMetadata struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -189,7 +307,8 @@ type SessionMetadata struct {
 	Channel string `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
 	// Additional metadata (free-form).
 	Aux *structpb.Struct `protobuf:"bytes,3,opt,name=aux,proto3" json:"aux,omitempty"`
-	// Status of the session; the server sets "active" on create.
+	// Status of the session: the server sets "active" on create and on TouchSession, and "ended"
+	// when the session expires (idle or too long); clients may set any value with UpdateSession.
 	Status        string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -197,7 +316,7 @@ type SessionMetadata struct {
 
 func (x *SessionMetadata) Reset() {
 	*x = SessionMetadata{}
-	mi := &file_session_v1_session_proto_msgTypes[1]
+	mi := &file_session_v1_session_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +328,7 @@ func (x *SessionMetadata) String() string {
 func (*SessionMetadata) ProtoMessage() {}
 
 func (x *SessionMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[1]
+	mi := &file_session_v1_session_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +341,7 @@ func (x *SessionMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMetadata.ProtoReflect.Descriptor instead.
 func (*SessionMetadata) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{1}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SessionMetadata) GetTime() *SessionTime {
@@ -260,11 +379,12 @@ type SessionTime struct {
 	Insert *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=insert,proto3" json:"insert,omitempty"`
 	// When the session was created at its origin, as told by the client; nullable.
 	Create *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create,proto3" json:"create,omitempty"`
-	// Output only. When the session was last updated; null until the first update.
+	// Output only. The session's latest activity: set by UpdateSession and TouchSession (not by
+	// expiry or MergeProfiles); null until then. Idle expiry counts from it (from insert while null).
 	Update *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update,proto3" json:"update,omitempty"`
 	// Output only. `insert` as Unix epoch seconds with fraction (e.g. 1717055063.243).
 	Timestamp float64 `protobuf:"fixed64,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	// Output only. Whole seconds from `insert` to the latest update (Tracardi leaves it 0).
+	// Output only. Whole seconds from `insert` to the latest activity (`update`); Tracardi leaves it 0.
 	Duration int32 `protobuf:"varint,5,opt,name=duration,proto3" json:"duration,omitempty"`
 	// Output only. Day of the week of `insert` in UTC, 0 = Sunday ... 6 = Saturday, as the Session
 	// documentation states (its example value 3 for a Thursday was computed Monday-based; here a
@@ -276,7 +396,7 @@ type SessionTime struct {
 
 func (x *SessionTime) Reset() {
 	*x = SessionTime{}
-	mi := &file_session_v1_session_proto_msgTypes[2]
+	mi := &file_session_v1_session_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -288,7 +408,7 @@ func (x *SessionTime) String() string {
 func (*SessionTime) ProtoMessage() {}
 
 func (x *SessionTime) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[2]
+	mi := &file_session_v1_session_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -301,7 +421,7 @@ func (x *SessionTime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionTime.ProtoReflect.Descriptor instead.
 func (*SessionTime) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{2}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SessionTime) GetInsert() *timestamppb.Timestamp {
@@ -363,7 +483,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_session_v1_session_proto_msgTypes[3]
+	mi := &file_session_v1_session_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +495,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[3]
+	mi := &file_session_v1_session_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +508,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{3}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Operation) GetNew() bool {
@@ -434,7 +554,7 @@ type Profile struct {
 
 func (x *Profile) Reset() {
 	*x = Profile{}
-	mi := &file_session_v1_session_proto_msgTypes[4]
+	mi := &file_session_v1_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +566,7 @@ func (x *Profile) String() string {
 func (*Profile) ProtoMessage() {}
 
 func (x *Profile) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[4]
+	mi := &file_session_v1_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +579,7 @@ func (x *Profile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Profile.ProtoReflect.Descriptor instead.
 func (*Profile) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{4}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Profile) GetId() string {
@@ -512,7 +632,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_session_v1_session_proto_msgTypes[5]
+	mi := &file_session_v1_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +644,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[5]
+	mi := &file_session_v1_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +657,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{5}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Device) GetName() string {
@@ -633,7 +753,7 @@ type Geo struct {
 
 func (x *Geo) Reset() {
 	*x = Geo{}
-	mi := &file_session_v1_session_proto_msgTypes[6]
+	mi := &file_session_v1_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +765,7 @@ func (x *Geo) String() string {
 func (*Geo) ProtoMessage() {}
 
 func (x *Geo) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[6]
+	mi := &file_session_v1_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +778,7 @@ func (x *Geo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Geo.ProtoReflect.Descriptor instead.
 func (*Geo) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{6}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Geo) GetCountry() *Country {
@@ -723,7 +843,7 @@ type Country struct {
 
 func (x *Country) Reset() {
 	*x = Country{}
-	mi := &file_session_v1_session_proto_msgTypes[7]
+	mi := &file_session_v1_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +855,7 @@ func (x *Country) String() string {
 func (*Country) ProtoMessage() {}
 
 func (x *Country) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[7]
+	mi := &file_session_v1_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +868,7 @@ func (x *Country) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Country.ProtoReflect.Descriptor instead.
 func (*Country) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{7}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Country) GetName() string {
@@ -778,7 +898,7 @@ type Os struct {
 
 func (x *Os) Reset() {
 	*x = Os{}
-	mi := &file_session_v1_session_proto_msgTypes[8]
+	mi := &file_session_v1_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +910,7 @@ func (x *Os) String() string {
 func (*Os) ProtoMessage() {}
 
 func (x *Os) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[8]
+	mi := &file_session_v1_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +923,7 @@ func (x *Os) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Os.ProtoReflect.Descriptor instead.
 func (*Os) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{8}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Os) GetName() string {
@@ -841,7 +961,7 @@ type App struct {
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_session_v1_session_proto_msgTypes[9]
+	mi := &file_session_v1_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +973,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[9]
+	mi := &file_session_v1_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +986,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{9}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *App) GetType() string {
@@ -930,7 +1050,7 @@ type Utm struct {
 
 func (x *Utm) Reset() {
 	*x = Utm{}
-	mi := &file_session_v1_session_proto_msgTypes[10]
+	mi := &file_session_v1_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1062,7 @@ func (x *Utm) String() string {
 func (*Utm) ProtoMessage() {}
 
 func (x *Utm) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[10]
+	mi := &file_session_v1_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1075,7 @@ func (x *Utm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Utm.ProtoReflect.Descriptor instead.
 func (*Utm) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{10}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Utm) GetSource() string {
@@ -998,7 +1118,7 @@ var File_session_v1_session_proto protoreflect.FileDescriptor
 const file_session_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"\x18session/v1/session.proto\x12\n" +
-	"session.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x04\n" +
+	"session.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x06\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
 	"\bmetadata\x18\x02 \x01(\v2\x1b.session.v1.SessionMetadataR\bmetadata\x123\n" +
@@ -1015,7 +1135,23 @@ const file_session_v1_session_proto_rawDesc = "" +
 	"properties\x12/\n" +
 	"\x06traits\x18\v \x01(\v2\x17.google.protobuf.StructR\x06traits\x12)\n" +
 	"\x03aux\x18\f \x01(\v2\x17.google.protobuf.StructR\x03aux\x12\x1a\n" +
-	"\brevision\x18\r \x01(\x03R\brevision\"\x9b\x01\n" +
+	"\brevision\x18\r \x01(\x03R\brevision\x12#\n" +
+	"\rsession_index\x18\x0e \x01(\x05R\fsessionIndex\x123\n" +
+	"\x13previous_session_id\x18\x0f \x01(\tH\x00R\x11previousSessionId\x88\x01\x01\x120\n" +
+	"\bactivity\x18\x10 \x01(\v2\x14.session.v1.ActivityR\bactivity\x125\n" +
+	"\x17merged_from_profile_ids\x18\x11 \x03(\tR\x14mergedFromProfileIdsB\x16\n" +
+	"\x14_previous_session_id\"\xab\x01\n" +
+	"\bActivity\x12\x1d\n" +
+	"\n" +
+	"page_views\x18\x01 \x01(\x05R\tpageViews\x12\"\n" +
+	"\n" +
+	"entry_page\x18\x02 \x01(\tH\x00R\tentryPage\x88\x01\x01\x12 \n" +
+	"\texit_page\x18\x03 \x01(\tH\x01R\bexitPage\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"end_reason\x18\x04 \x01(\tR\tendReasonB\r\n" +
+	"\v_entry_pageB\f\n" +
+	"\n" +
+	"_exit_page\"\x9b\x01\n" +
 	"\x0fSessionMetadata\x12+\n" +
 	"\x04time\x18\x01 \x01(\v2\x17.session.v1.SessionTimeR\x04time\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12)\n" +
@@ -1123,47 +1259,49 @@ func file_session_v1_session_proto_rawDescGZIP() []byte {
 	return file_session_v1_session_proto_rawDescData
 }
 
-var file_session_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_session_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_session_v1_session_proto_goTypes = []any{
 	(*Session)(nil),               // 0: session.v1.Session
-	(*SessionMetadata)(nil),       // 1: session.v1.SessionMetadata
-	(*SessionTime)(nil),           // 2: session.v1.SessionTime
-	(*Operation)(nil),             // 3: session.v1.Operation
-	(*Profile)(nil),               // 4: session.v1.Profile
-	(*Device)(nil),                // 5: session.v1.Device
-	(*Geo)(nil),                   // 6: session.v1.Geo
-	(*Country)(nil),               // 7: session.v1.Country
-	(*Os)(nil),                    // 8: session.v1.Os
-	(*App)(nil),                   // 9: session.v1.App
-	(*Utm)(nil),                   // 10: session.v1.Utm
-	(*structpb.Struct)(nil),       // 11: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*Activity)(nil),              // 1: session.v1.Activity
+	(*SessionMetadata)(nil),       // 2: session.v1.SessionMetadata
+	(*SessionTime)(nil),           // 3: session.v1.SessionTime
+	(*Operation)(nil),             // 4: session.v1.Operation
+	(*Profile)(nil),               // 5: session.v1.Profile
+	(*Device)(nil),                // 6: session.v1.Device
+	(*Geo)(nil),                   // 7: session.v1.Geo
+	(*Country)(nil),               // 8: session.v1.Country
+	(*Os)(nil),                    // 9: session.v1.Os
+	(*App)(nil),                   // 10: session.v1.App
+	(*Utm)(nil),                   // 11: session.v1.Utm
+	(*structpb.Struct)(nil),       // 12: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_session_v1_session_proto_depIdxs = []int32{
-	1,  // 0: session.v1.Session.metadata:type_name -> session.v1.SessionMetadata
-	3,  // 1: session.v1.Session.operation:type_name -> session.v1.Operation
-	4,  // 2: session.v1.Session.profile:type_name -> session.v1.Profile
-	5,  // 3: session.v1.Session.device:type_name -> session.v1.Device
-	8,  // 4: session.v1.Session.os:type_name -> session.v1.Os
-	9,  // 5: session.v1.Session.app:type_name -> session.v1.App
-	10, // 6: session.v1.Session.utm:type_name -> session.v1.Utm
-	11, // 7: session.v1.Session.context:type_name -> google.protobuf.Struct
-	11, // 8: session.v1.Session.properties:type_name -> google.protobuf.Struct
-	11, // 9: session.v1.Session.traits:type_name -> google.protobuf.Struct
-	11, // 10: session.v1.Session.aux:type_name -> google.protobuf.Struct
-	2,  // 11: session.v1.SessionMetadata.time:type_name -> session.v1.SessionTime
-	11, // 12: session.v1.SessionMetadata.aux:type_name -> google.protobuf.Struct
-	12, // 13: session.v1.SessionTime.insert:type_name -> google.protobuf.Timestamp
-	12, // 14: session.v1.SessionTime.create:type_name -> google.protobuf.Timestamp
-	12, // 15: session.v1.SessionTime.update:type_name -> google.protobuf.Timestamp
-	11, // 16: session.v1.Profile.metadata:type_name -> google.protobuf.Struct
-	6,  // 17: session.v1.Device.geo:type_name -> session.v1.Geo
-	7,  // 18: session.v1.Geo.country:type_name -> session.v1.Country
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	2,  // 0: session.v1.Session.metadata:type_name -> session.v1.SessionMetadata
+	4,  // 1: session.v1.Session.operation:type_name -> session.v1.Operation
+	5,  // 2: session.v1.Session.profile:type_name -> session.v1.Profile
+	6,  // 3: session.v1.Session.device:type_name -> session.v1.Device
+	9,  // 4: session.v1.Session.os:type_name -> session.v1.Os
+	10, // 5: session.v1.Session.app:type_name -> session.v1.App
+	11, // 6: session.v1.Session.utm:type_name -> session.v1.Utm
+	12, // 7: session.v1.Session.context:type_name -> google.protobuf.Struct
+	12, // 8: session.v1.Session.properties:type_name -> google.protobuf.Struct
+	12, // 9: session.v1.Session.traits:type_name -> google.protobuf.Struct
+	12, // 10: session.v1.Session.aux:type_name -> google.protobuf.Struct
+	1,  // 11: session.v1.Session.activity:type_name -> session.v1.Activity
+	3,  // 12: session.v1.SessionMetadata.time:type_name -> session.v1.SessionTime
+	12, // 13: session.v1.SessionMetadata.aux:type_name -> google.protobuf.Struct
+	13, // 14: session.v1.SessionTime.insert:type_name -> google.protobuf.Timestamp
+	13, // 15: session.v1.SessionTime.create:type_name -> google.protobuf.Timestamp
+	13, // 16: session.v1.SessionTime.update:type_name -> google.protobuf.Timestamp
+	12, // 17: session.v1.Profile.metadata:type_name -> google.protobuf.Struct
+	7,  // 18: session.v1.Device.geo:type_name -> session.v1.Geo
+	8,  // 19: session.v1.Geo.country:type_name -> session.v1.Country
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_session_v1_session_proto_init() }
@@ -1171,19 +1309,21 @@ func file_session_v1_session_proto_init() {
 	if File_session_v1_session_proto != nil {
 		return
 	}
-	file_session_v1_session_proto_msgTypes[4].OneofWrappers = []any{}
+	file_session_v1_session_proto_msgTypes[0].OneofWrappers = []any{}
+	file_session_v1_session_proto_msgTypes[1].OneofWrappers = []any{}
 	file_session_v1_session_proto_msgTypes[5].OneofWrappers = []any{}
 	file_session_v1_session_proto_msgTypes[6].OneofWrappers = []any{}
 	file_session_v1_session_proto_msgTypes[7].OneofWrappers = []any{}
-	file_session_v1_session_proto_msgTypes[9].OneofWrappers = []any{}
+	file_session_v1_session_proto_msgTypes[8].OneofWrappers = []any{}
 	file_session_v1_session_proto_msgTypes[10].OneofWrappers = []any{}
+	file_session_v1_session_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_v1_session_proto_rawDesc), len(file_session_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

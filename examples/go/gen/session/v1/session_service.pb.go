@@ -24,6 +24,79 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// StatsGroupBy is the field GetSessionStats groups by.
+type StatsGroupBy int32
+
+const (
+	// No grouping: only the totals.
+	StatsGroupBy_STATS_GROUP_BY_UNSPECIFIED StatsGroupBy = 0
+	// metadata.channel
+	StatsGroupBy_STATS_GROUP_BY_CHANNEL StatsGroupBy = 1
+	// metadata.status
+	StatsGroupBy_STATS_GROUP_BY_STATUS StatsGroupBy = 2
+	// device.type
+	StatsGroupBy_STATS_GROUP_BY_DEVICE_TYPE StatsGroupBy = 3
+	// os.name
+	StatsGroupBy_STATS_GROUP_BY_OS_NAME StatsGroupBy = 4
+	// app.name
+	StatsGroupBy_STATS_GROUP_BY_APP_NAME StatsGroupBy = 5
+	// device.geo.country.code
+	StatsGroupBy_STATS_GROUP_BY_COUNTRY_CODE StatsGroupBy = 6
+	// utm.source
+	StatsGroupBy_STATS_GROUP_BY_UTM_SOURCE StatsGroupBy = 7
+)
+
+// Enum value maps for StatsGroupBy.
+var (
+	StatsGroupBy_name = map[int32]string{
+		0: "STATS_GROUP_BY_UNSPECIFIED",
+		1: "STATS_GROUP_BY_CHANNEL",
+		2: "STATS_GROUP_BY_STATUS",
+		3: "STATS_GROUP_BY_DEVICE_TYPE",
+		4: "STATS_GROUP_BY_OS_NAME",
+		5: "STATS_GROUP_BY_APP_NAME",
+		6: "STATS_GROUP_BY_COUNTRY_CODE",
+		7: "STATS_GROUP_BY_UTM_SOURCE",
+	}
+	StatsGroupBy_value = map[string]int32{
+		"STATS_GROUP_BY_UNSPECIFIED":  0,
+		"STATS_GROUP_BY_CHANNEL":      1,
+		"STATS_GROUP_BY_STATUS":       2,
+		"STATS_GROUP_BY_DEVICE_TYPE":  3,
+		"STATS_GROUP_BY_OS_NAME":      4,
+		"STATS_GROUP_BY_APP_NAME":     5,
+		"STATS_GROUP_BY_COUNTRY_CODE": 6,
+		"STATS_GROUP_BY_UTM_SOURCE":   7,
+	}
+)
+
+func (x StatsGroupBy) Enum() *StatsGroupBy {
+	p := new(StatsGroupBy)
+	*p = x
+	return p
+}
+
+func (x StatsGroupBy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StatsGroupBy) Descriptor() protoreflect.EnumDescriptor {
+	return file_session_v1_session_service_proto_enumTypes[0].Descriptor()
+}
+
+func (StatsGroupBy) Type() protoreflect.EnumType {
+	return &file_session_v1_session_service_proto_enumTypes[0]
+}
+
+func (x StatsGroupBy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StatsGroupBy.Descriptor instead.
+func (StatsGroupBy) EnumDescriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{0}
+}
+
 // ChangeKind says what happened to a session, as seen through the watcher's filter.
 type ChangeKind int32
 
@@ -77,11 +150,11 @@ func (x ChangeKind) String() string {
 }
 
 func (ChangeKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_session_v1_session_service_proto_enumTypes[0].Descriptor()
+	return file_session_v1_session_service_proto_enumTypes[1].Descriptor()
 }
 
 func (ChangeKind) Type() protoreflect.EnumType {
-	return &file_session_v1_session_service_proto_enumTypes[0]
+	return &file_session_v1_session_service_proto_enumTypes[1]
 }
 
 func (x ChangeKind) Number() protoreflect.EnumNumber {
@@ -90,7 +163,496 @@ func (x ChangeKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChangeKind.Descriptor instead.
 func (ChangeKind) EnumDescriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{1}
+}
+
+// TouchSessionRequest records activity on a session.
+type TouchSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the session.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The page viewed, if this activity is a page view; counts it and sets exit_page (and
+	// entry_page when the visit has none yet).
+	PageUrl string `protobuf:"bytes,2,opt,name=page_url,json=pageUrl,proto3" json:"page_url,omitempty"`
+	// When the activity happened; default now. Not before the session's insert time and not more
+	// than a minute in the future. An activity older than the latest one recorded counts, but
+	// does not move metadata.time.update back.
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TouchSessionRequest) Reset() {
+	*x = TouchSessionRequest{}
+	mi := &file_session_v1_session_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TouchSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TouchSessionRequest) ProtoMessage() {}
+
+func (x *TouchSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TouchSessionRequest.ProtoReflect.Descriptor instead.
+func (*TouchSessionRequest) Descriptor() ([]byte, []int) {
 	return file_session_v1_session_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TouchSessionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TouchSessionRequest) GetPageUrl() string {
+	if x != nil {
+		return x.PageUrl
+	}
+	return ""
+}
+
+func (x *TouchSessionRequest) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// TouchSessionResponse returns the session after the touch.
+type TouchSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored session after the touch, with operation.update = true.
+	Session       *Session `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TouchSessionResponse) Reset() {
+	*x = TouchSessionResponse{}
+	mi := &file_session_v1_session_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TouchSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TouchSessionResponse) ProtoMessage() {}
+
+func (x *TouchSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TouchSessionResponse.ProtoReflect.Descriptor instead.
+func (*TouchSessionResponse) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TouchSessionResponse) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// MergeProfilesRequest names the profiles to merge.
+type MergeProfilesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Profiles whose sessions move; at least one, none equal to target_profile_id.
+	SourceProfileIds []string `protobuf:"bytes,1,rep,name=source_profile_ids,json=sourceProfileIds,proto3" json:"source_profile_ids,omitempty"`
+	// The profile that receives the sessions.
+	TargetProfileId string `protobuf:"bytes,2,opt,name=target_profile_id,json=targetProfileId,proto3" json:"target_profile_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *MergeProfilesRequest) Reset() {
+	*x = MergeProfilesRequest{}
+	mi := &file_session_v1_session_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeProfilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeProfilesRequest) ProtoMessage() {}
+
+func (x *MergeProfilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeProfilesRequest.ProtoReflect.Descriptor instead.
+func (*MergeProfilesRequest) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MergeProfilesRequest) GetSourceProfileIds() []string {
+	if x != nil {
+		return x.SourceProfileIds
+	}
+	return nil
+}
+
+func (x *MergeProfilesRequest) GetTargetProfileId() string {
+	if x != nil {
+		return x.TargetProfileId
+	}
+	return ""
+}
+
+// MergeProfilesResponse says what this call moved.
+type MergeProfilesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many sessions this call moved (a retry counts only what it moved itself).
+	MovedSessions int32 `protobuf:"varint,1,opt,name=moved_sessions,json=movedSessions,proto3" json:"moved_sessions,omitempty"`
+	// The ids of the moved sessions, in the order they were numbered.
+	MovedSessionIds []string `protobuf:"bytes,2,rep,name=moved_session_ids,json=movedSessionIds,proto3" json:"moved_session_ids,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *MergeProfilesResponse) Reset() {
+	*x = MergeProfilesResponse{}
+	mi := &file_session_v1_session_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeProfilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeProfilesResponse) ProtoMessage() {}
+
+func (x *MergeProfilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeProfilesResponse.ProtoReflect.Descriptor instead.
+func (*MergeProfilesResponse) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *MergeProfilesResponse) GetMovedSessions() int32 {
+	if x != nil {
+		return x.MovedSessions
+	}
+	return 0
+}
+
+func (x *MergeProfilesResponse) GetMovedSessionIds() []string {
+	if x != nil {
+		return x.MovedSessionIds
+	}
+	return nil
+}
+
+// StatsFilter selects the sessions counted; empty fields match everything.
+type StatsFilter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only sessions of this profile (profile.id).
+	ProfileId string `protobuf:"bytes,1,opt,name=profile_id,json=profileId,proto3" json:"profile_id,omitempty"`
+	// Only sessions with this metadata.status.
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// Only sessions with this metadata.channel.
+	Channel       string `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsFilter) Reset() {
+	*x = StatsFilter{}
+	mi := &file_session_v1_session_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsFilter) ProtoMessage() {}
+
+func (x *StatsFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsFilter.ProtoReflect.Descriptor instead.
+func (*StatsFilter) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StatsFilter) GetProfileId() string {
+	if x != nil {
+		return x.ProfileId
+	}
+	return ""
+}
+
+func (x *StatsFilter) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *StatsFilter) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+// GetSessionStatsRequest says what to count.
+type GetSessionStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which sessions to count.
+	Filter *StatsFilter `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// The field to group the counts by; unspecified = no groups.
+	GroupBy StatsGroupBy `protobuf:"varint,2,opt,name=group_by,json=groupBy,proto3,enum=session.v1.StatsGroupBy" json:"group_by,omitempty"`
+	// Only sessions inserted at or after this time; unset = all.
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// "Online now" = active sessions (status "active") with activity within this window; default
+	// 15 minutes (Tracardi's dashboard figure), at most 24 hours.
+	OnlineWindow  *durationpb.Duration `protobuf:"bytes,4,opt,name=online_window,json=onlineWindow,proto3" json:"online_window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionStatsRequest) Reset() {
+	*x = GetSessionStatsRequest{}
+	mi := &file_session_v1_session_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionStatsRequest) ProtoMessage() {}
+
+func (x *GetSessionStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetSessionStatsRequest) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetSessionStatsRequest) GetFilter() *StatsFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *GetSessionStatsRequest) GetGroupBy() StatsGroupBy {
+	if x != nil {
+		return x.GroupBy
+	}
+	return StatsGroupBy_STATS_GROUP_BY_UNSPECIFIED
+}
+
+func (x *GetSessionStatsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *GetSessionStatsRequest) GetOnlineWindow() *durationpb.Duration {
+	if x != nil {
+		return x.OnlineWindow
+	}
+	return nil
+}
+
+// StatsGroup is the count of one value of the grouped field.
+type StatsGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The value; unset when the field is null in those sessions.
+	Key *string `protobuf:"bytes,1,opt,name=key,proto3,oneof" json:"key,omitempty"`
+	// How many sessions have it.
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsGroup) Reset() {
+	*x = StatsGroup{}
+	mi := &file_session_v1_session_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsGroup) ProtoMessage() {}
+
+func (x *StatsGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsGroup.ProtoReflect.Descriptor instead.
+func (*StatsGroup) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StatsGroup) GetKey() string {
+	if x != nil && x.Key != nil {
+		return *x.Key
+	}
+	return ""
+}
+
+func (x *StatsGroup) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// GetSessionStatsResponse carries the counts.
+type GetSessionStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many sessions match the filter and `since`.
+	Total int64 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	// Counts per value of group_by, largest first (then by key); their sum is `total`.
+	Groups []*StatsGroup `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	// How many of the matching sessions are online now (see online_window).
+	OnlineNow int64 `protobuf:"varint,3,opt,name=online_now,json=onlineNow,proto3" json:"online_now,omitempty"`
+	// The time the figures were computed at (server clock).
+	ComputedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionStatsResponse) Reset() {
+	*x = GetSessionStatsResponse{}
+	mi := &file_session_v1_session_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionStatsResponse) ProtoMessage() {}
+
+func (x *GetSessionStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetSessionStatsResponse) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetSessionStatsResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *GetSessionStatsResponse) GetGroups() []*StatsGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *GetSessionStatsResponse) GetOnlineNow() int64 {
+	if x != nil {
+		return x.OnlineNow
+	}
+	return 0
+}
+
+func (x *GetSessionStatsResponse) GetComputedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ComputedAt
+	}
+	return nil
 }
 
 // CreateSessionRequest carries the new session and the raw request data to enrich it from.
@@ -110,7 +672,7 @@ type CreateSessionRequest struct {
 
 func (x *CreateSessionRequest) Reset() {
 	*x = CreateSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[0]
+	mi := &file_session_v1_session_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -122,7 +684,7 @@ func (x *CreateSessionRequest) String() string {
 func (*CreateSessionRequest) ProtoMessage() {}
 
 func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[0]
+	mi := &file_session_v1_session_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -135,7 +697,7 @@ func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{0}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateSessionRequest) GetSession() *Session {
@@ -177,7 +739,7 @@ type CreateSessionResponse struct {
 
 func (x *CreateSessionResponse) Reset() {
 	*x = CreateSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[1]
+	mi := &file_session_v1_session_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -189,7 +751,7 @@ func (x *CreateSessionResponse) String() string {
 func (*CreateSessionResponse) ProtoMessage() {}
 
 func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[1]
+	mi := &file_session_v1_session_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -202,7 +764,7 @@ func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{1}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateSessionResponse) GetSession() *Session {
@@ -223,7 +785,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[2]
+	mi := &file_session_v1_session_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +797,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[2]
+	mi := &file_session_v1_session_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +810,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{2}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetSessionRequest) GetId() string {
@@ -269,7 +831,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[3]
+	mi := &file_session_v1_session_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +843,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[3]
+	mi := &file_session_v1_session_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +856,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{3}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetSessionResponse) GetSession() *Session {
@@ -325,7 +887,7 @@ type UpdateSessionRequest struct {
 
 func (x *UpdateSessionRequest) Reset() {
 	*x = UpdateSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[4]
+	mi := &file_session_v1_session_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +899,7 @@ func (x *UpdateSessionRequest) String() string {
 func (*UpdateSessionRequest) ProtoMessage() {}
 
 func (x *UpdateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[4]
+	mi := &file_session_v1_session_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +912,7 @@ func (x *UpdateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{4}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateSessionRequest) GetSession() *Session {
@@ -399,7 +961,7 @@ type UpdateSessionResponse struct {
 
 func (x *UpdateSessionResponse) Reset() {
 	*x = UpdateSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[5]
+	mi := &file_session_v1_session_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +973,7 @@ func (x *UpdateSessionResponse) String() string {
 func (*UpdateSessionResponse) ProtoMessage() {}
 
 func (x *UpdateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[5]
+	mi := &file_session_v1_session_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +986,7 @@ func (x *UpdateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{5}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateSessionResponse) GetSession() *Session {
@@ -447,7 +1009,7 @@ type DeleteSessionRequest struct {
 
 func (x *DeleteSessionRequest) Reset() {
 	*x = DeleteSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[6]
+	mi := &file_session_v1_session_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +1021,7 @@ func (x *DeleteSessionRequest) String() string {
 func (*DeleteSessionRequest) ProtoMessage() {}
 
 func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[6]
+	mi := &file_session_v1_session_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +1034,7 @@ func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{6}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteSessionRequest) GetId() string {
@@ -500,7 +1062,7 @@ type DeleteSessionResponse struct {
 
 func (x *DeleteSessionResponse) Reset() {
 	*x = DeleteSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[7]
+	mi := &file_session_v1_session_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +1074,7 @@ func (x *DeleteSessionResponse) String() string {
 func (*DeleteSessionResponse) ProtoMessage() {}
 
 func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[7]
+	mi := &file_session_v1_session_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +1087,7 @@ func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{7}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteSessionResponse) GetRevision() int64 {
@@ -558,7 +1120,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[8]
+	mi := &file_session_v1_session_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +1132,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[8]
+	mi := &file_session_v1_session_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +1145,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{8}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListSessionsRequest) GetProfileId() string {
@@ -648,7 +1210,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[9]
+	mi := &file_session_v1_session_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +1222,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[9]
+	mi := &file_session_v1_session_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +1235,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{9}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -708,7 +1270,7 @@ type WatchFilter struct {
 
 func (x *WatchFilter) Reset() {
 	*x = WatchFilter{}
-	mi := &file_session_v1_session_service_proto_msgTypes[10]
+	mi := &file_session_v1_session_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +1282,7 @@ func (x *WatchFilter) String() string {
 func (*WatchFilter) ProtoMessage() {}
 
 func (x *WatchFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[10]
+	mi := &file_session_v1_session_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +1295,7 @@ func (x *WatchFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchFilter.ProtoReflect.Descriptor instead.
 func (*WatchFilter) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{10}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchFilter) GetProfileId() string {
@@ -783,7 +1345,7 @@ type WatchSessionsRequest struct {
 
 func (x *WatchSessionsRequest) Reset() {
 	*x = WatchSessionsRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[11]
+	mi := &file_session_v1_session_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +1357,7 @@ func (x *WatchSessionsRequest) String() string {
 func (*WatchSessionsRequest) ProtoMessage() {}
 
 func (x *WatchSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[11]
+	mi := &file_session_v1_session_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1370,7 @@ func (x *WatchSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionsRequest.ProtoReflect.Descriptor instead.
 func (*WatchSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{11}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchSessionsRequest) GetFilter() *WatchFilter {
@@ -855,7 +1417,7 @@ type SessionChange struct {
 
 func (x *SessionChange) Reset() {
 	*x = SessionChange{}
-	mi := &file_session_v1_session_service_proto_msgTypes[12]
+	mi := &file_session_v1_session_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1429,7 @@ func (x *SessionChange) String() string {
 func (*SessionChange) ProtoMessage() {}
 
 func (x *SessionChange) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[12]
+	mi := &file_session_v1_session_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1442,7 @@ func (x *SessionChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionChange.ProtoReflect.Descriptor instead.
 func (*SessionChange) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{12}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionChange) GetKind() ChangeKind {
@@ -915,7 +1477,7 @@ type InitialStateEnd struct {
 
 func (x *InitialStateEnd) Reset() {
 	*x = InitialStateEnd{}
-	mi := &file_session_v1_session_service_proto_msgTypes[13]
+	mi := &file_session_v1_session_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1489,7 @@ func (x *InitialStateEnd) String() string {
 func (*InitialStateEnd) ProtoMessage() {}
 
 func (x *InitialStateEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[13]
+	mi := &file_session_v1_session_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1502,7 @@ func (x *InitialStateEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitialStateEnd.ProtoReflect.Descriptor instead.
 func (*InitialStateEnd) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{13}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InitialStateEnd) GetRevision() int64 {
@@ -961,7 +1523,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_session_v1_session_service_proto_msgTypes[14]
+	mi := &file_session_v1_session_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1535,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[14]
+	mi := &file_session_v1_session_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1548,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{14}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Progress) GetRevision() int64 {
@@ -1013,7 +1575,7 @@ type WatchSessionsResponse struct {
 
 func (x *WatchSessionsResponse) Reset() {
 	*x = WatchSessionsResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[15]
+	mi := &file_session_v1_session_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1587,7 @@ func (x *WatchSessionsResponse) String() string {
 func (*WatchSessionsResponse) ProtoMessage() {}
 
 func (x *WatchSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[15]
+	mi := &file_session_v1_session_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1600,7 @@ func (x *WatchSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionsResponse.ProtoReflect.Descriptor instead.
 func (*WatchSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{15}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchSessionsResponse) GetEvent() isWatchSessionsResponse_Event {
@@ -1105,7 +1667,41 @@ var File_session_v1_session_service_proto protoreflect.FileDescriptor
 const file_session_v1_session_service_proto_rawDesc = "" +
 	"\n" +
 	" session/v1/session_service.proto\x12\n" +
-	"session.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18session/v1/session.proto\"\x9e\x01\n" +
+	"session.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18session/v1/session.proto\"l\n" +
+	"\x13TouchSessionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\bpage_url\x18\x02 \x01(\tR\apageUrl\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"E\n" +
+	"\x14TouchSessionResponse\x12-\n" +
+	"\asession\x18\x01 \x01(\v2\x13.session.v1.SessionR\asession\"p\n" +
+	"\x14MergeProfilesRequest\x12,\n" +
+	"\x12source_profile_ids\x18\x01 \x03(\tR\x10sourceProfileIds\x12*\n" +
+	"\x11target_profile_id\x18\x02 \x01(\tR\x0ftargetProfileId\"j\n" +
+	"\x15MergeProfilesResponse\x12%\n" +
+	"\x0emoved_sessions\x18\x01 \x01(\x05R\rmovedSessions\x12*\n" +
+	"\x11moved_session_ids\x18\x02 \x03(\tR\x0fmovedSessionIds\"^\n" +
+	"\vStatsFilter\x12\x1d\n" +
+	"\n" +
+	"profile_id\x18\x01 \x01(\tR\tprofileId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\"\xf0\x01\n" +
+	"\x16GetSessionStatsRequest\x12/\n" +
+	"\x06filter\x18\x01 \x01(\v2\x17.session.v1.StatsFilterR\x06filter\x123\n" +
+	"\bgroup_by\x18\x02 \x01(\x0e2\x18.session.v1.StatsGroupByR\agroupBy\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12>\n" +
+	"\ronline_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fonlineWindow\"A\n" +
+	"\n" +
+	"StatsGroup\x12\x15\n" +
+	"\x03key\x18\x01 \x01(\tH\x00R\x03key\x88\x01\x01\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05countB\x06\n" +
+	"\x04_key\"\xbb\x01\n" +
+	"\x17GetSessionStatsResponse\x12\x14\n" +
+	"\x05total\x18\x01 \x01(\x03R\x05total\x12.\n" +
+	"\x06groups\x18\x02 \x03(\v2\x16.session.v1.StatsGroupR\x06groups\x12\x1d\n" +
+	"\n" +
+	"online_now\x18\x03 \x01(\x03R\tonlineNow\x12;\n" +
+	"\vcomputed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"computedAt\"\x9e\x01\n" +
 	"\x14CreateSessionRequest\x12-\n" +
 	"\asession\x18\x01 \x01(\v2\x13.session.v1.SessionR\asession\x12\x1d\n" +
 	"\n" +
@@ -1174,7 +1770,16 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x06change\x18\x01 \x01(\v2\x19.session.v1.SessionChangeH\x00R\x06change\x12I\n" +
 	"\x11initial_state_end\x18\x02 \x01(\v2\x1b.session.v1.InitialStateEndH\x00R\x0finitialStateEnd\x122\n" +
 	"\bprogress\x18\x03 \x01(\v2\x14.session.v1.ProgressH\x00R\bprogressB\a\n" +
-	"\x05event*\xca\x01\n" +
+	"\x05event*\xfe\x01\n" +
+	"\fStatsGroupBy\x12\x1e\n" +
+	"\x1aSTATS_GROUP_BY_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16STATS_GROUP_BY_CHANNEL\x10\x01\x12\x19\n" +
+	"\x15STATS_GROUP_BY_STATUS\x10\x02\x12\x1e\n" +
+	"\x1aSTATS_GROUP_BY_DEVICE_TYPE\x10\x03\x12\x1a\n" +
+	"\x16STATS_GROUP_BY_OS_NAME\x10\x04\x12\x1b\n" +
+	"\x17STATS_GROUP_BY_APP_NAME\x10\x05\x12\x1f\n" +
+	"\x1bSTATS_GROUP_BY_COUNTRY_CODE\x10\x06\x12\x1d\n" +
+	"\x19STATS_GROUP_BY_UTM_SOURCE\x10\a*\xca\x01\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1183,7 +1788,7 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x13CHANGE_KIND_UPDATED\x10\x03\x12\x17\n" +
 	"\x13CHANGE_KIND_DELETED\x10\x04\x12\x1e\n" +
 	"\x1aCHANGE_KIND_ENTERED_FILTER\x10\x05\x12\x1b\n" +
-	"\x17CHANGE_KIND_LEFT_FILTER\x10\x062\x94\x04\n" +
+	"\x17CHANGE_KIND_LEFT_FILTER\x10\x062\x9e\x06\n" +
 	"\x0eSessionService\x12T\n" +
 	"\rCreateSession\x12 .session.v1.CreateSessionRequest\x1a!.session.v1.CreateSessionResponse\x12P\n" +
 	"\n" +
@@ -1191,7 +1796,10 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\rUpdateSession\x12 .session.v1.UpdateSessionRequest\x1a!.session.v1.UpdateSessionResponse\x12T\n" +
 	"\rDeleteSession\x12 .session.v1.DeleteSessionRequest\x1a!.session.v1.DeleteSessionResponse\x12V\n" +
 	"\fListSessions\x12\x1f.session.v1.ListSessionsRequest\x1a .session.v1.ListSessionsResponse\"\x03\x90\x02\x01\x12V\n" +
-	"\rWatchSessions\x12 .session.v1.WatchSessionsRequest\x1a!.session.v1.WatchSessionsResponse0\x01B\xa4\x01\n" +
+	"\rWatchSessions\x12 .session.v1.WatchSessionsRequest\x1a!.session.v1.WatchSessionsResponse0\x01\x12Q\n" +
+	"\fTouchSession\x12\x1f.session.v1.TouchSessionRequest\x1a .session.v1.TouchSessionResponse\x12T\n" +
+	"\rMergeProfiles\x12 .session.v1.MergeProfilesRequest\x1a!.session.v1.MergeProfilesResponse\x12_\n" +
+	"\x0fGetSessionStats\x12\".session.v1.GetSessionStatsRequest\x1a#.session.v1.GetSessionStatsResponse\"\x03\x90\x02\x01B\xa4\x01\n" +
 	"\x0ecom.session.v1B\x13SessionServiceProtoP\x01Z4session-service/examples/go/gen/session/v1;sessionv1\xa2\x02\x03SXX\xaa\x02\n" +
 	"Session.V1\xca\x02\n" +
 	"Session\\V1\xe2\x02\x16Session\\V1\\GPBMetadata\xea\x02\vSession::V1b\x06proto3"
@@ -1208,65 +1816,88 @@ func file_session_v1_session_service_proto_rawDescGZIP() []byte {
 	return file_session_v1_session_service_proto_rawDescData
 }
 
-var file_session_v1_session_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_session_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_session_v1_session_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_session_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_session_v1_session_service_proto_goTypes = []any{
-	(ChangeKind)(0),               // 0: session.v1.ChangeKind
-	(*CreateSessionRequest)(nil),  // 1: session.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil), // 2: session.v1.CreateSessionResponse
-	(*GetSessionRequest)(nil),     // 3: session.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),    // 4: session.v1.GetSessionResponse
-	(*UpdateSessionRequest)(nil),  // 5: session.v1.UpdateSessionRequest
-	(*UpdateSessionResponse)(nil), // 6: session.v1.UpdateSessionResponse
-	(*DeleteSessionRequest)(nil),  // 7: session.v1.DeleteSessionRequest
-	(*DeleteSessionResponse)(nil), // 8: session.v1.DeleteSessionResponse
-	(*ListSessionsRequest)(nil),   // 9: session.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),  // 10: session.v1.ListSessionsResponse
-	(*WatchFilter)(nil),           // 11: session.v1.WatchFilter
-	(*WatchSessionsRequest)(nil),  // 12: session.v1.WatchSessionsRequest
-	(*SessionChange)(nil),         // 13: session.v1.SessionChange
-	(*InitialStateEnd)(nil),       // 14: session.v1.InitialStateEnd
-	(*Progress)(nil),              // 15: session.v1.Progress
-	(*WatchSessionsResponse)(nil), // 16: session.v1.WatchSessionsResponse
-	(*Session)(nil),               // 17: session.v1.Session
-	(*fieldmaskpb.FieldMask)(nil), // 18: google.protobuf.FieldMask
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(StatsGroupBy)(0),               // 0: session.v1.StatsGroupBy
+	(ChangeKind)(0),                 // 1: session.v1.ChangeKind
+	(*TouchSessionRequest)(nil),     // 2: session.v1.TouchSessionRequest
+	(*TouchSessionResponse)(nil),    // 3: session.v1.TouchSessionResponse
+	(*MergeProfilesRequest)(nil),    // 4: session.v1.MergeProfilesRequest
+	(*MergeProfilesResponse)(nil),   // 5: session.v1.MergeProfilesResponse
+	(*StatsFilter)(nil),             // 6: session.v1.StatsFilter
+	(*GetSessionStatsRequest)(nil),  // 7: session.v1.GetSessionStatsRequest
+	(*StatsGroup)(nil),              // 8: session.v1.StatsGroup
+	(*GetSessionStatsResponse)(nil), // 9: session.v1.GetSessionStatsResponse
+	(*CreateSessionRequest)(nil),    // 10: session.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),   // 11: session.v1.CreateSessionResponse
+	(*GetSessionRequest)(nil),       // 12: session.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),      // 13: session.v1.GetSessionResponse
+	(*UpdateSessionRequest)(nil),    // 14: session.v1.UpdateSessionRequest
+	(*UpdateSessionResponse)(nil),   // 15: session.v1.UpdateSessionResponse
+	(*DeleteSessionRequest)(nil),    // 16: session.v1.DeleteSessionRequest
+	(*DeleteSessionResponse)(nil),   // 17: session.v1.DeleteSessionResponse
+	(*ListSessionsRequest)(nil),     // 18: session.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),    // 19: session.v1.ListSessionsResponse
+	(*WatchFilter)(nil),             // 20: session.v1.WatchFilter
+	(*WatchSessionsRequest)(nil),    // 21: session.v1.WatchSessionsRequest
+	(*SessionChange)(nil),           // 22: session.v1.SessionChange
+	(*InitialStateEnd)(nil),         // 23: session.v1.InitialStateEnd
+	(*Progress)(nil),                // 24: session.v1.Progress
+	(*WatchSessionsResponse)(nil),   // 25: session.v1.WatchSessionsResponse
+	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
+	(*Session)(nil),                 // 27: session.v1.Session
+	(*durationpb.Duration)(nil),     // 28: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),   // 29: google.protobuf.FieldMask
 }
 var file_session_v1_session_service_proto_depIdxs = []int32{
-	17, // 0: session.v1.CreateSessionRequest.session:type_name -> session.v1.Session
-	17, // 1: session.v1.CreateSessionResponse.session:type_name -> session.v1.Session
-	17, // 2: session.v1.GetSessionResponse.session:type_name -> session.v1.Session
-	17, // 3: session.v1.UpdateSessionRequest.session:type_name -> session.v1.Session
-	18, // 4: session.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	17, // 5: session.v1.UpdateSessionResponse.session:type_name -> session.v1.Session
-	19, // 6: session.v1.ListSessionsRequest.insert_from:type_name -> google.protobuf.Timestamp
-	19, // 7: session.v1.ListSessionsRequest.insert_to:type_name -> google.protobuf.Timestamp
-	17, // 8: session.v1.ListSessionsResponse.sessions:type_name -> session.v1.Session
-	11, // 9: session.v1.WatchSessionsRequest.filter:type_name -> session.v1.WatchFilter
-	20, // 10: session.v1.WatchSessionsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	0,  // 11: session.v1.SessionChange.kind:type_name -> session.v1.ChangeKind
-	17, // 12: session.v1.SessionChange.session:type_name -> session.v1.Session
-	13, // 13: session.v1.WatchSessionsResponse.change:type_name -> session.v1.SessionChange
-	14, // 14: session.v1.WatchSessionsResponse.initial_state_end:type_name -> session.v1.InitialStateEnd
-	15, // 15: session.v1.WatchSessionsResponse.progress:type_name -> session.v1.Progress
-	1,  // 16: session.v1.SessionService.CreateSession:input_type -> session.v1.CreateSessionRequest
-	3,  // 17: session.v1.SessionService.GetSession:input_type -> session.v1.GetSessionRequest
-	5,  // 18: session.v1.SessionService.UpdateSession:input_type -> session.v1.UpdateSessionRequest
-	7,  // 19: session.v1.SessionService.DeleteSession:input_type -> session.v1.DeleteSessionRequest
-	9,  // 20: session.v1.SessionService.ListSessions:input_type -> session.v1.ListSessionsRequest
-	12, // 21: session.v1.SessionService.WatchSessions:input_type -> session.v1.WatchSessionsRequest
-	2,  // 22: session.v1.SessionService.CreateSession:output_type -> session.v1.CreateSessionResponse
-	4,  // 23: session.v1.SessionService.GetSession:output_type -> session.v1.GetSessionResponse
-	6,  // 24: session.v1.SessionService.UpdateSession:output_type -> session.v1.UpdateSessionResponse
-	8,  // 25: session.v1.SessionService.DeleteSession:output_type -> session.v1.DeleteSessionResponse
-	10, // 26: session.v1.SessionService.ListSessions:output_type -> session.v1.ListSessionsResponse
-	16, // 27: session.v1.SessionService.WatchSessions:output_type -> session.v1.WatchSessionsResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	26, // 0: session.v1.TouchSessionRequest.at:type_name -> google.protobuf.Timestamp
+	27, // 1: session.v1.TouchSessionResponse.session:type_name -> session.v1.Session
+	6,  // 2: session.v1.GetSessionStatsRequest.filter:type_name -> session.v1.StatsFilter
+	0,  // 3: session.v1.GetSessionStatsRequest.group_by:type_name -> session.v1.StatsGroupBy
+	26, // 4: session.v1.GetSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
+	28, // 5: session.v1.GetSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
+	8,  // 6: session.v1.GetSessionStatsResponse.groups:type_name -> session.v1.StatsGroup
+	26, // 7: session.v1.GetSessionStatsResponse.computed_at:type_name -> google.protobuf.Timestamp
+	27, // 8: session.v1.CreateSessionRequest.session:type_name -> session.v1.Session
+	27, // 9: session.v1.CreateSessionResponse.session:type_name -> session.v1.Session
+	27, // 10: session.v1.GetSessionResponse.session:type_name -> session.v1.Session
+	27, // 11: session.v1.UpdateSessionRequest.session:type_name -> session.v1.Session
+	29, // 12: session.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	27, // 13: session.v1.UpdateSessionResponse.session:type_name -> session.v1.Session
+	26, // 14: session.v1.ListSessionsRequest.insert_from:type_name -> google.protobuf.Timestamp
+	26, // 15: session.v1.ListSessionsRequest.insert_to:type_name -> google.protobuf.Timestamp
+	27, // 16: session.v1.ListSessionsResponse.sessions:type_name -> session.v1.Session
+	20, // 17: session.v1.WatchSessionsRequest.filter:type_name -> session.v1.WatchFilter
+	28, // 18: session.v1.WatchSessionsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	1,  // 19: session.v1.SessionChange.kind:type_name -> session.v1.ChangeKind
+	27, // 20: session.v1.SessionChange.session:type_name -> session.v1.Session
+	22, // 21: session.v1.WatchSessionsResponse.change:type_name -> session.v1.SessionChange
+	23, // 22: session.v1.WatchSessionsResponse.initial_state_end:type_name -> session.v1.InitialStateEnd
+	24, // 23: session.v1.WatchSessionsResponse.progress:type_name -> session.v1.Progress
+	10, // 24: session.v1.SessionService.CreateSession:input_type -> session.v1.CreateSessionRequest
+	12, // 25: session.v1.SessionService.GetSession:input_type -> session.v1.GetSessionRequest
+	14, // 26: session.v1.SessionService.UpdateSession:input_type -> session.v1.UpdateSessionRequest
+	16, // 27: session.v1.SessionService.DeleteSession:input_type -> session.v1.DeleteSessionRequest
+	18, // 28: session.v1.SessionService.ListSessions:input_type -> session.v1.ListSessionsRequest
+	21, // 29: session.v1.SessionService.WatchSessions:input_type -> session.v1.WatchSessionsRequest
+	2,  // 30: session.v1.SessionService.TouchSession:input_type -> session.v1.TouchSessionRequest
+	4,  // 31: session.v1.SessionService.MergeProfiles:input_type -> session.v1.MergeProfilesRequest
+	7,  // 32: session.v1.SessionService.GetSessionStats:input_type -> session.v1.GetSessionStatsRequest
+	11, // 33: session.v1.SessionService.CreateSession:output_type -> session.v1.CreateSessionResponse
+	13, // 34: session.v1.SessionService.GetSession:output_type -> session.v1.GetSessionResponse
+	15, // 35: session.v1.SessionService.UpdateSession:output_type -> session.v1.UpdateSessionResponse
+	17, // 36: session.v1.SessionService.DeleteSession:output_type -> session.v1.DeleteSessionResponse
+	19, // 37: session.v1.SessionService.ListSessions:output_type -> session.v1.ListSessionsResponse
+	25, // 38: session.v1.SessionService.WatchSessions:output_type -> session.v1.WatchSessionsResponse
+	3,  // 39: session.v1.SessionService.TouchSession:output_type -> session.v1.TouchSessionResponse
+	5,  // 40: session.v1.SessionService.MergeProfiles:output_type -> session.v1.MergeProfilesResponse
+	9,  // 41: session.v1.SessionService.GetSessionStats:output_type -> session.v1.GetSessionStatsResponse
+	33, // [33:42] is the sub-list for method output_type
+	24, // [24:33] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_session_v1_session_service_proto_init() }
@@ -1275,10 +1906,11 @@ func file_session_v1_session_service_proto_init() {
 		return
 	}
 	file_session_v1_session_proto_init()
-	file_session_v1_session_service_proto_msgTypes[4].OneofWrappers = []any{}
 	file_session_v1_session_service_proto_msgTypes[6].OneofWrappers = []any{}
-	file_session_v1_session_service_proto_msgTypes[11].OneofWrappers = []any{}
-	file_session_v1_session_service_proto_msgTypes[15].OneofWrappers = []any{
+	file_session_v1_session_service_proto_msgTypes[12].OneofWrappers = []any{}
+	file_session_v1_session_service_proto_msgTypes[14].OneofWrappers = []any{}
+	file_session_v1_session_service_proto_msgTypes[19].OneofWrappers = []any{}
+	file_session_v1_session_service_proto_msgTypes[23].OneofWrappers = []any{
 		(*WatchSessionsResponse_Change)(nil),
 		(*WatchSessionsResponse_InitialStateEnd)(nil),
 		(*WatchSessionsResponse_Progress)(nil),
@@ -1288,8 +1920,8 @@ func file_session_v1_session_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_v1_session_service_proto_rawDesc), len(file_session_v1_session_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   16,
+			NumEnums:      2,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

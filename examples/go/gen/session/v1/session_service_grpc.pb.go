@@ -19,12 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SessionService_CreateSession_FullMethodName = "/session.v1.SessionService/CreateSession"
-	SessionService_GetSession_FullMethodName    = "/session.v1.SessionService/GetSession"
-	SessionService_UpdateSession_FullMethodName = "/session.v1.SessionService/UpdateSession"
-	SessionService_DeleteSession_FullMethodName = "/session.v1.SessionService/DeleteSession"
-	SessionService_ListSessions_FullMethodName  = "/session.v1.SessionService/ListSessions"
-	SessionService_WatchSessions_FullMethodName = "/session.v1.SessionService/WatchSessions"
+	SessionService_CreateSession_FullMethodName   = "/session.v1.SessionService/CreateSession"
+	SessionService_GetSession_FullMethodName      = "/session.v1.SessionService/GetSession"
+	SessionService_UpdateSession_FullMethodName   = "/session.v1.SessionService/UpdateSession"
+	SessionService_DeleteSession_FullMethodName   = "/session.v1.SessionService/DeleteSession"
+	SessionService_ListSessions_FullMethodName    = "/session.v1.SessionService/ListSessions"
+	SessionService_WatchSessions_FullMethodName   = "/session.v1.SessionService/WatchSessions"
+	SessionService_TouchSession_FullMethodName    = "/session.v1.SessionService/TouchSession"
+	SessionService_MergeProfiles_FullMethodName   = "/session.v1.SessionService/MergeProfiles"
+	SessionService_GetSessionStats_FullMethodName = "/session.v1.SessionService/GetSessionStats"
 )
 
 // SessionServiceClient is the client API for SessionService service.
@@ -53,6 +56,17 @@ type SessionServiceClient interface {
 	// revision in ErrorInfo metadata "oldest_resumable_revision"). Progress heartbeats carry a
 	// revision that is a safe resume point. See docs/watch.md.
 	WatchSessions(ctx context.Context, in *WatchSessionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchSessionsResponse], error)
+	// Records activity on a session: metadata.time.update, duration, and with a page_url a page
+	// view (activity.page_views, entry_page, exit_page). Re-opens an ended session (status
+	// "active" again, as Tracardi does), except one older than SESSION_MAX_DURATION:
+	// FAILED_PRECONDITION (reason SESSION_TOO_LONG), start a new session instead.
+	TouchSession(ctx context.Context, in *TouchSessionRequest, opts ...grpc.CallOption) (*TouchSessionResponse, error)
+	// Moves every session of the source profiles to the target profile (profile.id), remembering
+	// where each came from (profile.merged_from) and numbering them after the target's sessions.
+	// Idempotent: a retry (also after a failure half-way) moves only what is left.
+	MergeProfiles(ctx context.Context, in *MergeProfilesRequest, opts ...grpc.CallOption) (*MergeProfilesResponse, error)
+	// Counts sessions, grouped by one field, plus how many are online now.
+	GetSessionStats(ctx context.Context, in *GetSessionStatsRequest, opts ...grpc.CallOption) (*GetSessionStatsResponse, error)
 }
 
 type sessionServiceClient struct {
@@ -132,6 +146,36 @@ func (c *sessionServiceClient) WatchSessions(ctx context.Context, in *WatchSessi
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SessionService_WatchSessionsClient = grpc.ServerStreamingClient[WatchSessionsResponse]
 
+func (c *sessionServiceClient) TouchSession(ctx context.Context, in *TouchSessionRequest, opts ...grpc.CallOption) (*TouchSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TouchSessionResponse)
+	err := c.cc.Invoke(ctx, SessionService_TouchSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sessionServiceClient) MergeProfiles(ctx context.Context, in *MergeProfilesRequest, opts ...grpc.CallOption) (*MergeProfilesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MergeProfilesResponse)
+	err := c.cc.Invoke(ctx, SessionService_MergeProfiles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sessionServiceClient) GetSessionStats(ctx context.Context, in *GetSessionStatsRequest, opts ...grpc.CallOption) (*GetSessionStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSessionStatsResponse)
+	err := c.cc.Invoke(ctx, SessionService_GetSessionStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SessionServiceServer is the server API for SessionService service.
 // All implementations must embed UnimplementedSessionServiceServer
 // for forward compatibility.
@@ -158,6 +202,17 @@ type SessionServiceServer interface {
 	// revision in ErrorInfo metadata "oldest_resumable_revision"). Progress heartbeats carry a
 	// revision that is a safe resume point. See docs/watch.md.
 	WatchSessions(*WatchSessionsRequest, grpc.ServerStreamingServer[WatchSessionsResponse]) error
+	// Records activity on a session: metadata.time.update, duration, and with a page_url a page
+	// view (activity.page_views, entry_page, exit_page). Re-opens an ended session (status
+	// "active" again, as Tracardi does), except one older than SESSION_MAX_DURATION:
+	// FAILED_PRECONDITION (reason SESSION_TOO_LONG), start a new session instead.
+	TouchSession(context.Context, *TouchSessionRequest) (*TouchSessionResponse, error)
+	// Moves every session of the source profiles to the target profile (profile.id), remembering
+	// where each came from (profile.merged_from) and numbering them after the target's sessions.
+	// Idempotent: a retry (also after a failure half-way) moves only what is left.
+	MergeProfiles(context.Context, *MergeProfilesRequest) (*MergeProfilesResponse, error)
+	// Counts sessions, grouped by one field, plus how many are online now.
+	GetSessionStats(context.Context, *GetSessionStatsRequest) (*GetSessionStatsResponse, error)
 	mustEmbedUnimplementedSessionServiceServer()
 }
 
@@ -185,6 +240,15 @@ func (UnimplementedSessionServiceServer) ListSessions(context.Context, *ListSess
 }
 func (UnimplementedSessionServiceServer) WatchSessions(*WatchSessionsRequest, grpc.ServerStreamingServer[WatchSessionsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchSessions not implemented")
+}
+func (UnimplementedSessionServiceServer) TouchSession(context.Context, *TouchSessionRequest) (*TouchSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TouchSession not implemented")
+}
+func (UnimplementedSessionServiceServer) MergeProfiles(context.Context, *MergeProfilesRequest) (*MergeProfilesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MergeProfiles not implemented")
+}
+func (UnimplementedSessionServiceServer) GetSessionStats(context.Context, *GetSessionStatsRequest) (*GetSessionStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSessionStats not implemented")
 }
 func (UnimplementedSessionServiceServer) mustEmbedUnimplementedSessionServiceServer() {}
 func (UnimplementedSessionServiceServer) testEmbeddedByValue()                        {}
@@ -308,6 +372,60 @@ func _SessionService_WatchSessions_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SessionService_WatchSessionsServer = grpc.ServerStreamingServer[WatchSessionsResponse]
 
+func _SessionService_TouchSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TouchSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionServiceServer).TouchSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SessionService_TouchSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionServiceServer).TouchSession(ctx, req.(*TouchSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SessionService_MergeProfiles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MergeProfilesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionServiceServer).MergeProfiles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SessionService_MergeProfiles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionServiceServer).MergeProfiles(ctx, req.(*MergeProfilesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SessionService_GetSessionStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSessionStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionServiceServer).GetSessionStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SessionService_GetSessionStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionServiceServer).GetSessionStats(ctx, req.(*GetSessionStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SessionService_ServiceDesc is the grpc.ServiceDesc for SessionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -334,6 +452,18 @@ var SessionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSessions",
 			Handler:    _SessionService_ListSessions_Handler,
+		},
+		{
+			MethodName: "TouchSession",
+			Handler:    _SessionService_TouchSession_Handler,
+		},
+		{
+			MethodName: "MergeProfiles",
+			Handler:    _SessionService_MergeProfiles_Handler,
+		},
+		{
+			MethodName: "GetSessionStats",
+			Handler:    _SessionService_GetSessionStats_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Session(_message.Message):
-    __slots__ = ("id", "metadata", "operation", "profile", "device", "os", "app", "utm", "context", "properties", "traits", "aux", "revision")
+    __slots__ = ("id", "metadata", "operation", "profile", "device", "os", "app", "utm", "context", "properties", "traits", "aux", "revision", "session_index", "previous_session_id", "activity", "merged_from_profile_ids")
     ID_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,10 @@ class Session(_message.Message):
     TRAITS_FIELD_NUMBER: _ClassVar[int]
     AUX_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    MERGED_FROM_PROFILE_IDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     metadata: SessionMetadata
     operation: Operation
@@ -38,7 +42,23 @@ class Session(_message.Message):
     traits: _struct_pb2.Struct
     aux: _struct_pb2.Struct
     revision: int
-    def __init__(self, id: _Optional[str] = ..., metadata: _Optional[_Union[SessionMetadata, _Mapping]] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., device: _Optional[_Union[Device, _Mapping]] = ..., os: _Optional[_Union[Os, _Mapping]] = ..., app: _Optional[_Union[App, _Mapping]] = ..., utm: _Optional[_Union[Utm, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., aux: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    session_index: int
+    previous_session_id: str
+    activity: Activity
+    merged_from_profile_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., metadata: _Optional[_Union[SessionMetadata, _Mapping]] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., device: _Optional[_Union[Device, _Mapping]] = ..., os: _Optional[_Union[Os, _Mapping]] = ..., app: _Optional[_Union[App, _Mapping]] = ..., utm: _Optional[_Union[Utm, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., aux: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., revision: _Optional[int] = ..., session_index: _Optional[int] = ..., previous_session_id: _Optional[str] = ..., activity: _Optional[_Union[Activity, _Mapping]] = ..., merged_from_profile_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Activity(_message.Message):
+    __slots__ = ("page_views", "entry_page", "exit_page", "end_reason")
+    PAGE_VIEWS_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_PAGE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_PAGE_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
+    page_views: int
+    entry_page: str
+    exit_page: str
+    end_reason: str
+    def __init__(self, page_views: _Optional[int] = ..., entry_page: _Optional[str] = ..., exit_page: _Optional[str] = ..., end_reason: _Optional[str] = ...) -> None: ...
 
 class SessionMetadata(_message.Message):
     __slots__ = ("time", "channel", "aux", "status")

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from session.v1 import session_pb2 as session_dot_v1_dot_session__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n session/v1/session_service.proto\x12\nsession.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18session/v1/session.proto\"v\n\x14\x43reateSessionRequest\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\x12\x12\n\nuser_agent\x18\x02 \x01(\t\x12\x10\n\x08page_url\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"=\n\x15\x43reateSessionResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\"\x1f\n\x11GetSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x12GetSessionResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\"\xc9\x01\n\x14UpdateSessionRequest\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1e\n\x11\x65xpected_revision\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nuser_agent\x18\x04 \x01(\t\x12\x10\n\x08page_url\x18\x05 \x01(\tB\x14\n\x12_expected_revision\"=\n\x15UpdateSessionResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\"X\n\x14\x44\x65leteSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1e\n\x11\x65xpected_revision\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_revision\")\n\x15\x44\x65leteSessionResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"\xd1\x01\n\x13ListSessionsRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12/\n\x0binsert_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tinsert_to\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"V\n\x14ListSessionsResponse\x12%\n\x08sessions\x18\x01 \x03(\x0b\x32\x13.session.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"O\n\x0bWatchFilter\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\"\xbc\x01\n\x14WatchSessionsRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.session.v1.WatchFilter\x12\x1b\n\x0e\x61\x66ter_revision\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0csend_initial\x18\x03 \x01(\x08\x12\x35\n\x12heartbeat_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x11\n\x0f_after_revision\"m\n\rSessionChange\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.session.v1.ChangeKind\x12$\n\x07session\x18\x02 \x01(\x0b\x32\x13.session.v1.Session\x12\x10\n\x08revision\x18\x03 \x01(\x03\"#\n\x0fInitialStateEnd\x12\x10\n\x08revision\x18\x01 \x01(\x03\"\x1c\n\x08Progress\x12\x10\n\x08revision\x18\x01 \x01(\x03\"\xb1\x01\n\x15WatchSessionsResponse\x12+\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x19.session.v1.SessionChangeH\x00\x12\x38\n\x11initial_state_end\x18\x02 \x01(\x0b\x32\x1b.session.v1.InitialStateEndH\x00\x12(\n\x08progress\x18\x03 \x01(\x0b\x32\x14.session.v1.ProgressH\x00\x42\x07\n\x05\x65vent*\xca\x01\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43HANGE_KIND_INITIAL\x10\x01\x12\x17\n\x13\x43HANGE_KIND_CREATED\x10\x02\x12\x17\n\x13\x43HANGE_KIND_UPDATED\x10\x03\x12\x17\n\x13\x43HANGE_KIND_DELETED\x10\x04\x12\x1e\n\x1a\x43HANGE_KIND_ENTERED_FILTER\x10\x05\x12\x1b\n\x17\x43HANGE_KIND_LEFT_FILTER\x10\x06\x32\x94\x04\n\x0eSessionService\x12T\n\rCreateSession\x12 .session.v1.CreateSessionRequest\x1a!.session.v1.CreateSessionResponse\x12P\n\nGetSession\x12\x1d.session.v1.GetSessionRequest\x1a\x1e.session.v1.GetSessionResponse\"\x03\x90\x02\x01\x12T\n\rUpdateSession\x12 .session.v1.UpdateSessionRequest\x1a!.session.v1.UpdateSessionResponse\x12T\n\rDeleteSession\x12 .session.v1.DeleteSessionRequest\x1a!.session.v1.DeleteSessionResponse\x12V\n\x0cListSessions\x12\x1f.session.v1.ListSessionsRequest\x1a .session.v1.ListSessionsResponse\"\x03\x90\x02\x01\x12V\n\rWatchSessions\x12 .session.v1.WatchSessionsRequest\x1a!.session.v1.WatchSessionsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n session/v1/session_service.proto\x12\nsession.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18session/v1/session.proto\"[\n\x13TouchSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08page_url\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x14TouchSessionResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\"M\n\x14MergeProfilesRequest\x12\x1a\n\x12source_profile_ids\x18\x01 \x03(\t\x12\x19\n\x11target_profile_id\x18\x02 \x01(\t\"J\n\x15MergeProfilesResponse\x12\x16\n\x0emoved_sessions\x18\x01 \x01(\x05\x12\x19\n\x11moved_session_ids\x18\x02 \x03(\t\"B\n\x0bStatsFilter\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\"\xca\x01\n\x16GetSessionStatsRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.session.v1.StatsFilter\x12*\n\x08group_by\x18\x02 \x01(\x0e\x32\x18.session.v1.StatsGroupBy\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\ronline_window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"5\n\nStatsGroup\x12\x10\n\x03key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x42\x06\n\x04_key\"\x95\x01\n\x17GetSessionStatsResponse\x12\r\n\x05total\x18\x01 \x01(\x03\x12&\n\x06groups\x18\x02 \x03(\x0b\x32\x16.session.v1.StatsGroup\x12\x12\n\nonline_now\x18\x03 \x01(\x03\x12/\n\x0b\x63omputed_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x14\x43reateSessionRequest\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\x12\x12\n\nuser_agent\x18\x02 \x01(\t\x12\x10\n\x08page_url\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"=\n\x15\x43reateSessionResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\"\x1f\n\x11GetSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x12GetSessionResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\"\xc9\x01\n\x14UpdateSessionRequest\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1e\n\x11\x65xpected_revision\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nuser_agent\x18\x04 \x01(\t\x12\x10\n\x08page_url\x18\x05 \x01(\tB\x14\n\x12_expected_revision\"=\n\x15UpdateSessionResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.session.v1.Session\"X\n\x14\x44\x65leteSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1e\n\x11\x65xpected_revision\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x14\n\x12_expected_revision\")\n\x15\x44\x65leteSessionResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"\xd1\x01\n\x13ListSessionsRequest\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12/\n\x0binsert_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tinsert_to\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"V\n\x14ListSessionsResponse\x12%\n\x08sessions\x18\x01 \x03(\x0b\x32\x13.session.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"O\n\x0bWatchFilter\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\"\xbc\x01\n\x14WatchSessionsRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.session.v1.WatchFilter\x12\x1b\n\x0e\x61\x66ter_revision\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0csend_initial\x18\x03 \x01(\x08\x12\x35\n\x12heartbeat_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x11\n\x0f_after_revision\"m\n\rSessionChange\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.session.v1.ChangeKind\x12$\n\x07session\x18\x02 \x01(\x0b\x32\x13.session.v1.Session\x12\x10\n\x08revision\x18\x03 \x01(\x03\"#\n\x0fInitialStateEnd\x12\x10\n\x08revision\x18\x01 \x01(\x03\"\x1c\n\x08Progress\x12\x10\n\x08revision\x18\x01 \x01(\x03\"\xb1\x01\n\x15WatchSessionsResponse\x12+\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x19.session.v1.SessionChangeH\x00\x12\x38\n\x11initial_state_end\x18\x02 \x01(\x0b\x32\x1b.session.v1.InitialStateEndH\x00\x12(\n\x08progress\x18\x03 \x01(\x0b\x32\x14.session.v1.ProgressH\x00\x42\x07\n\x05\x65vent*\xfe\x01\n\x0cStatsGroupBy\x12\x1e\n\x1aSTATS_GROUP_BY_UNSPECIFIED\x10\x00\x12\x1a\n\x16STATS_GROUP_BY_CHANNEL\x10\x01\x12\x19\n\x15STATS_GROUP_BY_STATUS\x10\x02\x12\x1e\n\x1aSTATS_GROUP_BY_DEVICE_TYPE\x10\x03\x12\x1a\n\x16STATS_GROUP_BY_OS_NAME\x10\x04\x12\x1b\n\x17STATS_GROUP_BY_APP_NAME\x10\x05\x12\x1f\n\x1bSTATS_GROUP_BY_COUNTRY_CODE\x10\x06\x12\x1d\n\x19STATS_GROUP_BY_UTM_SOURCE\x10\x07*\xca\x01\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43HANGE_KIND_INITIAL\x10\x01\x12\x17\n\x13\x43HANGE_KIND_CREATED\x10\x02\x12\x17\n\x13\x43HANGE_KIND_UPDATED\x10\x03\x12\x17\n\x13\x43HANGE_KIND_DELETED\x10\x04\x12\x1e\n\x1a\x43HANGE_KIND_ENTERED_FILTER\x10\x05\x12\x1b\n\x17\x43HANGE_KIND_LEFT_FILTER\x10\x06\x32\x9e\x06\n\x0eSessionService\x12T\n\rCreateSession\x12 .session.v1.CreateSessionRequest\x1a!.session.v1.CreateSessionResponse\x12P\n\nGetSession\x12\x1d.session.v1.GetSessionRequest\x1a\x1e.session.v1.GetSessionResponse\"\x03\x90\x02\x01\x12T\n\rUpdateSession\x12 .session.v1.UpdateSessionRequest\x1a!.session.v1.UpdateSessionResponse\x12T\n\rDeleteSession\x12 .session.v1.DeleteSessionRequest\x1a!.session.v1.DeleteSessionResponse\x12V\n\x0cListSessions\x12\x1f.session.v1.ListSessionsRequest\x1a .session.v1.ListSessionsResponse\"\x03\x90\x02\x01\x12V\n\rWatchSessions\x12 .session.v1.WatchSessionsRequest\x1a!.session.v1.WatchSessionsResponse0\x01\x12Q\n\x0cTouchSession\x12\x1f.session.v1.TouchSessionRequest\x1a .session.v1.TouchSessionResponse\x12T\n\rMergeProfiles\x12 .session.v1.MergeProfilesRequest\x1a!.session.v1.MergeProfilesResponse\x12_\n\x0fGetSessionStats\x12\".session.v1.GetSessionStatsRequest\x1a#.session.v1.GetSessionStatsResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,40 +39,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONSERVICE'].methods_by_name['GetSession']._serialized_options = b'\220\002\001'
   _globals['_SESSIONSERVICE'].methods_by_name['ListSessions']._loaded_options = None
   _globals['_SESSIONSERVICE'].methods_by_name['ListSessions']._serialized_options = b'\220\002\001'
-  _globals['_CHANGEKIND']._serialized_start=1780
-  _globals['_CHANGEKIND']._serialized_end=1982
-  _globals['_CREATESESSIONREQUEST']._serialized_start=173
-  _globals['_CREATESESSIONREQUEST']._serialized_end=291
-  _globals['_CREATESESSIONRESPONSE']._serialized_start=293
-  _globals['_CREATESESSIONRESPONSE']._serialized_end=354
-  _globals['_GETSESSIONREQUEST']._serialized_start=356
-  _globals['_GETSESSIONREQUEST']._serialized_end=387
-  _globals['_GETSESSIONRESPONSE']._serialized_start=389
-  _globals['_GETSESSIONRESPONSE']._serialized_end=447
-  _globals['_UPDATESESSIONREQUEST']._serialized_start=450
-  _globals['_UPDATESESSIONREQUEST']._serialized_end=651
-  _globals['_UPDATESESSIONRESPONSE']._serialized_start=653
-  _globals['_UPDATESESSIONRESPONSE']._serialized_end=714
-  _globals['_DELETESESSIONREQUEST']._serialized_start=716
-  _globals['_DELETESESSIONREQUEST']._serialized_end=804
-  _globals['_DELETESESSIONRESPONSE']._serialized_start=806
-  _globals['_DELETESESSIONRESPONSE']._serialized_end=847
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=850
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1059
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1061
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1147
-  _globals['_WATCHFILTER']._serialized_start=1149
-  _globals['_WATCHFILTER']._serialized_end=1228
-  _globals['_WATCHSESSIONSREQUEST']._serialized_start=1231
-  _globals['_WATCHSESSIONSREQUEST']._serialized_end=1419
-  _globals['_SESSIONCHANGE']._serialized_start=1421
-  _globals['_SESSIONCHANGE']._serialized_end=1530
-  _globals['_INITIALSTATEEND']._serialized_start=1532
-  _globals['_INITIALSTATEEND']._serialized_end=1567
-  _globals['_PROGRESS']._serialized_start=1569
-  _globals['_PROGRESS']._serialized_end=1597
-  _globals['_WATCHSESSIONSRESPONSE']._serialized_start=1600
-  _globals['_WATCHSESSIONSRESPONSE']._serialized_end=1777
-  _globals['_SESSIONSERVICE']._serialized_start=1985
-  _globals['_SESSIONSERVICE']._serialized_end=2517
+  _globals['_SESSIONSERVICE'].methods_by_name['GetSessionStats']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['GetSessionStats']._serialized_options = b'\220\002\001'
+  _globals['_STATSGROUPBY']._serialized_start=2570
+  _globals['_STATSGROUPBY']._serialized_end=2824
+  _globals['_CHANGEKIND']._serialized_start=2827
+  _globals['_CHANGEKIND']._serialized_end=3029
+  _globals['_TOUCHSESSIONREQUEST']._serialized_start=173
+  _globals['_TOUCHSESSIONREQUEST']._serialized_end=264
+  _globals['_TOUCHSESSIONRESPONSE']._serialized_start=266
+  _globals['_TOUCHSESSIONRESPONSE']._serialized_end=326
+  _globals['_MERGEPROFILESREQUEST']._serialized_start=328
+  _globals['_MERGEPROFILESREQUEST']._serialized_end=405
+  _globals['_MERGEPROFILESRESPONSE']._serialized_start=407
+  _globals['_MERGEPROFILESRESPONSE']._serialized_end=481
+  _globals['_STATSFILTER']._serialized_start=483
+  _globals['_STATSFILTER']._serialized_end=549
+  _globals['_GETSESSIONSTATSREQUEST']._serialized_start=552
+  _globals['_GETSESSIONSTATSREQUEST']._serialized_end=754
+  _globals['_STATSGROUP']._serialized_start=756
+  _globals['_STATSGROUP']._serialized_end=809
+  _globals['_GETSESSIONSTATSRESPONSE']._serialized_start=812
+  _globals['_GETSESSIONSTATSRESPONSE']._serialized_end=961
+  _globals['_CREATESESSIONREQUEST']._serialized_start=963
+  _globals['_CREATESESSIONREQUEST']._serialized_end=1081
+  _globals['_CREATESESSIONRESPONSE']._serialized_start=1083
+  _globals['_CREATESESSIONRESPONSE']._serialized_end=1144
+  _globals['_GETSESSIONREQUEST']._serialized_start=1146
+  _globals['_GETSESSIONREQUEST']._serialized_end=1177
+  _globals['_GETSESSIONRESPONSE']._serialized_start=1179
+  _globals['_GETSESSIONRESPONSE']._serialized_end=1237
+  _globals['_UPDATESESSIONREQUEST']._serialized_start=1240
+  _globals['_UPDATESESSIONREQUEST']._serialized_end=1441
+  _globals['_UPDATESESSIONRESPONSE']._serialized_start=1443
+  _globals['_UPDATESESSIONRESPONSE']._serialized_end=1504
+  _globals['_DELETESESSIONREQUEST']._serialized_start=1506
+  _globals['_DELETESESSIONREQUEST']._serialized_end=1594
+  _globals['_DELETESESSIONRESPONSE']._serialized_start=1596
+  _globals['_DELETESESSIONRESPONSE']._serialized_end=1637
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1640
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1849
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1851
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1937
+  _globals['_WATCHFILTER']._serialized_start=1939
+  _globals['_WATCHFILTER']._serialized_end=2018
+  _globals['_WATCHSESSIONSREQUEST']._serialized_start=2021
+  _globals['_WATCHSESSIONSREQUEST']._serialized_end=2209
+  _globals['_SESSIONCHANGE']._serialized_start=2211
+  _globals['_SESSIONCHANGE']._serialized_end=2320
+  _globals['_INITIALSTATEEND']._serialized_start=2322
+  _globals['_INITIALSTATEEND']._serialized_end=2357
+  _globals['_PROGRESS']._serialized_start=2359
+  _globals['_PROGRESS']._serialized_end=2387
+  _globals['_WATCHSESSIONSRESPONSE']._serialized_start=2390
+  _globals['_WATCHSESSIONSRESPONSE']._serialized_end=2567
+  _globals['_SESSIONSERVICE']._serialized_start=3032
+  _globals['_SESSIONSERVICE']._serialized_end=3830
 # @@protoc_insertion_point(module_scope)

@@ -13,6 +13,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class StatsGroupBy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATS_GROUP_BY_UNSPECIFIED: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_CHANNEL: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_STATUS: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_DEVICE_TYPE: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_OS_NAME: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_APP_NAME: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_COUNTRY_CODE: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_UTM_SOURCE: _ClassVar[StatsGroupBy]
+
 class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CHANGE_KIND_UNSPECIFIED: _ClassVar[ChangeKind]
@@ -22,6 +33,14 @@ class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANGE_KIND_DELETED: _ClassVar[ChangeKind]
     CHANGE_KIND_ENTERED_FILTER: _ClassVar[ChangeKind]
     CHANGE_KIND_LEFT_FILTER: _ClassVar[ChangeKind]
+STATS_GROUP_BY_UNSPECIFIED: StatsGroupBy
+STATS_GROUP_BY_CHANNEL: StatsGroupBy
+STATS_GROUP_BY_STATUS: StatsGroupBy
+STATS_GROUP_BY_DEVICE_TYPE: StatsGroupBy
+STATS_GROUP_BY_OS_NAME: StatsGroupBy
+STATS_GROUP_BY_APP_NAME: StatsGroupBy
+STATS_GROUP_BY_COUNTRY_CODE: StatsGroupBy
+STATS_GROUP_BY_UTM_SOURCE: StatsGroupBy
 CHANGE_KIND_UNSPECIFIED: ChangeKind
 CHANGE_KIND_INITIAL: ChangeKind
 CHANGE_KIND_CREATED: ChangeKind
@@ -29,6 +48,80 @@ CHANGE_KIND_UPDATED: ChangeKind
 CHANGE_KIND_DELETED: ChangeKind
 CHANGE_KIND_ENTERED_FILTER: ChangeKind
 CHANGE_KIND_LEFT_FILTER: ChangeKind
+
+class TouchSessionRequest(_message.Message):
+    __slots__ = ("id", "page_url", "at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    page_url: str
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., page_url: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TouchSessionResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: _session_pb2.Session
+    def __init__(self, session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ...) -> None: ...
+
+class MergeProfilesRequest(_message.Message):
+    __slots__ = ("source_profile_ids", "target_profile_id")
+    SOURCE_PROFILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    source_profile_ids: _containers.RepeatedScalarFieldContainer[str]
+    target_profile_id: str
+    def __init__(self, source_profile_ids: _Optional[_Iterable[str]] = ..., target_profile_id: _Optional[str] = ...) -> None: ...
+
+class MergeProfilesResponse(_message.Message):
+    __slots__ = ("moved_sessions", "moved_session_ids")
+    MOVED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    MOVED_SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    moved_sessions: int
+    moved_session_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, moved_sessions: _Optional[int] = ..., moved_session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StatsFilter(_message.Message):
+    __slots__ = ("profile_id", "status", "channel")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    status: str
+    channel: str
+    def __init__(self, profile_id: _Optional[str] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
+
+class GetSessionStatsRequest(_message.Message):
+    __slots__ = ("filter", "group_by", "since", "online_window")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    filter: StatsFilter
+    group_by: StatsGroupBy
+    since: _timestamp_pb2.Timestamp
+    online_window: _duration_pb2.Duration
+    def __init__(self, filter: _Optional[_Union[StatsFilter, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., online_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class StatsGroup(_message.Message):
+    __slots__ = ("key", "count")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    count: int
+    def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class GetSessionStatsResponse(_message.Message):
+    __slots__ = ("total", "groups", "online_now", "computed_at")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_NOW_FIELD_NUMBER: _ClassVar[int]
+    COMPUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    groups: _containers.RepeatedCompositeFieldContainer[StatsGroup]
+    online_now: int
+    computed_at: _timestamp_pb2.Timestamp
+    def __init__(self, total: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[StatsGroup, _Mapping]]] = ..., online_now: _Optional[int] = ..., computed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
     __slots__ = ("session", "user_agent", "page_url", "request_id")

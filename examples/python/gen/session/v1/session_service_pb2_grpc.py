@@ -68,6 +68,21 @@ class SessionServiceStub:
                 request_serializer=session_dot_v1_dot_session__service__pb2.WatchSessionsRequest.SerializeToString,
                 response_deserializer=session_dot_v1_dot_session__service__pb2.WatchSessionsResponse.FromString,
                 _registered_method=True)
+        self.TouchSession = channel.unary_unary(
+                '/session.v1.SessionService/TouchSession',
+                request_serializer=session_dot_v1_dot_session__service__pb2.TouchSessionRequest.SerializeToString,
+                response_deserializer=session_dot_v1_dot_session__service__pb2.TouchSessionResponse.FromString,
+                _registered_method=True)
+        self.MergeProfiles = channel.unary_unary(
+                '/session.v1.SessionService/MergeProfiles',
+                request_serializer=session_dot_v1_dot_session__service__pb2.MergeProfilesRequest.SerializeToString,
+                response_deserializer=session_dot_v1_dot_session__service__pb2.MergeProfilesResponse.FromString,
+                _registered_method=True)
+        self.GetSessionStats = channel.unary_unary(
+                '/session.v1.SessionService/GetSessionStats',
+                request_serializer=session_dot_v1_dot_session__service__pb2.GetSessionStatsRequest.SerializeToString,
+                response_deserializer=session_dot_v1_dot_session__service__pb2.GetSessionStatsResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -124,6 +139,32 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TouchSession(self, request, context):
+        """Records activity on a session: metadata.time.update, duration, and with a page_url a page
+        view (activity.page_views, entry_page, exit_page). Re-opens an ended session (status
+        "active" again, as Tracardi does), except one older than SESSION_MAX_DURATION:
+        FAILED_PRECONDITION (reason SESSION_TOO_LONG), start a new session instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergeProfiles(self, request, context):
+        """Moves every session of the source profiles to the target profile (profile.id), remembering
+        where each came from (profile.merged_from) and numbering them after the target's sessions.
+        Idempotent: a retry (also after a failure half-way) moves only what is left.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSessionStats(self, request, context):
+        """Counts sessions, grouped by one field, plus how many are online now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +197,21 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.WatchSessions,
                     request_deserializer=session_dot_v1_dot_session__service__pb2.WatchSessionsRequest.FromString,
                     response_serializer=session_dot_v1_dot_session__service__pb2.WatchSessionsResponse.SerializeToString,
+            ),
+            'TouchSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.TouchSession,
+                    request_deserializer=session_dot_v1_dot_session__service__pb2.TouchSessionRequest.FromString,
+                    response_serializer=session_dot_v1_dot_session__service__pb2.TouchSessionResponse.SerializeToString,
+            ),
+            'MergeProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeProfiles,
+                    request_deserializer=session_dot_v1_dot_session__service__pb2.MergeProfilesRequest.FromString,
+                    response_serializer=session_dot_v1_dot_session__service__pb2.MergeProfilesResponse.SerializeToString,
+            ),
+            'GetSessionStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSessionStats,
+                    request_deserializer=session_dot_v1_dot_session__service__pb2.GetSessionStatsRequest.FromString,
+                    response_serializer=session_dot_v1_dot_session__service__pb2.GetSessionStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -324,6 +380,87 @@ class SessionService:
             '/session.v1.SessionService/WatchSessions',
             session_dot_v1_dot_session__service__pb2.WatchSessionsRequest.SerializeToString,
             session_dot_v1_dot_session__service__pb2.WatchSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TouchSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/session.v1.SessionService/TouchSession',
+            session_dot_v1_dot_session__service__pb2.TouchSessionRequest.SerializeToString,
+            session_dot_v1_dot_session__service__pb2.TouchSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/session.v1.SessionService/MergeProfiles',
+            session_dot_v1_dot_session__service__pb2.MergeProfilesRequest.SerializeToString,
+            session_dot_v1_dot_session__service__pb2.MergeProfilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSessionStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/session.v1.SessionService/GetSessionStats',
+            session_dot_v1_dot_session__service__pb2.GetSessionStatsRequest.SerializeToString,
+            session_dot_v1_dot_session__service__pb2.GetSessionStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
