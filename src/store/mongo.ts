@@ -32,7 +32,13 @@
 // the other order, which the log's outcome walk absorbs.
 //
 // Within one process, writers of the same session take turns and reservations are inserted one
-// at a time, so claims and numbers only collide between processes.
+// batch at a time, so claims and numbers only collide between processes.
+//
+// Creates are group-committed: those issued in the same event-loop turn take their visit
+// numbers, revisions, documents and outcomes with one insertMany per collection (ordered for the
+// numbers, so a collision with another process keeps the prefix that was taken; unordered for
+// the documents, so a duplicate id fails alone). FerretDB commits every write on its own (about
+// 5 ms each on the test machine), so this is what makes a create cost about one insert.
 //
 // Only inserts decide anything (reservations, claims, outcomes): that is what makes the same
 // code correct on FerretDB, where updates are not atomic (below). No transactions, no change
@@ -69,6 +75,7 @@
 import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
+  MongoBulkWriteError,
   MongoClient,
   MongoError,
   MongoNetworkError,
@@ -170,6 +177,23 @@ interface TrimMark {
   /** revId(revision): the log was trimmed up to there. */
   _id: string;
   at: Date;
+}
+
+/** A create waiting for the next group commit (flushCreates). */
+interface PendingCreate {
+  doc: SessionDoc;
+  requestId?: string;
+  visitIn?: string;
+  call: Call;
+  resolve(result: CreateResult): void;
+  reject(error: unknown): void;
+}
+
+/** A visit number taken: its claim's `_id`, the number, the previous visit's session. */
+interface VisitTaken {
+  claim: string;
+  index: number;
+  previous: string | null;
 }
 
 /** A visit claim (see the header). */
@@ -577,6 +601,8 @@ export class MongoSessionStore implements SessionStore {
   private readonly sessionTurns = new Map<string, Promise<void>>();
   /** Per profile, the last visit number this process took (a start for the next search; LRU). */
   private readonly visitHints = new Map<string, { index: number; sessionId: string }>();
+  /** Creates waiting for the next group commit (flushCreates). */
+  private pendingCreates: PendingCreate[] = [];
   /** Recent revisions this process recorded as committed (their outcome exists). */
   private readonly committedHere = new Set<number>();
 
@@ -642,35 +668,112 @@ export class MongoSessionStore implements SessionStore {
         const replay = await this.findByRequestId(requestId, call);
         if (replay) return replay;
       }
-      let visit: { claim: string; index: number; previous: string | null } | undefined;
-      if (options.numberVisitIn !== undefined) {
-        // A taken id would waste a number (its claim stays, void): look first. Only a create
-        // of the same id racing this one can still get past this and void a number.
-        if (await this.sessions.findOne({ _id: doc.id }, { ...call.opts, projection: { _id: 1 } })) throw new AlreadyExistsError(doc.id);
-        visit = await this.claimVisit(options.numberVisitIn, doc.id, call);
-      }
-      const revision = (await this.reserve(call, { id: doc.id, kind: "created" }))!;
-      const stored = toStoredDocument(visit ? { ...doc, session_index: visit.index, previous_session_id: visit.previous } : doc, revision, requestId, this.ferret);
-      try {
-        await this.sessions.insertOne(stored, call.opts);
-      } catch (err) {
-        if (isUncertain(err, call)) {
-          this.settleLater(revision, call);
-          throw err;
-        }
-        await this.abort(revision, call);
-        if (visit) await this.voidVisit(visit.claim, call);
-        if (!isDuplicateKey(err)) throw err;
-        // FerretDB does not say which key collided: the request_id (a concurrent replay) or _id.
-        if (requestId !== undefined) {
-          const replay = await this.findByRequestId(requestId, call);
-          if (replay) return replay;
-        }
-        throw new AlreadyExistsError(doc.id);
-      }
-      await this.commit(revision, { id: doc.id, kind: "created" }, stored, null, call);
-      return { session: fromStoredDocument(stored), created: true };
+      // Joins the creates issued in the same event-loop turn (see flushCreates); the caller
+      // stops waiting at its own deadline, whatever the batch does.
+      const created = new Promise<CreateResult>((resolve, reject) => {
+        this.pendingCreates.push({ doc: deepCopy(doc), requestId, visitIn: options.numberVisitIn, call, resolve, reject });
+        if (this.pendingCreates.length === 1) setImmediate(() => void this.flushCreates());
+      });
+      return untilAborted(created, call.signal);
     });
+  }
+
+  /**
+   * Group commit of creates: the creates queued in one event-loop turn take their visit numbers,
+   * revisions, session documents and change-log outcomes with one insertMany each, instead of
+   * one insert each (a database that commits every write on its own, like FerretDB, spends most
+   * of a create's time per write, not per document). The steps and their guarantees are those of
+   * a single create (see the header); a document that fails (duplicate id or request_id) fails
+   * alone, an uncertain outcome (connection lost, deadline) fails the whole batch.
+   */
+  private async flushCreates(): Promise<void> {
+    const batch = this.pendingCreates.filter((p) => !p.call.signal.aborted);
+    this.pendingCreates = [];
+    if (batch.length === 0) return;
+    const budget = Math.max(...batch.map((p) => p.call.end - Date.now()));
+    if (budget <= 0 || this.closed) {
+      for (const p of batch) p.reject(new StoreUnavailableError("the deadline passed before the create could run"));
+      return;
+    }
+    const call = new Call(budget);
+    try {
+      await this.createBatch(batch, call);
+    } catch (err) {
+      // Members already settled keep their result (a promise settles once).
+      const error = toStoreError(err, call);
+      for (const p of batch) p.reject(error);
+    } finally {
+      call.done();
+    }
+  }
+
+  private async createBatch(batch: PendingCreate[], call: Call): Promise<void> {
+    // 1. Visit numbers, per profile (a profile's creates take consecutive numbers).
+    const visits = new Map<PendingCreate, VisitTaken>();
+    const byProfile = new Map<string, PendingCreate[]>();
+    for (const p of batch) if (p.visitIn !== undefined) byProfile.set(p.visitIn, [...(byProfile.get(p.visitIn) ?? []), p]);
+    await Promise.all(
+      [...byProfile].map(async ([profileId, members]) => {
+        const taken = await this.claimVisits(profileId, members.map((m) => m.doc.id), call);
+        members.forEach((m, i) => visits.set(m, taken[i]!));
+      }),
+    );
+    // 2. Revisions, in batch order.
+    const revisions = await this.serially(call, () => this.insertReservations(batch.map((p) => ({ id: p.doc.id, kind: "created" as const })), call));
+    // 3. The sessions; one failing (a duplicate key) fails alone.
+    const stored = batch.map((p, i) => {
+      const v = visits.get(p);
+      const doc = v ? { ...p.doc, session_index: v.index, previous_session_id: v.previous } : p.doc;
+      return toStoredDocument(doc, revisions[i]!, p.requestId, this.ferret);
+    });
+    const failed = new Map<number, unknown>();
+    try {
+      await this.sessions.insertMany(stored, { ...call.opts, ordered: false });
+    } catch (err) {
+      if (!(err instanceof MongoBulkWriteError) || isUncertain(err, call)) {
+        for (const r of revisions) this.settleLater(r, call);
+        throw err;
+      }
+      const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+      for (const we of errors) failed.set(we.index, we.code === 11000 ? "duplicate" : new Error(`insert failed: ${we.errmsg ?? we.code}`));
+    }
+    // 4. The outcomes: committed, or aborted for those not written.
+    const outcomes: Outcome[] = batch.map((p, i) =>
+      failed.has(i)
+        ? { _id: revId(revisions[i]!), at: new Date(), id: p.doc.id, kind: "created", aborted: true }
+        : { _id: revId(revisions[i]!), at: new Date(), id: p.doc.id, kind: "created", doc: logDoc(stored[i]!, revisions[i]!), before: null },
+    );
+    try {
+      await this.changes.insertMany(outcomes, { ...call.opts, ordered: false });
+    } catch (err) {
+      // The sessions are written; a revision whose outcome is missing is resolved by readers
+      // from the session's state (resolve()), as after a crash.
+      this.options.log?.warn("recording created changes failed; they are resolved later", { error: String(err) });
+    }
+    let committed = false;
+    for (let i = 0; i < batch.length; i++) {
+      if (failed.has(i)) continue;
+      this.committedHere.add(revisions[i]!);
+      committed = true;
+      batch[i]!.resolve({ session: fromStoredDocument(stored[i]!), created: true });
+    }
+    while (this.committedHere.size > 10_000) this.committedHere.delete(this.committedHere.values().next().value!);
+    if (committed) this.notify();
+    // 5. The failed ones: their numbers become void; a duplicate is a replay or ALREADY_EXISTS.
+    for (const [i, why] of failed) {
+      const p = batch[i]!;
+      try {
+        const v = visits.get(p);
+        if (v) await this.voidVisit(v.claim, call);
+        if (why !== "duplicate") throw why;
+        // FerretDB does not say which key collided: the request_id (a concurrent replay) or _id.
+        const replay = p.requestId === undefined ? null : await this.findByRequestId(p.requestId, call);
+        if (replay) p.resolve(replay);
+        else p.reject(new AlreadyExistsError(p.doc.id));
+      } catch (err) {
+        p.reject(toStoreError(err, call));
+      }
+    }
   }
 
   async get(id: string, options: CallOptions = {}): Promise<SessionDoc> {
@@ -685,7 +788,7 @@ export class MongoSessionStore implements SessionStore {
     const visitIn = options.numberVisitIn;
     return this.run(options, async (call) => {
       // Taken once, when the session is ours to write (reservation held), kept across retries.
-      let visit: { claim: string; index: number; previous: string | null } | undefined;
+      let visit: VisitTaken | undefined;
       try {
         return await this.modify(id, "updated", options.expectedRevision, call, async (from, revision) => {
           const update = patchToUpdate(patch, revision, this.ferret);
@@ -1016,6 +1119,27 @@ export class MongoSessionStore implements SessionStore {
     return result;
   }
 
+  /**
+   * Reservations without claim keys (creates) for several writes: one ordered insertMany of the
+   * next numbers; those another process took first are taken one at a time.
+   */
+  private async insertReservations(fields: Array<Omit<Reservation, "_id" | "at" | "key">>, call: Call): Promise<number[]> {
+    if (fields.length === 1) return [(await this.insertReservation(call, fields[0]!))!];
+    const first = this.lastReserved > 0 ? this.lastReserved + 1 : await this.firstFree(await this.trimmedThrough(call), call);
+    const docs: Reservation[] = fields.map((f, i) => ({ _id: revId(first + i), at: new Date(), ...f }));
+    let inserted = docs.length;
+    try {
+      await this.revisions.insertMany(docs, { ...call.opts, ordered: true });
+    } catch (err) {
+      if (!(err instanceof MongoBulkWriteError) || err.code !== 11000) throw err;
+      inserted = err.result.insertedCount;
+    }
+    const numbers = docs.slice(0, inserted).map((_, i) => first + i);
+    if (inserted > 0) this.lastReserved = first + inserted - 1;
+    for (const f of fields.slice(inserted)) numbers.push((await this.insertReservation(call, f))!);
+    return numbers;
+  }
+
   /** Inserts the reservation with the next free number; null when its claim key is taken. */
   private async insertReservation(call: Call, fields: Omit<Reservation, "_id" | "at">): Promise<number | null> {
     let candidate = this.lastReserved > 0 ? this.lastReserved + 1 : await this.firstFree(await this.trimmedThrough(call), call);
@@ -1050,7 +1174,7 @@ export class MongoSessionStore implements SessionStore {
    * Takes the next visit number of `profileId` for `sessionId` (see the header): the first
    * number without a claim, by `_id` lookups; a duplicate means another writer took it first.
    */
-  private async claimVisit(profileId: string, sessionId: string, call: Call): Promise<{ claim: string; index: number; previous: string | null }> {
+  private async claimVisit(profileId: string, sessionId: string, call: Call): Promise<VisitTaken> {
     const claimed = async (n: number) =>
       (await this.visits.findOne({ _id: visitId(profileId, n) }, { ...call.opts, projection: { _id: 1 } })) !== null;
     // The last number this process took for the profile: numbers are contiguous, so it is a
@@ -1067,9 +1191,7 @@ export class MongoSessionStore implements SessionStore {
         index = await firstFreeAfter(index, claimed);
       }
     }
-    this.visitHints.delete(profileId);
-    this.visitHints.set(profileId, { index, sessionId });
-    if (this.visitHints.size > MAX_VISIT_HINTS) this.visitHints.delete(this.visitHints.keys().next().value!);
+    this.rememberVisit(profileId, index, sessionId);
     // The previous visit: known when this process took the number before (and kept it).
     if (hint && hint.index === index - 1) return { claim: visitId(profileId, index), index, previous: hint.sessionId };
     let previous: string | null = null;
@@ -1081,6 +1203,43 @@ export class MongoSessionStore implements SessionStore {
       }
     }
     return { claim: visitId(profileId, index), index, previous };
+  }
+
+  /**
+   * Takes consecutive visit numbers of `profileId` for `sessionIds`, in order: one ordered
+   * insertMany from the number after this process's last one; whatever another process took
+   * first is taken one at a time (claimVisit).
+   */
+  private async claimVisits(profileId: string, sessionIds: string[], call: Call): Promise<VisitTaken[]> {
+    const hint = this.visitHints.get(profileId);
+    if (!hint || sessionIds.length === 1) {
+      const taken: VisitTaken[] = [];
+      for (const id of sessionIds) taken.push(await this.claimVisit(profileId, id, call));
+      return taken;
+    }
+    const first = hint.index + 1;
+    const claims = sessionIds.map((id, i) => ({ _id: visitId(profileId, first + i), profile_id: profileId, index: first + i, session_id: id, at: new Date() }));
+    let inserted = claims.length;
+    try {
+      await this.visits.insertMany(claims, { ...call.opts, ordered: true });
+    } catch (err) {
+      if (!(err instanceof MongoBulkWriteError) || err.code !== 11000) throw err;
+      inserted = err.result.insertedCount; // ordered: the claims before the duplicate
+    }
+    const taken: VisitTaken[] = claims.slice(0, inserted).map((c, i) => ({
+      claim: c._id,
+      index: c.index,
+      previous: i === 0 ? hint.sessionId : claims[i - 1]!.session_id,
+    }));
+    if (inserted > 0) this.rememberVisit(profileId, claims[inserted - 1]!.index, claims[inserted - 1]!.session_id);
+    for (const id of sessionIds.slice(inserted)) taken.push(await this.claimVisit(profileId, id, call));
+    return taken;
+  }
+
+  private rememberVisit(profileId: string, index: number, sessionId: string): void {
+    this.visitHints.delete(profileId);
+    this.visitHints.set(profileId, { index, sessionId });
+    if (this.visitHints.size > MAX_VISIT_HINTS) this.visitHints.delete(this.visitHints.keys().next().value!);
   }
 
   private async voidVisit(claim: string, call: Call): Promise<void> {

@@ -63,9 +63,9 @@ export interface CreateOptions extends CallOptions {
 // `previous_session_id` to the id of the session that took the number before it (null for 1),
 // in the same atomic write. Numbers of one profile are unique and increasing in the order they
 // are taken, also when several processes share the store: two writes never get the same number.
-// A number is taken only by a write that succeeds, except after a failure the adapter cannot
-// undo (the store lost mid-write, a crash, on MongoDB two creates of one id racing): then that
-// number stays unused (a gap), and previous_session_id skips it.
+// Numbers are contiguous unless a write fails after taking its number (a duplicate id, the
+// store lost mid-write, a crash): then that number may stay unused (a gap), and
+// previous_session_id skips it. A replayed requestId takes no number.
 
 
 export interface CreateResult {

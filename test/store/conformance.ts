@@ -717,13 +717,37 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
         expect(byIndex.get(1)!.previous_session_id).toBeNull();
       });
 
-      it("takes no number for a replayed requestId or a duplicate id", async () => {
+      it("takes no number for a replayed requestId; after a duplicate id the chain skips any number it took", async () => {
         await store.create(fullDoc("v-r1", at(0), { profileId: "pr" }), { numberVisitIn: "pr", requestId: "req-v" });
         const replay = await store.create(fullDoc("v-r1-again", at(1), { profileId: "pr" }), { numberVisitIn: "pr", requestId: "req-v" });
         expect(visit(replay.session)).toEqual(["v-r1", 1, null]);
-        expect(await rejection(store.create(fullDoc("v-r1", at(2), { profileId: "pr" }), { numberVisitIn: "pr" }))).toBeInstanceOf(AlreadyExistsError);
-        const next = await store.create(fullDoc("v-r2", at(3), { profileId: "pr" }), { numberVisitIn: "pr" });
+        const next = await store.create(fullDoc("v-r2", at(2), { profileId: "pr" }), { numberVisitIn: "pr" });
         expect(visit(next.session)).toEqual(["v-r2", 2, "v-r1"]);
+        // A failed create may leave its number unused (the port allows gaps), never a wrong chain.
+        expect(await rejection(store.create(fullDoc("v-r1", at(3), { profileId: "pr" }), { numberVisitIn: "pr" }))).toBeInstanceOf(AlreadyExistsError);
+        const after = await store.create(fullDoc("v-r3", at(4), { profileId: "pr" }), { numberVisitIn: "pr" });
+        expect(after.session.session_index).toBeGreaterThan(2);
+        expect(after.session.previous_session_id).toBe("v-r2");
+      });
+
+      it("numbers the creates of one profile issued together (one group commit) in order", async () => {
+        const results = await Promise.all(
+          ["v-g0", "v-g1", "v-g2", "v-g3"].map((id, i) => store.create(fullDoc(id, at(i), { profileId: "pg" }), { numberVisitIn: "pg" })),
+        );
+        const chain = results.map((r) => r.session).sort((a, b) => a.session_index - b.session_index);
+        expect(chain.map((s) => s.session_index)).toEqual([1, 2, 3, 4]);
+        for (let i = 1; i < chain.length; i++) expect(chain[i]!.previous_session_id).toBe(chain[i - 1]!.id);
+        // Twice more together, now that the store has seen the profile.
+        const more = await Promise.all(
+          ["v-g4", "v-g5", "v-g6"].map((id, i) => store.create(fullDoc(id, at(10 + i), { profileId: "pg" }), { numberVisitIn: "pg" })),
+        );
+        const next = more.map((r) => r.session).sort((a, b) => a.session_index - b.session_index);
+        expect(next.map((s) => [s.session_index, s.previous_session_id])).toEqual([
+          [5, chain[3]!.id],
+          [6, next[0]!.id],
+          [7, next[1]!.id],
+        ]);
+        for (const s of next) expect(await store.get(s.id)).toStrictEqual(s);
       });
 
       it("numbers a session anew in the profile an update moves it to, atomically with the patch", async () => {
