@@ -601,8 +601,9 @@ export class MongoSessionStore implements SessionStore {
   private readonly sessionTurns = new Map<string, Promise<void>>();
   /** Per profile, the last visit number this process took (a start for the next search; LRU). */
   private readonly visitHints = new Map<string, { index: number; sessionId: string }>();
-  /** Creates waiting for the next group commit (flushCreates). */
+  /** Creates waiting for the next group commit (flushCreates), and whether one is running. */
   private pendingCreates: PendingCreate[] = [];
+  private creating = false;
   /** Recent revisions this process recorded as committed (their outcome exists). */
   private readonly committedHere = new Set<number>();
 
@@ -672,7 +673,7 @@ export class MongoSessionStore implements SessionStore {
       // stops waiting at its own deadline, whatever the batch does.
       const created = new Promise<CreateResult>((resolve, reject) => {
         this.pendingCreates.push({ doc: deepCopy(doc), requestId, visitIn: options.numberVisitIn, call, resolve, reject });
-        if (this.pendingCreates.length === 1) setImmediate(() => void this.flushCreates());
+        if (this.pendingCreates.length === 1 && !this.creating) setImmediate(() => void this.flushCreates());
       });
       return untilAborted(created, call.signal);
     });
@@ -687,9 +688,22 @@ export class MongoSessionStore implements SessionStore {
    * alone, an uncertain outcome (connection lost, deadline) fails the whole batch.
    */
   private async flushCreates(): Promise<void> {
+    // One batch at a time: the creates that arrive meanwhile form the next one (the batch size
+    // follows the load), and a profile's numbers are not contended by two batches of this process.
+    if (this.creating) return;
     const batch = this.pendingCreates.filter((p) => !p.call.signal.aborted);
     this.pendingCreates = [];
     if (batch.length === 0) return;
+    this.creating = true;
+    try {
+      await this.runCreateBatch(batch);
+    } finally {
+      this.creating = false;
+      if (this.pendingCreates.length > 0) setImmediate(() => void this.flushCreates());
+    }
+  }
+
+  private async runCreateBatch(batch: PendingCreate[]): Promise<void> {
     const budget = Math.max(...batch.map((p) => p.call.end - Date.now()));
     if (budget <= 0 || this.closed) {
       for (const p of batch) p.reject(new StoreUnavailableError("the deadline passed before the create could run"));
