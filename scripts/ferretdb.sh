@@ -6,6 +6,10 @@
 # DIR holds the SQLite files, FerretDB's state, ferretdb.log, ferretdb.pid and ferretdb.port.
 # Without PORT a free loopback port is picked; with PORT (a restart) that port is reused.
 # FERRETDB_OWNER_PID=PID (optional): stop FerretDB when that process exits (see watch_owner).
+# FERRETDB_STOCK=1 (optional): run FerretDB exactly as `go install` builds it, without the one-line
+#   `_id` index patch (see patched_binary); much slower on large collections.
+# FERRETDB_SYNCHRONOUS=NORMAL|FULL|OFF (optional, default NORMAL): SQLite's synchronous pragma
+#   (see start). FULL is SQLite's and FerretDB's own default.
 # Idempotent and quiet: prints only the URI, and errors on stderr.
 set -euo pipefail
 
@@ -16,7 +20,9 @@ usage() { echo "usage: scripts/ferretdb.sh start DIR [PORT] | stop DIR | uri DIR
 cmd="${1:-}"; dir_arg="${2:-}"; port_arg="${3:-}"
 [[ -n "$cmd" && -n "$dir_arg" ]] || usage
 
-# The binary: built once by scripts/tools.sh into the shared tool cache.
+# The binary: the `go install` build of scripts/tools.sh (cached in the shared tool cache), from
+# whose module source a patched copy is built once next to it (patched_binary). FERRETDB_STOCK=1
+# uses the `go install` build itself.
 ferretdb_bin() {
   local tools_dir bin
   tools_dir="$("$here/tools.sh" --print-dir)"
@@ -25,35 +31,87 @@ ferretdb_bin() {
     die "FerretDB is not built yet and Go is not installed. Install Go >= 1.22 (https://go.dev/dl/) so that scripts/tools.sh can build FerretDB, or point the tests at an existing MongoDB server with MONGODB_URI=mongodb://HOST:PORT/"
   fi
   "$here/tools.sh" ferretdb >/dev/null || die "building FerretDB with scripts/tools.sh failed (see above)"
-  if ! "$bin" --version >/dev/null 2>&1; then
-    repair_binary "$tools_dir" "$bin"
+  if [[ "${FERRETDB_STOCK:-}" == 1 ]]; then
+    if ! "$bin" --version >/dev/null 2>&1; then
+      repair_binary "$tools_dir" "$bin"
+    fi
+    echo "$bin"
+  else
+    patched_binary "$tools_dir"
   fi
-  echo "$bin"
 }
 
-# `go install module@version` builds FerretDB without build/version/version.txt (a generated file
-# that is not part of the module zip), and such a binary panics at start-up with
-# "Invalid build/version/version.txt file content". Rebuild it once from the same module source
-# with that file written, and replace the cached binary atomically (same version, same path).
-repair_binary() {
-  local tools_dir="$1" bin="$2" module version src work
-  command -v go >/dev/null 2>&1 || die "$bin does not run and Go is not installed to rebuild it; install Go >= 1.22 (https://go.dev/dl/) or set MONGODB_URI"
+# Copies the FerretDB module source of the cached version into a new directory (printed), with
+# build/version/version.txt written: `go install module@version` builds FerretDB without that
+# generated file (it is not part of the module zip), and such a binary panics at start-up with
+# "Invalid build/version/version.txt file content".
+module_source() {
+  local tools_dir="$1" module version src work
+  command -v go >/dev/null 2>&1 || die "building FerretDB from source needs Go; install Go >= 1.22 (https://go.dev/dl/), or set MONGODB_URI"
   module="$(cat "$tools_dir/.ferretdb.version")"            # github.com/FerretDB/FerretDB/cmd/ferretdb@vX.Y.Z
   version="${module##*@}"
   src="$(go mod download -json "github.com/FerretDB/FerretDB@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-  [[ -d "$src" ]] || die "could not find the FerretDB $version module source to rebuild the binary"
+  [[ -d "$src" ]] || die "could not find the FerretDB $version module source"
   work="$(mktemp -d)"
   cp -R "$src/." "$work/"
   chmod -R u+w "$work"
   echo "$version" > "$work/build/version/version.txt"
-  echo "ferretdb.sh: rebuilding $bin with its version file, once" >&2
-  if ! (cd "$work" && GOFLAGS="${GOFLAGS:-} -buildvcs=false" go build -o "$bin.tmp.$$" ./cmd/ferretdb >&2); then
-    rm -rf "$work" "$bin.tmp.$$"
-    die "rebuilding FerretDB failed"
+  echo "$work"
+}
+
+# Builds ./cmd/ferretdb in source directory $1 into $2, atomically (same path for every caller);
+# removes the source directory.
+build_into() {
+  local work="$1" out="$2"
+  if ! (cd "$work" && GOFLAGS="${GOFLAGS:-} -buildvcs=false" go build -o "$out.tmp.$$" ./cmd/ferretdb >&2); then
+    rm -rf "$work" "$out.tmp.$$"
+    die "building FerretDB failed"
   fi
   rm -rf "$work"
-  mv -f "$bin.tmp.$$" "$bin"
-  "$bin" --version >/dev/null 2>&1 || die "$bin still does not run; see: $bin --version"
+  mv -f "$out.tmp.$$" "$out"
+  "$out" --version >/dev/null 2>&1 || die "$out does not run; see: $out --version"
+}
+
+# The stock binary without its version file: rebuild it once from the same module source (same
+# version, same path).
+repair_binary() {
+  local tools_dir="$1" bin="$2" work
+  echo "ferretdb.sh: rebuilding $bin with its version file, once" >&2
+  work="$(module_source "$tools_dir")"
+  build_into "$work" "$bin"
+}
+
+# FerretDB v1.24's SQLite backend creates each collection's unique `_id` index on the expression
+# `_ferretdb_sjson->"_id"` but finds, updates and deletes by `_id` with
+# `WHERE _ferretdb_sjson->'$._id' = ?`. Both expressions give the same value for every document
+# (SQLite reads a label X as the path '$.X'), but SQLite matches an expression index by the
+# expression's text, so it never uses that index: every `{_id: ...}` lookup scans the whole table
+# and parses each row's JSON (`explain` shows SCAN), and the cost of a lookup grows with the
+# collection. The patch changes that one constant (metadata.IDColumn) to the index's own
+# expression; the tables, indexes and files are unchanged, and so is every result. Built once
+# into the tool cache as ferretdb-VERSION-idindex. See docs/mongodb.md.
+PATCH_FILE="internal/backends/sqlite/metadata/metadata.go"
+PATCH_FROM="IDColumn = DefaultColumn + \"->'\$._id'\""
+PATCH_TO='IDColumn = DefaultColumn + `->"_id"`'
+
+patched_binary() {
+  local tools_dir="$1" version bin work content
+  version="$(cat "$tools_dir/.ferretdb.version")"; version="${version##*@}"
+  bin="$tools_dir/ferretdb-$version-idindex"
+  if [[ -x "$bin" ]] && "$bin" --version >/dev/null 2>&1; then
+    echo "$bin"
+    return
+  fi
+  echo "ferretdb.sh: building $bin (FerretDB $version with the _id index patch), once" >&2
+  work="$(module_source "$tools_dir")"
+  content="$(cat "$work/$PATCH_FILE")"
+  if [[ "$content" != *"$PATCH_FROM"* ]]; then
+    rm -rf "$work"
+    die "FerretDB $version: $PATCH_FILE has no line '$PATCH_FROM' to patch; update patched_binary in scripts/ferretdb.sh, or set FERRETDB_STOCK=1"
+  fi
+  printf '%s\n' "${content/"$PATCH_FROM"/"$PATCH_TO"}" > "$work/$PATCH_FILE"
+  build_into "$work" "$bin"
+  echo "$bin"
 }
 
 # Alive and not a zombie (a child that died is a zombie until waited for).
@@ -94,7 +152,7 @@ watch_owner() {
 }
 
 start() {
-  local bin pid port attempt logged
+  local bin pid port attempt logged sync
   mkdir -p "$dir"
   if pid="$(running_pid)"; then
     port="$(cat "$dir/ferretdb.port")"
@@ -103,6 +161,13 @@ start() {
     return
   fi
   rm -f "$dir/ferretdb.pid" "$dir/ferretdb.port"
+  # SQLite's synchronous pragma, on top of FerretDB's defaults (WAL journal, busy_timeout 10 s).
+  # NORMAL in WAL mode syncs the WAL at checkpoints instead of at every commit: a committed write
+  # survives the FerretDB process being killed or stopped (it is in the OS's page cache), and only
+  # an OS crash or power loss can undo the last commits. That is enough for this private test and
+  # benchmark database, and it removes most fsync calls. See docs/mongodb.md.
+  sync="${FERRETDB_SYNCHRONOUS:-NORMAL}"
+  [[ "$sync" =~ ^(NORMAL|FULL|OFF)$ ]] || die "FERRETDB_SYNCHRONOUS must be NORMAL, FULL or OFF, not '$sync'"
   bin="$(ferretdb_bin)"
   for attempt in 1 2 3 4 5; do
     port="${port_arg:-$(free_port)}"
@@ -110,7 +175,7 @@ start() {
     # DO_NOT_TRACK as well as --telemetry=disable; --debug-addr=- turns off the HTTP debug
     # listener, an empty --otel-traces-url (the default) sends no traces, no unix/TLS listeners.
     DO_NOT_TRACK=1 "$bin" \
-      --handler=sqlite --sqlite-url="file:$dir/" --state-dir="$dir" \
+      --handler=sqlite --sqlite-url="file:$dir/?_pragma=synchronous($sync)" --state-dir="$dir" \
       --listen-addr="127.0.0.1:$port" --listen-unix= --listen-tls= \
       --debug-addr=- --telemetry=disable --otel-traces-url= \
       --log-format=text --log-level=info \
