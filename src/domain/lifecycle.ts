@@ -103,6 +103,11 @@ export class Lifecycle {
     this.options = { ...DEFAULT_LIFECYCLE, ...options };
   }
 
+  /** The most sessions one expiry pass ends. */
+  get maxPerPass(): number {
+    return this.options.maxPerPass;
+  }
+
   /** Records activity: see TouchSession in the contract. */
   async touch(input: TouchInput, options: CallOptions = {}): Promise<{ session: SessionDoc; operation: OperationFlags }> {
     const now = this.clock.now();
@@ -283,8 +288,11 @@ export interface ExpiryRunner {
 }
 
 /**
- * Runs an expiry pass every `intervalMs` (never two at once in this process; other replicas'
- * passes are harmless, see expire()). Failures are logged and the next pass tries again.
+ * Runs an expiry pass at once and then every `intervalMs` (never two at once in this process;
+ * other replicas' passes are harmless, see expire()). A pass that stopped at maxPerPass is
+ * followed by the next one at once, so a backlog (after downtime) drains without waiting an
+ * interval per batch.
+ * Failures are logged and the next pass tries again.
  */
 export function startExpiry(
   lifecycle: Lifecycle,
@@ -293,19 +301,28 @@ export function startExpiry(
 ): ExpiryRunner {
   let running: Promise<void> | undefined;
   let stopped = false;
-  const timer = setInterval(() => {
+  const run = (): void => {
     if (running || stopped) return;
     running = lifecycle
       .expire()
       .then(
         (pass) => {
           if (pass.ended > 0) log.info("sessions expired", { ended: pass.ended, skipped: pass.skipped });
+          return pass.ended >= lifecycle.maxPerPass;
         },
-        (err: unknown) => log.warn("expiry pass failed; the next one retries", { error: err instanceof Error ? err.message : String(err) }),
+        (err: unknown) => {
+          log.warn("expiry pass failed; the next one retries", { error: err instanceof Error ? err.message : String(err) });
+          return false;
+        },
       )
-      .finally(() => (running = undefined));
-  }, intervalMs);
+      .then((more) => {
+        running = undefined;
+        if (more) setImmediate(run);
+      });
+  };
+  const timer = setInterval(run, intervalMs);
   timer.unref();
+  setImmediate(run);
   return {
     async stop() {
       stopped = true;

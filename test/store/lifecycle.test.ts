@@ -6,7 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-import { Lifecycle } from "../../src/domain/lifecycle";
+import { Lifecycle, startExpiry } from "../../src/domain/lifecycle";
 import { emptySessionDoc, type SessionDoc } from "../../src/domain/session";
 import { MongoSessionStore } from "../../src/store/mongo";
 import type { SessionStore } from "../../src/store/port";
@@ -112,6 +112,34 @@ describe.each(STORES)("Lifecycle.expire on %s", (_name, open) => {
     expect((await lifecycle.expire()).ended).toBe(5);
     expect((await lifecycle.expire()).ended).toBe(4);
     expect((await lifecycle.expire()).ended).toBe(0);
+  });
+
+  it("drains a backlog at start, pass after pass, without waiting an interval per pass", async () => {
+    for (let i = 0; i < 5; i++) await r.a.create(session(`b${i}`, minutesAgo(60)));
+    const lifecycle = new Lifecycle(r.a, { ...OPTIONS, expiryBatch: 2, maxPerPass: 2 }, clock);
+    let ended = 0;
+    let passes = 0;
+    let drained!: () => void;
+    const done = new Promise<void>((resolve) => (drained = resolve));
+    const log = {
+      info: (_msg: string, fields?: Record<string, unknown>) => {
+        passes++;
+        ended += Number(fields?.ended);
+        if (ended === 5) drained();
+      },
+      warn: (msg: string) => {
+        throw new Error(`unexpected warning: ${msg}`);
+      },
+    };
+    // An hour between passes: only the start and the follow-ups of full passes can run here.
+    const runner = startExpiry(lifecycle, 3600_000, log);
+    try {
+      await done;
+    } finally {
+      await runner.stop();
+    }
+    expect(passes).toBe(3);
+    expect((await r.a.findExpired({ idleBefore: minutesAgo(30), insertedBefore: minutesAgo(24 * 60), limit: 10 })).map((d) => d.id)).toEqual([]);
   });
 
   it("ends each session exactly once when two replicas run passes at the same time", async () => {
