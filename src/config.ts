@@ -12,6 +12,8 @@ export interface Config {
   mongodbDatabase: string;
   /** MongoDB write concern "w": a number or "majority". */
   mongodbWriteConcern: number | "majority";
+  /** MongoDB store: sessions inserted more than this many days ago are deleted; unset = kept. */
+  mongodbRetentionDays?: number;
   /** Bound on each MongoDB call when the client sets no deadline. */
   storeTimeoutMs: number;
   logLevel: LogLevel | "silent";
@@ -96,6 +98,7 @@ export function loadConfig(env: Env = process.env): Config {
     mongodbUri: uri,
     mongodbDatabase: database,
     mongodbWriteConcern: wc === "majority" ? "majority" : Number(wc),
+    mongodbRetentionDays: env.MONGODB_RETENTION_DAYS ? int(env, "MONGODB_RETENTION_DAYS", 0, 1, 36_500) : undefined,
     storeTimeoutMs: int(env, "STORE_TIMEOUT_MS", 5000, 100, 600000),
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["debug", "info", "warn", "error", "silent"] as const),
     maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),

@@ -20,6 +20,7 @@ describe("loadConfig", () => {
       mongodbUri: undefined,
       mongodbDatabase: "sessions",
       mongodbWriteConcern: "majority",
+      mongodbRetentionDays: undefined,
       storeTimeoutMs: 5000,
       logLevel: "info",
       maxMessageBytes: 1024 * 1024,
@@ -37,7 +38,7 @@ describe("loadConfig", () => {
 
   it("treats empty values as unset", () => {
     const empty = Object.fromEntries(
-      ["HOST", "GRPC_PORT", "HTTP_PORT", "DATA_DIR", "MONGODB_URI", "MONGODB_DATABASE", "MONGODB_WRITE_CONCERN",
+      ["HOST", "GRPC_PORT", "HTTP_PORT", "DATA_DIR", "MONGODB_URI", "MONGODB_DATABASE", "MONGODB_WRITE_CONCERN", "MONGODB_RETENTION_DAYS",
         "STORE_TIMEOUT_MS", "LOG_LEVEL", "MAX_MESSAGE_BYTES", "SHUTDOWN_GRACE_MS", "WATCH_POLL_MS", "WATCH_BUFFER_SIZE", "WATCH_RETENTION_HOURS",
         "SESSION_IDLE_TIMEOUT", "SESSION_MAX_DURATION", "SESSION_EXPIRY_INTERVAL"].map((k) => [k, ""]),
     );
@@ -55,6 +56,7 @@ describe("loadConfig", () => {
       MONGODB_URI: "mongodb://db:27017/?replicaSet=rs0",
       MONGODB_DATABASE: "my_sessions-2",
       MONGODB_WRITE_CONCERN: "2",
+      MONGODB_RETENTION_DAYS: "90",
       STORE_TIMEOUT_MS: "250",
       LOG_LEVEL: "debug",
       MAX_MESSAGE_BYTES: "4096",
@@ -75,6 +77,7 @@ describe("loadConfig", () => {
       mongodbUri: "mongodb://db:27017/?replicaSet=rs0",
       mongodbDatabase: "my_sessions-2",
       mongodbWriteConcern: 2,
+      mongodbRetentionDays: 90,
       storeTimeoutMs: 250,
       logLevel: "debug",
       maxMessageBytes: 4096,
@@ -137,6 +140,8 @@ describe("loadConfig", () => {
     ["MONGODB_DATABASE", "a.b"],
     ["MONGODB_DATABASE", "with space"],
     ["MONGODB_DATABASE", "x".repeat(64)],
+    ["MONGODB_RETENTION_DAYS", "0"],
+    ["MONGODB_RETENTION_DAYS", "forever"],
     ["SESSION_IDLE_TIMEOUT", "soon"],
     ["SESSION_IDLE_TIMEOUT", "10ms"],
     ["SESSION_MAX_DURATION", "400d"],
