@@ -248,6 +248,7 @@ const DAY_MS = 86_400_000;
 /** How much longer than a call's budget the server may work on it (maxTimeMS). */
 const SERVER_TIME_MARGIN_MS = 1_000;
 const READ_BATCH = 500;
+const PURGE_BATCH = 1000;
 
 const INSERT = "metadata.time.insert";
 
@@ -979,20 +980,29 @@ export class MongoSessionStore implements SessionStore {
     const days = this.options.retentionDays;
     if (days === undefined) return 0;
     const before = new Date(now.getTime() - days * DAY_MS);
-    const expired = await this.run(options, (call) =>
-      this.sessions.find({ [INSERT]: { $lt: before } }, { ...call.opts, projection: { _id: 1, revision: 1 } }).toArray(),
-    );
     let deleted = 0;
-    for (const { _id, revision } of expired) {
-      try {
-        await this.delete(_id, { ...options, expectedRevision: revision });
-        deleted++;
-      } catch (err) {
-        // Changed or deleted meanwhile: the next sweep sees it again if still expired.
-        if (!(err instanceof NotFoundError || err instanceof RevisionConflictError)) throw err;
+    // In batches (the `insert` index, oldest first), so a large backlog is never held in memory.
+    for (;;) {
+      const expired = await this.run(options, (call) =>
+        this.sessions
+          .find({ [INSERT]: { $lt: before } }, { ...call.opts, projection: { _id: 1, revision: 1 } })
+          .sort({ [INSERT]: 1 })
+          .limit(PURGE_BATCH)
+          .toArray(),
+      );
+      let progressed = 0;
+      for (const { _id, revision } of expired) {
+        try {
+          await this.delete(_id, { ...options, expectedRevision: revision });
+          deleted++;
+          progressed++;
+        } catch (err) {
+          // Changed or deleted meanwhile: the next sweep sees it again if still expired.
+          if (!(err instanceof NotFoundError || err instanceof RevisionConflictError)) throw err;
+        }
       }
+      if (expired.length < PURGE_BATCH || progressed === 0) return deleted;
     }
-    return deleted;
   }
 
   // --- internals ---
