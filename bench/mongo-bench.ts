@@ -14,7 +14,20 @@
 //
 // Options: --duration S (10), --concurrency N (50), --calls N (200), --list-budget S (60: a
 // latency run stops after this many seconds even below --calls), --target N (1000000),
-// --load-minutes M (12).
+// --load-minutes M (12), --backend sqlite|postgresql (sqlite).
+//
+// --backend postgresql: FerretDB's PostgreSQL backend on a private PostgreSQL
+// (scripts/postgres.sh, in the same temporary directory), with FerretDB's experimental
+// --test-enable-nested-pushdown (so that the `profile.id` filter reaches PostgreSQL) and insert
+// batches of 1000. FerretDB's own indexes cannot serve that filter (it is sent as
+// `_jsonb #> '{profile,id}' @> $2`, which no btree index answers), so the bench adds one GIN index
+// on that expression directly in PostgreSQL (--pg-gin 0: without it), and after the large
+// measurement measures once more without it. It prints PostgreSQL's plan for the filter at each
+// size. Beyond the first 10k it loads in SQL (--pg-load sql, the default: copies of a row FerretDB
+// stored, ~5k docs/s against ~1.2k/s through FerretDB; --pg-load driver: insertMany as on SQLite).
+// Use a short --duration (1): the create and baseline runs store sessions too.
+// The service child runs with SESSION_EXPIRY_INTERVAL=1h so that no expiry pass runs during it.
+// See docs/performance.md, "MongoDB store on FerretDB".
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -57,6 +70,14 @@ const CREATE_REQUEST = {
 // ---------------------------------------------------------------------------------------------
 // Options, helpers, cleanup
 
+function optString<T extends string>(name: string, def: T, allowed: readonly T[]): T {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return def;
+  const v = process.argv[i + 1] as T;
+  if (!allowed.includes(v)) throw new Error(`--${name} must be one of ${allowed.join(", ")}`);
+  return v;
+}
+
 function opt(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
   if (i < 0) return def;
@@ -67,6 +88,7 @@ function opt(name: string, def: number): number {
 
 let tmpDir: string | undefined;
 let ferretDir: string | undefined;
+let pgDir: string | undefined;
 const children = new Set<ChildProcess>();
 
 function cleanup(): void {
@@ -75,6 +97,10 @@ function cleanup(): void {
   if (ferretDir) {
     spawnSync("bash", [path.join(REPO, "scripts", "ferretdb.sh"), "stop", ferretDir], { stdio: "inherit" });
     ferretDir = undefined;
+  }
+  if (pgDir) {
+    spawnSync("bash", [path.join(REPO, "scripts", "postgres.sh"), "stop", pgDir], { stdio: "inherit" });
+    pgDir = undefined;
   }
   if (tmpDir) {
     fs.rmSync(tmpDir, { recursive: true, force: true });
@@ -95,6 +121,13 @@ function pct(sorted: number[], p: number): number {
 const f1 = (n: number): string => n.toFixed(1);
 const f2 = (n: number): string => n.toFixed(2);
 const log = (s: string): void => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
+
+/** Runs SQL on the bench's PostgreSQL (psql over loopback TCP); returns its unaligned output. */
+function psql(url: string, sql: string): string {
+  const r = spawnSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA", "-d", url, "-c", sql], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`psql failed: ${r.stderr || r.error?.message}`);
+  return r.stdout.trim();
+}
 
 /** Runs `worker` in `concurrency` loops for `seconds`; returns completed operations per second. */
 async function closedLoop(concurrency: number, seconds: number, worker: () => Promise<void>): Promise<{ rate: number; ok: number; errors: number; firstError?: string }> {
@@ -221,14 +254,37 @@ async function main(): Promise<void> {
   const listBudget = opt("list-budget", 60);
   const target = opt("target", 1_000_000);
   const loadMinutes = opt("load-minutes", 12);
+  const backend = optString("backend", "sqlite", ["sqlite", "postgresql"] as const);
+  const pgGin = optString("pg-gin", "1", ["0", "1"] as const) === "1";
+  const pgLoad = optString("pg-load", "sql", ["sql", "driver"] as const);
 
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "mongo-bench-"));
   ferretDir = path.join(tmpDir, "ferretdb");
-  const started = spawnSync("bash", [path.join(REPO, "scripts", "ferretdb.sh"), "start", ferretDir], { encoding: "utf8" });
+  const ferretEnv: NodeJS.ProcessEnv = { ...process.env };
+  let pgUrl = "";
+  if (backend === "postgresql") {
+    // PostgreSQL runs as the `postgres` user when we are root: it must be able to reach its directory.
+    fs.chmodSync(tmpDir, 0o711);
+    pgDir = path.join(tmpDir, "postgres");
+    const pg = spawnSync("bash", [path.join(REPO, "scripts", "postgres.sh"), "start", pgDir], { encoding: "utf8" });
+    if (pg.status !== 0) throw new Error(`scripts/postgres.sh start failed: ${pg.stderr}`);
+    pgUrl = pg.stdout.trim();
+    log(`PostgreSQL at ${pgUrl} (${psql(pgUrl, "SHOW server_version")}), data in ${pgDir}`);
+    Object.assign(ferretEnv, {
+      FERRETDB_HANDLER: "postgresql",
+      FERRETDB_POSTGRESQL_URL: pgUrl,
+      // FerretDB's own variables: push `profile.id` (dot notation) down to PostgreSQL, and insert
+      // an insertMany of 1000 as one INSERT statement instead of ten.
+      FERRETDB_TEST_ENABLE_NESTED_PUSHDOWN: "true",
+      FERRETDB_TEST_BATCH_SIZE: "1000",
+    });
+  }
+  const started = spawnSync("bash", [path.join(REPO, "scripts", "ferretdb.sh"), "start", ferretDir], { encoding: "utf8", env: ferretEnv });
   if (started.status !== 0) throw new Error(`scripts/ferretdb.sh start failed: ${started.stderr}`);
   const uri = started.stdout.trim();
   const ferretVersion = spawnSync(path.join(spawnSync("bash", [path.join(REPO, "scripts", "tools.sh"), "--print-dir"], { encoding: "utf8" }).stdout.trim(), "ferretdb"), ["--version"], { encoding: "utf8" }).stdout.split("\n").find((l) => /version/i.test(l)) ?? "?";
-  log(`FerretDB at ${uri} (${ferretVersion.trim()}), data in ${ferretDir}`);
+  log(`FerretDB at ${uri} (${ferretVersion.trim()}, ${backend} backend${backend === "postgresql" ? ", nested pushdown" : ""}), data in ${ferretDir}`);
+  log(`load average: ${os.loadavg().map(f2).join(", ")}`);
   log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? "?"}, node ${process.version}`);
 
   const svc = await Service.start(uri);
@@ -280,44 +336,134 @@ async function main(): Promise<void> {
   const listDocs: Document[] = [];
   for (let i = 0; i < LIST_PROFILE_SESSIONS; i++) listDocs.push(sessionLike(template, LIST_PROFILE, new Date(T0 + i * 3_600_000)));
   await sessions.insertMany(listDocs, { ordered: false });
+  // Counted once here; afterwards the bench counts what it inserts (insertedCount), as
+  // countDocuments reads the whole collection on FerretDB (minutes at 500k).
   let total = await sessions.countDocuments();
+  let claimed = total;
   const load = async (upTo: number, deadline: number): Promise<void> => {
     const workers = 2;
     await Promise.all(
       Array.from({ length: workers }, async () => {
-        while (total < upTo && performance.now() < deadline) {
-          const n = Math.min(1000, upTo - total);
-          total += n;
-          await sessions.insertMany(filler(template, n), { ordered: false });
+        while (claimed < upTo && performance.now() < deadline) {
+          const n = Math.min(1000, upTo - claimed);
+          claimed += n;
+          const { insertedCount } = await sessions.insertMany(filler(template, n), { ordered: false });
+          total += insertedCount; // not `total += await ...`: that reads total before the await
         }
       }),
     );
-    total = await sessions.countDocuments();
   };
+
+  // PostgreSQL: the table FerretDB made for `sessions`, the GIN index on the expression FerretDB
+  // filters `profile.id` with, and the plan PostgreSQL picks for that filter.
+  let table = "";
+  const listSql = (): string => `SELECT _jsonb FROM bench."${table}" WHERE _jsonb #> '{profile,id}' @> '"${LIST_PROFILE}"'`;
+  const pgPlan = (label: string): void => {
+    const rows = psql(pgUrl, `SELECT count(*) FROM bench."${table}"`);
+    const plan = psql(pgUrl, `EXPLAIN (ANALYZE, COSTS OFF, TIMING ON) ${listSql()}`);
+    log(`PostgreSQL ${label}: ${rows} rows in the sessions table; plan of FerretDB's ListSessions query:\n    ${plan.split("\n").join("\n    ")}`);
+  };
+  if (backend === "postgresql") {
+    table = psql(pgUrl, `SELECT _jsonb->>'table' FROM bench._ferretdb_database_metadata WHERE _jsonb->>'_id' = 'sessions'`);
+    log(`PostgreSQL table of sessions: bench."${table}"; indexes:\n    ${psql(pgUrl, `SELECT indexdef FROM pg_indexes WHERE schemaname = 'bench' AND tablename = '${table}'`).split("\n").join("\n    ")}`);
+    if (pgGin) {
+      psql(pgUrl, `CREATE INDEX IF NOT EXISTS bench_profile_gin ON bench."${table}" USING gin ((_jsonb #> '{profile,id}') jsonb_path_ops)`);
+      log(`added: CREATE INDEX bench_profile_gin ON bench."${table}" USING gin ((_jsonb #> '{profile,id}') jsonb_path_ops)`);
+    }
+  }
+
   let t = performance.now();
   await load(10_000, Infinity);
   log(`stored sessions: ${total} (loaded in ${f1((performance.now() - t) / 1000)} s)`);
+  if (backend === "postgresql") {
+    psql(pgUrl, `VACUUM (ANALYZE) bench."${table}"`);
+    pgPlan(`@ ${total}`);
+  }
   await listLatency(client, 5, 30); // warm-up
   const l10k = await listLatency(client, calls, listBudget);
   const total10k = total;
   log(`ListSessions @ ${total10k}: p50 ${f1(l10k.p50)} ms, p99 ${f1(l10k.p99)} ms over ${l10k.n} calls (${l10k.returned} returned, ${l10k.errors} errors${l10k.firstError ? `: ${l10k.firstError}` : ""})`);
 
-  log(`bulk-loading towards ${target} (insertMany x1000, 2 in flight, at most ${loadMinutes} min) ...`);
   t = performance.now();
   const deadline = t + loadMinutes * 60_000;
-  const progress = setInterval(() => log(`  ~${total} stored, ${f1((total - total10k) / ((performance.now() - t) / 1000))} docs/s`), 30_000);
-  await load(target, deadline);
-  clearInterval(progress);
+  if (backend === "postgresql" && pgLoad === "sql") {
+    // Copies, in SQL, the row FerretDB stored for the last filler document the driver inserted,
+    // with the fields filler() varies set the same way: new _id (a UUID), profile "filler-profile-
+    // <k/10>", insert time (a BSON date is stored as milliseconds) and its timestamp and weekday.
+    // The type schema ($s) of the copied row stays valid: only values of the same types change.
+    if (seq === 0) {
+      // No filler went through the driver yet (the runs above stored 10k already): one now.
+      await sessions.insertOne(filler(template, 1)[0]!);
+      total++;
+    }
+    const sample = (await sessions.findOne({ "profile.id": `filler-profile-${Math.floor((seq - 1) / 10)}` })) as Document | null;
+    if (!sample) throw new Error("no filler document to copy");
+    const chunk = 50_000;
+    log(`bulk-loading towards ${target} in PostgreSQL (INSERT ... SELECT of ${chunk} copies of a stored filler row, at most ${loadMinutes} min) ...`);
+    while (total < target && performance.now() < deadline) {
+      const n = Math.min(chunk, target - total);
+      const from = seq;
+      seq += n;
+      const ms = `(${T0}::bigint + ((g::bigint * 7919) % 31536000) * 1000)`;
+      const inserted = psql(
+        pgUrl,
+        `WITH t AS (SELECT _jsonb FROM bench."${table}" WHERE _jsonb->'_id' = '${JSON.stringify(sample._id)}'::jsonb),
+         ins AS (INSERT INTO bench."${table}" (_jsonb)
+         SELECT jsonb_set(jsonb_set(jsonb_set(jsonb_set(jsonb_set(t._jsonb,
+                  '{_id}', to_jsonb(gen_random_uuid()::text)),
+                  '{profile,id}', to_jsonb('filler-profile-' || (g / 10))),
+                  '{metadata,time,insert}', to_jsonb(${ms})),
+                  '{metadata,time,timestamp}', to_jsonb(${ms} / 1000)),
+                  '{metadata,time,weekday}', to_jsonb(extract(dow FROM to_timestamp(${ms} / 1000.0) AT TIME ZONE 'UTC')::int))
+         FROM t, generate_series(${from}::bigint, ${from + n - 1}::bigint) AS g
+         RETURNING 1)
+         SELECT count(*) FROM ins`.replace(/\s+/g, " "),
+      );
+      total += Number(inserted);
+      log(`  ${total} stored, ${f1((total - total10k) / ((performance.now() - t) / 1000))} docs/s`);
+    }
+    // FerretDB reads the copies as documents of the same shape.
+    const copy = (await sessions.findOne({ "profile.id": `filler-profile-${Math.floor((seq - 1) / 10)}` })) as Document | null;
+    const time = (copy?.metadata as Document | undefined)?.time as Document | undefined;
+    if (!copy || Object.keys(copy).join() !== Object.keys(sample).join() || !(time?.insert instanceof Date)) {
+      throw new Error(`FerretDB does not read the SQL copies as session documents: ${JSON.stringify(copy)}`);
+    }
+    log(`  FerretDB reads a copy: _id ${String(copy._id)}, profile ${(copy.profile as Document).id}, insert ${(time.insert as Date).toISOString()}`);
+  } else {
+    log(`bulk-loading towards ${target} (insertMany x1000, 2 in flight, at most ${loadMinutes} min) ...`);
+    const progress = setInterval(() => log(`  ~${total} stored, ${f1((total - total10k) / ((performance.now() - t) / 1000))} docs/s`), 30_000);
+    await load(target, deadline);
+    clearInterval(progress);
+  }
   const loadS = (performance.now() - t) / 1000;
   log(`stored sessions: ${total} (${total < target ? `stopped at the ${loadMinutes} min limit, ` : ""}${f1(loadS)} s, ${f1((total - total10k) / loadS)} docs/s)`);
+  if (backend === "postgresql") {
+    // What autovacuum does in the background: statistics, the visibility map, and merging the GIN
+    // index's pending list (rows inserted since are scanned linearly by every GIN lookup).
+    const v = performance.now();
+    psql(pgUrl, `VACUUM (ANALYZE) bench."${table}"`);
+    log(`VACUUM (ANALYZE) of the sessions table: ${f1((performance.now() - v) / 1000)} s`);
+    pgPlan(`@ ${total}`);
+  }
+  log(`load average: ${os.loadavg().map(f2).join(", ")}`);
   await listLatency(client, 2, 30); // warm-up
   const lBig = await listLatency(client, calls, listBudget);
   log(`ListSessions @ ${total}: p50 ${f1(lBig.p50)} ms, p99 ${f1(lBig.p99)} ms over ${lBig.n} calls (${lBig.returned} returned, ${lBig.errors} errors${lBig.firstError ? `: ${lBig.firstError}` : ""})`);
   log(`RATIO ListSessions p50 @${total} / @${total10k} = ${f2(lBig.p50 / l10k.p50)}, p99 ${f2(lBig.p99 / l10k.p99)} (flat would be ~1)`);
 
+  // PostgreSQL: the same at the large size without the GIN index (what FerretDB's own indexes give).
+  let lNoGin: Awaited<ReturnType<typeof listLatency>> | undefined;
+  if (backend === "postgresql" && pgGin) {
+    psql(pgUrl, `DROP INDEX bench.bench_profile_gin`);
+    pgPlan(`@ ${total} without the GIN index`);
+    await listLatency(client, 1, 30); // warm-up
+    lNoGin = await listLatency(client, Math.min(calls, 20), Math.min(listBudget, 30));
+    log(`ListSessions @ ${total} without the GIN index: p50 ${f1(lNoGin.p50)} ms, p99 ${f1(lNoGin.p99)} ms over ${lNoGin.n} calls (${lNoGin.returned} returned, ${lNoGin.errors} errors${lNoGin.firstError ? `: ${lNoGin.firstError}` : ""})`);
+  }
+
   console.log(
     "\nBENCH_RESULT " +
-      JSON.stringify({ baseline1: base1.rate, baseline2: base2.rate, create: create.rate, ratio, total10k, l10k, totalBig: total, lBig, loadS, docBytes }),
+      JSON.stringify({ backend, baseline1: base1.rate, baseline2: base2.rate, create: create.rate, ratio, total10k, l10k, totalBig: total, lBig, lNoGin, loadS, docBytes, loadavg: os.loadavg() }),
   );
   await mongo.close();
   await svc.stop();
@@ -340,6 +486,10 @@ if (process.argv.includes("--serve")) {
       STORE_TIMEOUT_MS: "600000",
       LOG_LEVEL: "silent",
       SHUTDOWN_GRACE_MS: "1000",
+      // The expiry runner's pass at start sees only the few first sessions; its next pass would come
+      // after the load and expire the bulk-loaded sessions (their insert times are months old) while
+      // ListSessions is measured, one conditional update each. 1 h: no pass during the bench.
+      SESSION_EXPIRY_INTERVAL: "1h",
     });
     const running = await startServer(config, createLogger("silent"));
     return { port: running.grpcPort, close: () => running.close() };

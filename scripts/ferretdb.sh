@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs a private FerretDB (SQLite backend) for tests and benchmarks, all state inside one directory.
+# Runs a private FerretDB (SQLite backend by default) for tests and benchmarks, all state inside one
+# directory.
 #   scripts/ferretdb.sh start DIR [PORT]   start (or find running) FerretDB; prints its mongodb:// URI
 #   scripts/ferretdb.sh stop DIR           stop it (no-op when it is not running)
 #   scripts/ferretdb.sh uri DIR            print the URI of the running instance, fail if none
@@ -10,6 +11,11 @@
 #   `_id` index patch (see patched_binary); much slower on large collections.
 # FERRETDB_SYNCHRONOUS=NORMAL|FULL|OFF (optional, default NORMAL): SQLite's synchronous pragma
 #   (see start). FULL is SQLite's and FerretDB's own default.
+# FERRETDB_HANDLER=postgresql (optional, default sqlite) with FERRETDB_POSTGRESQL_URL=postgres://...
+#   (e.g. from scripts/postgres.sh): run FerretDB's PostgreSQL backend on that database instead of
+#   SQLite files in DIR (DIR still holds the state, log, pid and port). It runs the stock binary
+#   (the `_id` patch is SQLite-only); FERRETDB_SYNCHRONOUS does not apply. FerretDB also reads its
+#   own FERRETDB_* variables, e.g. FERRETDB_TEST_ENABLE_NESTED_PUSHDOWN=true (see docs/performance.md).
 # Idempotent and quiet: prints only the URI, and errors on stderr.
 set -euo pipefail
 
@@ -168,14 +174,25 @@ start() {
   # benchmark database, and it removes most fsync calls. See docs/mongodb.md.
   sync="${FERRETDB_SYNCHRONOUS:-NORMAL}"
   [[ "$sync" =~ ^(NORMAL|FULL|OFF)$ ]] || die "FERRETDB_SYNCHRONOUS must be NORMAL, FULL or OFF, not '$sync'"
-  bin="$(ferretdb_bin)"
+  local -a backend
+  case "${FERRETDB_HANDLER:-sqlite}" in
+    sqlite)
+      backend=(--handler=sqlite "--sqlite-url=file:$dir/?_pragma=synchronous($sync)")
+      bin="$(ferretdb_bin)" ;;
+    postgresql)
+      [[ "${FERRETDB_POSTGRESQL_URL:-}" == postgres://* || "${FERRETDB_POSTGRESQL_URL:-}" == postgresql://* ]] \
+        || die "FERRETDB_HANDLER=postgresql needs FERRETDB_POSTGRESQL_URL=postgres://... (see scripts/postgres.sh)"
+      backend=(--handler=postgresql "--postgresql-url=$FERRETDB_POSTGRESQL_URL")
+      bin="$(FERRETDB_STOCK=1 ferretdb_bin)" ;;
+    *) die "FERRETDB_HANDLER must be sqlite or postgresql, not '$FERRETDB_HANDLER'" ;;
+  esac
   for attempt in 1 2 3 4 5; do
     port="${port_arg:-$(free_port)}"
     logged=0; [[ -f "$dir/ferretdb.log" ]] && logged="$(wc -c < "$dir/ferretdb.log")"
     # DO_NOT_TRACK as well as --telemetry=disable; --debug-addr=- turns off the HTTP debug
     # listener, an empty --otel-traces-url (the default) sends no traces, no unix/TLS listeners.
     DO_NOT_TRACK=1 "$bin" \
-      --handler=sqlite --sqlite-url="file:$dir/?_pragma=synchronous($sync)" --state-dir="$dir" \
+      "${backend[@]}" --state-dir="$dir" \
       --listen-addr="127.0.0.1:$port" --listen-unix= --listen-tls= \
       --debug-addr=- --telemetry=disable --otel-traces-url= \
       --log-format=text --log-level=info \
