@@ -173,6 +173,7 @@ function tempDir(prefix: string): string {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const loadText = (l: number[]): string => l.map((x) => x.toFixed(2)).join(" / ");
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const log = (s: string): void => void process.stderr.write(s + "\n");
 
@@ -886,7 +887,10 @@ async function main(): Promise<number> {
   const started = Date.now();
   log(`bench:watch: node ${process.version}, ${CORES} cores (${os.cpus()[0]?.model ?? "?"}), stores ${o.stores.join(", ")}`);
   const background = await backgroundCpu(1500);
-  log(`bench:watch: background CPU before start ${background.toFixed(0)}% of one core (other processes)`);
+  // The load average says how busy the machine was over the last minutes (other test suites and
+  // benchmarks share it); the CPU share above is a 1.5 s sample.
+  const loadBefore = os.loadavg();
+  log(`bench:watch: background CPU before start ${background.toFixed(0)}% of one core (other processes), load average ${loadText(loadBefore)}`);
   const tmp = tempDir("session-watch-bench-");
   const clients = [...Array(o.clientProcs).keys()].map((i) => WatchClient.start(i));
   await Promise.all(clients.map((c) => c.ready));
@@ -906,11 +910,19 @@ async function main(): Promise<number> {
   }
   await Promise.all(clients.map((c) => c.stop("")));
   process.stdout.write(render(results, o) + "\n");
-  log(`bench:watch: done in ${((Date.now() - started) / 1000).toFixed(0)} s (background CPU before start ${background.toFixed(0)}%)`);
+  const loadAfter = os.loadavg();
+  log(
+    `bench:watch: done in ${((Date.now() - started) / 1000).toFixed(0)} s (background CPU before start ${background.toFixed(0)}%; ` +
+      `load average before ${loadText(loadBefore)}, after ${loadText(loadAfter)})`,
+  );
   if (o.json) {
     fs.writeFileSync(
       o.json,
-      JSON.stringify({ date: new Date().toISOString(), options: o, backgroundCpu: background, machine: { cores: CORES, cpu: os.cpus()[0]?.model, node: process.version }, results }, null, 2) + "\n",
+      JSON.stringify(
+        { date: new Date().toISOString(), options: o, backgroundCpu: background, loadAverage: { before: loadBefore, after: loadAfter }, machine: { cores: CORES, cpu: os.cpus()[0]?.model, node: process.version }, results },
+        null,
+        2,
+      ) + "\n",
     );
   }
   return results.every((r) => !r.error) ? 0 : 1;

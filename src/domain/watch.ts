@@ -8,11 +8,23 @@
 // store, never dropped), and waits for the feed when it has caught up. Memory per watcher is
 // its cursor and the message being written: nothing is queued per watcher.
 //
+// Fan-out: a commit wakes only the watchers it can concern. Every open watcher is indexed for
+// its whole life by the most selective field of its filter (its ids, else its profile id;
+// filters with neither are checked one by one), and each new change is matched against the
+// watchers found under its id and under its profile id after and before the change, so that
+// enter, leave and delete are seen too. A parked watcher that no change concerned is not woken;
+// when it wakes for another reason (its heartbeat) it moves its cursor to the feed's head
+// without reading, because the feed has looked at every change in between on its behalf. So
+// its progress heartbeat is still a safe resume point. Each watcher has one heartbeat timer
+// (re-armed with refresh()) and one abort listener for its whole life: a wait costs one promise.
+// Before this, every commit woke every watcher, each with a new timer, listener and closures;
+// with 1000 watchers that took a core on the writing replica (docs/performance.md).
+//
 // Guarantees (docs/watch.md): revisions strictly increase on a stream, no change is sent twice,
 // none is skipped (the store's log is gap-free, see SessionStore.readChanges), and every
 // progress heartbeat is a safe resume point. See docs/watch.md for the seam of send_initial.
 
-import { ChangesTrimmedError, InvalidArgumentError, type FieldViolation } from "./errors";
+import { ChangesTrimmedError, InvalidArgumentError, ShuttingDownError, type FieldViolation } from "./errors";
 import type { Logger } from "../log";
 import type { SessionDoc } from "./session";
 import type { CallOptions, ChangeRecord, FilterFields, SessionStore } from "../store/port";
@@ -64,6 +76,54 @@ export const DEFAULT_FEED_OPTIONS: FeedOptions = {
   trimIntervalMs: 60_000,
 };
 
+/** A filter prepared for matching many changes: ids as a set, so a long id list costs no scan. */
+interface Matcher {
+  ids: ReadonlySet<string> | null;
+  profileId: string;
+  status: string;
+  channel: string;
+}
+
+function compile(filter: WatchFilter): Matcher {
+  return { ids: filter.ids.length > 0 ? new Set(filter.ids) : null, profileId: filter.profileId, status: filter.status, channel: filter.channel };
+}
+
+/**
+ * One open watch stream as the feed sees it, from openWatcher to closeWatcher. The feed and
+ * watchSessions (this module) use its fields; nothing else should.
+ */
+export class FeedWatcher {
+  /**
+   * A change published since the watcher last parked may concern it, so it must read from its
+   * cursor. Cleared when it parks; while it is not parked nothing else depends on it.
+   */
+  dirty = false;
+  /** The heartbeat interval has passed with nothing sent. */
+  heartbeatDue = false;
+  /**
+   * Set when a wait ends: the feed's head at that moment if no change published during the
+   * wait concerned the watcher (its cursor may move there without reading), else 0.
+   */
+  cleanUpTo = 0;
+  /** Parked until any advance of the head (the send_initial seam), not only a concerning change. */
+  anyAdvance = false;
+  /** Ends the current wait; undefined while the watcher is not parked. */
+  resolve: (() => void) | undefined;
+  timer: NodeJS.Timeout | undefined;
+  onAbort: (() => void) | undefined;
+
+  constructor(
+    readonly match: Matcher,
+    readonly signal: AbortSignal,
+  ) {}
+
+  /** A message went out: the heartbeat interval starts again. */
+  sent(): void {
+    this.heartbeatDue = false;
+    this.timer?.refresh();
+  }
+}
+
 /** The per-process reader of the change log, shared by every watcher of the process. */
 export class ChangeFeed {
   /** Every change with revision <= head has been read into the buffer (or before it). */
@@ -71,7 +131,6 @@ export class ChangeFeed {
   /** The buffer holds the changes with revision in (bufferStart, head]. */
   private bufferStart = 0;
   private buffer: ChangeRecord[] = [];
-  private readonly waiters = new Set<() => void>();
   private started: Promise<void> | undefined;
   private pumping = false;
   private again = false;
@@ -83,6 +142,19 @@ export class ChangeFeed {
   /** Open watchers, for leak checks and metrics. */
   watchers = 0;
   private resync: Promise<void> | undefined;
+
+  // The index of open watchers (see the header). A watcher is in exactly one of byId (under
+  // each of its ids), byProfile or unindexed, and always in `all`.
+  private readonly all = new Set<FeedWatcher>();
+  private readonly byId = new Map<string, Set<FeedWatcher>>();
+  private readonly byProfile = new Map<string, Set<FeedWatcher>>();
+  /** Filters naming neither ids nor a profile: few distinct values, so they are checked one by one. */
+  private readonly unindexed = new Set<FeedWatcher>();
+  /** Parked watchers that wake on any advance of the head. */
+  private readonly anyWaiters = new Set<FeedWatcher>();
+  private parked = 0;
+  /** Parked watchers a published batch concerns, woken once the head has moved; reused. */
+  private readonly toWake: FeedWatcher[] = [];
 
   constructor(
     private readonly store: SessionStore,
@@ -115,16 +187,13 @@ export class ChangeFeed {
    * Registers a watcher. The feed reads nothing while nobody watches, so the first watcher
    * after an idle period moves the head to the store's head (the old buffer is of no use).
    */
-  async addWatcher(): Promise<void> {
+  private async addWatcher(): Promise<void> {
     await this.start();
     if (this.watchers++ === 0) {
       this.resync = (async () => {
         try {
           const head = await this.store.headRevision();
-          if (head > this.head) {
-            this.head = this.bufferStart = head;
-            this.buffer = [];
-          }
+          if (head > this.head) this.skipTo(head);
         } catch {
           // The poll catches up from the old head once the store answers again.
         }
@@ -133,17 +202,66 @@ export class ChangeFeed {
     await this.resync;
   }
 
-  removeWatcher(): void {
+  /**
+   * Opens a watcher with `filter` for the life of one stream: its heartbeat timer (interval
+   * `heartbeatMs`, started now) and its abort listener are made once, here, and both only wake
+   * it. Every openWatcher needs a closeWatcher.
+   */
+  async openWatcher(filter: WatchFilter, heartbeatMs: number, signal: AbortSignal): Promise<FeedWatcher> {
+    await this.addWatcher();
+    const w = new FeedWatcher(compile(filter), signal);
+    w.timer = setTimeout(() => {
+      w.heartbeatDue = true;
+      this.wake(w);
+    }, heartbeatMs);
+    // The stream's socket keeps the process alive, not its heartbeat.
+    w.timer.unref();
+    w.onAbort = () => this.wake(w);
+    signal.addEventListener("abort", w.onAbort, { once: true });
+    this.index(w, true);
+    return w;
+  }
+
+  closeWatcher(w: FeedWatcher): void {
+    if (!this.all.has(w)) return;
+    clearTimeout(w.timer);
+    if (w.onAbort) w.signal.removeEventListener("abort", w.onAbort);
+    this.wake(w);
+    this.index(w, false);
     this.watchers--;
+  }
+
+  private index(w: FeedWatcher, add: boolean): void {
+    const m = w.match;
+    const inMap = (map: Map<string, Set<FeedWatcher>>, key: string): void => {
+      let set = map.get(key);
+      if (add) {
+        if (set === undefined) map.set(key, (set = new Set()));
+        set.add(w);
+      } else if (set !== undefined) {
+        set.delete(w);
+        if (set.size === 0) map.delete(key);
+      }
+    };
+    if (m.ids !== null) for (const id of m.ids) inMap(this.byId, id);
+    else if (m.profileId !== "") inMap(this.byProfile, m.profileId);
+    else if (add) this.unindexed.add(w);
+    else this.unindexed.delete(w);
+    if (add) this.all.add(w);
+    else this.all.delete(w);
   }
 
   get headRevision(): number {
     return this.head;
   }
 
-  /** Number of pending waits, for leak checks. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Number of parked watchers, for leak checks. */
   get waiting(): number {
-    return this.waiters.size;
+    return this.parked;
   }
 
   /** Reads new changes now (coalescing concurrent requests); idle while nobody watches. */
@@ -166,8 +284,12 @@ export class ChangeFeed {
   private async pump(): Promise<void> {
     try {
       for (;;) {
-        const batch = await this.store.readChanges(this.head, READ_BATCH);
+        const from = this.head;
+        const batch = await this.store.readChanges(from, READ_BATCH);
         if (this.closed) return;
+        // The head moved without this read (skipTo: a resync or trimmed history): read again
+        // from there rather than append changes the buffer no longer lines up with.
+        if (this.head !== from) continue;
         if (batch.changes.length > 0) {
           this.buffer.push(...batch.changes);
           const excess = this.buffer.length - this.options.bufferSize;
@@ -175,11 +297,13 @@ export class ChangeFeed {
             this.bufferStart = this.buffer[excess - 1].revision;
             this.buffer.splice(0, excess);
           }
+          this.publish(batch.changes);
         }
         const advanced = batch.safeRevision > this.head;
         if (advanced) this.head = batch.safeRevision;
         if (this.buffer.length === 0) this.bufferStart = this.head;
-        if (advanced) this.notify();
+        // Once per batch, after the head has moved: a woken watcher reads up to the new head.
+        if (advanced) this.wakeMarked();
         if (this.failing) {
           this.failing = false;
           this.log.info("change feed reading again", { head: this.head });
@@ -189,14 +313,107 @@ export class ChangeFeed {
     } catch (err) {
       if (err instanceof ChangesTrimmedError) {
         // This process stalled past the retention window: the buffer restarts at the log's start.
-        this.log.error("change feed fell behind the retained history", { head: this.head, oldest: err.oldestResumable });
-        this.head = this.bufferStart = err.oldestResumable;
-        this.buffer = [];
+        // (Only forwards: a read from before a resync may fail like this after the head moved on.)
+        if (err.oldestResumable > this.head) {
+          this.log.error("change feed fell behind the retained history", { head: this.head, oldest: err.oldestResumable });
+          this.skipTo(err.oldestResumable);
+        }
         return;
       }
       if (!this.failing) this.log.warn("change feed cannot read the change log", { error: String(err) });
       this.failing = true;
     }
+  }
+
+  /**
+   * Moves the head without reading the changes in between. No watcher may then move its
+   * cursor past them unread (they may concern it), so every one is marked and woken: each
+   * reads from its own cursor (from the store, which answers OUT_OF_RANGE if they are gone).
+   */
+  private skipTo(head: number): void {
+    this.head = this.bufferStart = head;
+    this.buffer = [];
+    for (const w of this.all) this.mark(w);
+    this.wakeMarked();
+  }
+
+  /** Marks the watchers the new changes can concern; wakeMarked wakes the parked ones. */
+  private publish(changes: readonly ChangeRecord[]): void {
+    for (const c of changes) {
+      if (c.before === null && c.kind !== "created") {
+        // The log does not know the before-state (a repaired entry), and every filter treats
+        // it as matching (classifyChange): it concerns every watcher.
+        for (const w of this.all) this.mark(w);
+        continue;
+      }
+      const ids = this.byId.get(c.id);
+      if (ids !== undefined) this.markAmong(ids, c);
+      const profile = c.doc.profile?.id;
+      if (profile) {
+        const set = this.byProfile.get(profile);
+        if (set !== undefined) this.markAmong(set, c);
+      }
+      const before = c.before?.profileId;
+      if (before && before !== profile) {
+        const set = this.byProfile.get(before);
+        if (set !== undefined) this.markAmong(set, c);
+      }
+      if (this.unindexed.size > 0) this.markAmong(this.unindexed, c);
+    }
+  }
+
+  private markAmong(watchers: Set<FeedWatcher>, c: ChangeRecord): void {
+    for (const w of watchers) if (!w.dirty && classify(w.match, c) !== null) this.mark(w);
+  }
+
+  private mark(w: FeedWatcher): void {
+    if (w.dirty) return;
+    w.dirty = true;
+    if (w.resolve !== undefined) this.toWake.push(w);
+  }
+
+  private wakeMarked(): void {
+    for (const w of this.toWake) this.wake(w);
+    this.toWake.length = 0;
+    for (const w of this.anyWaiters) this.wake(w);
+  }
+
+  /** Ends `w`'s wait, if it is parked. */
+  private wake(w: FeedWatcher): void {
+    const resolve = w.resolve;
+    if (resolve === undefined) return;
+    w.resolve = undefined;
+    this.parked--;
+    if (w.anyAdvance) {
+      w.anyAdvance = false;
+      this.anyWaiters.delete(w);
+    }
+    // Not dirty: the feed looked at every change up to its head for this watcher, none concerned it.
+    w.cleanUpTo = w.dirty ? 0 : this.head;
+    resolve();
+  }
+
+  /**
+   * Parks `w`, whose cursor is `cursor`, until a published change may concern it (or, with
+   * `anyAdvance`, until the head moves at all), its heartbeat is due, its signal aborts or the
+   * feed closes. Returns undefined when it should not wait: the head is already past the
+   * cursor, or one of those has already happened. After the wait, `w.cleanUpTo` says how far
+   * the cursor may move without reading.
+   */
+  park(w: FeedWatcher, cursor: number, anyAdvance: boolean): Promise<void> | undefined {
+    if (this.head > cursor || this.closed || w.signal.aborted || w.resolve !== undefined) return undefined;
+    // The seam (anyAdvance) sends no heartbeats, so a due one must not keep it from waiting.
+    if (w.heartbeatDue && !anyAdvance) return undefined;
+    w.dirty = false;
+    w.cleanUpTo = 0;
+    this.parked++;
+    if (anyAdvance) {
+      w.anyAdvance = true;
+      this.anyWaiters.add(w);
+    }
+    return new Promise((resolve) => {
+      w.resolve = resolve;
+    });
   }
 
   private async trim(): Promise<void> {
@@ -205,10 +422,6 @@ export class ChangeFeed {
     } catch (err) {
       this.log.warn("change log trim failed", { error: String(err) });
     }
-  }
-
-  private notify(): void {
-    for (const wake of [...this.waiters]) wake();
   }
 
   /**
@@ -228,31 +441,12 @@ export class ChangeFeed {
     return this.buffer.slice(lo, lo + limit);
   }
 
-  /** Resolves when the head passes `after`, after `timeoutMs`, or when `signal` aborts. */
-  wait(after: number, timeoutMs: number, signal: AbortSignal): Promise<void> {
-    if (this.head > after || signal.aborted || this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        this.waiters.delete(wake);
-        resolve();
-      };
-      const wake = (): void => {
-        if (this.head > after || this.closed) done();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      signal.addEventListener("abort", done, { once: true });
-      this.waiters.add(wake);
-    });
-  }
-
   close(): void {
     this.closed = true;
     clearInterval(this.pollTimer);
     clearInterval(this.trimTimer);
     this.unsubscribe?.();
-    this.notify();
+    for (const w of this.all) this.wake(w);
   }
 }
 
@@ -269,15 +463,32 @@ export function matchesFilter(filter: WatchFilter, id: string, fields: FilterFie
   );
 }
 
-/** What a change means to a watcher with `filter`, or null when it does not concern it. */
-export function classifyChange(filter: WatchFilter, change: ChangeRecord): ChangeEventKind | null {
-  const now = matchesFilter(filter, change.id, fieldsOf(change.doc));
+// Field by field rather than through a FilterFields object: this runs for every change and
+// every watcher it may concern, and allocates nothing.
+function matches(m: Matcher, id: string, profileId: string | null, status: string, channel: string): boolean {
+  return (
+    (m.ids === null || m.ids.has(id)) &&
+    (m.profileId === "" || profileId === m.profileId) &&
+    (m.status === "" || status === m.status) &&
+    (m.channel === "" || channel === m.channel)
+  );
+}
+
+function classify(m: Matcher, change: ChangeRecord): ChangeEventKind | null {
+  const doc = change.doc;
+  const now = matches(m, change.id, doc.profile?.id ?? null, doc.metadata.status, doc.metadata.channel);
   if (change.kind === "created") return now ? "created" : null;
   // Unknown before-state (a repaired log entry): assume it matched, so a leave is never missed.
-  const before = change.before === null ? true : matchesFilter(filter, change.id, change.before);
+  const b = change.before;
+  const before = b === null ? true : matches(m, change.id, b.profileId, b.status, b.channel);
   if (change.kind === "deleted") return before ? "deleted" : null;
-  if (now) return before || change.before === null ? "updated" : "entered";
+  if (now) return before ? "updated" : "entered";
   return before ? "left" : null;
+}
+
+/** What a change means to a watcher with `filter`, or null when it does not concern it. */
+export function classifyChange(filter: WatchFilter, change: ChangeRecord): ChangeEventKind | null {
+  return classify(compile(filter), change);
 }
 
 export function validateWatchRequest(req: WatchRequest): void {
@@ -296,11 +507,12 @@ export function heartbeatInterval(ms: number): number {
 
 /**
  * One watcher's stream. Ends (returns) when `signal` aborts; throws ChangesTrimmedError for a
- * cursor older than the retention window, StoreUnavailableError while the store cannot be read.
+ * cursor older than the retention window, StoreUnavailableError while the store cannot be read,
+ * ShuttingDownError when the feed closes under it.
  */
 export async function* watchSessions(feed: ChangeFeed, store: SessionStore, req: WatchRequest, signal: AbortSignal): AsyncGenerator<WatchEvent> {
   validateWatchRequest(req);
-  await feed.addWatcher();
+  const w = await feed.openWatcher(req.filter, req.heartbeatMs, signal);
   try {
     const opts: CallOptions = {};
     let cursor: number;
@@ -321,17 +533,20 @@ export async function* watchSessions(feed: ChangeFeed, store: SessionStore, req:
       }
       // Changes in (head at start, S]: send those newer than what the listing showed.
       while (cursor < snapshotRevision && !signal.aborted) {
-        const changes = await readAfter(feed, store, cursor, opts);
+        if (feed.isClosed) throw new ShuttingDownError();
+        const { changes } = await readAfter(feed, store, cursor, opts);
         if (changes.length === 0) {
           if (feed.headRevision >= snapshotRevision) break;
-          await feed.wait(feed.headRevision, 1000, signal);
+          // S is above this replica's head (the listing saw a newer commit): wait for the feed.
+          const parked = feed.park(w, feed.headRevision, true);
+          if (parked !== undefined) await parked;
           continue;
         }
         for (const change of changes) {
           if (change.revision > snapshotRevision) break;
           cursor = change.revision;
           if ((sent.get(change.id) ?? -1) >= change.revision) continue;
-          const kind = classifyChange(req.filter, change);
+          const kind = classify(w.match, change);
           // A session the listing never showed cannot be deleted or leave, for this watcher.
           if (kind === null || ((kind === "deleted" || kind === "left") && !sent.has(change.id))) continue;
           sent.set(change.id, change.revision);
@@ -347,42 +562,61 @@ export async function* watchSessions(feed: ChangeFeed, store: SessionStore, req:
       cursor = feed.headRevision;
     }
 
-    let lastSent = Date.now();
-    while (!signal.aborted) {
-      const changes = await readAfter(feed, store, cursor, opts);
-      if (changes.length > 0) {
-        for (const change of changes) {
-          cursor = change.revision;
-          const kind = classifyChange(req.filter, change);
-          if (kind === null) continue;
-          lastSent = Date.now();
-          yield { type: "change", kind, session: change.doc, revision: change.revision };
-          if (signal.aborted) return;
-        }
+    w.sent();
+    for (;;) {
+      if (signal.aborted) return;
+      if (feed.isClosed) throw new ShuttingDownError();
+      const { changes, upTo } = await readAfter(feed, store, cursor, opts);
+      for (const change of changes) {
+        cursor = change.revision;
+        const kind = classify(w.match, change);
+        if (kind === null) continue;
+        w.sent();
+        yield { type: "change", kind, session: change.doc, revision: change.revision };
+        if (signal.aborted) return;
+      }
+      if (upTo > cursor) {
+        cursor = upTo;
+      } else if (changes.length === 0 && cursor < feed.headRevision) {
+        // The store vouched for nothing past the cursor although the feed's head is beyond it
+        // (not expected: its safe revision does not go back). Ask again shortly, never skip.
+        await new Promise((r) => setTimeout(r, 20));
         continue;
       }
-      // Caught up: everything up to the feed's head has been looked at.
-      cursor = Math.max(cursor, feed.headRevision);
-      const quietFor = Date.now() - lastSent;
-      if (quietFor >= req.heartbeatMs) {
-        lastSent = Date.now();
+      // More arrived while this watcher was reading or writing.
+      if (cursor < feed.headRevision) continue;
+      // Caught up: everything up to the feed's head has been looked at, so this is a safe point.
+      if (w.heartbeatDue) {
+        w.sent();
         yield { type: "progress", revision: cursor };
         continue;
       }
-      await feed.wait(cursor, req.heartbeatMs - quietFor, signal);
+      const parked = feed.park(w, cursor, false);
+      if (parked === undefined) continue;
+      await parked;
+      // Nothing published during the wait concerned this watcher: skip it unread.
+      if (w.cleanUpTo > cursor) cursor = w.cleanUpTo;
     }
   } finally {
-    feed.removeWatcher();
+    feed.closeWatcher(w);
   }
 }
 
-/** Changes after `cursor`: from the shared buffer, or from the store when behind it. */
-async function readAfter(feed: ChangeFeed, store: SessionStore, cursor: number, opts: CallOptions): Promise<ChangeRecord[]> {
+/**
+ * Changes after `cursor` (from the shared buffer, or from the store when behind it), and the
+ * revision up to which they are complete: no change in (cursor, upTo] is left out.
+ */
+async function readAfter(feed: ChangeFeed, store: SessionStore, cursor: number, opts: CallOptions): Promise<{ changes: ChangeRecord[]; upTo: number }> {
   const buffered = feed.read(cursor, READ_BATCH);
-  if (buffered !== null) return buffered;
+  if (buffered !== null) {
+    const upTo = buffered.length === READ_BATCH ? buffered[READ_BATCH - 1].revision : feed.headRevision;
+    return { changes: buffered, upTo };
+  }
   const batch = await store.readChanges(cursor, READ_BATCH, opts);
   // Never read past the feed's head from the store: the buffer is where live changes come from.
-  return batch.changes.filter((c) => c.revision <= Math.max(feed.headRevision, cursor));
+  const limit = Math.max(feed.headRevision, cursor);
+  const changes = batch.changes.filter((c) => c.revision <= limit);
+  return { changes, upTo: Math.min(batch.safeRevision, limit) };
 }
 
 /** The sessions matching `filter`, newest first (ids: in the given order). */
