@@ -18,6 +18,9 @@
 //   --connections N    ghz HTTP/2 connections (default 1)
 //   --pin              pin the servers to the last core and ghz to the others (taskset)
 //   --echo-only        skip the real service
+//   --no-connect       skip the connect-node echo (shorter rounds when comparing builds)
+//   --baseline DIR     also run the service of another built checkout (DIR/dist) as
+//                      "create-baseline", in the same rounds: an A/B comparison on one machine state
 //   --json FILE        also write the results as JSON
 //   --profile TARGET   instead of the comparison: run TARGET (create | grpc-echo | connect-echo)
 //                      under node --cpu-prof for one --duration run and print the top frames
@@ -31,7 +34,6 @@ import { formatSummary, summarize } from "./profile-summary";
 import type { Stats } from "./child";
 
 const REPO = path.resolve(__dirname, "..", "..");
-const DIST_BENCH = __dirname;
 const METHOD = "session.v1.SessionService.CreateSession";
 const TARGET_RATIO = 0.8;
 const CORES = os.cpus().length;
@@ -61,15 +63,17 @@ interface Options {
   cpus: number;
   connections: number;
   echoOnly: boolean;
+  noConnect: boolean;
+  baseline?: string;
   pin: boolean;
   json?: string;
   profile?: ServerKind;
 }
 
-type ServerKind = "grpc-echo" | "connect-echo" | "create";
+type ServerKind = "grpc-echo" | "connect-echo" | "create" | "create-baseline";
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { rounds: 3, duration: "10s", warmup: "3s", concurrency: 50, cpus: 1, connections: 1, echoOnly: false, pin: false };
+  const o: Options = { rounds: 3, duration: "10s", warmup: "3s", concurrency: 50, cpus: 1, connections: 1, echoOnly: false, noConnect: false, pin: false };
   const dur = (v: string, name: string): string => {
     if (!/^\d+(ms|s|m)$/.test(v)) throw new Error(`${name}: expected a duration like 10s, got ${JSON.stringify(v)}`);
     return v;
@@ -94,6 +98,13 @@ function parseOptions(argv: string[]): Options {
       case "--cpus": o.cpus = int(next(), a); break;
       case "--connections": o.connections = int(next(), a); break;
       case "--echo-only": o.echoOnly = true; break;
+      case "--no-connect": o.noConnect = true; break;
+      case "--baseline": {
+        const dir = path.resolve(next());
+        if (!fs.existsSync(path.join(dir, "dist", "bench", "service-server.js"))) throw new Error(`--baseline: ${dir}/dist/bench/service-server.js not found (build that checkout first)`);
+        o.baseline = dir;
+        break;
+      }
       case "--pin": o.pin = true; break;
       case "--json": o.json = next(); break;
       case "--profile": {
@@ -177,11 +188,11 @@ class ServerChild {
     });
   }
 
-  static async start(kind: ServerKind, env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<ServerChild> {
-    const script = { "grpc-echo": "echo-grpc-server.js", "connect-echo": "echo-connect-server.js", create: "service-server.js" }[kind];
-    const [cmd, args] = command(process.execPath, [...nodeArgs, path.join(DIST_BENCH, script)], SERVER_CPUS());
+  static async start(kind: ServerKind, env: NodeJS.ProcessEnv, nodeArgs: string[] = [], repo = REPO): Promise<ServerChild> {
+    const script = { "grpc-echo": "echo-grpc-server.js", "connect-echo": "echo-connect-server.js", create: "service-server.js", "create-baseline": "service-server.js" }[kind];
+    const [cmd, args] = command(process.execPath, [...nodeArgs, path.join(repo, "dist", "bench", script)], SERVER_CPUS());
     const proc = spawn(cmd, args, {
-      cwd: REPO,
+      cwd: repo,
       env: { ...process.env, ...env },
       stdio: ["pipe", "pipe", "inherit"],
     });
@@ -441,6 +452,7 @@ const LABEL: Record<ServerKind, string> = {
   "grpc-echo": "grpc-js echo (bare)",
   "connect-echo": "connect-node echo (bare, h2c)",
   create: "CreateSession (grpc-js, SQLite)",
+  "create-baseline": "CreateSession, --baseline build",
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -462,13 +474,18 @@ async function compare(o: Options): Promise<number> {
 
   const servers: ServerChild[] = [];
   servers.push(await ServerChild.start("grpc-echo", {}));
-  servers.push(await ServerChild.start("connect-echo", {}));
+  if (!o.noConnect) servers.push(await ServerChild.start("connect-echo", {}));
   let serviceError: string | undefined;
   if (!o.echoOnly) {
     try {
       const dataDir = path.join(tmp, "data");
       fs.mkdirSync(dataDir);
       servers.push(await ServerChild.start("create", { BENCH_DATA_DIR: dataDir }));
+      if (o.baseline) {
+        const baseDir = path.join(tmp, "data-baseline");
+        fs.mkdirSync(baseDir);
+        servers.push(await ServerChild.start("create-baseline", { BENCH_DATA_DIR: baseDir }, [], o.baseline));
+      }
     } catch (err) {
       serviceError = err instanceof Error ? err.message : String(err);
       log(`bench: the real service did not start (${serviceError}); measuring the echo servers only`);
@@ -542,9 +559,12 @@ async function compare(o: Options): Promise<number> {
     ),
   );
   out.push("");
-  const connectRatio = med("connect-echo", (r) => r.rps) / echoRps;
-  out.push(`engine: connect-node echo / grpc-js echo throughput = ${connectRatio.toFixed(2)}x`);
+  const connectRatio = kinds.includes("connect-echo") ? med("connect-echo", (r) => r.rps) / echoRps : undefined;
+  if (connectRatio !== undefined) out.push(`engine: connect-node echo / grpc-js echo throughput = ${connectRatio.toFixed(2)}x`);
   let ratio: number | undefined;
+  // The server's CPU time per call (µs, median over the rounds): less sensitive to other load
+  // on the machine than rps, which moves with whatever else gets the cores.
+  const cpuPerCall = (k: ServerKind): string => median(runs.filter((r) => r.server === k).map((r) => (r.serverCpu * 1e4) / r.rps)).toFixed(0);
   if (kinds.includes("create")) {
     ratio = med("create", (r) => r.rps) / echoRps;
     const perRound = [...Array(o.rounds).keys()].map((i) => {
@@ -556,6 +576,19 @@ async function compare(o: Options): Promise<number> {
       `target: CreateSession / grpc-js echo throughput = ${ratio.toFixed(2)}x (per round: ${perRound.join(", ")}); ` +
         `target >= ${TARGET_RATIO}x: ${ratio >= TARGET_RATIO ? "MET" : "NOT MET"}`,
     );
+    if (kinds.includes("create-baseline")) {
+      const base = med("create-baseline", (r) => r.rps) / echoRps;
+      const perRoundBase = [...Array(o.rounds).keys()].map((i) => {
+        const e = runs.find((r) => r.server === "grpc-echo" && r.round === i + 1)!.rps;
+        const c = runs.find((r) => r.server === "create-baseline" && r.round === i + 1)!.rps;
+        return (c / e).toFixed(2);
+      });
+      out.push(
+        `baseline build (${o.baseline}): CreateSession / grpc-js echo = ${base.toFixed(2)}x (per round: ${perRoundBase.join(", ")}); ` +
+          `server CPU per call of the baseline build: ${cpuPerCall("create-baseline")} us`,
+      );
+    }
+    out.push(`server CPU per call: CreateSession ${cpuPerCall("create")} us, grpc-js echo ${cpuPerCall("grpc-echo")} us`);
     out.push(
       `idle RSS of the service (SQLite store): ${mb(idle.get("create")!.rss)} after start, ` +
         `${mb(after.get("create")!.rss)} after load (${runs.filter((r) => r.server === "create").reduce((n, r) => n + r.count, 0)} sessions created)`,

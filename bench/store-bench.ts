@@ -9,9 +9,11 @@
 // database and WAL grew by.
 //
 // Options: --count N (creates, default 100000), --batch N (default 25), --rounds N (default 3;
-// every round uses a fresh data directory, the median is printed), --ids random|ordered (random
-// UUIDs as the service makes them, default; or time-ordered ones, like UUIDv7), --keep (leave
-// the data dirs).
+// every round uses a fresh data directory, the median is printed), --ids v7|random (UUIDv7 as
+// the service makes them, default; or random UUIDv4s, as it made them before; "ordered" is an
+// alias of v7), --no-visits (creates without visit numbering; the service numbers every create
+// with a profile, as here by default: all in the bench's one profile), --keep (leave the data
+// dirs).
 
 import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
@@ -20,7 +22,7 @@ import * as path from "node:path";
 
 import { create } from "@bufbuild/protobuf";
 import { CreateSessionRequestSchema } from "../gen/session/v1/session_service_pb";
-import { Sessions } from "../src/domain/sessions";
+import { newSessionId, Sessions } from "../src/domain/sessions";
 import type { SessionDoc } from "../src/domain/session";
 import { sessionToDoc } from "../src/rpc/convert";
 import type { SessionStore } from "../src/store/port";
@@ -30,12 +32,13 @@ interface Options {
   count: number;
   batch: number;
   rounds: number;
-  ids: "random" | "ordered";
+  ids: "random" | "v7";
+  visits: boolean;
   keep: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { count: 100_000, batch: 25, rounds: 3, ids: "random", keep: false };
+  const o: Options = { count: 100_000, batch: 25, rounds: 3, ids: "v7", visits: true, keep: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const int = (): number => {
@@ -48,9 +51,10 @@ function parseOptions(argv: string[]): Options {
     else if (a === "--rounds") o.rounds = int();
     else if (a === "--ids") {
       const v = argv[++i];
-      if (v !== "random" && v !== "ordered") throw new Error("--ids: expected random or ordered");
-      o.ids = v;
-    } else if (a === "--keep") o.keep = true;
+      if (v !== "random" && v !== "v7" && v !== "ordered") throw new Error("--ids: expected v7 or random");
+      o.ids = v === "random" ? "random" : "v7";
+    } else if (a === "--no-visits") o.visits = false;
+    else if (a === "--keep") o.keep = true;
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -117,9 +121,9 @@ async function round(template: SessionDoc, o: Options): Promise<Round> {
     const burst: Promise<unknown>[] = [];
     for (let i = 0; i < o.batch && n < o.count; i++, n++) {
       // A fresh document per call, as the RPC edge converts one per request.
-      const id = o.ids === "random" ? randomUUID() : `${Date.now().toString(16).padStart(12, "0")}-${n.toString(16).padStart(8, "0")}-${randomUUID().slice(0, 13)}`;
+      const id = o.ids === "random" ? randomUUID() : newSessionId();
       const doc = { ...template, id };
-      burst.push(store.create(doc));
+      burst.push(store.create(doc, o.visits ? { numberVisitIn: template.profile!.id } : {}));
     }
     await Promise.all(burst);
   }
@@ -149,7 +153,7 @@ async function main(): Promise<void> {
   const wall = rounds.map((r) => r.wallUs);
   const main = rounds.map((r) => r.mainCpuUs);
   console.log(
-    `store create, ${o.count} creates (${o.ids} ids) in bursts of ${o.batch}, per create (median / min of ${o.rounds}): ` +
+    `store create, ${o.count} creates (${o.ids} ids, ${o.visits ? "with" : "without"} visit numbering) in bursts of ${o.batch}, per create (median / min of ${o.rounds}): ` +
       `wall ${median(wall).toFixed(1)} / ${Math.min(...wall).toFixed(1)} us, ` +
       `main-thread CPU ${median(main).toFixed(1)} / ${Math.min(...main).toFixed(1)} us, ` +
       `process CPU ${median(rounds.map((r) => r.cpuUs)).toFixed(1)} us, ${median(rounds.map((r) => r.bytes)).toFixed(0)} bytes on disk`,

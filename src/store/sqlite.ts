@@ -20,6 +20,13 @@
 // Revisions: a batch reads the counter once, hands out the next values to its successful
 // writes in order, and stores the last one with one UPDATE before COMMIT.
 //
+// A create inserts its session row at once (that statement is what can fail: a taken id), and
+// leaves its change row and its visit row to the batch: they go in with one multi-row INSERT
+// each, before the next update or delete of the batch runs (those read and amend change rows)
+// and before COMMIT, so every commit still holds them. The visit numbers a batch hands out are
+// remembered per profile for the rest of the batch (the rows are not in the table yet); the
+// batch holds the write lock, so nobody else can take a number in between.
+//
 // The change log stores a document only when the sessions table no longer holds it: the row
 // of a session's latest change has doc = '' and its post-image is the session row (same
 // revision). The next update or delete of the session first copies the document into that row.
@@ -75,6 +82,8 @@ const RESTART_WAL_FRAMES = 4000;
  * a backstop for when the checkpointer thread falls behind or is gone (SQLite's default is 1000).
  */
 const BACKSTOP_CHECKPOINT_PAGES = 16000;
+/** Rows per multi-row INSERT of a batch's deferred change and visit rows (3 parameters each). */
+const MULTI_INSERT_ROWS = 64;
 
 // The checkpointer: a worker thread with its own connection that runs a PASSIVE checkpoint
 // every CHECKPOINT_INTERVAL_MS. A passive checkpoint never blocks the writer, nor the writer
@@ -232,6 +241,8 @@ interface ChangeRow {
 /** A write waiting for the next group commit. `run` executes inside the batch's transaction. */
 interface PendingWrite {
   run: () => unknown;
+  /** A create: it leaves its change row and visit row to the batch (see the header). */
+  create: boolean;
   deadlineMs: number;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
@@ -255,6 +266,14 @@ export class SqliteSessionStore implements SessionStore {
   private revision = 0;
   /** During a write of a batch: it has changed the database (a failure now fails the batch). */
   private modified = false;
+  /** During a batch: the change rows of its creates not inserted yet, 3 values each (revision, id, at_ms). */
+  private deferredChanges: (number | string)[] = [];
+  /** During a batch: the visit rows of its creates not inserted yet, 3 values each (profile_id, idx, session_id). */
+  private deferredVisits: (number | string)[] = [];
+  /** During a batch: the last visit number it handed out per profile, and to which session. */
+  private readonly batchVisits = new Map<string, { idx: number; session_id: string }>();
+  /** Multi-row INSERTs of deferred rows, by table and row count. */
+  private readonly multiInsertStatements = new Map<string, Database.Statement<unknown[]>>();
   private readonly selectByIdStmt: Database.Statement<[string], DocRow>;
   private readonly selectByRequestIdStmt: Database.Statement<[string], DocRow>;
   private readonly insertStmt: Database.Statement<unknown[]>;
@@ -354,8 +373,14 @@ export class SqliteSessionStore implements SessionStore {
       const now = Date.now();
       // Under BEGIN IMMEDIATE: no other connection can hand out revisions until COMMIT.
       const first = (this.revision = this.readRevisionStmt.get() as number);
+      this.deferredChanges = [];
+      this.deferredVisits = [];
+      this.batchVisits.clear();
       const outcomes = batch.map((write): Outcome => {
         if (write.deadlineMs <= now) return { ok: false, error: deadlineExceeded() };
+        // Updates and deletes read and amend change rows (and visits): the creates' go in first.
+        // A failure here fails the batch (it comes from writes that changed something).
+        if (!write.create) this.insertDeferred();
         this.modified = false;
         try {
           return { ok: true, value: write.run() };
@@ -366,6 +391,8 @@ export class SqliteSessionStore implements SessionStore {
           return { ok: false, error };
         }
       });
+      this.insertDeferred();
+      this.batchVisits.clear();
       if (this.revision !== first) this.writeRevisionStmt.run(this.revision);
       return outcomes;
     });
@@ -394,11 +421,12 @@ export class SqliteSessionStore implements SessionStore {
       const inserted = this.insertStmt.run(session.id, json, revision, session.profile?.id ?? null, m.status, m.channel, t.insert.getTime(), requestId, activeMs(session));
       if (inserted.changes === 0) throw new AlreadyExistsError(session.id);
       this.modified = true;
-      if (visitIn !== undefined) this.insertVisitStmt.run(visitIn, session.session_index, session.id);
-      // The document is the session row's until the session changes again.
-      this.insertChangeStmt.run(revision, session.id, "created", "", Date.now(), null, null, null);
+      // Both rows go in with the batch's (see the header). The change row has doc = '': the
+      // document is the session row's until the session changes again.
+      if (visitIn !== undefined) this.deferVisit(visitIn, session.session_index, session.id);
+      this.deferredChanges.push(revision, session.id, Date.now());
       return (this.revision = revision);
-    });
+    }, true);
     if (typeof outcome !== "number") return { session: outcome, created: false };
     session.revision = outcome;
     return { session, created: true };
@@ -431,7 +459,10 @@ export class SqliteSessionStore implements SessionStore {
       this.modified = true;
       this.updateStmt.run(json, revision, doc.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), activeMs(doc), id);
       this.insertChangeStmt.run(revision, id, "updated", "", Date.now(), before.profile?.id ?? null, bm.status, bm.channel);
-      if (visitIn !== undefined) this.insertVisitStmt.run(visitIn, doc.session_index, id);
+      if (visitIn !== undefined) {
+        this.insertVisitStmt.run(visitIn, doc.session_index, id);
+        this.batchVisits.set(visitIn, { idx: doc.session_index, session_id: id });
+      }
       doc.revision = this.revision = revision;
       return doc;
     });
@@ -570,9 +601,44 @@ export class SqliteSessionStore implements SessionStore {
 
   /** Inside a write: gives `doc` the next visit number of `profileId` (read before any change). */
   private numberVisit(doc: SessionDoc, profileId: string): void {
-    const top = this.topVisitStmt.get(profileId);
+    const top = this.batchVisits.get(profileId) ?? this.topVisitStmt.get(profileId);
     doc.session_index = (top?.idx ?? 0) + 1;
     doc.previous_session_id = top?.session_id ?? null;
+  }
+
+  /** Inside a create: its visit row goes in with the batch's; later writes of the batch see its number. */
+  private deferVisit(profileId: string, idx: number, sessionId: string): void {
+    this.deferredVisits.push(profileId, idx, sessionId);
+    this.batchVisits.set(profileId, { idx, session_id: sessionId });
+  }
+
+  /** Inside a batch: inserts the deferred change and visit rows of its creates so far. */
+  private insertDeferred(): void {
+    if (this.deferredChanges.length > 0) {
+      const rows = this.deferredChanges;
+      this.deferredChanges = [];
+      this.insertRows("changes", rows, "(?, ?, 'created', '', ?, NULL, NULL, NULL)", "INSERT INTO changes (revision, id, kind, doc, at_ms, before_profile_id, before_status, before_channel) VALUES ");
+    }
+    if (this.deferredVisits.length > 0) {
+      const rows = this.deferredVisits;
+      this.deferredVisits = [];
+      this.insertRows("visits", rows, "(?, ?, ?)", "INSERT INTO visits (profile_id, idx, session_id) VALUES ");
+    }
+  }
+
+  /** Multi-row INSERTs of `values` (3 per row), at most MULTI_INSERT_ROWS rows per statement. */
+  private insertRows(table: string, values: (number | string)[], row: string, head: string): void {
+    for (let at = 0; at < values.length; at += 3 * MULTI_INSERT_ROWS) {
+      const chunk = values.length - at <= 3 * MULTI_INSERT_ROWS ? (at === 0 ? values : values.slice(at)) : values.slice(at, at + 3 * MULTI_INSERT_ROWS);
+      const n = chunk.length / 3;
+      const key = `${table} ${n}`;
+      let stmt = this.multiInsertStatements.get(key);
+      if (!stmt) {
+        stmt = this.db.prepare<unknown[]>(head + Array<string>(n).fill(row).join(", "));
+        this.multiInsertStatements.set(key, stmt);
+      }
+      stmt.run(chunk);
+    }
   }
 
   /** A read runs at once: in WAL mode it never waits for a writer. */
@@ -586,11 +652,11 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   /** Queues a write for the next group commit; settles once that transaction has committed. */
-  private write<T>(options: CallOptions | undefined, run: () => T): Promise<T> {
+  private write<T>(options: CallOptions | undefined, run: () => T, create = false): Promise<T> {
     this.checkCallable(options);
     return new Promise<T>((resolve, reject) => {
       const deadlineMs = options?.deadline?.getTime() ?? Infinity;
-      this.pending.push({ run, deadlineMs, resolve: resolve as (value: unknown) => void, reject });
+      this.pending.push({ run, create, deadlineMs, resolve: resolve as (value: unknown) => void, reject });
       // setImmediate runs after the I/O callbacks of this loop turn, so the writes of all
       // requests that arrived together share the commit.
       if (this.pending.length === 1) setImmediate(() => this.flush());
