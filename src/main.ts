@@ -17,7 +17,13 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const server = await startServer(config, log);
+  let server;
+  try {
+    server = await startServer(config, log);
+  } catch (err) {
+    log.error("cannot start", { error: err instanceof Error ? err.message : String(err) });
+    process.exit(1);
+  }
   const stop = (signal: string) => {
     log.info("signal received", { signal });
     server.close().then(

@@ -26,9 +26,14 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** A port that cannot be bound: names the port and the reason (e.g. EADDRINUSE). */
+export class ListenError extends Error {}
+
 function listenHttp(server: http.Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (err: NodeJS.ErrnoException) =>
+      reject(new ListenError(`cannot listen on ${host}:${port} (HTTP_PORT): ${err.code ?? err.message}`, { cause: err })),
+    );
     server.listen(port, host, () => {
       server.off("error", reject);
       const addr = server.address();
@@ -40,11 +45,16 @@ function listenHttp(server: http.Server, host: string, port: number): Promise<nu
 function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
   const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
   return new Promise((resolve, reject) =>
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+      // grpc-js says "No address added out of total 1 resolved errors: [listen EADDRINUSE ...]".
+      err ? reject(new ListenError(`cannot listen on ${address} (GRPC_PORT): ${/E[A-Z]+/.exec(err.message)?.[0] ?? err.message}`, { cause: err })) : resolve(bound),
+    ),
   );
 }
 
 export async function startServer(config: Config, log: Logger, store?: SessionStore): Promise<RunningServer> {
+  // grpc-js's own messages (e.g. a failed bind) as JSON log lines like ours.
+  grpc.setLogger({ error: (...args: unknown[]) => log.debug("grpc-js", { message: args.map(String).join(" ") }) });
   const sessionStore = store ?? (await openStore(config, log));
   const feed = new ChangeFeed(sessionStore, log, {
     pollIntervalMs: config.watchPollMs,

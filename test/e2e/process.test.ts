@@ -1,7 +1,8 @@
 // The service as a process (`npm start` runs dist/src/main.js; `npm test` builds it first):
 // configuration errors, durability across kill -9 on the embedded store, graceful SIGTERM.
 
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import * as net from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +21,28 @@ describe("the service process", () => {
     expect(result.status).toBe(2);
     expect(result.stderr).toContain("GRPC_PORT");
     expect(result.stderr).toContain("seventy");
+  });
+
+  it("stops with a one-line error naming the port when a port is taken", async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      const result = await new Promise<{ status: number | null; output: string }>((resolve) => {
+        const child = spawn(process.execPath, [MAIN], {
+          env: { PATH: process.env.PATH ?? "", DATA_DIR: dataDir, GRPC_PORT: String(port), HTTP_PORT: "0" },
+        });
+        let output = "";
+        child.stdout.on("data", (b: Buffer) => (output += b.toString()));
+        child.stderr.on("data", (b: Buffer) => (output += b.toString()));
+        child.on("exit", (status) => resolve({ status, output }));
+      });
+      expect(result.status).toBe(1);
+      const lines = result.output.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.at(-1)).toMatchObject({ level: "error", msg: "cannot start", error: `cannot listen on 127.0.0.1:${port} (GRPC_PORT): EADDRINUSE` });
+    } finally {
+      taken.close();
+    }
   });
 
   it("keeps an acknowledged session after kill -9, and shuts down cleanly on SIGTERM", async () => {
