@@ -25,6 +25,26 @@ function codec<D extends DescMessage>(desc: D) {
   };
 }
 
+/**
+ * For streamed responses: one message object sent on many streams (a change every watcher of
+ * it receives, see changeResponse in handlers.ts) is encoded once. grpc-js copies the bytes into
+ * each stream's frame, and messages are never modified after they are built.
+ */
+function sharedCodec<D extends DescMessage>(desc: D) {
+  const encoded = new WeakMap<object, Buffer>();
+  return {
+    serialize: (msg: MessageShape<D>): Buffer => {
+      let bytes = encoded.get(msg);
+      if (bytes === undefined) {
+        bytes = toBuffer(toBinary(desc, msg));
+        encoded.set(msg, bytes);
+      }
+      return bytes;
+    },
+    deserialize: (buf: Buffer): MessageShape<D> => fromBinary(desc, buf),
+  };
+}
+
 function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): Date | undefined {
   const d = call.getDeadline();
   if (d instanceof Date) return d;
@@ -43,7 +63,7 @@ export function grpcDefinitions(service: DescService): Record<string, grpc.Metho
   for (const method of service.methods) {
     if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") continue;
     const input = codec(method.input);
-    const output = codec(method.output);
+    const output = method.methodKind === "server_streaming" ? sharedCodec(method.output) : codec(method.output);
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,

@@ -39,6 +39,7 @@ import { InvalidArgumentError } from "../domain/errors";
 import type { Lifecycle } from "../domain/lifecycle";
 import type { Sessions } from "../domain/sessions";
 import { heartbeatInterval, watchSessions, type ChangeEventKind, type ChangeFeed } from "../domain/watch";
+import type { SessionDoc } from "../domain/session";
 import type { SessionStore, StatsField } from "../store/port";
 import { docToSession, sessionToDoc } from "./convert";
 
@@ -60,6 +61,27 @@ const KINDS: Record<ChangeEventKind, ChangeKind> = {
   entered: ChangeKind.ENTERED_FILTER,
   left: ChangeKind.LEFT_FILTER,
 };
+
+/**
+ * The response for a change, built once per session document and kind however many watchers
+ * receive it: live changes reach every watcher as the same document object of the feed's shared
+ * buffer (and the gRPC engine then encodes the response once, see sharedCodec). Responses are
+ * never modified after they are built.
+ */
+const changeResponses = new WeakMap<SessionDoc, Map<ChangeKind, WatchSessionsResponse>>();
+
+function changeResponse(doc: SessionDoc, kind: ChangeKind, revision: number): WatchSessionsResponse {
+  let byKind = changeResponses.get(doc);
+  if (byKind === undefined) changeResponses.set(doc, (byKind = new Map()));
+  let response = byKind.get(kind);
+  if (response === undefined || response.event.value?.revision !== BigInt(revision)) {
+    response = create(WatchSessionsResponseSchema, {
+      event: { case: "change", value: { kind, session: docToSession(doc), revision: BigInt(revision) } },
+    });
+    byKind.set(kind, response);
+  }
+  return response;
+}
 
 const durationMs = (d: Duration | undefined): number => (d ? Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6) : 0);
 
@@ -176,9 +198,7 @@ export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, 
       );
       for await (const ev of events) {
         if (ev.type === "change") {
-          yield create(WatchSessionsResponseSchema, {
-            event: { case: "change", value: { kind: KINDS[ev.kind], session: docToSession(ev.session), revision: BigInt(ev.revision) } },
-          });
+          yield changeResponse(ev.session, KINDS[ev.kind], ev.revision);
         } else if (ev.type === "initial_end") {
           yield create(WatchSessionsResponseSchema, { event: { case: "initialStateEnd", value: { revision: BigInt(ev.revision) } } });
         } else {
