@@ -31,6 +31,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
 import { formatSummary, summarize } from "./profile-summary";
+import { BENCH_PAGE_URL, BENCH_SESSION, BENCH_USER_AGENT } from "./requests";
 import type { Stats } from "./child";
 
 const REPO = path.resolve(__dirname, "..", "..");
@@ -39,18 +40,7 @@ const TARGET_RATIO = 0.8;
 const CORES = os.cpus().length;
 
 /** A realistic first-visit CreateSession request: no id (the server makes one), so every call inserts. */
-const CREATE_REQUEST = {
-  session: {
-    metadata: { channel: "web" },
-    profile: { id: "0b0d4f7e-6a51-4c1e-9d53-2f7c4a9e8b11" },
-    context: { ip: "203.0.113.24", referrer: "https://news.example/spring-sale" },
-    properties: { cart_value: 129.9, currency: "EUR", items: 3, logged_in: true },
-    app: { language: "en-US", resolution: "390x844" },
-  },
-  user_agent:
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
-  page_url: "https://shop.example/?utm_source=news&utm_medium=email&utm_campaign=spring",
-};
+const CREATE_REQUEST = { session: BENCH_SESSION, user_agent: BENCH_USER_AGENT, page_url: BENCH_PAGE_URL };
 
 // ---------------------------------------------------------------------------------------------
 // Options

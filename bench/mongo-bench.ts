@@ -41,26 +41,16 @@ import { MongoClient, type Document } from "mongodb";
 
 import { SessionService } from "../gen/session/v1/session_service_pb";
 import { runChild } from "./child";
+import { BENCH_PAGE_URL, BENCH_PROFILE, BENCH_SESSION, BENCH_USER_AGENT } from "./requests";
 
 const REPO = path.resolve(__dirname, "..", "..");
 const DATABASE = "bench";
 const TARGET_RATIO = 0.8;
-const PROFILE = "0b0d4f7e-6a51-4c1e-9d53-2f7c4a9e8b11";
+const PROFILE = BENCH_PROFILE;
 const LIST_PROFILE = "5d9c2f10-list-4bench-8000-000000000100";
 const LIST_PROFILE_SESSIONS = 100;
 
-const CREATE_REQUEST = {
-  session: {
-    metadata: { channel: "web" },
-    profile: { id: PROFILE },
-    context: { ip: "203.0.113.24", referrer: "https://news.example/spring-sale" },
-    properties: { cart_value: 129.9, currency: "EUR", items: 3, logged_in: true },
-    app: { language: "en-US", resolution: "390x844" },
-  },
-  userAgent:
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
-  pageUrl: "https://shop.example/?utm_source=news&utm_medium=email&utm_campaign=spring",
-};
+const CREATE_REQUEST = { session: BENCH_SESSION, userAgent: BENCH_USER_AGENT, pageUrl: BENCH_PAGE_URL };
 
 // ---------------------------------------------------------------------------------------------
 // The server child

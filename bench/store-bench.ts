@@ -27,6 +27,7 @@ import type { SessionDoc } from "../src/domain/session";
 import { sessionToDoc } from "../src/rpc/convert";
 import type { SessionStore } from "../src/store/port";
 import { SqliteSessionStore } from "../src/store/sqlite";
+import { BENCH_PAGE_URL, BENCH_SESSION, BENCH_USER_AGENT } from "./requests";
 
 interface Options {
   count: number;
@@ -62,18 +63,7 @@ function parseOptions(argv: string[]): Options {
 
 /** The document CreateSession hands to the store for the bench's request (bench.ts). */
 async function benchDoc(): Promise<SessionDoc> {
-  const req = create(CreateSessionRequestSchema, {
-    session: {
-      metadata: { channel: "web" },
-      profile: { id: "0b0d4f7e-6a51-4c1e-9d53-2f7c4a9e8b11" },
-      context: { ip: "203.0.113.24", referrer: "https://news.example/spring-sale" },
-      properties: { cart_value: 129.9, currency: "EUR", items: 3, logged_in: true },
-      app: { language: "en-US", resolution: "390x844" },
-    },
-    userAgent:
-      "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
-    pageUrl: "https://shop.example/?utm_source=news&utm_medium=email&utm_campaign=spring",
-  });
+  const req = create(CreateSessionRequestSchema, { session: BENCH_SESSION, userAgent: BENCH_USER_AGENT, pageUrl: BENCH_PAGE_URL });
   let captured: SessionDoc | undefined;
   const capture = {
     create: async (doc: SessionDoc) => {
