@@ -7,6 +7,8 @@
 #   scripts/clients.sh python HOST:PORT      run the Python scenario against a server's gRPC port
 #   scripts/clients.sh go HOST:PORT          run the Go scenario against a server's gRPC port
 #   scripts/clients.sh --python              print the path of the Python interpreter it uses
+#   scripts/clients.sh history HOST:PORT,... [ARGS]   run the WatchSessions history checker
+#                                            (test/python/history_check.py, --help for ARGS)
 #
 # Python: a virtualenv in the tool cache (next to scripts/tools.sh's bin directory) with pinned
 # grpcio, grpcio-tools (protoc and the gRPC plugin, `python -m grpc_tools.protoc`) and grpcio-status.
@@ -96,10 +98,16 @@ case "$cmd" in
     cd "$root/examples/go"
     export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
     exec go run . "$2" ;;
+  history)
+    [[ -n "${2:-}" ]] || die "usage: scripts/clients.sh history HOST:PORT,HOST:PORT [ARGS]"
+    locked setup_python
+    export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in examples/python/gen
+    shift
+    exec "$PYTHON" "$root/test/python/history_check.py" "$@" ;;
   --python)
     locked setup_python
     echo "$PYTHON" ;;
   *)
-    echo "usage: scripts/clients.sh setup [python|go] | generate [ROOT] | python HOST:PORT | go HOST:PORT | --python" >&2
+    echo "usage: scripts/clients.sh setup [python|go] | generate [ROOT] | python HOST:PORT | go HOST:PORT | history HOST:PORT,... [ARGS] | --python" >&2
     exit 2 ;;
 esac

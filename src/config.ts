@@ -1,7 +1,7 @@
 // One typed configuration, read from environment variables and validated at start.
 // Every variable is documented in the README's configuration table.
 
-import type { LogLevel } from "./log";
+import { redactUri, scrubUriParts, type LogLevel } from "./log";
 
 export interface Config {
   host: string;
@@ -16,6 +16,14 @@ export interface Config {
   mongodbRetentionDays?: number;
   /** Bound on each MongoDB call when the client sets no deadline. */
   storeTimeoutMs: number;
+  /** SQLite store: reader threads at most (started on demand). */
+  sqliteReaders: number;
+  /** SQLite store: calls waiting for a store thread at most; more fail with UNAVAILABLE. */
+  sqliteQueueLimit: number;
+  /** Health: how often the store is probed. */
+  healthProbeIntervalMs: number;
+  /** Health: a probe without an answer this long makes the status NOT_SERVING. */
+  healthProbeTimeoutMs: number;
   logLevel: LogLevel | "silent";
   maxMessageBytes: number;
   shutdownGraceMs: number;
@@ -26,12 +34,43 @@ export interface Config {
   watchBufferSize: number;
   /** How long the change log keeps changes: the resume window of WatchSessions. */
   watchRetentionMs: number;
+  /** Open WatchSessions streams per process; more are refused with RESOURCE_EXHAUSTED (RetryInfo). */
+  maxWatchers: number;
+  /** A watch stream whose writes stay blocked this long ends with RESOURCE_EXHAUSTED (WATCHER_TOO_SLOW). */
+  watchStallTimeoutMs: number;
   /** A session without activity for this long ends (idle expiry). */
   sessionIdleTimeoutMs: number;
   /** A session ends this long after it started, whatever its activity. */
   sessionMaxDurationMs: number;
   /** How often this process runs an expiry pass. */
   sessionExpiryIntervalMs: number;
+  /** Largest stored session document (see src/domain/limits.ts); at most half of maxMessageBytes. */
+  maxSessionBytes: number;
+  /** Distinct paths in one update_mask. */
+  maxMaskPaths: number;
+  /** Characters of user_agent, page_url, filters and each string field of a session. */
+  maxStringLength: number;
+  /** Keys plus array items of one free-form object (context, properties, ...), at all levels. */
+  maxFreeFormKeys: number;
+  /** Unary calls in flight at once, both ports together; more fail fast with RESOURCE_EXHAUSTED. */
+  maxConcurrentCalls: number;
+  /** Open TCP connections per port; more are closed as they are accepted. */
+  maxConnections: number;
+  /** A new connection must send its HTTP/2 preface (gRPC port) or request headers (HTTP port) within this. */
+  headersTimeoutMs: number;
+  /** Largest request header block (gRPC metadata, HTTP/1.1 headers), in bytes. */
+  maxHeaderBytes: number;
+  /** gRPC port: concurrent streams per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  grpcMaxConcurrentStreams: number;
+  /** gRPC port: a connection without an open stream for this long is closed (GOAWAY). */
+  grpcIdleTimeoutMs: number;
+  /** gRPC port: the server pings each connection this often, and closes it when no answer comes within grpcKeepaliveTimeoutMs. */
+  grpcKeepaliveTimeMs: number;
+  grpcKeepaliveTimeoutMs: number;
+  /** HTTP port: a whole request (headers and body) must arrive within this. */
+  httpRequestTimeoutMs: number;
+  /** HTTP port: an idle keep-alive connection is closed after this. */
+  httpKeepAliveTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -77,11 +116,29 @@ function oneOf<T extends string>(env: Env, name: string, def: T, allowed: readon
   return raw as T;
 }
 
+/**
+ * Parses MONGODB_URI with the driver's own parser (the MongoClient constructor parses and
+ * validates synchronously and connects nothing), so a URI the driver cannot use stops the service
+ * at start instead of being retried for ever. The driver's message is kept, minus any part of
+ * the URI that could be secret. The driver is loaded only when MONGODB_URI is set.
+ */
+function checkMongoUri(uri: string): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { MongoClient } = require("mongodb") as typeof import("mongodb");
+  try {
+    new MongoClient(uri);
+  } catch (err) {
+    const message = scrubUriParts(err instanceof Error ? err.message : String(err), uri);
+    throw new ConfigError(`MONGODB_URI is invalid (${redactUri(uri)}): ${message}`);
+  }
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const uri = env.MONGODB_URI || undefined;
   if (uri !== undefined && !/^mongodb(\+srv)?:\/\//.test(uri)) {
     throw new ConfigError("MONGODB_URI is invalid: expected a mongodb:// or mongodb+srv:// connection string");
   }
+  if (uri !== undefined) checkMongoUri(uri);
   const wc = env.MONGODB_WRITE_CONCERN || "majority";
   if (wc !== "majority" && (!/^\d{1,2}$/.test(wc) || Number(wc) > 50)) {
     throw new ConfigError(`MONGODB_WRITE_CONCERN=${JSON.stringify(wc)} is invalid: expected "majority" or a number of nodes`);
@@ -100,15 +157,65 @@ export function loadConfig(env: Env = process.env): Config {
     mongodbWriteConcern: wc === "majority" ? "majority" : Number(wc),
     mongodbRetentionDays: env.MONGODB_RETENTION_DAYS ? int(env, "MONGODB_RETENTION_DAYS", 0, 1, 36_500) : undefined,
     storeTimeoutMs: int(env, "STORE_TIMEOUT_MS", 5000, 100, 600000),
+    sqliteReaders: int(env, "SQLITE_READERS", 2, 1, 64),
+    sqliteQueueLimit: int(env, "SQLITE_QUEUE_LIMIT", 10000, 1, 1_000_000),
+    healthProbeIntervalMs: int(env, "HEALTH_PROBE_INTERVAL_MS", 1000, 10, 600000),
+    healthProbeTimeoutMs: int(env, "HEALTH_PROBE_TIMEOUT_MS", 1000, 10, 600000),
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["debug", "info", "warn", "error", "silent"] as const),
     maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
     shutdownGraceMs: int(env, "SHUTDOWN_GRACE_MS", 10000, 0, 600000),
     watchPollMs: int(env, "WATCH_POLL_MS", 100, 5, 60000),
     watchBufferSize: int(env, "WATCH_BUFFER_SIZE", 4096, 1, 1_000_000),
     watchRetentionMs: int(env, "WATCH_RETENTION_HOURS", 24, 1, 24 * 365) * 3600_000,
+    maxWatchers: int(env, "MAX_WATCHERS", 10_000, 1, 1_000_000),
+    watchStallTimeoutMs: duration(env, "WATCH_STALL_TIMEOUT", 30_000, 100, 3600_000),
     sessionIdleTimeoutMs: duration(env, "SESSION_IDLE_TIMEOUT", 30 * 60_000, 100, 30 * 86_400_000),
     sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", 24 * 3600_000, 100, 365 * 86_400_000),
     sessionExpiryIntervalMs: duration(env, "SESSION_EXPIRY_INTERVAL", 60_000, 10, 3600_000),
+    ...inputLimits(env),
     corsOrigins: (env.CORS_ORIGINS ?? "*").split(",").map((s) => s.trim()).filter(Boolean),
+    ...limits(env),
+  };
+}
+
+/**
+ * Limits on the input of a call (src/domain/limits.ts). A stored session must fit in an answer
+ * on both protocols with room to spare, so MAX_SESSION_BYTES is at most half of
+ * MAX_MESSAGE_BYTES; its default is 256 KiB, or that half when the message limit is smaller.
+ */
+function inputLimits(env: Env) {
+  const maxMessageBytes = int(env, "MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024);
+  const half = Math.floor(maxMessageBytes / 2);
+  const maxSessionBytes = int(env, "MAX_SESSION_BYTES", Math.min(256 * 1024, half), 4096, 32 * 1024 * 1024);
+  if (maxSessionBytes > half) {
+    throw new ConfigError(`MAX_SESSION_BYTES=${maxSessionBytes} is invalid: it must be at most half of MAX_MESSAGE_BYTES (${half})`);
+  }
+  return {
+    maxSessionBytes,
+    maxMaskPaths: int(env, "MAX_MASK_PATHS", 1000, 1, 100_000),
+    maxStringLength: int(env, "MAX_STRING_LENGTH", 8192, 256, 1024 * 1024),
+    maxFreeFormKeys: int(env, "MAX_FREE_FORM_KEYS", 10_000, 10, 1_000_000),
+  };
+}
+
+/** Connection and concurrency limits of both ports (docs: README configuration table). */
+function limits(env: Env) {
+  const headersTimeoutMs = int(env, "HEADERS_TIMEOUT_MS", 10_000, 100, 600_000);
+  const httpRequestTimeoutMs = int(env, "HTTP_REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000);
+  // node:http refuses a headers timeout longer than the whole request's.
+  if (headersTimeoutMs > httpRequestTimeoutMs) {
+    throw new ConfigError(`HEADERS_TIMEOUT_MS=${headersTimeoutMs} is invalid: it must not exceed HTTP_REQUEST_TIMEOUT_MS=${httpRequestTimeoutMs}`);
+  }
+  return {
+    maxConcurrentCalls: int(env, "MAX_CONCURRENT_CALLS", 512, 1, 1_000_000),
+    maxConnections: int(env, "MAX_CONNECTIONS", 4096, 1, 1_000_000),
+    headersTimeoutMs,
+    maxHeaderBytes: int(env, "MAX_HEADER_BYTES", 16_384, 1024, 1024 * 1024),
+    grpcMaxConcurrentStreams: int(env, "GRPC_MAX_CONCURRENT_STREAMS", 1000, 1, 1_000_000),
+    grpcIdleTimeoutMs: int(env, "GRPC_IDLE_TIMEOUT_MS", 300_000, 100, 86_400_000),
+    grpcKeepaliveTimeMs: int(env, "GRPC_KEEPALIVE_TIME_MS", 60_000, 100, 86_400_000),
+    grpcKeepaliveTimeoutMs: int(env, "GRPC_KEEPALIVE_TIMEOUT_MS", 20_000, 100, 600_000),
+    httpRequestTimeoutMs,
+    httpKeepAliveTimeoutMs: int(env, "HTTP_KEEP_ALIVE_TIMEOUT_MS", 5000, 100, 600_000),
   };
 }

@@ -6,11 +6,13 @@ import * as grpc from "@grpc/grpc-js";
 import { SessionService } from "../gen/session/v1/session_service_pb";
 import type { Config } from "./config";
 import { Lifecycle, startExpiry } from "./domain/lifecycle";
+import { listPageBytes } from "./domain/limits";
 import { Sessions } from "./domain/sessions";
 import { ChangeFeed } from "./domain/watch";
 import type { Logger } from "./log";
 import { createHttpServer } from "./rpc/connect-server";
-import { grpcService } from "./rpc/grpc-server";
+import { Admission } from "./rpc/admission";
+import { grpcService, listenGrpc, type GrpcListener } from "./rpc/grpc-server";
 import { createHealth, HEALTH_SERVICE } from "./rpc/health";
 import { addReflection } from "./rpc/reflection";
 import { createSessionHandlers } from "./rpc/handlers";
@@ -42,16 +44,6 @@ function listenHttp(server: http.Server, host: string, port: number): Promise<nu
   });
 }
 
-function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
-  const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-  return new Promise((resolve, reject) =>
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) =>
-      // grpc-js says "No address added out of total 1 resolved errors: [listen EADDRINUSE ...]".
-      err ? reject(new ListenError(`cannot listen on ${address} (GRPC_PORT): ${/E[A-Z]+/.exec(err.message)?.[0] ?? err.message}`, { cause: err })) : resolve(bound),
-    ),
-  );
-}
-
 export async function startServer(config: Config, log: Logger, store?: SessionStore): Promise<RunningServer> {
   // grpc-js's own messages (e.g. a failed bind) as JSON log lines like ours.
   grpc.setLogger({ error: (...args: unknown[]) => log.debug("grpc-js", { message: args.map(String).join(" ") }) });
@@ -61,19 +53,40 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     bufferSize: config.watchBufferSize,
     retentionMs: config.watchRetentionMs,
     trimIntervalMs: 60_000,
+    maxWatchers: config.maxWatchers,
+    stallTimeoutMs: config.watchStallTimeoutMs,
   });
   void feed.start();
   const shutdown = new AbortController();
-  const lifecycle = new Lifecycle(sessionStore, { idleMs: config.sessionIdleTimeoutMs, maxDurationMs: config.sessionMaxDurationMs });
-  const handlers = createSessionHandlers(new Sessions(sessionStore), lifecycle, feed, sessionStore);
+  const lifecycle = new Lifecycle(sessionStore, {
+    idleMs: config.sessionIdleTimeoutMs,
+    maxDurationMs: config.sessionMaxDurationMs,
+    maxSessionBytes: config.maxSessionBytes,
+    maxStringLength: config.maxStringLength,
+  });
+  const sessions = new Sessions(sessionStore, undefined, undefined, {
+    maxSessionBytes: config.maxSessionBytes,
+    maxMaskPaths: config.maxMaskPaths,
+    maxStringLength: config.maxStringLength,
+    maxFreeFormKeys: config.maxFreeFormKeys,
+    listPageBytes: listPageBytes(config.maxMessageBytes),
+  });
+  const handlers = createSessionHandlers(sessions, lifecycle, feed, sessionStore);
 
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": config.maxMessageBytes,
     "grpc.max_send_message_length": config.maxMessageBytes,
+    // Per-connection limits; the connection count and the preface timeout are in listenGrpc.
+    "grpc.max_concurrent_streams": config.grpcMaxConcurrentStreams,
+    "grpc.max_connection_idle_ms": config.grpcIdleTimeoutMs,
+    "grpc.keepalive_time_ms": config.grpcKeepaliveTimeMs,
+    "grpc.keepalive_timeout_ms": config.grpcKeepaliveTimeoutMs,
   });
-  const { definition, implementation } = grpcService(SessionService, handlers, log, shutdown.signal);
+  // One limit of unary calls in flight for both ports (health and reflection are not counted).
+  const admission = new Admission(config.maxConcurrentCalls);
+  const { definition, implementation } = grpcService(SessionService, handlers, log, shutdown.signal, admission);
   grpcServer.addService(definition, implementation);
-  const health = createHealth(sessionStore, log);
+  const health = createHealth(sessionStore, log, { intervalMs: config.healthProbeIntervalMs, timeoutMs: config.healthProbeTimeoutMs });
   health.addTo(grpcServer);
   addReflection(grpcServer, [SessionService.typeName, HEALTH_SERVICE]);
 
@@ -84,14 +97,31 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     readMaxBytes: config.maxMessageBytes,
     corsOrigins: config.corsOrigins,
     shutdown: shutdown.signal,
+    admission,
+    limits: {
+      maxConnections: config.maxConnections,
+      headersTimeoutMs: config.headersTimeoutMs,
+      requestTimeoutMs: config.httpRequestTimeoutMs,
+      keepAliveTimeoutMs: config.httpKeepAliveTimeoutMs,
+      maxHeaderBytes: config.maxHeaderBytes,
+    },
   });
 
   let grpcPort: number;
   let httpPort: number;
+  let grpcListener: GrpcListener | undefined;
   try {
-    grpcPort = await bindGrpc(grpcServer, config.host, config.grpcPort);
+    // The first health status is a measured one (bounded by the probe's timeout).
+    await health.ready;
+    grpcListener = await listenGrpc(grpcServer, config.host, config.grpcPort, log, {
+      maxConnections: config.maxConnections,
+      prefaceTimeoutMs: config.headersTimeoutMs,
+      maxHeaderListBytes: config.maxHeaderBytes,
+    });
+    grpcPort = grpcListener.port;
     httpPort = await listenHttp(httpServer, config.host, config.httpPort);
   } catch (err) {
+    grpcListener?.close();
     grpcServer.forceShutdown();
     httpServer.close();
     health.close();
@@ -109,6 +139,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
       health.setShuttingDown(); // NOT_SERVING, health watches end
       // Open watches end at once with UNAVAILABLE; unary calls in flight may finish.
       shutdown.abort();
+      grpcListener?.close(); // no new connections (grpc-js drains the open ones)
       const grace = setTimeout(() => {
         log.warn("grace period over, cancelling remaining calls");
         grpcServer.forceShutdown();

@@ -100,3 +100,35 @@ export class ShuttingDownError extends DomainError {
     super("the server is shutting down; resume the watch elsewhere");
   }
 }
+
+/**
+ * A limit of the service is reached (RESOURCE_EXHAUSTED): too many calls, watchers or
+ * connections at once, a request or a document over a size limit, a watcher too far behind.
+ * `reason` names the limit (e.g. "TOO_MANY_CALLS", "SESSION_TOO_LARGE"); `retryAfterMs`, when
+ * set, is sent as google.rpc.RetryInfo: a retry after that delay is expected to succeed.
+ */
+export class ResourceExhaustedError extends DomainError {
+  constructor(
+    readonly reason: string,
+    message: string,
+    readonly retryAfterMs?: number,
+    metadata: Record<string, string> = {},
+  ) {
+    super(message, metadata);
+  }
+}
+
+/**
+ * The service is overloaded or a dependency is briefly unable to serve (UNAVAILABLE with
+ * google.rpc.RetryInfo when `retryAfterMs` is set): retry later, with backoff.
+ */
+export class OverloadedError extends DomainError {
+  constructor(
+    readonly reason: string,
+    message: string,
+    readonly retryAfterMs?: number,
+    metadata: Record<string, string> = {},
+  ) {
+    super(message, metadata);
+  }
+}

@@ -22,7 +22,8 @@ import { InvalidArgumentError, NotFoundError, RevisionConflictError, SessionTooL
 import { InvalidUrlError, parseUtm } from "./enrich";
 import { END_IDLE, END_MAX_DURATION, STATUS_ACTIVE, STATUS_ENDED, type OperationFlags, type SessionDoc } from "./session";
 import { durationSeconds, systemClock, type Clock } from "./time";
-import { checkId } from "./validate";
+import { checkSessionSize, DEFAULT_LIMITS } from "./limits";
+import { checkId, checkLength } from "./validate";
 import type { CallOptions, ListCursor, SessionPatch, SessionStore, StatsField, StatsResult } from "../store/port";
 
 export interface LifecycleOptions {
@@ -34,6 +35,10 @@ export interface LifecycleOptions {
   expiryBatch: number;
   /** At most this many sessions are ended per pass; the next pass goes on. */
   maxPerPass: number;
+  /** Largest stored document (MAX_SESSION_BYTES): a touch or merge that would pass it is refused. */
+  maxSessionBytes: number;
+  /** Longest page_url and filter string (MAX_STRING_LENGTH). */
+  maxStringLength: number;
 }
 
 export const DEFAULT_LIFECYCLE: LifecycleOptions = {
@@ -41,6 +46,8 @@ export const DEFAULT_LIFECYCLE: LifecycleOptions = {
   maxDurationMs: 24 * 3600_000,
   expiryBatch: 500,
   maxPerPass: 20_000,
+  maxSessionBytes: DEFAULT_LIMITS.maxSessionBytes,
+  maxStringLength: DEFAULT_LIMITS.maxStringLength,
 };
 
 /** How far in the future a touch's `at` may be (clock skew between client and server). */
@@ -114,7 +121,8 @@ export class Lifecycle {
     const at = input.at ?? now;
     fail([
       ...checkId("id", input.id, true),
-      ...checkPageUrl("page_url", input.pageUrl),
+      ...checkLength("page_url", input.pageUrl, this.options.maxStringLength),
+      ...(input.pageUrl.length > this.options.maxStringLength ? [] : checkPageUrl("page_url", input.pageUrl)),
       ...(at.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS ? [{ field: "at", description: "must not be more than a minute in the future" }] : []),
     ]);
     for (let attempt = 1; ; attempt++) {
@@ -137,6 +145,9 @@ export class Lifecycle {
         if (a.entry_page === null) set.push({ path: ["activity", "entry_page"], value: input.pageUrl });
         // The exit page is the page of the latest activity; an older, late-arriving one only counts.
         if (latest === at || a.exit_page === null) set.push({ path: ["activity", "exit_page"], value: input.pageUrl });
+        // The page URL is the one thing a touch can grow a session by (entry and exit page):
+        // the session as it would be stored must stay under the limit, or nothing is written.
+        checkSessionSize({ ...current, activity: { ...a, page_views: a.page_views + 1, entry_page: a.entry_page ?? input.pageUrl, exit_page: input.pageUrl } }, this.options.maxSessionBytes, "page_url");
       }
       try {
         const session = await this.store.update(input.id, { set, unset: [] }, { ...options, expectedRevision: current.revision });
@@ -239,6 +250,12 @@ export class Lifecycle {
         ],
         unset: [],
       };
+      // Each merge adds a profile id to the session: it must stay readable after it.
+      checkSessionSize(
+        { ...current, profile: current.profile && { ...current.profile, id: target }, merged_from_profile_ids: [...current.merged_from_profile_ids, source ?? ""] },
+        this.options.maxSessionBytes,
+        "target_profile_id",
+      );
       try {
         await this.store.update(doc.id, patch, { ...options, expectedRevision: current.revision, numberVisitIn: target });
         return true;
@@ -260,6 +277,8 @@ export class Lifecycle {
   async stats(input: StatsInput, options: CallOptions = {}): Promise<Stats> {
     const violations = [
       ...checkId("filter.profile_id", input.profileId, false),
+      ...checkLength("filter.status", input.status, this.options.maxStringLength),
+      ...checkLength("filter.channel", input.channel, this.options.maxStringLength),
       ...(input.onlineWindowMs < 0 ? [{ field: "online_window", description: "must not be negative" }] : []),
       ...(input.onlineWindowMs > MAX_ONLINE_WINDOW_MS ? [{ field: "online_window", description: "must be at most 24 hours" }] : []),
     ];

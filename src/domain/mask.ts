@@ -9,6 +9,7 @@ import { isDate } from "node:util/types";
 import { InvalidArgumentError, type FieldViolation } from "./errors";
 import type { SessionPatch } from "../store/port";
 import type { SessionDoc } from "./session";
+import { DEFAULT_LIMITS, MAX_MASK_PATH_LENGTH, MAX_MASK_PATH_SEGMENTS, MAX_VIOLATIONS } from "./limits";
 import { badKeyReason } from "./validate";
 
 type Node =
@@ -67,22 +68,44 @@ function expand(node: Node, path: string[]): string[][] {
   return Object.entries(node.children).flatMap(([name, child]) => expand(child, [...path, name]));
 }
 
+/** What "*" stands for, computed once. */
+const STAR: readonly string[][] = expand(SCHEMA, []);
+
 /**
  * Turns update_mask paths into document paths to write. "*" stands for every client-writable
  * field; a message path ("metadata") stands for its client-writable fields.
- * Throws InvalidArgumentError (field "update_mask") for an empty mask, an unknown path, a
- * server-set path or a bad free-form key.
+ * Throws InvalidArgumentError (field "update_mask") for an empty mask, a mask over `maxPaths`
+ * paths (checked first, before any work), a path over MAX_MASK_PATH_LENGTH characters or
+ * MAX_MASK_PATH_SEGMENTS segments, an unknown path, a server-set path or a bad free-form key.
+ * Repeated paths (and repeated "*") count and resolve once. Linear in the size of the mask.
  */
-export function resolveMask(paths: readonly string[]): string[][] {
+export function resolveMask(paths: readonly string[], maxPaths: number = DEFAULT_LIMITS.maxMaskPaths): string[][] {
+  if (paths.length === 0) throw InvalidArgumentError.field("update_mask", "must name at least one path (or \"*\")");
+  // Distinct paths only: a mask of 100,000 copies of "*" is one path. The count check comes
+  // before anything else is done per path, so an oversized mask costs one pass of hashing.
+  const distinct = new Set(paths);
+  if (distinct.size > maxPaths) {
+    throw InvalidArgumentError.field("update_mask", `must name at most ${maxPaths} distinct paths (MAX_MASK_PATHS), got ${distinct.size}`);
+  }
   const violations: FieldViolation[] = [];
   const out: string[][] = [];
-  if (paths.length === 0) violations.push({ field: "update_mask", description: "must name at least one path (or \"*\")" });
-  for (const raw of paths) {
+  const bad = (description: string): void => {
+    if (violations.length < MAX_VIOLATIONS) violations.push({ field: "update_mask", description });
+  };
+  for (const raw of distinct) {
     if (raw === "*") {
-      out.push(...expand(SCHEMA, []));
+      out.push(...STAR.map((p) => [...p]));
+      continue;
+    }
+    if (raw.length > MAX_MASK_PATH_LENGTH) {
+      bad(`path "${raw.slice(0, 64)}…" is longer than ${MAX_MASK_PATH_LENGTH} characters`);
       continue;
     }
     const segments = raw.split(".");
+    if (segments.length > MAX_MASK_PATH_SEGMENTS) {
+      bad(`path "${raw.slice(0, 64)}…" has more than ${MAX_MASK_PATH_SEGMENTS} segments`);
+      continue;
+    }
     let node: Node = SCHEMA;
     let error: string | null = null;
     for (let i = 0; i < segments.length && error === null; i++) {
@@ -102,20 +125,58 @@ export function resolveMask(paths: readonly string[]): string[][] {
     }
     if (error === null && node.kind === "leaf" && !node.writable) error = `path "${raw}" is set by the server and cannot be updated`;
     if (error !== null) {
-      violations.push({ field: "update_mask", description: error });
+      bad(error);
       continue;
     }
     const expanded = expand(node, segments);
-    if (expanded.length === 0) violations.push({ field: "update_mask", description: `path "${raw}" is set by the server and cannot be updated` });
+    if (expanded.length === 0) bad(`path "${raw}" is set by the server and cannot be updated`);
     out.push(...expanded);
   }
   if (violations.length > 0) throw new InvalidArgumentError(violations);
   return out;
 }
 
-/** True when `path` is one of `masked` or lies below one of them. */
+/** True when `path` is one of `masked` or lies below one of them (one check: O(masked)). */
 export function isCovered(masked: readonly string[][], path: readonly string[]): boolean {
   return masked.some((m) => m.length <= path.length && m.every((seg, i) => seg === path[i]));
+}
+
+interface TrieNode {
+  end: boolean;
+  children: Map<string, TrieNode>;
+}
+
+/**
+ * A set of paths that answers "is this path in the set or below one of its paths" in time
+ * linear in the path's length, whatever the size of the set (isCovered over a list is
+ * linear in the list, so checking every path of a mask against it was quadratic).
+ */
+export class PathSet {
+  private readonly root: TrieNode = { end: false, children: new Map() };
+
+  constructor(paths: Iterable<readonly string[]> = []) {
+    for (const p of paths) this.add(p);
+  }
+
+  add(path: readonly string[]): void {
+    let node = this.root;
+    for (const seg of path) {
+      let child = node.children.get(seg);
+      if (child === undefined) node.children.set(seg, (child = { end: false, children: new Map() }));
+      node = child;
+    }
+    node.end = true;
+  }
+
+  covers(path: readonly string[]): boolean {
+    let node: TrieNode | undefined = this.root;
+    for (const seg of path) {
+      if (node.end) return true;
+      node = node.children.get(seg);
+      if (node === undefined) return false;
+    }
+    return node.end;
+  }
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -179,16 +240,22 @@ export function copyPaths(target: SessionDoc, source: SessionDoc, paths: readonl
  */
 export function buildPatch(current: SessionDoc, next: SessionDoc, paths: readonly string[][]): SessionPatch {
   const lifted = paths.map((path) => {
+    // One walk down `current` per path (linear in its length).
+    let cur: unknown = current;
     for (let i = 1; i < path.length; i++) {
-      if (!isPlainObject(getIn(current, path.slice(0, i)))) return path.slice(0, i);
+      const seg = path[i - 1];
+      cur = isPlainObject(cur) && Object.prototype.hasOwnProperty.call(cur, seg) ? cur[seg] : undefined;
+      if (!isPlainObject(cur)) return path.slice(0, i);
     }
     return [...path];
   });
+  // Shorter paths first, so a covering path is always in `kept` before the paths below it.
   lifted.sort((a, b) => a.length - b.length);
-  const kept: string[][] = [];
-  for (const path of lifted) if (!isCovered(kept, path)) kept.push(path);
+  const kept = new PathSet();
   const patch: SessionPatch = { set: [], unset: [] };
-  for (const path of kept) {
+  for (const path of lifted) {
+    if (kept.covers(path)) continue;
+    kept.add(path);
     const value = getIn(next, path);
     if (value === undefined) patch.unset.push(path);
     else patch.set.push({ path, value: structuredClone(value) });

@@ -5,14 +5,19 @@
 import { createHash, randomFillSync } from "node:crypto";
 import { InvalidArgumentError, RevisionConflictError, type FieldViolation } from "./errors";
 import { InvalidUrlError, parseUserAgent, parseUtm } from "./enrich";
-import { buildPatch, copyPaths, isCovered, resolveMask, setIn } from "./mask";
+import { checkSessionSize, DEFAULT_LIMITS, sessionSizeBytes, type InputLimits } from "./limits";
+import { buildPatch, copyPaths, PathSet, resolveMask, setIn } from "./mask";
 import { STATUS_ACTIVE, UNKNOWN_NAME, type OperationFlags, type ProfileDoc, type SessionDoc, type UtmDoc } from "./session";
 import { durationSeconds, insertTimeFields, systemClock, type Clock } from "./time";
-import { checkId, checkSessionFreeForm } from "./validate";
+import { checkId, checkLength, checkSessionFreeForm, checkSessionStrings } from "./validate";
 import type { CallOptions, ListCursor, SessionStore } from "../store/port";
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 1000;
+/** Sessions read from the store per query while filling a page (bounds the memory of one list). */
+const LIST_CHUNK = 100;
+/** Page tokens are short (about 100 characters); anything much longer is not one of ours. */
+const MAX_PAGE_TOKEN_LENGTH = 1024;
 /** Conditional-write attempts of an update without expected_revision before giving up. */
 const MAX_UPDATE_ATTEMPTS = 20;
 
@@ -206,19 +211,28 @@ export function uuidV7Generator(now: () => number = Date.now): () => string {
 export const newSessionId: () => string = uuidV7Generator();
 
 export class Sessions {
+  private readonly limits: InputLimits;
+
   constructor(
     private readonly store: SessionStore,
     private readonly clock: Clock = systemClock,
     private readonly newId: () => string = newSessionId,
-  ) {}
+    limits: Partial<InputLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+  }
 
   async create(input: CreateInput, options: CallOptions = {}): Promise<SessionResult> {
     // The input is the caller's freshly converted request: ours to fill in.
     const doc = input.session;
+    const { maxStringLength } = this.limits;
     fail([
       ...checkId("session.id", doc.id, false),
       ...checkId("request_id", input.requestId, false),
-      ...checkSessionFreeForm(doc),
+      ...checkLength("user_agent", input.userAgent, maxStringLength),
+      ...checkLength("page_url", input.pageUrl, maxStringLength),
+      ...checkSessionStrings(doc, maxStringLength),
+      ...checkSessionFreeForm(doc, this.limits.maxFreeFormKeys),
     ]);
     const parsedUtm = parseUrlField("page_url", input.pageUrl);
     if (doc.id === "") doc.id = this.newId();
@@ -235,10 +249,13 @@ export class Sessions {
     doc.session_index = 0;
     doc.previous_session_id = null;
     doc.merged_from_profile_ids = [];
+    // As it will be stored (the store adds only the visit number and the revision).
+    checkSessionSize(doc, this.limits.maxSessionBytes);
     const profileId = doc.profile?.id ?? "";
     const requestId = input.requestId === "" ? undefined : input.requestId;
-    const { session } = await this.store.create(doc, { ...options, requestId, numberVisitIn: profileId === "" ? undefined : profileId });
-    return { session, operation: operation({ new: true }) };
+    const { session, created } = await this.store.create(doc, { ...options, requestId, numberVisitIn: profileId === "" ? undefined : profileId });
+    // A replayed request_id answers with the session its first call made: not new any more.
+    return { session, operation: operation({ new: created }) };
   }
 
   async get(id: string, options: CallOptions = {}): Promise<SessionResult> {
@@ -248,14 +265,20 @@ export class Sessions {
 
   async update(input: UpdateInput, options: CallOptions = {}): Promise<SessionResult> {
     const sent = input.session;
+    // The mask first: its size limit is checked before any other work on the request.
+    const masked = resolveMask(input.updateMask, this.limits.maxMaskPaths);
+    const { maxStringLength } = this.limits;
     fail([
       ...checkId("session.id", sent.id, true),
-      ...checkSessionFreeForm(sent),
+      ...checkLength("user_agent", input.userAgent, maxStringLength),
+      ...checkLength("page_url", input.pageUrl, maxStringLength),
+      ...checkSessionStrings(sent, maxStringLength),
+      ...checkSessionFreeForm(sent, this.limits.maxFreeFormKeys),
       ...(input.expectedRevision !== undefined && input.expectedRevision < 0
         ? [{ field: "expected_revision", description: "must not be negative" }]
         : []),
     ]);
-    const masked = resolveMask(input.updateMask);
+    const maskSet = new PathSet(masked);
     const parsedUtm = parseUrlField("page_url", input.pageUrl);
     const incoming = structuredClone(sent);
     incoming.utm = fillUtm(incoming.utm, parsedUtm);
@@ -280,7 +303,7 @@ export class Sessions {
         Object.assign(parsed.device, { name: "", brand: null, model: null, type: null, touch: false });
         Object.assign(parsed.app, { type: "", name: "", version: "", bot: false });
         fillFromUserAgent(parsed, input.userAgent);
-        const uaPaths = USER_AGENT_PATHS.filter((p) => !isCovered(masked, p));
+        const uaPaths = USER_AGENT_PATHS.filter((p) => !maskSet.covers(p));
         copyPaths(next, parsed, uaPaths);
         paths.push(...uaPaths);
       }
@@ -295,6 +318,8 @@ export class Sessions {
       next.metadata.time.duration = durationSeconds(current.metadata.time.insert, now);
       paths.push(["metadata", "time", "update"], ["metadata", "time", "duration"]);
 
+      // `next` is the document as it would be stored: it must stay readable.
+      checkSessionSize(next, this.limits.maxSessionBytes);
       const patch = buildPatch(current, next, paths);
       try {
         const session = await this.store.update(sent.id, patch, { ...options, expectedRevision: current.revision });
@@ -316,29 +341,57 @@ export class Sessions {
   }
 
   async list(input: ListInput, options: CallOptions = {}): Promise<ListResult> {
-    const violations: FieldViolation[] = [];
+    const { maxStringLength } = this.limits;
+    const violations: FieldViolation[] = [
+      ...checkLength("profile_id", input.profileId, maxStringLength),
+      ...checkLength("status", input.status, maxStringLength),
+      ...checkLength("channel", input.channel, maxStringLength),
+    ];
     if (input.pageSize < 0) violations.push({ field: "page_size", description: "must not be negative" });
+    if (input.pageToken.length > MAX_PAGE_TOKEN_LENGTH) violations.push({ field: "page_token", description: "is not a token returned by ListSessions" });
     if (input.insertFrom && input.insertTo && input.insertFrom >= input.insertTo) {
       violations.push({ field: "insert_to", description: "must be after insert_from" });
     }
     fail(violations);
     const limit = Math.min(input.pageSize === 0 ? DEFAULT_PAGE_SIZE : input.pageSize, MAX_PAGE_SIZE);
-    const after = input.pageToken === "" ? undefined : decodePageToken(input.pageToken, input);
-    const rows = await this.store.list(
-      {
-        profileId: input.profileId || undefined,
-        status: input.status || undefined,
-        channel: input.channel || undefined,
-        insertFrom: input.insertFrom,
-        insertTo: input.insertTo,
-        after,
-        limit: limit + 1,
-      },
-      options,
-    );
-    const sessions = rows.slice(0, limit);
+    let after = input.pageToken === "" ? undefined : decodePageToken(input.pageToken, input);
+    // A page ends at `limit` sessions or before the byte budget, whichever comes first, so the
+    // answer always fits in MAX_MESSAGE_BYTES; it has at least one session (each is at most
+    // MAX_SESSION_BYTES, half the message limit). The store is read in chunks so that a large
+    // page of large sessions is not all held in memory past the budget.
+    const sessions: SessionDoc[] = [];
+    let bytes = 0;
+    let more = false;
+    fill: for (;;) {
+      const want = Math.min(limit - sessions.length, LIST_CHUNK);
+      const rows = await this.store.list(
+        {
+          profileId: input.profileId || undefined,
+          status: input.status || undefined,
+          channel: input.channel || undefined,
+          insertFrom: input.insertFrom,
+          insertTo: input.insertTo,
+          after,
+          limit: want + 1,
+        },
+        options,
+      );
+      for (const doc of rows.slice(0, want)) {
+        const size = sessionSizeBytes(doc);
+        if (sessions.length > 0 && bytes + size > this.limits.listPageBytes) {
+          more = true;
+          break fill;
+        }
+        sessions.push(doc);
+        bytes += size;
+      }
+      more = rows.length > want;
+      if (!more || sessions.length >= limit) break;
+      const last = sessions[sessions.length - 1];
+      after = { insert: last.metadata.time.insert, id: last.id };
+    }
     const last = sessions[sessions.length - 1];
-    const nextPageToken = rows.length > limit && last ? encodePageToken({ insert: last.metadata.time.insert, id: last.id }, input) : "";
+    const nextPageToken = more && last ? encodePageToken({ insert: last.metadata.time.insert, id: last.id }, input) : "";
     return { sessions, nextPageToken };
   }
 }

@@ -2,6 +2,7 @@
 // with its path in the request, so the edge can send them as google.rpc.BadRequest.
 
 import type { FieldViolation } from "./errors";
+import { DEFAULT_LIMITS, MAX_VIOLATIONS } from "./limits";
 import type { JsonValue, SessionDoc } from "./session";
 
 export const MAX_ID_LENGTH = 128;
@@ -30,23 +31,52 @@ export function badKeyReason(key: string): string | null {
   return null;
 }
 
-/** Checks every key of a free-form value, recursively; `field` is its path in the request. */
-export function checkFreeForm(field: string, value: JsonValue | null | undefined): FieldViolation[] {
+/**
+ * Checks every key of a free-form value, recursively; `field` is its path in the request.
+ * Linear in the size of the value and bounded: the walk stops at the first `maxKeys + 1`-th key
+ * or array item (one violation names the limit) and after MAX_VIOLATIONS violations, so a
+ * hostile object costs at most maxKeys steps and a short answer.
+ */
+export function checkFreeForm(field: string, value: JsonValue | null | undefined, maxKeys: number = DEFAULT_LIMITS.maxFreeFormKeys): FieldViolation[] {
   const out: FieldViolation[] = [];
+  let seen = 0;
+  let stop = false;
+  const count = (n: number): void => {
+    seen += n;
+    if (seen > maxKeys && !stop) {
+      out.push({ field, description: `must have at most ${maxKeys} keys and array items in all (MAX_FREE_FORM_KEYS)` });
+      stop = true;
+    }
+  };
+  const report = (path: string, description: string): void => {
+    out.push({ field: path, description });
+    if (out.length >= MAX_VIOLATIONS) stop = true;
+  };
   const walk = (v: JsonValue | null | undefined, path: string, depth: number): void => {
-    if (v === null || v === undefined || typeof v !== "object") return;
+    if (stop || v === null || v === undefined) return;
+    // google.protobuf.Value carries a double: NaN and ±Infinity decode from the binary form,
+    // but JSON (SQLite silently writes null) and BSON on MongoDB cannot keep them.
+    if (typeof v === "number" && !Number.isFinite(v)) {
+      report(path, "must be a finite number (NaN and Infinity cannot be stored)");
+      return;
+    }
+    if (typeof v !== "object") return;
     if (depth > MAX_NESTING) {
-      out.push({ field: path, description: `nesting deeper than ${MAX_NESTING} levels` });
+      report(path, `nesting deeper than ${MAX_NESTING} levels`);
       return;
     }
     if (Array.isArray(v)) {
-      v.forEach((item, i) => walk(item, `${path}[${i}]`, depth + 1));
+      count(v.length);
+      for (let i = 0; i < v.length && !stop; i++) walk(v[i], `${path}[${i}]`, depth + 1);
       return;
     }
-    for (const [key, child] of Object.entries(v)) {
+    const keys = Object.keys(v);
+    count(keys.length);
+    for (let i = 0; i < keys.length && !stop; i++) {
+      const key = keys[i];
       const reason = badKeyReason(key);
-      if (reason) out.push({ field: path, description: reason });
-      else walk(child, `${path}.${key}`, depth + 1);
+      if (reason) report(path, reason);
+      else walk(v[key], `${path}.${key}`, depth + 1);
     }
   };
   walk(value, field, 0);
@@ -54,13 +84,44 @@ export function checkFreeForm(field: string, value: JsonValue | null | undefined
 }
 
 /** Checks all free-form objects of a session given in a request (field prefix "session"). */
-export function checkSessionFreeForm(doc: SessionDoc): FieldViolation[] {
+export function checkSessionFreeForm(doc: SessionDoc, maxKeys: number = DEFAULT_LIMITS.maxFreeFormKeys): FieldViolation[] {
   return [
-    ...checkFreeForm("session.metadata.aux", doc.metadata.aux),
-    ...checkFreeForm("session.profile.metadata", doc.profile?.metadata),
-    ...checkFreeForm("session.context", doc.context),
-    ...checkFreeForm("session.properties", doc.properties),
-    ...checkFreeForm("session.traits", doc.traits),
-    ...checkFreeForm("session.aux", doc.aux),
-  ];
+    ...checkFreeForm("session.metadata.aux", doc.metadata.aux, maxKeys),
+    ...checkFreeForm("session.profile.metadata", doc.profile?.metadata, maxKeys),
+    ...checkFreeForm("session.context", doc.context, maxKeys),
+    ...checkFreeForm("session.properties", doc.properties, maxKeys),
+    ...checkFreeForm("session.traits", doc.traits, maxKeys),
+    ...checkFreeForm("session.aux", doc.aux, maxKeys),
+  ].slice(0, MAX_VIOLATIONS);
+}
+
+/** The client-writable string fields of a session (nullable ones may be null). */
+const STRING_FIELDS: ReadonlyArray<readonly string[]> = [
+  ["metadata", "channel"], ["metadata", "status"],
+  ["profile", "id"], ["profile", "primary_id"],
+  ["device", "name"], ["device", "brand"], ["device", "model"], ["device", "type"], ["device", "ip"], ["device", "resolution"],
+  ["device", "color_depth"], ["device", "orientation"],
+  ["device", "geo", "country", "name"], ["device", "geo", "country", "code"], ["device", "geo", "city"], ["device", "geo", "county"],
+  ["device", "geo", "postal"], ["device", "geo", "latitude"], ["device", "geo", "longitude"], ["device", "geo", "location"],
+  ["os", "name"], ["os", "version"],
+  ["app", "type"], ["app", "name"], ["app", "version"], ["app", "language"], ["app", "resolution"],
+  ["utm", "source"], ["utm", "medium"], ["utm", "campaign"], ["utm", "term"], ["utm", "content"],
+];
+
+/** Checks a string of a request against MAX_STRING_LENGTH (characters, as UTF-16 code units). */
+export function checkLength(field: string, value: string | null | undefined, maxLength: number = DEFAULT_LIMITS.maxStringLength): FieldViolation[] {
+  return typeof value === "string" && value.length > maxLength
+    ? [{ field, description: `must be at most ${maxLength} characters (MAX_STRING_LENGTH), got ${value.length}` }]
+    : [];
+}
+
+/** Checks the length of every string field of a session given in a request (prefix "session"). */
+export function checkSessionStrings(doc: SessionDoc, maxLength: number = DEFAULT_LIMITS.maxStringLength): FieldViolation[] {
+  const out: FieldViolation[] = [];
+  for (const path of STRING_FIELDS) {
+    let v: unknown = doc;
+    for (const seg of path) v = v !== null && typeof v === "object" ? (v as Record<string, unknown>)[seg] : undefined;
+    out.push(...checkLength(`session.${path.join(".")}`, v as string | null | undefined, maxLength));
+  }
+  return out;
 }

@@ -6,7 +6,9 @@
 // watchers. A watcher is a cursor: it reads the buffer after its cursor, or the store's change
 // log when it has fallen behind the buffer (slow consumers and resumes are caught up from the
 // store, never dropped), and waits for the feed when it has caught up. Memory per watcher is
-// its cursor and the message being written: nothing is queued per watcher.
+// its cursor and the message being written: nothing is queued per watcher (a send_initial
+// listing holds one page of INITIAL_PAGE sessions). Open watchers are limited (maxWatchers), and
+// the engines end a stream whose client stops reading (stallTimeoutMs, see CallContext.stall).
 //
 // Fan-out: a commit wakes only the watchers it can concern. Every open watcher is indexed for
 // its whole life by the most selective field of its filter (its ids, else its profile id;
@@ -24,7 +26,7 @@
 // none is skipped (the store's log is gap-free, see SessionStore.readChanges), and every
 // progress heartbeat is a safe resume point. See docs/watch.md for the seam of send_initial.
 
-import { ChangesTrimmedError, InvalidArgumentError, ShuttingDownError, type FieldViolation } from "./errors";
+import { ChangesTrimmedError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError, type FieldViolation } from "./errors";
 import type { Logger } from "../log";
 import type { SessionDoc } from "./session";
 import type { CallOptions, ChangeRecord, FilterFields, SessionStore } from "../store/port";
@@ -57,6 +59,15 @@ export const MIN_HEARTBEAT_MS = 1_000;
 export const MAX_HEARTBEAT_MS = 300_000;
 const MAX_IDS = 1000;
 const READ_BATCH = 256;
+/**
+ * Sessions per store read of a send_initial listing. The listing is pulled one page at a time
+ * as the stream is written, so a watcher whose client does not read holds at most this page
+ * (about 40 KB of documents) besides what the transport holds. It was 500 (about 1-2 MB per
+ * stalled watcher: 2,000 of them took gigabytes, issue 10).
+ */
+export const INITIAL_PAGE = 20;
+/** The delay suggested (RetryInfo) to a watch refused because MAX_WATCHERS are open. */
+export const WATCHERS_RETRY_MS = 5_000;
 
 export interface FeedOptions {
   /** How often to look for changes committed by other processes. */
@@ -67,6 +78,13 @@ export interface FeedOptions {
   retentionMs: number;
   /** How often to trim the change log. */
   trimIntervalMs: number;
+  /** Open watchers allowed in this process; one more is refused with RESOURCE_EXHAUSTED. */
+  maxWatchers: number;
+  /**
+   * A watch stream whose writes stay blocked (its client does not read) this long ends with
+   * RESOURCE_EXHAUSTED (WATCHER_TOO_SLOW); the client resumes from its last revision.
+   */
+  stallTimeoutMs: number;
 }
 
 export const DEFAULT_FEED_OPTIONS: FeedOptions = {
@@ -74,6 +92,8 @@ export const DEFAULT_FEED_OPTIONS: FeedOptions = {
   bufferSize: 4096,
   retentionMs: 24 * 3600_000,
   trimIntervalMs: 60_000,
+  maxWatchers: 10_000,
+  stallTimeoutMs: 30_000,
 };
 
 /** A filter prepared for matching many changes: ids as a set, so a long id list costs no scan. */
@@ -159,7 +179,7 @@ export class ChangeFeed {
   constructor(
     private readonly store: SessionStore,
     private readonly log: Logger,
-    private readonly options: FeedOptions = DEFAULT_FEED_OPTIONS,
+    readonly options: FeedOptions = DEFAULT_FEED_OPTIONS,
   ) {}
 
   /** Starts reading; resolves once the feed knows its head (retrying while the store is down). */
@@ -189,6 +209,15 @@ export class ChangeFeed {
    */
   private async addWatcher(): Promise<void> {
     await this.start();
+    // Checked and counted in one turn, so concurrent opens cannot both take the last place.
+    if (this.watchers >= this.options.maxWatchers) {
+      throw new ResourceExhaustedError(
+        "TOO_MANY_WATCHERS",
+        `this server has ${this.options.maxWatchers} open watch streams (MAX_WATCHERS); retry later or on another replica`,
+        WATCHERS_RETRY_MS,
+        { max_watchers: String(this.options.maxWatchers) },
+      );
+    }
     if (this.watchers++ === 0) {
       this.resync = (async () => {
         try {
@@ -516,32 +545,32 @@ export async function* watchSessions(feed: ChangeFeed, store: SessionStore, req:
   try {
     const opts: CallOptions = {};
     let cursor: number;
-    let sent: Map<string, number> | undefined;
     if (req.afterRevision !== undefined) {
       cursor = req.afterRevision;
       // Check the window now (the same answer on every replica, whatever its buffer holds).
       await store.readChanges(cursor, 1, opts);
     } else if (req.sendInitial) {
-      // Snapshot: the sessions as listed, then the changes made while listing, up to S.
+      // Snapshot (docs/watch.md, "Snapshot seam"): H = the feed's head, then the listing, then
+      // S = the store's snapshot revision read after it. Every write the listing saw is at or
+      // below S, and every change in (H, S] is in the log: the listing plus the changes of
+      // (H, S] that are newer than what it showed is the state at S. Deletes and leaves of
+      // sessions the listing did not show are not sent (the client never had them).
       cursor = feed.headRevision;
-      sent = new Map();
+      // Id -> revision of every session sent so far in the initial state (about 100 bytes
+      // each, until the end marker; a stalled watcher has sent only what its window took).
+      const sent = new Map<string, number>();
       let snapshotRevision = cursor;
       for await (const doc of listMatching(store, req.filter, signal)) {
         sent.set(doc.id, doc.revision);
         snapshotRevision = Math.max(snapshotRevision, doc.revision);
         yield { type: "change", kind: "initial", session: doc, revision: doc.revision };
       }
-      // Changes in (head at start, S]: send those newer than what the listing showed.
+      if (signal.aborted) return;
+      snapshotRevision = Math.max(snapshotRevision, await store.snapshotRevision(opts));
+      // Changes in (H, S]: send those newer than what the listing showed.
       while (cursor < snapshotRevision && !signal.aborted) {
         if (feed.isClosed) throw new ShuttingDownError();
-        const { changes } = await readAfter(feed, store, cursor, opts);
-        if (changes.length === 0) {
-          if (feed.headRevision >= snapshotRevision) break;
-          // S is above this replica's head (the listing saw a newer commit): wait for the feed.
-          const parked = feed.park(w, feed.headRevision, true);
-          if (parked !== undefined) await parked;
-          continue;
-        }
+        const { changes, upTo } = await readAfter(feed, store, cursor, opts);
         for (const change of changes) {
           if (change.revision > snapshotRevision) break;
           cursor = change.revision;
@@ -552,9 +581,14 @@ export async function* watchSessions(feed: ChangeFeed, store: SessionStore, req:
           sent.set(change.id, change.revision);
           yield { type: "change", kind, session: change.doc, revision: change.revision };
         }
-        if (changes[changes.length - 1].revision >= snapshotRevision) break;
+        if (upTo > cursor) cursor = Math.min(upTo, snapshotRevision);
+        if (cursor >= snapshotRevision || changes.length > 0) continue;
+        // S is above this replica's head (another process's write, or one still under way):
+        // read now rather than at the next poll, and wait for the feed to get there.
+        feed.kick();
+        const parked = feed.park(w, feed.headRevision, true);
+        if (parked !== undefined) await parked;
       }
-      sent = undefined;
       if (signal.aborted) return;
       cursor = snapshotRevision;
       yield { type: "initial_end", revision: snapshotRevision };
@@ -640,11 +674,17 @@ async function* listMatching(store: SessionStore, filter: WatchFilter, signal: A
       status: filter.status || undefined,
       channel: filter.channel || undefined,
       after,
-      limit: 500,
+      limit: INITIAL_PAGE,
     });
-    for (const doc of page) yield doc;
-    if (page.length < 500) return;
+    if (page.length === 0) return;
     const last = page[page.length - 1];
     after = { insert: last.metadata.time.insert, id: last.id };
+    // Handed out one at a time and dropped from the page: a stalled stream keeps what is left.
+    for (let i = 0; i < page.length; i++) {
+      const doc = page[i];
+      (page as Array<SessionDoc | undefined>)[i] = undefined;
+      yield doc;
+    }
+    // No early end on a short page: the store may also bound a page by bytes.
   }
 }

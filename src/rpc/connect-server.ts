@@ -2,13 +2,16 @@
 // (browsers) over HTTP/1.1, with CORS for browser origins. Same handlers as the gRPC port.
 
 import * as http from "node:http";
-import { Code, ConnectError, createConnectRouter, cors, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createConnectRouter, createContextValues, cors, type HandlerContext } from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Logger } from "../log";
-import { ShuttingDownError } from "../domain/errors";
+import { InvalidArgumentError, ShuttingDownError } from "../domain/errors";
+import { checkBinaryBody, DECODE_ERROR } from "./connect-decode";
 import type { Handler, StreamHandler, UnaryHandler } from "./grpc-server";
+import type { CallContext } from "./handlers";
 import { toRpcStatus } from "./status";
+import { Admission } from "./admission";
 
 function callContext(ctx: HandlerContext, shutdown: AbortSignal) {
   const timeout = ctx.timeoutMs();
@@ -24,25 +27,55 @@ export interface HttpServiceOptions {
   corsOrigins: string[];
   /** Aborts when the server shuts down: open streams end with UNAVAILABLE. */
   shutdown: AbortSignal;
+  /** The global limit of unary calls in flight, shared with the gRPC port. */
+  admission?: Admission;
+  /** Connection limits and timeouts (config.ts); node's defaults where unset. */
+  limits?: HttpLimits;
+}
+
+export interface HttpLimits {
+  maxConnections: number;
+  /** A request's headers must arrive within this (also: the first request on a new connection). */
+  headersTimeoutMs: number;
+  /** A whole request, headers and body, must arrive within this. */
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxHeaderBytes: number;
 }
 
 export function createHttpServer(options: HttpServiceOptions): http.Server {
   const { service, handlers, log } = options;
   const { shutdown } = options;
+  const admission = options.admission ?? new Admission(Number.MAX_SAFE_INTEGER);
   const impl: Record<string, unknown> = {};
   const toConnectError = (err: unknown, rpcName: string): ConnectError => {
     const status = toRpcStatus(err, log, rpcName);
     return new ConnectError(status.message, status.code, undefined, status.details);
+  };
+  /** A request whose binary message did not decode (see connect-decode.ts): INVALID_ARGUMENT. */
+  const rejectUndecodable = (ctx: HandlerContext, rpcName: string): void => {
+    const reason = ctx.values.get(DECODE_ERROR);
+    if (reason !== undefined) {
+      throw toConnectError(InvalidArgumentError.field("request", `cannot be decoded as the method's request message: ${reason}`), rpcName);
+    }
   };
   for (const method of service.methods) {
     const handler = handlers[method.localName];
     if (!handler) continue;
     const rpcName = `${service.typeName}/${method.name}`;
     if (method.methodKind === "unary") {
+      // connect-node's signal aborts when the client goes away or the call's timeout passes; a
+      // shutdown lets unary calls finish (grace period), so it is not part of a unary signal.
       impl[method.localName] = async (req: unknown, ctx: HandlerContext) => {
+        rejectUndecodable(ctx, rpcName);
+        const timeout = ctx.timeoutMs();
+        const call = { signal: ctx.signal, deadline: timeout === undefined ? undefined : new Date(Date.now() + timeout) };
         try {
-          return await (handler as UnaryHandler)(req, callContext(ctx, shutdown));
+          return await admission.run(ctx.signal, () => (handler as UnaryHandler)(req, call));
         } catch (err) {
+          // Nobody waits for a cancelled call's answer (nothing to map or log); a passed timeout
+          // is answered with connect-node's own deadline_exceeded.
+          if (ctx.signal.aborted) throw ctx.signal.reason instanceof ConnectError ? ctx.signal.reason : new ConnectError("the call was cancelled", Code.Canceled);
           throw toConnectError(err, rpcName);
         }
       };
@@ -50,20 +83,40 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
       // connect-node waits for the socket at each yield: backpressure without buffering. After a
       // client disconnects it may never resume this generator, so the inner stream is ended
       // from the abort signal: the watcher's resources are freed whatever connect-node does.
+      // A yield that connect-node does not resume within the handler's stall timeout (the client
+      // does not read: connect-node is waiting for "drain") ends the inner stream at once, which
+      // frees the watcher; the stall error is then the stream's end if the client reads again.
       impl[method.localName] = async function* (req: unknown, ctx: HandlerContext) {
-        const call = callContext(ctx, shutdown);
+        rejectUndecodable(ctx, rpcName);
+        const call: CallContext = callContext(ctx, shutdown);
         const inner = (handler as StreamHandler)(req, call)[Symbol.asyncIterator]();
         const end = (): void => void inner.return?.(undefined).catch(() => undefined);
         call.signal.addEventListener("abort", end, { once: true });
+        let yielding = false;
+        let stalled: Error | undefined;
+        let stallTimer: NodeJS.Timeout | undefined;
         try {
           for (;;) {
             const next = await inner.next();
             if (next.done) break;
+            if (call.stall !== undefined) {
+              // One timer per stream, re-armed per message.
+              stallTimer ??= setTimeout(() => {
+                if (!yielding || stalled !== undefined) return;
+                stalled = call.stall!.error();
+                end();
+              }, call.stall.timeoutMs).unref();
+              stallTimer.refresh();
+            }
+            yielding = true;
             yield next.value;
+            yielding = false;
+            if (stalled !== undefined) throw stalled;
           }
         } catch (err) {
           throw toConnectError(err, rpcName);
         } finally {
+          clearTimeout(stallTimer);
           call.signal.removeEventListener("abort", end);
           end();
         }
@@ -84,7 +137,19 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
       res.writeHead(404).end();
       return;
     }
-    handler(universalRequestFromNodeRequest(req, res, undefined, undefined))
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues());
+    const encoded = [req.headers["content-encoding"], req.headers["connect-content-encoding"], req.headers["grpc-encoding"]].some(
+      (e) => e !== undefined && e !== "identity",
+    );
+    checkBinaryBody(uReq.body as AsyncIterable<Uint8Array>, { contentType: req.headers["content-type"] ?? "", encoded }, handler.method.input, options.readMaxBytes)
+      .then((checked) => {
+        uReq.body = checked.body;
+        if (checked.error !== undefined) {
+          uReq.contextValues?.set(DECODE_ERROR, checked.error);
+          uReq.header.delete("content-length"); // the stand-in message is shorter
+        }
+        return handler(uReq);
+      })
       .then((uRes) => universalResponseToNodeResponse(uRes, res))
       .catch((reason: unknown) => {
         const err = ConnectError.from(reason);
@@ -95,7 +160,7 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
       });
   };
   const allowAny = options.corsOrigins.includes("*");
-  return http.createServer((req, res) => {
+  const server = http.createServer(httpServerOptions(options.limits), (req, res) => {
     const origin = req.headers.origin;
     if (origin && (allowAny || options.corsOrigins.includes(origin))) {
       res.setHeader("Access-Control-Allow-Origin", allowAny ? "*" : origin);
@@ -110,4 +175,31 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
     }
     adapter(req, res);
   });
+  // Connections over the limit are closed as they are accepted (node:http's own counter).
+  if (options.limits) {
+    server.maxConnections = options.limits.maxConnections;
+    server.keepAliveTimeout = options.limits.keepAliveTimeoutMs;
+  }
+  return server;
+}
+
+/**
+ * node:http's slow-client defences, made explicit and configurable. headersTimeout also closes a
+ * connection that sends nothing at all; requestTimeout bounds the whole request including its
+ * body, so a body trickled in chunk by chunk (slowloris) is answered 408 and the connection
+ * closed. Both only run while a request is being received: a response streamed for hours
+ * (WatchSessions) is not cut, and the socket has no inactivity timeout for the same reason
+ * (a watch with nothing to say is legitimately quiet between heartbeats).
+ */
+function httpServerOptions(limits: HttpLimits | undefined): http.ServerOptions {
+  if (!limits) return {};
+  return {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    maxHeaderSize: limits.maxHeaderBytes,
+    // How often node checks those two timeouts (default 30 s, which would let a slow client
+    // outlive a short limit by that much).
+    connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+  };
 }

@@ -2,7 +2,8 @@
 // Unset optional fields become null, unset strings "", unset free-form objects {}; the domain
 // decides what an empty value means (e.g. "not given" on create).
 
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { InvalidArgumentError } from "../domain/errors";
 import type {
   Activity,
   App,
@@ -23,12 +24,46 @@ import type { JsonObject } from "../domain/session";
 const EPOCH = new Date(0);
 const orNull = <T>(v: T | undefined): T | null => (v === undefined ? null : v);
 const orUndefined = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
-const dateOrNull = (t: Timestamp | undefined): Date | null => (t ? timestampDate(t) : null);
+
+// Timestamps. A google.protobuf.Timestamp is valid from 0001-01-01T00:00:00Z to
+// 9999-12-31T23:59:59.999999999Z with nanos 0 ... 999,999,999; the Connect JSON form cannot
+// even spell anything else, so a stored value outside that range could never be read back over
+// Connect. Every Timestamp of a request is checked against it (INVALID_ARGUMENT naming the
+// field) before the domain sees it. Inside the range a JavaScript Date holds every instant
+// (it reaches ±8.64e15 ms, years ±275,760) but only to the millisecond: finer digits are
+// truncated (toward the past, so the maximum 9999-12-31T23:59:59.999999999Z is kept as
+// ...59.999Z and never rounds up into year 10000). What is stored therefore always converts
+// back on both protocols.
+export const MIN_TIMESTAMP_SECONDS = -62_135_596_800; // 0001-01-01T00:00:00Z
+export const MAX_TIMESTAMP_SECONDS = 253_402_300_799; // 9999-12-31T23:59:59Z
+const MIN_MS = MIN_TIMESTAMP_SECONDS * 1000;
+const MAX_MS = MAX_TIMESTAMP_SECONDS * 1000 + 999;
+
+/** A request's Timestamp as a Date (millisecond precision); throws InvalidArgumentError naming `field`. */
+export function requestDate(field: string, t: Timestamp): Date {
+  const seconds = Number(t.seconds);
+  if (!(seconds >= MIN_TIMESTAMP_SECONDS && seconds <= MAX_TIMESTAMP_SECONDS)) {
+    throw InvalidArgumentError.field(field, "must be a timestamp from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z");
+  }
+  if (!Number.isInteger(t.nanos) || t.nanos < 0 || t.nanos > 999_999_999) {
+    throw InvalidArgumentError.field(field, "nanos must be from 0 to 999999999");
+  }
+  return new Date(seconds * 1000 + Math.floor(t.nanos / 1_000_000));
+}
+
+/** An optional Timestamp of a request as a Date, or undefined when unset. */
+export function optionalRequestDate(field: string, t: Timestamp | undefined): Date | undefined {
+  return t === undefined ? undefined : requestDate(field, t);
+}
 const obj = (v: JsonObject | undefined): JsonObject => v ?? {};
 
-/** The session of a request as a document; server-set fields are left at neutral values. */
-export function sessionToDoc(s: Session | undefined): SessionDoc {
+/**
+ * The session of a request as a document; server-set fields are left at neutral values.
+ * Throws InvalidArgumentError for a Timestamp out of range, naming it below `field`.
+ */
+export function sessionToDoc(s: Session | undefined, field = "session"): SessionDoc {
   const m = s?.metadata;
+  const dateOrNull = (name: string, t: Timestamp | undefined): Date | null => (t ? requestDate(`${field}.metadata.time.${name}`, t) : null);
   const d = s?.device;
   const g = d?.geo;
   const a = s?.app;
@@ -37,9 +72,9 @@ export function sessionToDoc(s: Session | undefined): SessionDoc {
     id: s?.id ?? "",
     metadata: {
       time: {
-        insert: dateOrNull(m?.time?.insert) ?? EPOCH,
-        create: dateOrNull(m?.time?.create),
-        update: dateOrNull(m?.time?.update),
+        insert: dateOrNull("insert", m?.time?.insert) ?? EPOCH,
+        create: dateOrNull("create", m?.time?.create),
+        update: dateOrNull("update", m?.time?.update),
         timestamp: m?.time?.timestamp ?? 0,
         duration: m?.time?.duration ?? 0,
         weekday: m?.time?.weekday ?? 0,
@@ -212,9 +247,14 @@ export function docToSession(doc: SessionDoc, op?: OperationFlags): Session {
   });
 }
 
-/** What timestampFromDate makes, as a literal. */
+/**
+ * What timestampFromDate makes, as a literal. A date outside the Timestamp range (only a
+ * document written before requests were checked can hold one) is clamped to the range, so that
+ * such a session can still be read, listed and watched instead of failing every call.
+ */
 function timestamp(date: Date): Timestamp {
-  const ms = date.getTime();
+  const raw = date.getTime();
+  const ms = raw > MAX_MS ? MAX_MS : raw >= MIN_MS ? raw : MIN_MS; // NaN (an invalid Date) too
   const seconds = Math.floor(ms / 1000);
   return message<Timestamp>({ $typeName: "google.protobuf.Timestamp", seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1_000_000 });
 }

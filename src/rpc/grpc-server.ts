@@ -1,20 +1,22 @@
 // The gRPC engine: @grpc/grpc-js serving the contract's unary methods, with protobuf-es doing
 // the (de)serialization. Measured ~3.8x connect-node's unary throughput (docs/performance.md).
+// Unary calls get a real cancellation signal and run under the global admission limit
+// (admission.ts); connections are accepted by listenGrpc (connection limit, preface timeout).
 
+import * as net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import type { Logger } from "../log";
 import type { CallContext } from "./handlers";
-import { ShuttingDownError } from "../domain/errors";
+import { InvalidArgumentError, ShuttingDownError } from "../domain/errors";
 import { statusDetailsBin, toRpcStatus } from "./status";
+import { Admission } from "./admission";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type UnaryHandler = (req: any, ctx: CallContext) => Promise<any>;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type StreamHandler = (req: any, ctx: CallContext) => AsyncIterable<any>;
 export type Handler = UnaryHandler | StreamHandler;
-
-const NEVER = new AbortController().signal;
 
 const toBuffer = (u8: Uint8Array): Buffer => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 
@@ -23,6 +25,33 @@ function codec<D extends DescMessage>(desc: D) {
     serialize: (msg: MessageShape<D>): Buffer => toBuffer(toBinary(desc, msg)),
     deserialize: (buf: Buffer): MessageShape<D> => fromBinary(desc, buf),
   };
+}
+
+/**
+ * What a request deserializer returns for bytes that are not a valid message (bad wire format,
+ * invalid UTF-8, nesting past the decoder's limit). grpc-js answers INTERNAL for a deserializer
+ * that throws; the handler wrappers answer this with INVALID_ARGUMENT instead.
+ */
+export class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+function requestCodec<D extends DescMessage>(desc: D) {
+  return {
+    serialize: (msg: MessageShape<D>): Buffer => toBuffer(toBinary(desc, msg)),
+    deserialize: (buf: Buffer): MessageShape<D> | UndecodableRequest => {
+      try {
+        return fromBinary(desc, buf);
+      } catch (err) {
+        return new UndecodableRequest(err instanceof Error ? err.message : String(err));
+      }
+    },
+  };
+}
+
+/** The INVALID_ARGUMENT answer for an undecodable request. */
+export function undecodable(request: UndecodableRequest): InvalidArgumentError {
+  return InvalidArgumentError.field("request", `cannot be decoded as the method's request message: ${request.reason}`);
 }
 
 /**
@@ -62,7 +91,7 @@ export function grpcDefinitions(service: DescService): Record<string, grpc.Metho
   const definition: Record<string, grpc.MethodDefinition<any, any>> = {};
   for (const method of service.methods) {
     if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") continue;
-    const input = codec(method.input);
+    const input = requestCodec(method.input);
     const output = method.methodKind === "server_streaming" ? sharedCodec(method.output) : codec(method.output);
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
@@ -85,7 +114,8 @@ function errorStatus(err: unknown, log: Logger, rpcName: string): Partial<grpc.S
 }
 
 /**
- * A grpc-js service definition and implementation for `service`. Server streams end with
+ * A grpc-js service definition and implementation for `service`. Unary calls run under
+ * `admission` (the global limit of calls in flight, shared with the HTTP port). Server streams end with
  * UNAVAILABLE (ShuttingDownError) when `shutdown` aborts, and stop at once when the client
  * cancels or the deadline passes; writes wait for the socket to drain (no unbounded buffering).
  */
@@ -94,6 +124,7 @@ export function grpcService(
   handlers: Record<string, Handler>,
   log: Logger,
   shutdown: AbortSignal = new AbortController().signal,
+  admission: Admission = new Admission(Number.MAX_SAFE_INTEGER),
 ): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
   const all = grpcDefinitions(service);
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -109,11 +140,42 @@ export function grpcService(
       continue;
     }
     const impl: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
-      // Unary handlers are bounded by their deadline; no per-call AbortController (grpc-js emits
-      // "cancelled" after every call, which would cost an abort per call for nothing).
-      (handler as UnaryHandler)(call.request, { signal: NEVER, deadline: deadlineOf(call) }).then(
-        (res) => callback(null, res),
-        (err: unknown) => callback(errorStatus(err, log, rpcName)),
+      // A real signal per call: grpc-js emits "cancelled" when the client resets the stream, the
+      // deadline passes or the server is forced down; the call's slot is freed at once and the
+      // store drops the call's queued work. grpc-js also emits "cancelled" after every call it
+      // has answered (a tick after the status is sent), so the listener goes before answering:
+      // a completed call costs an AbortController, its signal and one EventEmitter listener
+      // (about 2 us, measured), never an abort. The slot is released from the "cancelled"
+      // listener rather than from an abort listener on the signal (EventTarget listeners cost
+      // about 1.3 us more per call).
+      if (call.request instanceof UndecodableRequest) {
+        callback(errorStatus(undecodable(call.request), log, rpcName));
+        return;
+      }
+      let release: () => void;
+      try {
+        release = admission.enter();
+      } catch (err) {
+        callback(errorStatus(err, log, rpcName));
+        return;
+      }
+      const cancelled = new AbortController();
+      const onCancel = (): void => {
+        release();
+        cancelled.abort();
+      };
+      call.once("cancelled", onCancel);
+      const finish = (err: unknown, res?: unknown): void => {
+        call.off("cancelled", onCancel);
+        release();
+        if (err === undefined) callback(null, res);
+        // A cancelled call's answer reaches nobody: no status to build, nothing to log.
+        else if (!cancelled.signal.aborted) callback(errorStatus(err, log, rpcName));
+      };
+      if (call.cancelled) onCancel();
+      (handler as UnaryHandler)(call.request, { signal: cancelled.signal, deadline: deadlineOf(call) }).then(
+        (res) => finish(undefined, res),
+        (err: unknown) => finish(err ?? new Error("handler failed")),
       );
     };
     implementation[method.localName] = impl;
@@ -123,34 +185,162 @@ export function grpcService(
 
 function streamingImpl(handler: StreamHandler, log: Logger, rpcName: string, shutdown: AbortSignal): grpc.handleServerStreamingCall<unknown, unknown> {
   return (call) => {
+    if (call.request instanceof UndecodableRequest) {
+      call.emit("error", errorStatus(undecodable(call.request), log, rpcName));
+      return;
+    }
     const cancelled = new AbortController();
     call.once("cancelled", () => cancelled.abort());
     const signal = AbortSignal.any([cancelled.signal, shutdown]);
+    const ctx: CallContext = { signal, deadline: deadlineOf(call) };
+    const messages = handler(call.request, ctx)[Symbol.asyncIterator]();
     void (async () => {
+      // Backpressure by write callbacks, not by write()'s return value: grpc-js calls a write's
+      // callback once HTTP/2 has taken the message within the client's flow-control window,
+      // while write() only says false after 16 queued messages (its object-mode high-water
+      // mark). So at most one message waits behind the one HTTP/2 holds, and a client that
+      // does not read costs its window plus about two messages, not a queue. A write blocked
+      // longer than the handler's stall timeout ends the stream (ctx.stall).
+      const writes = { unfinished: 0, wake: undefined as (() => void) | undefined };
+      const onWritten = (): void => {
+        writes.unfinished--;
+        writes.wake?.();
+      };
       try {
-        for await (const msg of handler(call.request, { signal, deadline: deadlineOf(call) })) {
+        for (;;) {
+          const next = await messages.next();
+          if (next.done || signal.aborted) break;
+          writes.unfinished++;
+          call.write(next.value, onWritten);
+          if (writes.unfinished > 1 && !(await previousWritten(writes, signal, ctx.stall?.timeoutMs))) {
+            // Stalled: the status follows the messages already written (the client gets them
+            // first), and the handler stops now, whatever the client does later.
+            call.emit("error", errorStatus(ctx.stall!.error(), log, rpcName));
+            return;
+          }
           if (signal.aborted) break;
-          // write() returning false means the socket buffer is full: wait for it to drain.
-          if (!call.write(msg)) await drained(call, signal);
         }
         if (cancelled.signal.aborted) return;
         if (shutdown.aborted) call.emit("error", errorStatus(new ShuttingDownError(), log, rpcName));
         else call.end();
       } catch (err) {
         if (!cancelled.signal.aborted) call.emit("error", errorStatus(err, log, rpcName));
+      } finally {
+        void messages.return?.(undefined).catch(() => undefined);
       }
     })();
   };
 }
 
-function drained(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+/**
+ * Resolves true once at most one write is unfinished (or the call is aborted), false when
+ * `timeoutMs` passes first.
+ */
+function previousWritten(writes: { unfinished: number; wake: (() => void) | undefined }, signal: AbortSignal, timeoutMs = Infinity): Promise<boolean> {
   return new Promise((resolve) => {
-    const done = (): void => {
-      call.off("drain", done);
-      signal.removeEventListener("abort", done);
-      resolve();
+    const finish = (ok: boolean): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      writes.wake = undefined;
+      resolve(ok);
     };
-    call.once("drain", done);
-    signal.addEventListener("abort", done, { once: true });
+    const onAbort = (): void => finish(true);
+    const timer = Number.isFinite(timeoutMs) ? setTimeout(() => finish(false), timeoutMs) : undefined;
+    writes.wake = () => {
+      if (writes.unfinished <= 1) finish(true);
+    };
+    if (signal.aborted) finish(true);
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Connection limits of the gRPC port (config.ts). */
+export interface GrpcConnectionLimits {
+  maxConnections: number;
+  /** A new connection must send the 24-byte HTTP/2 client preface within this. */
+  prefaceTimeoutMs: number;
+  /** Advertised as SETTINGS_MAX_HEADER_LIST_SIZE. */
+  maxHeaderListBytes: number;
+}
+
+/** A port that cannot be bound: names the port and the reason (e.g. EADDRINUSE). */
+export class GrpcListenError extends Error {}
+
+const HTTP2_PREFACE_BYTES = 24; // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+export interface GrpcListener {
+  port: number;
+  /** Stops accepting connections and drops those still owing their preface. */
+  close(): void;
+}
+
+/**
+ * Serves `server` on host:port through a net.Server of ours, handing grpc-js each connection once
+ * its HTTP/2 preface has arrived (grpc-js's public connection injector).
+ *
+ * Why not bindAsync: grpc-js creates its node:http2 servers internally and offers no connection
+ * limit and no handshake timeout. node:http2 makes a session the moment a TCP connection is
+ * accepted, so a client that never sends a byte costs a whole HTTP/2 session (about 18 KB) until
+ * the idle timeout. Here such a connection is a bare socket, destroyed after `prefaceTimeoutMs`;
+ * `maxConnections` (node's own accept-time check) closes connections beyond the limit at once.
+ * Once injected, grpc-js's own options apply: idle timeout, keepalive, concurrent streams.
+ *
+ * grpc-js 1.14 does not pass a max header list size to node:http2 (it has no server option for
+ * it), so the setting is added to the options grpc-js gives node:http2 (a private field; the
+ * connections test reads the advertised SETTINGS, so a grpc-js change that drops it fails there).
+ * node:http2 then both advertises and enforces it.
+ */
+export function listenGrpc(server: grpc.Server, host: string, port: number, log: Logger, limits: GrpcConnectionLimits): Promise<GrpcListener> {
+  const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } };
+  if (typeof internals.commonServerOptions !== "object") throw new Error("grpc-js internals changed: cannot set SETTINGS_MAX_HEADER_LIST_SIZE");
+  internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, maxHeaderListSize: limits.maxHeaderListBytes };
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+
+  const pending = new Set<net.Socket>();
+  const tcp = net.createServer((socket) => {
+    socket.on("error", () => undefined); // a reset before the preface is routine
+    pending.add(socket);
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const timer = setTimeout(() => socket.destroy(), limits.prefaceTimeoutMs);
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      received += chunk.length;
+      if (received < HTTP2_PREFACE_BYTES) return;
+      cleanup();
+      // Give node:http2 the bytes read so far (it reads a socket's buffered data first).
+      socket.pause();
+      socket.unshift(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+      injector.injectConnection(socket);
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      pending.delete(socket);
+      socket.off("data", onData);
+      socket.off("close", cleanup);
+    };
+    socket.on("data", onData);
+    socket.once("close", cleanup);
+  });
+  tcp.maxConnections = limits.maxConnections;
+  const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  return new Promise((resolve, reject) => {
+    tcp.once("error", (err: NodeJS.ErrnoException) =>
+      reject(new GrpcListenError(`cannot listen on ${address} (GRPC_PORT): ${err.code ?? err.message}`, { cause: err })),
+    );
+    tcp.listen(port, host, () => {
+      tcp.removeAllListeners("error");
+      // e.g. EMFILE while accepting: node keeps listening; say so once per error.
+      tcp.on("error", (err: NodeJS.ErrnoException) => log.warn("gRPC port: accepting a connection failed", { error: err.code ?? err.message }));
+      const bound = tcp.address();
+      resolve({
+        port: typeof bound === "object" && bound ? bound.port : port,
+        close: () => {
+          tcp.close();
+          for (const socket of pending) socket.destroy();
+          pending.clear();
+        },
+      });
+    });
   });
 }

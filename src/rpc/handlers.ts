@@ -3,7 +3,7 @@
 // are mapped to statuses by the engine adapters through src/rpc/status.ts.
 
 import { create } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import {
   CreateSessionResponseSchema,
   GetSessionStatsResponseSchema,
@@ -35,13 +35,13 @@ import {
   type WatchSessionsRequest,
   type WatchSessionsResponse,
 } from "../../gen/session/v1/session_service_pb";
-import { InvalidArgumentError } from "../domain/errors";
+import { InvalidArgumentError, ResourceExhaustedError } from "../domain/errors";
 import type { Lifecycle } from "../domain/lifecycle";
 import type { Sessions } from "../domain/sessions";
 import { heartbeatInterval, watchSessions, type ChangeEventKind, type ChangeFeed } from "../domain/watch";
 import type { SessionDoc } from "../domain/session";
 import type { SessionStore, StatsField } from "../store/port";
-import { docToSession, sessionToDoc } from "./convert";
+import { docToSession, optionalRequestDate, sessionToDoc } from "./convert";
 
 /** What a handler knows about its call, whatever the engine. */
 export interface CallContext {
@@ -49,6 +49,12 @@ export interface CallContext {
   signal: AbortSignal;
   /** The call's deadline, if the client set one. */
   deadline?: Date;
+  /**
+   * Server streams: set by the handler. When one write of the stream stays blocked (the client
+   * does not read) for `timeoutMs`, the engine stops the handler and ends the stream with
+   * `error()`, after the messages already written.
+   */
+  stall?: { timeoutMs: number; error: () => Error };
 }
 
 const revisionOf = (v: bigint | undefined): number | undefined => (v === undefined ? undefined : Number(v));
@@ -106,13 +112,13 @@ export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, 
     async createSession(req: CreateSessionRequest, ctx: CallContext): Promise<CreateSessionResponse> {
       const { session, operation } = await sessions.create(
         { session: sessionToDoc(req.session), userAgent: req.userAgent, pageUrl: req.pageUrl, requestId: req.requestId },
-        { deadline: ctx.deadline },
+        { deadline: ctx.deadline, signal: ctx.signal },
       );
       return create(CreateSessionResponseSchema, { session: docToSession(session, operation) });
     },
 
     async getSession(req: GetSessionRequest, ctx: CallContext): Promise<GetSessionResponse> {
-      const { session } = await sessions.get(req.id, { deadline: ctx.deadline });
+      const { session } = await sessions.get(req.id, { deadline: ctx.deadline, signal: ctx.signal });
       return create(GetSessionResponseSchema, { session: docToSession(session) });
     },
 
@@ -125,13 +131,13 @@ export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, 
           userAgent: req.userAgent,
           pageUrl: req.pageUrl,
         },
-        { deadline: ctx.deadline },
+        { deadline: ctx.deadline, signal: ctx.signal },
       );
       return create(UpdateSessionResponseSchema, { session: docToSession(session, operation) });
     },
 
     async deleteSession(req: DeleteSessionRequest, ctx: CallContext): Promise<DeleteSessionResponse> {
-      const { revision } = await sessions.delete(req.id, revisionOf(req.expectedRevision), { deadline: ctx.deadline });
+      const { revision } = await sessions.delete(req.id, revisionOf(req.expectedRevision), { deadline: ctx.deadline, signal: ctx.signal });
       return create(DeleteSessionResponseSchema, { revision: BigInt(revision) });
     },
 
@@ -141,26 +147,26 @@ export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, 
           profileId: req.profileId,
           status: req.status,
           channel: req.channel,
-          insertFrom: req.insertFrom ? timestampDate(req.insertFrom) : undefined,
-          insertTo: req.insertTo ? timestampDate(req.insertTo) : undefined,
+          insertFrom: optionalRequestDate("insert_from", req.insertFrom),
+          insertTo: optionalRequestDate("insert_to", req.insertTo),
           pageSize: req.pageSize,
           pageToken: req.pageToken,
         },
-        { deadline: ctx.deadline },
+        { deadline: ctx.deadline, signal: ctx.signal },
       );
       return create(ListSessionsResponseSchema, { sessions: docs.map((d) => docToSession(d)), nextPageToken });
     },
 
     async touchSession(req: TouchSessionRequest, ctx: CallContext): Promise<TouchSessionResponse> {
       const { session, operation } = await lifecycle.touch(
-        { id: req.id, pageUrl: req.pageUrl, at: req.at ? timestampDate(req.at) : undefined },
-        { deadline: ctx.deadline },
+        { id: req.id, pageUrl: req.pageUrl, at: optionalRequestDate("at", req.at) },
+        { deadline: ctx.deadline, signal: ctx.signal },
       );
       return create(TouchSessionResponseSchema, { session: docToSession(session, operation) });
     },
 
     async mergeProfiles(req: MergeProfilesRequest, ctx: CallContext): Promise<MergeProfilesResponse> {
-      const { moved } = await lifecycle.merge({ sourceProfileIds: req.sourceProfileIds, targetProfileId: req.targetProfileId }, { deadline: ctx.deadline });
+      const { moved } = await lifecycle.merge({ sourceProfileIds: req.sourceProfileIds, targetProfileId: req.targetProfileId }, { deadline: ctx.deadline, signal: ctx.signal });
       return create(MergeProfilesResponseSchema, { movedSessions: moved.length, movedSessionIds: moved });
     },
 
@@ -171,10 +177,10 @@ export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, 
           status: req.filter?.status ?? "",
           channel: req.filter?.channel ?? "",
           groupBy: groupByField(req.groupBy),
-          since: req.since ? timestampDate(req.since) : undefined,
+          since: optionalRequestDate("since", req.since),
           onlineWindowMs: durationMs(req.onlineWindow),
         },
-        { deadline: ctx.deadline },
+        { deadline: ctx.deadline, signal: ctx.signal },
       );
       return create(GetSessionStatsResponseSchema, {
         total: BigInt(stats.total),
@@ -185,12 +191,30 @@ export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, 
     },
 
     async *watchSessions(req: WatchSessionsRequest, ctx: CallContext): AsyncGenerator<WatchSessionsResponse> {
+      // The last resume point handed to the engine: after_revision, then each live change,
+      // end marker and heartbeat (not the initial state's messages: an unfinished initial state
+      // is re-read with send_initial). The engine writes it before the stall status.
+      const after = revisionOf(req.afterRevision);
+      let last = after;
+      ctx.stall = {
+        timeoutMs: feed.options.stallTimeoutMs,
+        error: () =>
+          new ResourceExhaustedError(
+            "WATCHER_TOO_SLOW",
+            last === undefined
+              ? `the watch stream was not read for ${feed.options.stallTimeoutMs} ms (WATCH_STALL_TIMEOUT) before it had a resume point; watch again (with send_initial to re-read the state)`
+              : `the watch stream was not read for ${feed.options.stallTimeoutMs} ms (WATCH_STALL_TIMEOUT); resume with after_revision = ${last}`,
+            undefined,
+            last === undefined ? {} : { last_revision: String(last) },
+          ),
+      };
+      let inInitial = req.sendInitial && after === undefined;
       const events = watchSessions(
         feed,
         store,
         {
           filter: { profileId: req.filter?.profileId ?? "", ids: req.filter?.ids ?? [], status: req.filter?.status ?? "", channel: req.filter?.channel ?? "" },
-          afterRevision: revisionOf(req.afterRevision),
+          afterRevision: after,
           sendInitial: req.sendInitial,
           heartbeatMs: heartbeatInterval(durationMs(req.heartbeatInterval)),
         },
@@ -198,10 +222,14 @@ export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, 
       );
       for await (const ev of events) {
         if (ev.type === "change") {
+          if (!inInitial) last = ev.revision;
           yield changeResponse(ev.session, KINDS[ev.kind], ev.revision);
         } else if (ev.type === "initial_end") {
+          inInitial = false;
+          last = ev.revision;
           yield create(WatchSessionsResponseSchema, { event: { case: "initialStateEnd", value: { revision: BigInt(ev.revision) } } });
         } else {
+          last = ev.revision;
           yield create(WatchSessionsResponseSchema, { event: { case: "progress", value: { revision: BigInt(ev.revision) } } });
         }
       }

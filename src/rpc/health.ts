@@ -2,9 +2,18 @@
 // orchestrators and `grpcurl ... grpc.health.v1.Health/Check`.
 //
 // The service answers for "" (the whole server) and "session.v1.SessionService"; both are
-// SERVING exactly while the store answers ping() and the server is not shutting down. The store
-// is pinged every `intervalMs` and on demand: a Check waits for a fresh ping (shared by
-// concurrent checks), bounded by `timeoutMs`, so it reports the present, not the last poll.
+// SERVING exactly while the last probe of the store succeeded and the server is not shutting
+// down. Health never waits on the store: Check, Watch and List answer at once from the status a
+// background probe keeps. The probe calls store.ping() every `intervalMs` with its own timeout
+// (`timeoutMs`); a ping that fails or does not answer in time makes the status NOT_SERVING at
+// once (also while that ping is still pending: a frozen disk never answers), the next one that
+// succeeds makes it SERVING again. What ping checks is the store's business: the SQLite store
+// checks that it can write (it takes and releases the write lock, and after a failed write batch
+// commits a no-op write: another process holding the lock, a frozen or a full disk all fail
+// it); the MongoDB store that the database answers. startServer awaits `ready` (the first
+// probe's outcome) before it listens, so no caller sees a status that was never measured; that
+// first probe may take up to FIRST_PROBE_TIMEOUT_MS (a store's threads are still starting, and
+// nobody is calling yet).
 // Watch sends the current status at once and then every change; other names get NOT_FOUND from
 // Check and SERVICE_UNKNOWN from Watch. On shutdown every watcher gets NOT_SERVING and its stream
 // ends (a watch would otherwise hold the graceful shutdown up for the whole grace period).
@@ -27,9 +36,9 @@ export enum ServingStatus {
 }
 
 export interface HealthOptions {
-  /** How often the store is pinged (ms); default 1000. */
+  /** How often the store is probed (ms); default 1000 (HEALTH_PROBE_INTERVAL_MS). */
   intervalMs?: number;
-  /** How long a ping may take before the store counts as unreachable (ms); default 1000. */
+  /** How long a probe may take before the store counts as down (ms); default 1000 (HEALTH_PROBE_TIMEOUT_MS). */
   timeoutMs?: number;
   /** Service names answered besides ""; default ["session.v1.SessionService"]. */
   services?: string[];
@@ -40,8 +49,10 @@ export interface Health {
   readonly implementation: grpc.UntypedServiceImplementation;
   /** Adds the Health service to a grpc-js server. */
   addTo(server: Pick<grpc.Server, "addService">): void;
-  /** Pings the store now (joining a ping in flight) and returns the resulting status. */
-  check(): Promise<ServingStatus>;
+  /** The current status, as the last probe left it (never waits on the store). */
+  status(): ServingStatus;
+  /** Resolves once the first probe has an outcome (at most FIRST_PROBE_TIMEOUT_MS, or `timeoutMs` if longer). */
+  readonly ready: Promise<void>;
   /** NOT_SERVING from now on: stops polling, tells every watcher and ends its stream. */
   setShuttingDown(): void;
   /** Releases everything (timer, watch streams); implies setShuttingDown. Idempotent. */
@@ -49,6 +60,9 @@ export interface Health {
 }
 
 type Store = Pick<SessionStore, "ping">;
+
+/** The least time the first probe gets (see the header). */
+const FIRST_PROBE_TIMEOUT_MS = 5000;
 
 function message(typeName: string): DescMessage {
   const desc = descriptorRegistry().getMessage(typeName);
@@ -80,10 +94,11 @@ export function createHealth(store: Store, log: Logger, options: HealthOptions =
   const ListResponse = message("grpc.health.v1.HealthListResponse");
   const response = (status: ServingStatus) => create(CheckResponse, { status });
 
-  /** Undefined until the first ping has answered or failed. */
+  /** Undefined until the first probe has an outcome. */
   let storeUp: boolean | undefined;
   let shuttingDown = false;
-  let inflight: Promise<boolean> | undefined;
+  /** A probe is under way (the next tick does not start another). */
+  let probing = false;
   const watchers = new Set<{ call: grpc.ServerWritableStream<unknown, unknown>; known: boolean; last?: ServingStatus }>();
 
   const current = (): ServingStatus => (!shuttingDown && storeUp === true ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
@@ -97,38 +112,46 @@ export function createHealth(store: Store, log: Logger, options: HealthOptions =
     }
   };
 
-  const pingOnce = async (): Promise<boolean> => {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        store.ping({ deadline: new Date(Date.now() + timeoutMs) }),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-          timer.unref();
-        }),
-      ]);
-      return true;
-    } catch (err) {
-      if (storeUp !== false) log.warn("health: store unreachable, NOT_SERVING", { error: err instanceof Error ? err.message : String(err) });
-      return false;
-    } finally {
-      clearTimeout(timer);
-    }
+  let markReady: () => void = () => {};
+  const ready = new Promise<void>((resolve) => (markReady = resolve));
+
+  const record = (up: boolean, error?: unknown): void => {
+    if (up && storeUp === false) log.info("health: store can serve again, SERVING");
+    if (!up && storeUp !== false) log.warn("health: store cannot serve, NOT_SERVING", { error: error instanceof Error ? error.message : String(error) });
+    storeUp = up;
+    markReady();
+    if (!shuttingDown) notify();
   };
 
-  /** A fresh ping; concurrent callers share one. */
-  const probe = (): Promise<boolean> =>
-    (inflight ??= pingOnce().then((up) => {
-      inflight = undefined;
-      if (up && storeUp === false) log.info("health: store reachable again, SERVING");
-      storeUp = up;
-      if (!shuttingDown) notify();
-      return up;
-    }));
+  /** One probe: its outcome, or "down" once its timeout has passed without one. */
+  const probe = (): void => {
+    if (probing || shuttingDown) return;
+    probing = true;
+    let timedOut = false;
+    const limitMs = storeUp === undefined ? Math.max(timeoutMs, FIRST_PROBE_TIMEOUT_MS) : timeoutMs;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      record(false, new Error(`the store did not answer within ${limitMs} ms`));
+    }, limitMs);
+    timer.unref();
+    store.ping({ deadline: new Date(Date.now() + limitMs) }).then(
+      () => {
+        clearTimeout(timer);
+        probing = false;
+        // A late success still proves the store can serve now.
+        record(true);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        probing = false;
+        if (!timedOut) record(false, err);
+      },
+    );
+  };
 
-  const timer = setInterval(() => void probe(), intervalMs);
+  const timer = setInterval(probe, intervalMs);
   timer.unref();
-  void probe();
+  probe();
 
   const endWatches = (): void => {
     for (const w of watchers) w.call.end();
@@ -139,6 +162,7 @@ export function createHealth(store: Store, log: Logger, options: HealthOptions =
     if (shuttingDown) return;
     shuttingDown = true;
     clearInterval(timer);
+    markReady();
     notify();
     endWatches();
   };
@@ -155,11 +179,7 @@ export function createHealth(store: Store, log: Logger, options: HealthOptions =
       callback({ code: grpc.status.NOT_FOUND, details: `unknown service "${service}"` });
       return;
     }
-    if (shuttingDown) {
-      callback(null, response(ServingStatus.NOT_SERVING));
-      return;
-    }
-    void probe().then(() => callback(null, response(current())));
+    callback(null, response(current()));
   };
 
   const watch: grpc.handleServerStreamingCall<{ service: string }, unknown> = (call) => {
@@ -169,27 +189,17 @@ export function createHealth(store: Store, log: Logger, options: HealthOptions =
       call.end();
       return;
     }
-    const start = (): void => {
-      if (call.cancelled || shuttingDown) return;
-      w.last = w.known ? current() : ServingStatus.SERVICE_UNKNOWN;
-      call.write(response(w.last));
-      watchers.add(w);
-    };
     call.on("cancelled", () => watchers.delete(w));
     call.on("error", () => watchers.delete(w));
-    // The first status a watcher sees is a measured one, not "not yet pinged".
-    if (storeUp === undefined && w.known) void probe().then(start);
-    else start();
+    w.last = w.known ? current() : ServingStatus.SERVICE_UNKNOWN;
+    call.write(response(w.last));
+    watchers.add(w);
   };
 
   const list: grpc.handleUnaryCall<unknown, unknown> = (_call, callback) => {
-    const finish = (): void => {
-      const statuses: Record<string, MessageShape<DescMessage>> = {};
-      for (const name of names) statuses[name] = response(current());
-      callback(null, create(ListResponse, { statuses }));
-    };
-    if (shuttingDown) finish();
-    else void probe().then(finish);
+    const statuses: Record<string, MessageShape<DescMessage>> = {};
+    for (const name of names) statuses[name] = response(current());
+    callback(null, create(ListResponse, { statuses }));
   };
 
   const implementation: grpc.UntypedServiceImplementation = { Check: check, Watch: watch, List: list } as grpc.UntypedServiceImplementation;
@@ -198,7 +208,8 @@ export function createHealth(store: Store, log: Logger, options: HealthOptions =
     definition,
     implementation,
     addTo: (server) => server.addService(definition, implementation),
-    check: async () => (shuttingDown ? ServingStatus.NOT_SERVING : (await probe(), current())),
+    status: current,
+    ready,
     setShuttingDown,
     close: setShuttingDown,
   };

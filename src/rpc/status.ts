@@ -5,7 +5,7 @@
 import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
+import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import { StatusSchema } from "../../gen/google/rpc/status_pb";
 import {
   AlreadyExistsError,
@@ -13,6 +13,8 @@ import {
   DomainError,
   InvalidArgumentError,
   NotFoundError,
+  OverloadedError,
+  ResourceExhaustedError,
   RevisionConflictError,
   SessionTooLongError,
   ShuttingDownError,
@@ -43,6 +45,8 @@ function codeOf(err: DomainError): Code {
   if (err instanceof ShuttingDownError) return Code.Unavailable;
   if (err instanceof ChangesTrimmedError) return Code.OutOfRange;
   if (err instanceof SessionTooLongError) return Code.FailedPrecondition;
+  if (err instanceof ResourceExhaustedError) return Code.ResourceExhausted;
+  if (err instanceof OverloadedError) return Code.Unavailable;
   return Code.Internal;
 }
 
@@ -55,7 +59,14 @@ export function toRpcStatus(err: unknown, log: Logger, method: string): RpcStatu
     if (err instanceof InvalidArgumentError) {
       details.push({ desc: BadRequestSchema, value: create(BadRequestSchema, { fieldViolations: err.violations }) });
     }
-    if (code === Code.Unavailable) log.warn("store unavailable", { method, error: String(err.cause ?? err.message) });
+    if ((err instanceof ResourceExhaustedError || err instanceof OverloadedError) && err.retryAfterMs !== undefined) {
+      const ms = Math.max(0, Math.round(err.retryAfterMs));
+      details.push({
+        desc: RetryInfoSchema,
+        value: create(RetryInfoSchema, { retryDelay: { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 } }),
+      });
+    }
+    if (code === Code.Unavailable && !(err instanceof OverloadedError)) log.warn("store unavailable", { method, error: String(err.cause ?? err.message) });
     return { code, message: err.message, details };
   }
   log.error("internal error", { method, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });

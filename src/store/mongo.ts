@@ -239,14 +239,23 @@ const DEFAULT_WRITE_CONCERN: WriteConcernSettings = { w: "majority", journal: tr
 const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 const DEFAULT_MAX_CALL_MS = 30_000;
 const DEFAULT_RETENTION_SWEEP_MS = 3_600_000;
-/**
- * A reservation without an outcome that is older than this belongs to a writer that died or
- * gave up (calls are capped at maxCallMs, well below), so it may be resolved by others.
- */
-const CLAIM_LEASE_MS = 120_000;
 const DAY_MS = 86_400_000;
 /** How much longer than a call's budget the server may work on it (maxTimeMS). */
 const SERVER_TIME_MARGIN_MS = 1_000;
+/**
+ * The budget of a write call (create, update, delete) is capped here, whatever the deadline:
+ * every operation of a write is issued within this of its reservation (taken inside the call).
+ */
+const MAX_WRITE_MS = 10_000;
+/** Clock difference between processes the lease tolerates (a reservation's `at` is its writer's clock). */
+const CLOCK_SKEW_MS = 2_000;
+/**
+ * A reservation without an outcome that is older than this belongs to a writer that died or
+ * gave up: its write call has ended (MAX_WRITE_MS), and the server has stopped its operations
+ * (maxTimeMS), so others may resolve it as aborted. This bounds how long a writer that died
+ * mid-write holds the watchers of every replica: 13 s (it was 2 minutes; issue 10).
+ */
+const CLAIM_LEASE_MS = MAX_WRITE_MS + SERVER_TIME_MARGIN_MS + CLOCK_SKEW_MS;
 const READ_BATCH = 500;
 const PURGE_BATCH = 1000;
 
@@ -537,7 +546,9 @@ class Call {
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
   readonly end: number;
-  constructor(budgetMs: number) {
+  private unfollow?: () => void;
+  /** `follow`: the caller's signal (client cancelled, RPC deadline); the call aborts with it. */
+  constructor(budgetMs: number, follow?: AbortSignal) {
     // Every driver operation of the call adds two listeners to the signal while it runs (measured
     // with driver 7), and a call may run many at once: 32 lookups in outcomesFrom, one visit
     // search per profile in a batch of creates. The signal is this call's own and every listener
@@ -546,6 +557,12 @@ class Call {
     this.end = Date.now() + budgetMs;
     this.timer = setTimeout(() => this.controller.abort(new Error("deadline exceeded")), budgetMs);
     this.timer.unref();
+    if (follow?.aborted) this.controller.abort(follow.reason);
+    else if (follow) {
+      const onAbort = (): void => this.controller.abort(follow.reason);
+      follow.addEventListener("abort", onAbort, { once: true });
+      this.unfollow = () => follow.removeEventListener("abort", onAbort);
+    }
   }
   get signal(): AbortSignal {
     return this.controller.signal;
@@ -560,6 +577,7 @@ class Call {
   }
   done(): void {
     clearTimeout(this.timer);
+    this.unfollow?.();
   }
 }
 
@@ -667,7 +685,7 @@ export class MongoSessionStore implements SessionStore {
   }
 
   async create(doc: SessionDoc, options: CreateOptions = {}): Promise<CreateResult> {
-    return this.run(options, async (call) => {
+    return this.run(options, true, async (call) => {
       const requestId = options.requestId;
       if (requestId !== undefined) {
         const replay = await this.findByRequestId(requestId, call);
@@ -804,7 +822,7 @@ export class MongoSessionStore implements SessionStore {
 
   async update(id: string, patch: SessionPatch, options: UpdateOptions = {}): Promise<SessionDoc> {
     const visitIn = options.numberVisitIn;
-    return this.run(options, async (call) => {
+    return this.run(options, true, async (call) => {
       // Taken once, when the session is ours to write (reservation held), kept across retries.
       let visit: VisitTaken | undefined;
       try {
@@ -826,7 +844,7 @@ export class MongoSessionStore implements SessionStore {
   }
 
   async delete(id: string, options: ConditionalOptions = {}): Promise<{ revision: number }> {
-    return this.run(options, (call) =>
+    return this.run(options, true, (call) =>
       this.modify(id, "deleted", options.expectedRevision, call, async (from, revision, current) => {
         const res = await this.sessions.deleteOne({ _id: id, revision: from }, call.opts);
         return res.deletedCount === 1 ? { result: { revision }, doc: current } : null;
@@ -929,6 +947,18 @@ export class MongoSessionStore implements SessionStore {
     return this.run(options, (call) => this.head(call));
   }
 
+  /**
+   * The newest reservation: a write reserves its revision before it touches the session, and
+   * reservations are taken contiguously in time, so any write a read has seen is at or below
+   * it. Its outcome may not be known yet (the watcher waits for the log to get there).
+   */
+  async snapshotRevision(options: CallOptions = {}): Promise<number> {
+    return this.run(options, async (call) => {
+      const head = await this.head(call);
+      return Math.max(head, (await this.firstFree(Math.max(head, this.lastReserved), call)) - 1);
+    });
+  }
+
   async trimChanges(before: Date, options: CallOptions = {}): Promise<number> {
     return this.run(options, async (call) => {
       const head = await this.head(call);
@@ -1021,16 +1051,21 @@ export class MongoSessionStore implements SessionStore {
     this.timers.add(t);
   }
 
-  /** Runs one port call inside its budget and maps every error to the port's errors. */
-  private async run<T>(options: CallOptions, body: (call: Call) => Promise<T>): Promise<T> {
+  /**
+   * Runs one port call inside its budget and maps every error to the port's errors. A write's
+   * budget is at most MAX_WRITE_MS (see CLAIM_LEASE_MS).
+   */
+  private async run<T>(options: CallOptions, write: boolean | ((call: Call) => Promise<T>), body?: (call: Call) => Promise<T>): Promise<T> {
+    if (typeof write === "function") return this.run(options, false, write);
     if (this.closed) throw new StoreUnavailableError("the session store is closed");
     const max = this.options.maxCallMs ?? DEFAULT_MAX_CALL_MS;
     let budget = this.options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     if (options.deadline !== undefined) budget = Math.min(options.deadline.getTime() - Date.now(), max);
+    if (write) budget = Math.min(budget, MAX_WRITE_MS);
     if (budget <= 0) throw new StoreUnavailableError("the deadline has passed");
-    const call = new Call(budget);
+    const call = new Call(budget, options.signal);
     try {
-      return await body(call);
+      return await body!(call);
     } catch (err) {
       throw toStoreError(err, call);
     } finally {

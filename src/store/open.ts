@@ -29,5 +29,5 @@ export async function openStore(config: Config, log: Logger): Promise<SessionSto
     );
   }
   log.info("opening store", { kind: "sqlite", data_dir: config.dataDir });
-  return SqliteSessionStore.open(config.dataDir);
+  return SqliteSessionStore.open(config.dataDir, { readers: config.sqliteReaders, queueLimit: config.sqliteQueueLimit });
 }

@@ -43,6 +43,12 @@ export interface SessionPatch {
 export interface CallOptions {
   /** Give up with StoreUnavailableError after this instant (the RPC's deadline). */
   deadline?: Date;
+  /**
+   * Aborted when the caller no longer wants the answer (the client cancelled, the deadline
+   * passed). A call still waiting in a queue leaves it and rejects; a write already under way
+   * completes or fails as a whole (never reported failed yet applied).
+   */
+  signal?: AbortSignal;
 }
 
 export interface CreateOptions extends CallOptions {
@@ -240,6 +246,14 @@ export interface SessionStore {
 
   /** The revision a watch "from now" starts after: every change up to it is in the log. */
   headRevision(options?: CallOptions): Promise<number>;
+
+  /**
+   * The end of a snapshot (WatchSessions `send_initial`), read after the snapshot's reads: at
+   * or above the revision of every write whose effect a read that ended before this call could
+   * have seen. So the reads show the state at this revision, up to the changes in between,
+   * which the log has. May be above headRevision (writes still under way); never below it.
+   */
+  snapshotRevision(options?: CallOptions): Promise<number>;
 
   /**
    * Removes change-log entries committed before `before` (retention); afterwards older

@@ -67,6 +67,7 @@ export async function openInBackground(kind: string, open: () => Promise<Session
     stats: async (query, options) => ready().stats(query, options),
     readChanges: async (after, limit, options) => ready().readChanges(after, limit, options),
     headRevision: async (options) => ready().headRevision(options),
+    snapshotRevision: async (options) => ready().snapshotRevision(options),
     trimChanges: async (before, options) => ready().trimChanges(before, options),
     ping: async (options) => ready().ping(options),
     onCommit(listener) {

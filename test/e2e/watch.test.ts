@@ -148,6 +148,94 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
     });
   });
 
+  describe("send_initial: the initial state is the state at its end marker's revision (issue 10, defect 7)", () => {
+    /**
+     * Reads and applies messages until `stop` holds for one; returns the applied state and
+     * every DELETED / LEFT_FILTER of a session the stream never had (there must be none).
+     */
+    async function apply(r: Reader, state: Map<string, bigint>, stop: (m: Msg) => boolean): Promise<{ unknownRemovals: string[]; last: Msg }> {
+      const unknownRemovals: string[] = [];
+      for (;;) {
+        const m = await r.next();
+        if (m.event.case === "change") {
+          const { kind, session, revision } = m.event.value;
+          if (kind === ChangeKind.DELETED || kind === ChangeKind.LEFT_FILTER) {
+            if (!state.delete(session!.id)) unknownRemovals.push(`${ChangeKind[kind]} ${session!.id} @${revision}`);
+          } else {
+            state.set(session!.id, revision);
+          }
+        }
+        if (stop(m)) return { unknownRemovals, last: m };
+      }
+    }
+    const isEnd = (m: Msg) => m.event.case === "initialStateEnd";
+    const endRevision = (m: Msg) => (m.event.case === "initialStateEnd" ? m.event.value.revision : -1n);
+
+    it("two replicas, slow poll: a session created and deleted on B just before the watch on A is not sent as DELETED", async () => {
+      // Replica A shares the store of `server` (replica B) and polls it every 3 s only.
+      const a = await startTestServer(store, { WATCH_POLL_MS: "3000", DATA_DIR: server.config.dataDir, MONGODB_DATABASE: server.config.mongodbDatabase });
+      try {
+        // A watcher keeps A's feed reading (a first watcher would resync A's head to the store's).
+        const keep = grpcWatch(a.grpcPort, { filter: { ids: [`keep-${rid()}`] } });
+        const kept = new Reader(keep).next().catch(() => null);
+        await until(() => a.feed.watchers === 1);
+        const profile = `v7-${rid()}`;
+        const victim = (await client.createSession({ session: { id: `victim-${rid()}`, profile: { id: profile } } })).session!;
+        await until(() => a.feed.headRevision >= Number(victim.revision), 10_000);
+        const { revision: deleted } = await client.deleteSession({ id: victim.id });
+        // At once: A's feed has not read the delete yet (its next poll is up to 3 s away).
+        const r = new Reader(grpcWatch(a.grpcPort, { filter: { profileId: profile }, sendInitial: true }));
+        const state = new Map<string, bigint>();
+        const initial = await apply(r, state, isEnd);
+        expect(initial.unknownRemovals).toEqual([]);
+        // The end marker covers the delete: the state at S has no victim.
+        expect(endRevision(initial.last)).toBeGreaterThanOrEqual(deleted);
+        expect(state.has(victim.id)).toBe(false);
+        // Live changes follow, with no removal of a session the stream never had.
+        const marker = (await client.createSession({ session: { profile: { id: profile } } })).session!;
+        const live = await apply(r, state, (m) => m.event.case === "change" && m.event.value.session!.id === marker.id);
+        expect(live.unknownRemovals).toEqual([]);
+        expect([...state.keys()]).toEqual([marker.id]);
+        r.stream.cancel();
+        keep.cancel();
+        await kept;
+      } finally {
+        await a.close();
+      }
+    }, 30_000);
+
+    it("one replica: sessions deleted while a 3,000-session initial state is listed are neither missing nor sent as DELETED", async () => {
+      const profile = `v7l-${rid()}`;
+      const ids: string[] = [];
+      // 3,000 as in the issue on SQLite; FerretDB creates are slower, and the listing's logic is the same.
+      const N = store === "sqlite" ? 3000 : 600;
+      // Created in parallel batches; insert order (the listing's order, newest first) is by id within a batch.
+      for (let i = 0; i < N; i += 100) {
+        const batch = await Promise.all(Array.from({ length: Math.min(100, N - i) }, () => client.createSession({ session: { profile: { id: profile } } })));
+        ids.push(...batch.map((b) => b.session!.id));
+      }
+      const r = new Reader(grpcWatch(server.grpcPort, { filter: { profileId: profile }, sendInitial: true }));
+      const state = new Map<string, bigint>();
+      // The listing has started; the client reads nothing more while the oldest sessions (listed
+      // last) are deleted, so the listing cannot have reached them.
+      await apply(r, state, () => true);
+      const victims = ids.slice(0, N / 30);
+      const revisions = await Promise.all(victims.map((id) => client.deleteSession({ id }).then((d) => d.revision)));
+      const initial = await apply(r, state, isEnd);
+      expect(initial.unknownRemovals).toEqual([]);
+      const end = endRevision(initial.last);
+      expect(end).toBeGreaterThanOrEqual(revisions.reduce((x, y) => (x > y ? x : y)));
+      expect(state.size).toBe(N - victims.length);
+      for (const id of victims) expect(state.has(id)).toBe(false);
+      const marker = (await client.createSession({ session: { profile: { id: profile } } })).session!;
+      const live = await apply(r, state, (m) => m.event.case === "change" && m.event.value.session!.id === marker.id);
+      expect(live.unknownRemovals).toEqual([]);
+      expect(state.size).toBe(N - victims.length + 1);
+      r.stream.cancel();
+      await until(() => server.feed.watchers === 0 && server.feed.waiting === 0);
+    }, 60_000);
+  });
+
   it("frees every watcher and wait on cancellation", async () => {
     expect(server.feed.watchers).toBe(0);
     const streams = Array.from({ length: 10 }, (_, i) => (i % 2 ? grpcWatch(server.grpcPort, {}) : connectWatch(server.httpPort, {})));

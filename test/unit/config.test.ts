@@ -10,6 +10,20 @@ function configError(env: Record<string, string>): ConfigError {
   throw new Error(`loadConfig(${JSON.stringify(env)}) did not throw`);
 }
 
+/** The connection and concurrency limits' defaults (README configuration table). */
+const LIMIT_DEFAULTS = {
+  maxConcurrentCalls: 512,
+  maxConnections: 4096,
+  headersTimeoutMs: 10_000,
+  maxHeaderBytes: 16_384,
+  grpcMaxConcurrentStreams: 1000,
+  grpcIdleTimeoutMs: 300_000,
+  grpcKeepaliveTimeMs: 60_000,
+  grpcKeepaliveTimeoutMs: 20_000,
+  httpRequestTimeoutMs: 30_000,
+  httpKeepAliveTimeoutMs: 5000,
+};
+
 describe("loadConfig", () => {
   it("gives the documented defaults for an empty environment", () => {
     expect(loadConfig({})).toEqual({
@@ -22,6 +36,10 @@ describe("loadConfig", () => {
       mongodbWriteConcern: "majority",
       mongodbRetentionDays: undefined,
       storeTimeoutMs: 5000,
+      sqliteReaders: 2,
+      sqliteQueueLimit: 10000,
+      healthProbeIntervalMs: 1000,
+      healthProbeTimeoutMs: 1000,
       logLevel: "info",
       maxMessageBytes: 1024 * 1024,
       shutdownGraceMs: 10000,
@@ -29,9 +47,16 @@ describe("loadConfig", () => {
       watchPollMs: 100,
       watchBufferSize: 4096,
       watchRetentionMs: 24 * 3600_000,
+      maxWatchers: 10_000,
+      watchStallTimeoutMs: 30_000,
       sessionIdleTimeoutMs: 30 * 60_000,
       sessionMaxDurationMs: 24 * 3600_000,
       sessionExpiryIntervalMs: 60_000,
+      ...LIMIT_DEFAULTS,
+      maxSessionBytes: 256 * 1024,
+      maxMaskPaths: 1000,
+      maxStringLength: 8192,
+      maxFreeFormKeys: 10_000,
     });
     expect(loadConfig({}).mongodbUri).toBeUndefined();
   });
@@ -39,8 +64,9 @@ describe("loadConfig", () => {
   it("treats empty values as unset", () => {
     const empty = Object.fromEntries(
       ["HOST", "GRPC_PORT", "HTTP_PORT", "DATA_DIR", "MONGODB_URI", "MONGODB_DATABASE", "MONGODB_WRITE_CONCERN", "MONGODB_RETENTION_DAYS",
-        "STORE_TIMEOUT_MS", "LOG_LEVEL", "MAX_MESSAGE_BYTES", "SHUTDOWN_GRACE_MS", "WATCH_POLL_MS", "WATCH_BUFFER_SIZE", "WATCH_RETENTION_HOURS",
-        "SESSION_IDLE_TIMEOUT", "SESSION_MAX_DURATION", "SESSION_EXPIRY_INTERVAL"].map((k) => [k, ""]),
+        "STORE_TIMEOUT_MS", "SQLITE_READERS", "SQLITE_QUEUE_LIMIT", "HEALTH_PROBE_INTERVAL_MS", "HEALTH_PROBE_TIMEOUT_MS", "LOG_LEVEL", "MAX_MESSAGE_BYTES", "SHUTDOWN_GRACE_MS", "WATCH_POLL_MS", "WATCH_BUFFER_SIZE", "WATCH_RETENTION_HOURS",
+        "SESSION_IDLE_TIMEOUT", "SESSION_MAX_DURATION", "SESSION_EXPIRY_INTERVAL",
+        "MAX_SESSION_BYTES", "MAX_MASK_PATHS", "MAX_STRING_LENGTH", "MAX_FREE_FORM_KEYS"].map((k) => [k, ""]),
     );
     const { corsOrigins: _ignored, ...rest } = loadConfig(empty);
     const { corsOrigins: _ignored2, ...defaults } = loadConfig({});
@@ -58,12 +84,22 @@ describe("loadConfig", () => {
       MONGODB_WRITE_CONCERN: "2",
       MONGODB_RETENTION_DAYS: "90",
       STORE_TIMEOUT_MS: "250",
+      SQLITE_READERS: "4",
+      SQLITE_QUEUE_LIMIT: "100",
+      HEALTH_PROBE_INTERVAL_MS: "200",
+      HEALTH_PROBE_TIMEOUT_MS: "300",
       LOG_LEVEL: "debug",
-      MAX_MESSAGE_BYTES: "4096",
+      MAX_MESSAGE_BYTES: "65536",
+      MAX_SESSION_BYTES: "16384",
+      MAX_MASK_PATHS: "50",
+      MAX_STRING_LENGTH: "2048",
+      MAX_FREE_FORM_KEYS: "500",
       SHUTDOWN_GRACE_MS: "0",
       CORS_ORIGINS: "https://a.example, https://b.example,,",
       WATCH_POLL_MS: "50",
       WATCH_BUFFER_SIZE: "16",
+      MAX_WATCHERS: "7",
+      WATCH_STALL_TIMEOUT: "45s",
       WATCH_RETENTION_HOURS: "2",
       SESSION_IDLE_TIMEOUT: "45m",
       SESSION_MAX_DURATION: "12h",
@@ -79,16 +115,27 @@ describe("loadConfig", () => {
       mongodbWriteConcern: 2,
       mongodbRetentionDays: 90,
       storeTimeoutMs: 250,
+      sqliteReaders: 4,
+      sqliteQueueLimit: 100,
+      healthProbeIntervalMs: 200,
+      healthProbeTimeoutMs: 300,
       logLevel: "debug",
-      maxMessageBytes: 4096,
+      maxMessageBytes: 65536,
+      maxSessionBytes: 16384,
+      maxMaskPaths: 50,
+      maxStringLength: 2048,
+      maxFreeFormKeys: 500,
       shutdownGraceMs: 0,
       corsOrigins: ["https://a.example", "https://b.example"],
       watchPollMs: 50,
       watchBufferSize: 16,
+      maxWatchers: 7,
+      watchStallTimeoutMs: 45_000,
       watchRetentionMs: 2 * 3600_000,
       sessionIdleTimeoutMs: 45 * 60_000,
       sessionMaxDurationMs: 12 * 3600_000,
       sessionExpiryIntervalMs: 1500,
+      ...LIMIT_DEFAULTS,
     });
   });
 
@@ -107,6 +154,16 @@ describe("loadConfig", () => {
 
   it.each(["", "m", "-5m", "5 m", "5min", "1e3s", "0x10s", "PT5M"])("does not read %j as a duration", (raw) => {
     expect(parseDurationMs(raw)).toBeUndefined();
+  });
+
+  it("keeps MAX_SESSION_BYTES at most half of MAX_MESSAGE_BYTES, and derives its default from it", () => {
+    expect(loadConfig({ MAX_MESSAGE_BYTES: "8388608", MAX_SESSION_BYTES: "4194304" }).maxSessionBytes).toBe(4194304);
+    const err = configError({ MAX_MESSAGE_BYTES: "8388608", MAX_SESSION_BYTES: "4194305" });
+    expect(err.message).toContain("MAX_SESSION_BYTES");
+    expect(err.message).toContain("MAX_MESSAGE_BYTES");
+    expect(configError({ MAX_SESSION_BYTES: String(600 * 1024) }).message).toContain("MAX_SESSION_BYTES");
+    // A smaller message limit lowers the default instead of failing.
+    expect(loadConfig({ MAX_MESSAGE_BYTES: "65536" }).maxSessionBytes).toBe(32768);
   });
 
   it("accepts the ends of the port range and mongodb+srv URIs", () => {
@@ -129,7 +186,17 @@ describe("loadConfig", () => {
     ["HTTP_PORT", "99999"],
     ["STORE_TIMEOUT_MS", "99"],
     ["STORE_TIMEOUT_MS", "soon"],
+    ["SQLITE_READERS", "0"],
+    ["SQLITE_READERS", "65"],
+    ["SQLITE_QUEUE_LIMIT", "0"],
+    ["HEALTH_PROBE_INTERVAL_MS", "9"],
+    ["HEALTH_PROBE_TIMEOUT_MS", "soon"],
     ["MAX_MESSAGE_BYTES", "1023"],
+    ["MAX_SESSION_BYTES", "4095"],
+    ["MAX_SESSION_BYTES", "big"],
+    ["MAX_MASK_PATHS", "0"],
+    ["MAX_STRING_LENGTH", "100"],
+    ["MAX_FREE_FORM_KEYS", "-1"],
     ["SHUTDOWN_GRACE_MS", "-5"],
     ["LOG_LEVEL", "loud"],
     ["LOG_LEVEL", "INFO"],
@@ -161,5 +228,105 @@ describe("loadConfig", () => {
       if (saved === undefined) delete process.env.GRPC_PORT;
       else process.env.GRPC_PORT = saved;
     }
+  });
+});
+
+describe("loadConfig: connection and concurrency limits", () => {
+  const LIMIT_VARS = {
+    MAX_CONCURRENT_CALLS: "8",
+    MAX_CONNECTIONS: "100",
+    HEADERS_TIMEOUT_MS: "250",
+    MAX_HEADER_BYTES: "4096",
+    GRPC_MAX_CONCURRENT_STREAMS: "16",
+    GRPC_IDLE_TIMEOUT_MS: "1500",
+    GRPC_KEEPALIVE_TIME_MS: "2000",
+    GRPC_KEEPALIVE_TIMEOUT_MS: "500",
+    HTTP_REQUEST_TIMEOUT_MS: "750",
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: "300",
+  };
+
+  it("reads every limit", () => {
+    expect(loadConfig(LIMIT_VARS)).toMatchObject({
+      maxConcurrentCalls: 8,
+      maxConnections: 100,
+      headersTimeoutMs: 250,
+      maxHeaderBytes: 4096,
+      grpcMaxConcurrentStreams: 16,
+      grpcIdleTimeoutMs: 1500,
+      grpcKeepaliveTimeMs: 2000,
+      grpcKeepaliveTimeoutMs: 500,
+      httpRequestTimeoutMs: 750,
+      httpKeepAliveTimeoutMs: 300,
+    });
+  });
+
+  it("treats empty limit values as unset", () => {
+    const empty = Object.fromEntries(Object.keys(LIMIT_VARS).map((k) => [k, ""]));
+    expect(loadConfig(empty)).toMatchObject(LIMIT_DEFAULTS);
+  });
+
+  it.each([
+    ["MAX_CONCURRENT_CALLS", "0"],
+    ["MAX_CONCURRENT_CALLS", "many"],
+    ["MAX_CONNECTIONS", "0"],
+    ["HEADERS_TIMEOUT_MS", "99"],
+    ["MAX_HEADER_BYTES", "1023"],
+    ["MAX_HEADER_BYTES", "2097152"],
+    ["GRPC_MAX_CONCURRENT_STREAMS", "0"],
+    ["GRPC_MAX_CONCURRENT_STREAMS", "1.5"],
+    ["GRPC_IDLE_TIMEOUT_MS", "10"],
+    ["GRPC_KEEPALIVE_TIME_MS", "-1"],
+    ["GRPC_KEEPALIVE_TIMEOUT_MS", "0"],
+    ["HTTP_REQUEST_TIMEOUT_MS", "forever"],
+    ["HTTP_KEEP_ALIVE_TIMEOUT_MS", "0"],
+  ])("rejects %s=%j naming the variable", (name, value) => {
+    expect(configError({ [name]: value }).message).toContain(name);
+  });
+
+  it("rejects a headers timeout longer than the request timeout, naming both", () => {
+    const err = configError({ HEADERS_TIMEOUT_MS: "20000", HTTP_REQUEST_TIMEOUT_MS: "10000" });
+    expect(err.message).toContain("HEADERS_TIMEOUT_MS");
+    expect(err.message).toContain("HTTP_REQUEST_TIMEOUT_MS");
+    expect(loadConfig({ HEADERS_TIMEOUT_MS: "10000", HTTP_REQUEST_TIMEOUT_MS: "10000" }).httpRequestTimeoutMs).toBe(10_000);
+  });
+});
+
+describe("loadConfig: watch limits", () => {
+  it("reads MAX_WATCHERS and WATCH_STALL_TIMEOUT (a duration)", () => {
+    expect(loadConfig({ MAX_WATCHERS: "5", WATCH_STALL_TIMEOUT: "1500ms" })).toMatchObject({ maxWatchers: 5, watchStallTimeoutMs: 1500 });
+    expect(loadConfig({ WATCH_STALL_TIMEOUT: "2m" }).watchStallTimeoutMs).toBe(120_000);
+  });
+
+  it.each([
+    ["MAX_WATCHERS", "0"],
+    ["MAX_WATCHERS", "lots"],
+    ["WATCH_STALL_TIMEOUT", "50ms"],
+    ["WATCH_STALL_TIMEOUT", "2h"],
+    ["WATCH_STALL_TIMEOUT", "soon"],
+  ])("rejects %s=%j naming the variable", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+});
+
+describe("loadConfig: MONGODB_URI is parsed by the driver at start", () => {
+  it.each([
+    ["mongodb://db:27017/?replicaSet=rs0"],
+    ["mongodb+srv://cluster.example.net/sessions?retryWrites=true"],
+    ["mongodb://app:pa%40ss%2Fword@db1:27017,db2:27017/sessions?authSource=admin&tls=true"],
+  ])("accepts %s", (uri) => {
+    expect(loadConfig({ MONGODB_URI: uri }).mongodbUri).toBe(uri);
+  });
+
+  it.each([
+    ["a raw @ in the password", "mongodb://app:p@ss-s3cret@db:27017/", ["p@ss-s3cret", "ss-s3cret"]],
+    ["a raw / in the password", "mongodb://app:s3cret/x@db:27017/", ["s3cret/x"]],
+    ["an unknown option", "mongodb://app:hunter22@db:27017/?tlsCertificateKeyFilePassword=k3yp4ss&bogusOption=1", ["hunter22", "k3yp4ss"]],
+    ["a bad option value", "mongodb://db:27017/?tls=s3cretvalue", []],
+    ["a bad port", "mongodb://db:99999/", []],
+    ["no host", "mongodb://", []],
+  ])("refuses a URI with %s, naming MONGODB_URI and no secret", (_what, uri, secrets) => {
+    const err = configError({ MONGODB_URI: uri });
+    expect(err.message).toContain("MONGODB_URI");
+    for (const secret of secrets) expect(err.message).not.toContain(secret);
   });
 });

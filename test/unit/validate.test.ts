@@ -77,6 +77,14 @@ describe("badKeyReason", () => {
 });
 
 describe("checkFreeForm", () => {
+  it("rejects NaN and Infinity, which neither store can keep, naming where they are", () => {
+    expect(checkFreeForm("session.context", { nan: NaN })).toEqual([
+      { field: "session.context.nan", description: "must be a finite number (NaN and Infinity cannot be stored)" },
+    ]);
+    expect(checkFreeForm("session.traits", { list: [1, -Infinity] })[0].field).toBe("session.traits.list[1]");
+    expect(checkFreeForm("session.aux", { ok: 1.5, big: Number.MAX_VALUE })).toEqual([]);
+  });
+
   it("accepts null, undefined, primitives and objects with good keys", () => {
     expect(checkFreeForm("session.context", undefined)).toEqual([]);
     expect(checkFreeForm("session.context", null)).toEqual([]);

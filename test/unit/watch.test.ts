@@ -47,6 +47,9 @@ class MemoryLog {
   headRevision(): Promise<number> {
     return Promise.resolve(this.head);
   }
+  snapshotRevision(): Promise<number> {
+    return Promise.resolve(this.head);
+  }
   trimChanges(): Promise<number> {
     return Promise.resolve(this.trimmedThrough);
   }
@@ -115,7 +118,7 @@ function consume(feed: ChangeFeed, log: MemoryLog, req: Partial<WatchRequest>, p
 }
 
 function newFeed(log: MemoryLog, bufferSize = 4096): ChangeFeed {
-  return new ChangeFeed(log.store, silent, { pollIntervalMs: 20, bufferSize, retentionMs: 3600_000, trimIntervalMs: 3600_000 });
+  return new ChangeFeed(log.store, silent, { pollIntervalMs: 20, bufferSize, retentionMs: 3600_000, trimIntervalMs: 3600_000, maxWatchers: 10_000, stallTimeoutMs: 30_000 });
 }
 
 describe("classifyChange", () => {

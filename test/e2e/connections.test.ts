@@ -1,0 +1,206 @@
+// Connection limits and timeouts of both ports, against the service as a process with short
+// limits set through its environment: floods of idle TCP connections are limited and reaped
+// with bounded memory, slow clients are cut (headers, chunked body), the gRPC port advertises
+// finite HTTP/2 limits and closes idle connections, and long streams are not cut by any of it.
+
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { healthClient, idleConnections, rssMb, stillOpen } from "../support/attack";
+import { connectWatch, grpcClient, grpcWatch } from "../support/clients";
+import { startProcess, type ServiceProcess } from "../support/process";
+import { eventually } from "../support/tools";
+
+jest.setTimeout(60_000);
+
+const LIMITS = {
+  MAX_CONNECTIONS: "1000",
+  HEADERS_TIMEOUT_MS: "1500",
+  HTTP_REQUEST_TIMEOUT_MS: "3000",
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: "1000",
+  GRPC_IDLE_TIMEOUT_MS: "2000",
+  GRPC_MAX_CONCURRENT_STREAMS: "50",
+  MAX_HEADER_BYTES: "8192",
+};
+const FLOOD = 2000;
+
+/** Resolves with the milliseconds until the server closed `socket` (rejects after `withinMs`). */
+function closedWithin(socket: net.Socket, withinMs: number): Promise<number> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    if (socket.destroyed) return resolve(0);
+    const timer = setTimeout(() => reject(new Error(`still open after ${withinMs} ms`)), withinMs);
+    socket.once("close", () => {
+      clearTimeout(timer);
+      resolve(performance.now() - t0);
+    });
+  });
+}
+
+type Events = AsyncIterator<{ event: { case: string | undefined; value?: unknown } }>;
+
+/** Reads a watch until an event of `kind` (e.g. "change", "initialStateEnd"), ignoring progress. */
+async function next(events: Events, kind: string): Promise<unknown> {
+  for (;;) {
+    const r = await events.next();
+    if (r.done) throw new Error("the watch ended");
+    if (r.value.event.case === kind) return r.value.event.value;
+  }
+}
+
+const changedId = (v: unknown): string | undefined => (v as { session?: { id: string } }).session?.id;
+
+describe("connection limits and timeouts", () => {
+  let dataDir: string;
+  let svc: ServiceProcess;
+  const figures: string[] = [];
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "session-conn-"));
+    svc = await startProcess({ DATA_DIR: dataDir, ...LIMITS });
+  });
+  afterAll(async () => {
+    // eslint-disable-next-line no-console
+    console.log(`connection figures:\n${figures.join("\n")}`);
+    await svc?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it.each([
+    ["gRPC", () => svc.grpcPort],
+    ["HTTP", () => svc.httpPort],
+  ])("%s port: a flood of idle connections is limited to MAX_CONNECTIONS and reaped after HEADERS_TIMEOUT_MS, with bounded memory", async (name, port) => {
+    const health = healthClient(svc.grpcPort);
+    expect(await health.check()).toBeGreaterThan(0); // its connection is open before the flood
+    const rssBefore = rssMb(svc.child.pid!);
+    const t0 = performance.now();
+    const sockets = await idleConnections(port(), FLOOD);
+    // Beyond the limit, connections are closed as they are accepted.
+    await eventually(async () => stillOpen(sockets) <= Number(LIMITS.MAX_CONNECTIONS), 5000, "connections over the limit closed");
+    const rssPeak = rssMb(svc.child.pid!);
+    const openAtPeak = stillOpen(sockets);
+    // Health answers during the flood.
+    expect(await health.check()).toBeGreaterThan(0);
+    // The rest never sent a byte: closed after the headers/preface timeout (1.5 s; generous margin).
+    await eventually(async () => stillOpen(sockets) === 0, 15_000, "idle connections reaped");
+    const reapedMs = performance.now() - t0;
+    expect(reapedMs).toBeGreaterThan(Number(LIMITS.HEADERS_TIMEOUT_MS) - 200);
+    const rssAfter = rssMb(svc.child.pid!);
+    figures.push(
+      `${name}: ${FLOOD} idle connections, ${openAtPeak} held at once, all closed after ${reapedMs.toFixed(0)} ms; RSS ${rssBefore.toFixed(0)} -> ${rssPeak.toFixed(0)} (peak) -> ${rssAfter.toFixed(0)} MB`,
+    );
+    // A generous bound: an idle connection costs a socket, not a session (well under 50 KB each).
+    expect(rssPeak - rssBefore).toBeLessThan(50);
+    expect(await health.check()).toBeGreaterThan(0);
+    health.close();
+  });
+
+  it("HTTP port: a chunked body trickled in (slowloris) is cut after HTTP_REQUEST_TIMEOUT_MS", async () => {
+    const socket = net.connect(svc.httpPort, "127.0.0.1");
+    let answer = "";
+    socket.setEncoding("utf8").on("data", (d: string) => (answer += d));
+    await new Promise((resolve) => socket.once("connect", resolve));
+    socket.write(
+      "POST /session.v1.SessionService/GetSession HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    // One byte of body every 200 ms, for ever: each chunk resets any inactivity timer.
+    const drip = setInterval(() => socket.writable && socket.write("1\r\n \r\n"), 200);
+    try {
+      const ms = await closedWithin(socket, Number(LIMITS.HTTP_REQUEST_TIMEOUT_MS) + 10_000);
+      figures.push(`HTTP slowloris (chunked body, 1 byte / 200 ms): closed after ${ms.toFixed(0)} ms, answer ${JSON.stringify(answer.split("\r\n")[0])}`);
+      expect(ms).toBeGreaterThan(Number(LIMITS.HTTP_REQUEST_TIMEOUT_MS) - 500);
+      expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    } finally {
+      clearInterval(drip);
+      socket.destroy();
+    }
+  });
+
+  it("HTTP port: headers trickled in are cut after HEADERS_TIMEOUT_MS", async () => {
+    const socket = net.connect(svc.httpPort, "127.0.0.1");
+    socket.on("error", () => undefined);
+    socket.resume();
+    await new Promise((resolve) => socket.once("connect", resolve));
+    socket.write("POST /session.v1.SessionService/GetSession HTTP/1.1\r\n");
+    let n = 0;
+    const drip = setInterval(() => socket.writable && socket.write(`X-Slow-${n++}: 1\r\n`), 200);
+    try {
+      const ms = await closedWithin(socket, Number(LIMITS.HEADERS_TIMEOUT_MS) + 10_000);
+      figures.push(`HTTP slow headers (one header / 200 ms): closed after ${ms.toFixed(0)} ms`);
+      expect(ms).toBeGreaterThan(Number(LIMITS.HEADERS_TIMEOUT_MS) - 500);
+    } finally {
+      clearInterval(drip);
+      socket.destroy();
+    }
+  });
+
+  it("gRPC port: advertises finite SETTINGS_MAX_CONCURRENT_STREAMS and max header list size, and enforces the header limit", async () => {
+    const session = http2.connect(`http://127.0.0.1:${svc.grpcPort}`);
+    session.on("error", () => undefined);
+    const settings = await new Promise<http2.Settings>((resolve) => session.once("remoteSettings", resolve));
+    session.destroy();
+    figures.push(`gRPC SETTINGS: max_concurrent_streams ${settings.maxConcurrentStreams}, max_header_list_size ${settings.maxHeaderListSize}`);
+    expect(settings.maxConcurrentStreams).toBe(Number(LIMITS.GRPC_MAX_CONCURRENT_STREAMS));
+    expect(settings.maxHeaderListSize).toBe(Number(LIMITS.MAX_HEADER_BYTES));
+
+    // Metadata over the limit: the call fails; the connection and the service go on.
+    const client = grpcClient(svc.grpcPort);
+    const raw = new grpc.Client(`127.0.0.1:${svc.grpcPort}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+    const md = new grpc.Metadata();
+    md.set("x-big", "x".repeat(3 * Number(LIMITS.MAX_HEADER_BYTES)));
+    const err = await new Promise<grpc.ServiceError | null>((resolve) =>
+      raw.makeUnaryRequest("/grpc.health.v1.Health/Check", (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), md, { deadline: Date.now() + 10_000 }, (e) => resolve(e)),
+    );
+    raw.close();
+    expect(err).not.toBeNull();
+    expect(err!.code).not.toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect((await client.createSession({ session: { id: "after-big-headers" } })).session?.id).toBe("after-big-headers");
+    client.close();
+  });
+
+  it("gRPC port: a connection without streams is closed after GRPC_IDLE_TIMEOUT_MS", async () => {
+    const session = http2.connect(`http://127.0.0.1:${svc.grpcPort}`);
+    session.on("error", () => undefined);
+    await new Promise((resolve) => session.once("remoteSettings", resolve));
+    const t0 = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("idle connection still open")), Number(LIMITS.GRPC_IDLE_TIMEOUT_MS) + 10_000);
+      session.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    const ms = performance.now() - t0;
+    figures.push(`gRPC idle connection (preface, no stream): closed after ${ms.toFixed(0)} ms`);
+    expect(ms).toBeGreaterThan(Number(LIMITS.GRPC_IDLE_TIMEOUT_MS) - 500);
+  });
+
+  it("streams outlive every timeout: a watch on each port still gets changes after the request, keep-alive and idle timeouts have passed", async () => {
+    const client = grpcClient(svc.grpcPort);
+    const g = grpcWatch(svc.grpcPort, { filter: { ids: ["long-1"] }, sendInitial: true });
+    const c = connectWatch(svc.httpPort, { filter: { ids: ["long-1"] }, sendInitial: true });
+    const gi = g.messages[Symbol.asyncIterator]() as Events;
+    const ci = c.messages[Symbol.asyncIterator]() as Events;
+    try {
+      // Both watches are live once their (empty) initial state has ended.
+      await next(gi, "initialStateEnd");
+      await next(ci, "initialStateEnd");
+      await client.createSession({ session: { id: "long-1" } });
+      expect(changedId(await next(gi, "change"))).toBe("long-1");
+      expect(changedId(await next(ci, "change"))).toBe("long-1");
+      // Longer than every limit above (HTTP_REQUEST_TIMEOUT_MS is the longest, 3 s).
+      const waitMs = Number(LIMITS.HTTP_REQUEST_TIMEOUT_MS) + 2000;
+      await new Promise((r) => setTimeout(r, waitMs)); // the point of the test is that time passes
+      await client.updateSession({ session: { id: "long-1", metadata: { channel: "web" } }, updateMask: { paths: ["metadata.channel"] } });
+      expect(changedId(await next(gi, "change"))).toBe("long-1");
+      expect(changedId(await next(ci, "change"))).toBe("long-1");
+    } finally {
+      g.cancel();
+      c.cancel();
+      client.close();
+    }
+  });
+});
