@@ -114,6 +114,9 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
             if (stalled !== undefined) throw stalled;
           }
         } catch (err) {
+          // The client went away while a message was written (a yield threw EPIPE, ECONNRESET,
+          // ERR_STREAM_DESTROYED): nobody gets a status, so there is nothing to map or log.
+          if (ctx.signal.aborted || isClientGone(err)) throw err;
           throw toConnectError(err, rpcName);
         } finally {
           clearTimeout(stallTimer);
@@ -202,4 +205,11 @@ function httpServerOptions(limits: HttpLimits | undefined): http.ServerOptions {
     // outlive a short limit by that much).
     connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
   };
+}
+
+const CLIENT_GONE = new Set(["EPIPE", "ECONNRESET", "ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END"]);
+
+/** An error of writing to a connection the client has closed. */
+function isClientGone(err: unknown): boolean {
+  return err instanceof Error && CLIENT_GONE.has((err as NodeJS.ErrnoException).code ?? "");
 }
