@@ -19,13 +19,20 @@ export abstract class DomainError extends Error {
   }
 }
 
+/** Most field violations one error lists (see InvalidArgumentError). */
+export const MAX_LISTED_VIOLATIONS = 20;
+
 /** Bad input: one or more fields violate the contract (INVALID_ARGUMENT). */
 export class InvalidArgumentError extends DomainError {
   readonly reason = "INVALID_ARGUMENT";
   readonly violations: FieldViolation[];
   constructor(violations: FieldViolation[]) {
-    super(violations.map((v) => `${v.field}: ${v.description}`).join("; "));
-    this.violations = violations;
+    // One list element can be wrong many times over (20,000 bad ids): the answer names the
+    // first MAX_LISTED_VIOLATIONS and says how many more there were, so it stays small.
+    const listed = violations.slice(0, MAX_LISTED_VIOLATIONS);
+    const more = violations.length - listed.length;
+    super(listed.map((v) => `${v.field}: ${v.description}`).join("; ") + (more > 0 ? `; and ${more} more` : ""));
+    this.violations = listed;
   }
   static field(field: string, description: string): InvalidArgumentError {
     return new InvalidArgumentError([{ field, description }]);

@@ -5,7 +5,7 @@
 // structural ones (path length, nesting, ids) are constants. All checks run in the domain,
 // before the store is called, so an over-limit request writes nothing.
 
-import { ResourceExhaustedError } from "./errors";
+import { MAX_LISTED_VIOLATIONS, ResourceExhaustedError } from "./errors";
 import type { JsonValue, SessionDoc } from "./session";
 
 export interface InputLimits {
@@ -44,7 +44,7 @@ export const DEFAULT_LIMITS: InputLimits = {
 export const MAX_MASK_PATH_LENGTH = 1024;
 export const MAX_MASK_PATH_SEGMENTS = 40;
 /** Field violations listed in one error; the rest are summarised (a bad request costs little to answer). */
-export const MAX_VIOLATIONS = 20;
+export const MAX_VIOLATIONS = MAX_LISTED_VIOLATIONS;
 
 // Size of a document. The measure is the UTF-8 size of the document's JSON plus a fixed cost per
 // free-form value. JSON alone is close to what the stores keep (SQLite stores this JSON; BSON is

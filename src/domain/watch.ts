@@ -524,7 +524,7 @@ export function validateWatchRequest(req: WatchRequest): void {
   const violations: FieldViolation[] = [];
   violations.push(...checkRevision("after_revision", req.afterRevision));
   if (req.filter.ids.length > MAX_IDS) violations.push({ field: "filter.ids", description: `at most ${MAX_IDS} ids` });
-  req.filter.ids.forEach((id, i) => violations.push(...checkId(`filter.ids[${i}]`, id, true)));
+  else req.filter.ids.forEach((id, i) => violations.push(...checkId(`filter.ids[${i}]`, id, true)));
   if (violations.length > 0) throw new InvalidArgumentError(violations);
 }
 

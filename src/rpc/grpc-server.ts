@@ -5,11 +5,12 @@
 
 import * as net from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import type { Logger } from "../log";
 import type { CallContext } from "./handlers";
 import { InvalidArgumentError, ShuttingDownError } from "../domain/errors";
-import { statusDetailsBin, toRpcStatus } from "./status";
+import { BadRequestSchema, type BadRequest } from "../../gen/google/rpc/error_details_pb";
+import { statusDetailsBin, toRpcStatus, type RpcStatus } from "./status";
 import { Admission } from "./admission";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -106,8 +107,65 @@ export function grpcDefinitions(service: DescService): Record<string, grpc.Metho
   return definition;
 }
 
+/**
+ * Size budgets of a status sent as HTTP/2 trailers. The trailers are one HPACK header block, and
+ * nghttp2 (node:http2, hence grpc-js clients; also curl and others) refuses any single header
+ * field over 64 KB with a *connection* error: the client sends GOAWAY(COMPRESSION_ERROR) and
+ * every call on that connection fails ("Connection dropped", "Stream refused by server") or
+ * hangs until its deadline. A validation error listing a violation per element of a 20000-item
+ * field made grpc-message and grpc-status-details-bin that large (the fuzz's dropped
+ * connections). Other clients cap the whole header list lower (gRPC C-core: 8 KB soft limit), so
+ * the status stays well under that: grpc-message (percent-encoded) at most 1 KB, the details
+ * (base64) at most about 5.5 KB. The Connect port sends errors in the body and is not affected.
+ */
+const MAX_STATUS_MESSAGE_ENCODED = 1024;
+const MAX_STATUS_DETAILS_BYTES = 4096;
+const MAX_VIOLATION_TEXT = 200;
+
+const clip = (text: string, max: number): string => (text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`);
+
+/** `message` cut so that its percent-encoded form (what grpc-js sends) fits the budget. */
+function boundedMessage(message: string): string {
+  if (encodeURIComponent(message).length <= MAX_STATUS_MESSAGE_ENCODED) return message;
+  let keep = Math.min(message.length, MAX_STATUS_MESSAGE_ENCODED);
+  for (;;) {
+    const cut = clip(message, keep);
+    if (encodeURIComponent(cut).length <= MAX_STATUS_MESSAGE_ENCODED || keep === 0) return cut;
+    keep = Math.floor(keep / 2);
+  }
+}
+
+/** The status with its message and details cut to the trailer budgets (see above). */
+export function boundedStatus(status: RpcStatus): RpcStatus {
+  const message = boundedMessage(status.message);
+  let bounded: RpcStatus = { ...status, message };
+  if (statusDetailsBin(bounded).length <= MAX_STATUS_DETAILS_BYTES) return bounded;
+  // Field violations: each one's texts clipped, then as many as fit (the first ones, in order).
+  const all = status.details.map((d) => {
+    if (d.desc.typeName !== BadRequestSchema.typeName) return d;
+    const v = (d.value as BadRequest).fieldViolations;
+    return { desc: d.desc, value: create(BadRequestSchema, { fieldViolations: v.map((f) => ({ ...f, field: clip(f.field, MAX_VIOLATION_TEXT), description: clip(f.description, MAX_VIOLATION_TEXT) })) }) };
+  });
+  const withViolations = (n: number): RpcStatus => ({
+    ...status,
+    message,
+    details: all.map((d) => (d.desc.typeName === BadRequestSchema.typeName ? { desc: d.desc, value: create(BadRequestSchema, { fieldViolations: (d.value as BadRequest).fieldViolations.slice(0, n) }) } : d)),
+  });
+  let lo = 0;
+  let hi = Math.max(0, ...all.map((d) => (d.desc.typeName === BadRequestSchema.typeName ? (d.value as BadRequest).fieldViolations.length : 0)));
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (statusDetailsBin(withViolations(mid)).length <= MAX_STATUS_DETAILS_BYTES) lo = mid;
+    else hi = mid - 1;
+  }
+  bounded = withViolations(lo);
+  if (statusDetailsBin(bounded).length <= MAX_STATUS_DETAILS_BYTES) return bounded;
+  // Still too large (e.g. a huge ErrorInfo metadata value): the code and message only.
+  return { ...status, message, details: [] };
+}
+
 function errorStatus(err: unknown, log: Logger, rpcName: string): Partial<grpc.StatusObject> {
-  const status = toRpcStatus(err, log, rpcName);
+  const status = boundedStatus(toRpcStatus(err, log, rpcName));
   const metadata = new grpc.Metadata();
   metadata.set("grpc-status-details-bin", toBuffer(statusDetailsBin(status)));
   return { code: status.code as number, details: status.message, metadata };

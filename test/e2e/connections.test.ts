@@ -2,6 +2,8 @@
 // limits set through its environment: floods of idle TCP connections are limited and reaped
 // with bounded memory, slow clients are cut (headers, chunked body), the gRPC port advertises
 // finite HTTP/2 limits and closes idle connections, and long streams are not cut by any of it.
+// Also two ways a connection used to be lost (found by the fuzz): oversized error trailers on the
+// gRPC port, and an unread request body stalling a kept-alive HTTP connection.
 
 import * as http2 from "node:http2";
 import * as net from "node:net";
@@ -9,6 +11,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb";
+import { StatusSchema } from "../../gen/google/rpc/status_pb";
+import { MergeProfilesRequestSchema } from "../../gen/session/v1/session_service_pb";
 import { healthClient, idleConnections, rssMb, stillOpen } from "../support/attack";
 import { connectWatch, grpcClient, grpcWatch } from "../support/clients";
 import { startProcess, type ServiceProcess } from "../support/process";
@@ -159,6 +166,84 @@ describe("connection limits and timeouts", () => {
     expect(err!.code).not.toBe(grpc.status.DEADLINE_EXCEEDED);
     expect((await client.createSession({ session: { id: "after-big-headers" } })).session?.id).toBe("after-big-headers");
     client.close();
+  });
+
+  it("HTTP port: after an answer sent before its request body was read (a stream message over MAX_MESSAGE_BYTES), the kept-alive connection serves the next request", async () => {
+    // Regression (fuzz FUZZ_SEED=887486196): the rest of such a body stayed unread, so the next
+    // request on the connection was never read and the keep-alive timeout reset the socket.
+    // Both requests on one raw connection, the second right behind the first's body.
+    const payload = Buffer.from(JSON.stringify({ filter: { channel: "x".repeat(1024 * 1024 + 100_000) } }));
+    const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), payload]);
+    envelope.writeUInt32BE(payload.length, 1);
+    const head = (method: string, contentType: string, length: number): string =>
+      `POST /session.v1.SessionService/${method} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${contentType}\r\nConnect-Protocol-Version: 1\r\nContent-Length: ${length}\r\n\r\n`;
+    const second = Buffer.from('{"pageSize":1}');
+    const socket = net.connect(svc.httpPort, "127.0.0.1");
+    const t0 = performance.now();
+    const answer = await new Promise<string>((resolve) => {
+      let text = "";
+      const timer = setTimeout(() => finish(), 10_000);
+      const finish = (): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(text);
+      };
+      socket.on("data", (c: Buffer) => {
+        text += c.toString("latin1");
+        // The second answer is a small JSON body ("{}" on an empty store) after its headers.
+        const secondAnswer = text.split("HTTP/1.1 ")[2];
+        if (secondAnswer?.includes("\r\n\r\n{") && secondAnswer.endsWith("}")) finish();
+      });
+      socket.on("error", finish);
+      socket.on("close", finish);
+      socket.write(Buffer.concat([Buffer.from(head("WatchSessions", "application/connect+json", envelope.length)), envelope]));
+      socket.write(Buffer.concat([Buffer.from(head("ListSessions", "application/json", second.length)), second]));
+    });
+    const ms = performance.now() - t0;
+    const statuses = answer.match(/HTTP\/1\.1 \d+/g) ?? [];
+    expect(answer).toContain("resource_exhausted");
+    expect(statuses).toEqual(["HTTP/1.1 200", "HTTP/1.1 200"]);
+    expect(answer.split("HTTP/1.1 ")[2]).toMatch(/\r\n\r\n\{.*\}$/s);
+    figures.push(`HTTP: the request behind an over-limit stream message answered after ${ms.toFixed(0)} ms`);
+  });
+
+  it("gRPC port: an error listing thousands of field violations keeps its trailers small, and the connection stays up", async () => {
+    // Regression (fuzz FUZZ_SEED=887486196): such a status used to be sent as trailers of
+    // hundreds of KB; nghttp2 clients refuse a header field over 64 KB with a connection error
+    // (GOAWAY COMPRESSION_ERROR), failing or hanging every other call on the connection.
+    const ids = Array.from({ length: 5000 }, (_, i) => `bad id ${i} ${"x".repeat(100)}`);
+    const msg = Buffer.from(toBinary(MergeProfilesRequestSchema, create(MergeProfilesRequestSchema, { targetProfileId: "t", sourceProfileIds: ids })));
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), msg]);
+    frame.writeUInt32BE(msg.length, 1);
+    const session = http2.connect(`http://127.0.0.1:${svc.grpcPort}`);
+    let goaway: number | undefined;
+    session.on("goaway", (code) => (goaway = code));
+    session.on("error", () => undefined);
+    const call = (path: string, body: Buffer): Promise<http2.IncomingHttpHeaders> =>
+      new Promise((resolve, reject) => {
+        const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
+        // The status comes in trailers, or in the headers of a trailers-only response.
+        stream.on("response", (headers) => headers["grpc-status"] !== undefined && resolve(headers));
+        stream.on("trailers", resolve);
+        stream.on("error", reject);
+        stream.on("close", () => reject(new Error(`stream closed without trailers (rst ${stream.rstCode}, goaway ${goaway})`)));
+        stream.resume();
+        stream.end(body);
+      });
+    const trailers = await call("/session.v1.SessionService/MergeProfiles", frame);
+    expect(trailers["grpc-status"]).toBe(String(grpc.status.INVALID_ARGUMENT));
+    const size = Object.entries(trailers).reduce((n, [k, v]) => (k.startsWith(":") ? n : n + k.length + String(v).length), 0);
+    figures.push(`gRPC: INVALID_ARGUMENT for ${ids.length} bad ids sent as ${size} bytes of trailers`);
+    expect(size).toBeLessThan(8192);
+    // The details still name the first violations.
+    const status = fromBinary(StatusSchema, Buffer.from(String(trailers["grpc-status-details-bin"]), "base64"));
+    const badRequest = status.details.map((d) => anyUnpack(d, BadRequestSchema)).find((d) => d !== undefined);
+    expect(badRequest?.fieldViolations[0]?.field).toMatch(/^source_profile_ids/);
+    // The same connection serves the next call.
+    const health = await call("/grpc.health.v1.Health/Check", Buffer.from([0, 0, 0, 0, 0]));
+    expect(health["grpc-status"]).toBe("0");
+    expect(goaway).toBeUndefined();
+    session.close();
   });
 
   it("gRPC port: a connection without streams is closed after GRPC_IDLE_TIMEOUT_MS", async () => {

@@ -1,4 +1,5 @@
 import { emptySessionDoc, type JsonObject, type JsonValue } from "../../src/domain/session";
+import { InvalidArgumentError, MAX_LISTED_VIOLATIONS } from "../../src/domain/errors";
 import { badKeyReason, checkFreeForm, checkId, checkRevision, checkSessionFreeForm, MAX_ID_LENGTH, MAX_REVISION } from "../../src/domain/validate";
 
 describe("checkId", () => {
@@ -207,5 +208,16 @@ describe("checkRevision", () => {
     expect(checkRevision("after_revision", MAX_REVISION)).toEqual([]);
     expect(checkRevision("after_revision", -1)).toEqual([{ field: "after_revision", description: "must not be negative" }]);
     expect(checkRevision("expected_revision", Number(2n ** 63n - 1n))[0].field).toBe("expected_revision");
+  });
+});
+
+describe("InvalidArgumentError", () => {
+  it("lists at most MAX_LISTED_VIOLATIONS violations and counts the rest, so the answer stays small", () => {
+    const many = Array.from({ length: 20_000 }, (_, i) => ({ field: `filter.ids[${i}]`, description: "must not contain whitespace or control characters" }));
+    const err = new InvalidArgumentError(many);
+    expect(err.violations).toHaveLength(MAX_LISTED_VIOLATIONS);
+    expect(err.violations[0].field).toBe("filter.ids[0]");
+    expect(err.message).toMatch(/; and 19980 more$/);
+    expect(err.message.length).toBeLessThan(2000);
   });
 });
