@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tls from "node:tls";
 import * as net from "node:net";
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { createLogger, type Logger } from "../../src/log";
 import { secretSha256 } from "../../src/security/keys";
@@ -401,6 +402,72 @@ describe("mTLS: client certificates on both ports", () => {
   });
 });
 
+describe("rate limits and reflection with keys", () => {
+  let deployment: Deployment;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    deployment = new Deployment(server1);
+    deployment.writeKeys({
+      keys: [...KEYS.keys, { id: "slow", sha256: secretSha256("slow-s3cret-value"), scopes: ["sessions.read"], rate_per_second: 2 }],
+    });
+    server = await startTestServer("sqlite", deployment.env({ RATE_LIMIT_PER_ADDRESS: "30", REFLECTION_REQUIRES_KEY: "true" }));
+  });
+  afterAll(async () => {
+    await server?.close();
+    await server?.cleanup();
+    deployment?.cleanup();
+  });
+
+  it("refuses a key over its rate_per_second with RESOURCE_EXHAUSTED KEY_RATE_LIMITED, on both ports", async () => {
+    for (const [port, c] of bothPorts(server, { tls: caOnly(), secret: "slow-s3cret-value" })) {
+      // A burst of one second's worth (2) passes, the third call in the same instant does not.
+      const results = await Promise.allSettled([1, 2, 3].map(() => c.getSessionStats({})));
+      const refused = results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => r.reason as CallError);
+      expect([port, refused.map((e) => [e.code, e.errorInfo?.reason, e.errorInfo?.metadata.key_id])]).toEqual([
+        port,
+        [[Code.ResourceExhausted, "KEY_RATE_LIMITED", "slow"]],
+      ]);
+      c.close();
+      // Let the bucket refill before the next port's burst (2 tokens a second).
+      await new Promise((r) => setTimeout(r, 1100));
+    }
+  });
+
+  it("refuses calls over RATE_LIMIT_PER_ADDRESS with ADDRESS_RATE_LIMITED, keys or not, but never health", async () => {
+    const c = grpcClient(server.grpcPort, { tls: caOnly(), secret: SECRETS.admin });
+    const results = await Promise.allSettled(Array.from({ length: 60 }, () => c.getSessionStats({})));
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => r.reason as CallError);
+    expect(refused.length).toBeGreaterThanOrEqual(20);
+    expect(new Set(refused.map((e) => `${e.code} ${e.errorInfo?.reason}`))).toEqual(new Set([`${Code.ResourceExhausted} ADDRESS_RATE_LIMITED`]));
+    c.close();
+    // grpcurl would ask reflection (limited) first: health is called directly, its request an
+    // empty message and SERVING the bytes 08 01 (field 1, value 1).
+    const healthClient = new grpc.Client(`localhost:${server.grpcPort}`, grpc.credentials.createSsl(readFileSync(ca.cert)));
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        new Promise<string>((resolve, reject) =>
+          healthClient.makeUnaryRequest("/grpc.health.v1.Health/Check", (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (err, res) =>
+            err ? reject(err) : resolve((res as Buffer).toString("hex")),
+          ),
+        ),
+      ),
+    );
+    healthClient.close();
+    expect(new Set(answers)).toEqual(new Set(["0801"]));
+  });
+
+  it("with REFLECTION_REQUIRES_KEY, grpcurl needs a key to list (any scope) while health stays open", async () => {
+    await new Promise((r) => setTimeout(r, 1100)); // the address bucket refills: time is what it measures
+    const without = await run(grpcurlBin, ["-cacert", ca.cert, "-max-time", "10", `localhost:${server.grpcPort}`, "list"]);
+    expect(without.code).not.toBe(0);
+    expect(without.stderr).toContain("Unauthenticated");
+    const withKey = await run(grpcurlBin, ["-cacert", ca.cert, "-max-time", "10", "-H", `authorization: Bearer ${SECRETS.writer}`, `localhost:${server.grpcPort}`, "list"]);
+    expectOk(withKey, "grpcurl list with a key");
+    expect(withKey.stdout).toContain("session.v1.SessionService");
+  });
+});
+
 describe("CORS on the HTTP port", () => {
   const METHODS = ["GetSession", "ListSessions", "GetSessionStats", "WatchSessions", "CreateSession", "UpdateSession", "TouchSession", "DeleteSession", "MergeProfiles"];
 
@@ -491,6 +558,30 @@ describe("safe defaults and bad files (the built service)", () => {
       await expect(startProcess({ ...d.env(), DATA_DIR: d.dir })).rejects.toThrow(message);
       await expect(startProcess({ ...d.env(), DATA_DIR: d.dir })).rejects.toThrow(/service exited with 2/);
     } finally {
+      d.cleanup();
+    }
+  });
+
+  it("keeps the HTTP limits over TLS: headers trickled in on HTTP/1.1 are cut after HEADERS_TIMEOUT_MS with 408", async () => {
+    const d = new Deployment(server1);
+    const server = await startTestServer("sqlite", d.env({ HEADERS_TIMEOUT_MS: "500", HTTP_REQUEST_TIMEOUT_MS: "1000" }));
+    try {
+      const started = Date.now();
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = tls.connect({ host: "127.0.0.1", port: server.httpPort, servername: "localhost", ca: readFileSync(ca.cert), ALPNProtocols: ["http/1.1"] }, () => {
+          socket.write("POST /session.v1.SessionService/GetSession HTTP/1.1\r\nHost: localhost\r\n");
+        });
+        let data = "";
+        socket.setEncoding("utf8").on("data", (d: string) => (data += d));
+        socket.once("error", reject);
+        socket.once("close", () => resolve(data));
+      });
+      const elapsed = Date.now() - started;
+      expect(answer).toMatch(/^HTTP\/1\.1 408/);
+      expect(elapsed >= 400 && elapsed < 5000).toBe(true);
+    } finally {
+      await server.close();
+      await server.cleanup();
       d.cleanup();
     }
   });
