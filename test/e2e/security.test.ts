@@ -14,10 +14,10 @@ import { Code } from "@connectrpc/connect";
 import { createLogger, type Logger } from "../../src/log";
 import { secretSha256 } from "../../src/security/keys";
 import { TestCertificates, type CertFiles } from "../support/certs";
-import { CallError, connectClient, connectH2Client, connectWatch, grpcClient, grpcWatch, type SecureOptions, type SessionClient, type WatchStream } from "../support/clients";
+import { CallError, connectClient, connectGrpcClient, connectH2Client, connectWatch, grpcClient, grpcWatch, grpcWebClient, type SecureOptions, type SessionClient, type WatchStream } from "../support/clients";
 import { startProcess } from "../support/process";
 import { startTestServer, type TestServer } from "../support/server";
-import { describeRun, run, tool, type RunResult } from "../support/tools";
+import { describeRun, eventually, run, tool, type RunResult } from "../support/tools";
 
 let certs: TestCertificates;
 let ca: CertFiles;
@@ -145,6 +145,24 @@ describe("TLS and API keys on both ports", () => {
     deployment?.cleanup();
   });
 
+  /**
+   * Writes the original keys back and waits until the service has reloaded them (the reader key
+   * answers again): the next test starts from them. The reload has no event a client can await.
+   */
+  async function restoreKeys(): Promise<void> {
+    deployment.writeKeys(KEYS);
+    const c = grpcClient(server.grpcPort, { tls: caOnly(), secret: SECRETS.reader });
+    try {
+      await eventually(
+        () => c.listSessions({ pageSize: 1 }).then(() => true, () => false),
+        10_000,
+        "the original keys are reloaded",
+      );
+    } finally {
+      c.close();
+    }
+  }
+
   const grpcurl = (args: string[], flags: string[] = []): Promise<RunResult> =>
     run(grpcurlBin, ["-cacert", ca.cert, "-max-time", "10", ...flags, `localhost:${server.grpcPort}`, ...args]);
 
@@ -219,6 +237,37 @@ describe("TLS and API keys on both ports", () => {
     }
   });
 
+  it("serves gRPC-Web and the gRPC protocol on the HTTP port over TLS too, with the key checked", async () => {
+    for (const [what, c] of [
+      ["gRPC-Web (HTTP/1.1)", grpcWebClient(server.httpPort, { tls: caOnly(), secret: SECRETS.reader })],
+      ["gRPC (HTTP/2) on the HTTP port", connectGrpcClient(server.httpPort, { tls: caOnly(), secret: SECRETS.reader })],
+    ] as const) {
+      expect([what, (await c.getSession({ id: "sec-grpcurl" })).session?.id]).toEqual([what, "sec-grpcurl"]);
+      const e = await callError(c.deleteSession({ id: "sec-grpcurl" }));
+      expect([what, e.code, e.errorInfo?.reason]).toEqual([what, Code.PermissionDenied, "SCOPE_MISSING"]);
+    }
+  });
+
+  it("resumes a watch by revision with a key, on both ports", async () => {
+    const admin = grpcClient(server.grpcPort, { tls: caOnly(), secret: SECRETS.admin });
+    const created = await admin.createSession({ session: { id: "sec-resume" } });
+    const after = created.session!.revision;
+    await admin.updateSession({ session: { id: "sec-resume", metadata: { channel: "resumed" } }, updateMask: { paths: ["metadata.channel"] } });
+    admin.close();
+    const options = { tls: caOnly(), secret: SECRETS.reader };
+    for (const [port, w] of [
+      ["gRPC port", grpcWatch(server.grpcPort, { filter: { ids: ["sec-resume"] }, afterRevision: after }, options)],
+      ["HTTP port", connectWatch(server.httpPort, { filter: { ids: ["sec-resume"] }, afterRevision: after }, options)],
+    ] as const) {
+      for await (const msg of w.messages) {
+        if (msg.event.case !== "change") continue;
+        expect([port, msg.event.value.kind, msg.event.value.session?.metadata?.channel]).toEqual([port, 3 /* UPDATED */, "resumed"]);
+        break;
+      }
+      w.cancel();
+    }
+  });
+
   it("refuses a client that does not trust the server's CA (no call reaches the service)", async () => {
     const wrong = { tls: { ca: readFileSync(otherCa.cert) }, secret: SECRETS.admin };
     const e = await callError(grpcClient(server.grpcPort, wrong).getSession({ id: "sec-grpcurl" }, { timeoutMs: 5000 }));
@@ -281,7 +330,28 @@ describe("TLS and API keys on both ports", () => {
     const e = await callError(grpcClient(server.grpcPort, options).getSession({ id: "sec-grpcurl" }));
     expect([e.code, e.errorInfo?.reason]).toEqual([Code.Unauthenticated, "API_KEY_INVALID"]);
     expect((await grpcClient(server.grpcPort, { tls: caOnly(), secret: SECRETS.admin }).getSession({ id: "sec-grpcurl" })).session?.id).toBe("sec-grpcurl");
-    deployment.writeKeys(KEYS);
+    await restoreKeys();
+  }, 30_000);
+
+  it("ends the open watch of a key that loses sessions.watch with PERMISSION_DENIED, and the key may still read", async () => {
+    const options = { tls: caOnly(), secret: SECRETS.reader };
+    const watch = grpcWatch(server.grpcPort, { filter: { ids: ["sec-scope"] }, sendInitial: true }, options);
+    const it = watch.messages[Symbol.asyncIterator]();
+    expect((await it.next()).value?.event.case).toBe("initialStateEnd");
+    deployment.writeKeys({ keys: KEYS.keys.map((k) => (k.id === "reader" ? { ...k, scopes: ["sessions.read"] } : k)) });
+    const e = await (async () => {
+      try {
+        for (;;) if ((await it.next()).done) throw new Error("the watch ended without an error");
+      } catch (err) {
+        if (err instanceof CallError) return err;
+        throw err;
+      }
+    })();
+    expect([e.code, e.errorInfo?.reason, e.errorInfo?.metadata.scope]).toEqual([Code.PermissionDenied, "SCOPE_MISSING", "sessions.watch"]);
+    const c = grpcClient(server.grpcPort, options);
+    expect((await c.getSession({ id: "sec-grpcurl" })).session?.id).toBe("sec-grpcurl");
+    c.close();
+    await restoreKeys();
   }, 30_000);
 
   it("serves a certificate rotated on disk to new connections on both ports while clients keep calling, and no call fails", async () => {

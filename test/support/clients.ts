@@ -5,7 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import { fromBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { BadRequestSchema, ErrorInfoSchema, type BadRequest, type ErrorInfo } from "../../gen/google/rpc/error_details_pb";
 import { StatusSchema } from "../../gen/google/rpc/status_pb";
 import { SessionService } from "../../gen/session/v1/session_service_pb";
@@ -132,9 +132,14 @@ export function connectH2Client(port: number, options: SecureOptions): SessionCl
   return wrapConnect(createClient(SessionService, createConnectTransport({ ...connectTransportOptions(port, options), httpVersion: "2" })));
 }
 
-/** A gRPC-Web client (binary over HTTP/1.1, like a browser). */
-export function grpcWebClient(port: number): SessionClient {
-  return wrapConnect(createClient(SessionService, createGrpcWebTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1" })));
+/** A gRPC-Web client (binary over HTTP/1.1, like a browser; over HTTPS with `tls`). */
+export function grpcWebClient(port: number, options: SecureOptions = {}): SessionClient {
+  return wrapConnect(createClient(SessionService, createGrpcWebTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1" })));
+}
+
+/** A gRPC-protocol client of connect-node (HTTP/2), e.g. for the gRPC protocol on the HTTP port over TLS. */
+export function connectGrpcClient(port: number, options: SecureOptions): SessionClient {
+  return wrapConnect(createClient(SessionService, createGrpcTransport({ ...connectTransportOptions(port, options) })));
 }
 
 export interface WatchStream {
