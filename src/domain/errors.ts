@@ -102,12 +102,11 @@ export class ShuttingDownError extends DomainError {
 }
 
 /**
- * A limit of the service is reached (RESOURCE_EXHAUSTED): too many calls, watchers or
- * connections at once, a request or a document over a size limit, a watcher too far behind.
- * `reason` names the limit (e.g. "TOO_MANY_CALLS", "SESSION_TOO_LARGE"); `retryAfterMs`, when
- * set, is sent as google.rpc.RetryInfo: a retry after that delay is expected to succeed.
+ * A refusal that may say when to try again: `retryAfterMs`, when set, is sent as
+ * google.rpc.RetryInfo (a retry after that delay is expected to succeed). `reason` names the
+ * limit or condition (e.g. "TOO_MANY_CALLS", "SESSION_TOO_LARGE").
  */
-export class ResourceExhaustedError extends DomainError {
+export abstract class RetryableError extends DomainError {
   constructor(
     readonly reason: string,
     message: string,
@@ -119,19 +118,16 @@ export class ResourceExhaustedError extends DomainError {
 }
 
 /**
- * The service is overloaded or a dependency is briefly unable to serve (UNAVAILABLE with
- * google.rpc.RetryInfo when `retryAfterMs` is set): retry later, with backoff.
+ * A limit of the service is reached (RESOURCE_EXHAUSTED): too many calls, watchers or
+ * connections at once, a request or a document over a size limit, a watcher too far behind.
  */
-export class OverloadedError extends DomainError {
-  constructor(
-    readonly reason: string,
-    message: string,
-    readonly retryAfterMs?: number,
-    metadata: Record<string, string> = {},
-  ) {
-    super(message, metadata);
-  }
-}
+export class ResourceExhaustedError extends RetryableError {}
+
+/**
+ * The service is overloaded or a dependency is briefly unable to serve (UNAVAILABLE): retry
+ * later, with backoff.
+ */
+export class OverloadedError extends RetryableError {}
 
 /**
  * The call carries no API key, or one that is not (or no longer) valid (UNAUTHENTICATED).

@@ -9,7 +9,7 @@ import { checkSessionSize, DEFAULT_LIMITS, sessionSizeBytes, type InputLimits } 
 import { buildPatch, copyPaths, PathSet, resolveMask, setIn } from "./mask";
 import { STATUS_ACTIVE, UNKNOWN_NAME, type OperationFlags, type ProfileDoc, type SessionDoc, type UtmDoc } from "./session";
 import { durationSeconds, insertTimeFields, systemClock, type Clock } from "./time";
-import { checkId, checkLength, checkSessionFreeForm, checkSessionStrings } from "./validate";
+import { checkId, checkLength, checkRevision, checkSessionFreeForm, checkSessionStrings } from "./validate";
 import type { CallOptions, ListCursor, SessionStore } from "../store/port";
 
 export const DEFAULT_PAGE_SIZE = 50;
@@ -274,9 +274,7 @@ export class Sessions {
       ...checkLength("page_url", input.pageUrl, maxStringLength),
       ...checkSessionStrings(sent, maxStringLength),
       ...checkSessionFreeForm(sent, this.limits.maxFreeFormKeys),
-      ...(input.expectedRevision !== undefined && input.expectedRevision < 0
-        ? [{ field: "expected_revision", description: "must not be negative" }]
-        : []),
+      ...checkRevision("expected_revision", input.expectedRevision),
     ]);
     const maskSet = new PathSet(masked);
     const parsedUtm = parseUrlField("page_url", input.pageUrl);
@@ -335,7 +333,7 @@ export class Sessions {
   async delete(id: string, expectedRevision: number | undefined, options: CallOptions = {}): Promise<{ revision: number }> {
     fail([
       ...checkId("id", id, true),
-      ...(expectedRevision !== undefined && expectedRevision < 0 ? [{ field: "expected_revision", description: "must not be negative" }] : []),
+      ...checkRevision("expected_revision", expectedRevision),
     ]);
     return this.store.delete(id, { ...options, expectedRevision });
   }

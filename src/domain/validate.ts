@@ -125,3 +125,18 @@ export function checkSessionStrings(doc: SessionDoc, maxLength: number = DEFAULT
   }
   return out;
 }
+
+/**
+ * Revisions are counted in JavaScript numbers: exact up to 2^53 - 1, which no store reaches
+ * (a million writes a second for 285 years). A revision a client sends beyond that cannot be
+ * one the service handed out, and would lose precision on the way back.
+ */
+export const MAX_REVISION = Number.MAX_SAFE_INTEGER;
+
+/** Checks a revision sent by a client (expected_revision, after_revision). */
+export function checkRevision(field: string, revision: number | undefined): FieldViolation[] {
+  if (revision === undefined) return [];
+  if (revision < 0) return [{ field, description: "must not be negative" }];
+  if (revision > MAX_REVISION) return [{ field, description: `must be at most ${MAX_REVISION}` }];
+  return [];
+}

@@ -30,7 +30,7 @@ import { ChangesTrimmedError, InvalidArgumentError, ResourceExhaustedError, Shut
 import type { Logger } from "../log";
 import type { SessionDoc } from "./session";
 import type { CallOptions, ChangeRecord, FilterFields, SessionStore } from "../store/port";
-import { checkId } from "./validate";
+import { checkId, checkRevision } from "./validate";
 
 export interface WatchFilter {
   profileId: string;
@@ -522,7 +522,7 @@ export function classifyChange(filter: WatchFilter, change: ChangeRecord): Chang
 
 export function validateWatchRequest(req: WatchRequest): void {
   const violations: FieldViolation[] = [];
-  if (req.afterRevision !== undefined && req.afterRevision < 0) violations.push({ field: "after_revision", description: "must not be negative" });
+  violations.push(...checkRevision("after_revision", req.afterRevision));
   if (req.filter.ids.length > MAX_IDS) violations.push({ field: "filter.ids", description: `at most ${MAX_IDS} ids` });
   req.filter.ids.forEach((id, i) => violations.push(...checkId(`filter.ids[${i}]`, id, true)));
   if (violations.length > 0) throw new InvalidArgumentError(violations);

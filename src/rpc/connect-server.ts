@@ -165,7 +165,11 @@ export function createHttpServer(options: HttpServiceOptions): HttpServer {
             if (stalled !== undefined) throw stalled;
           }
         } catch (err) {
-          throw toConnectError(revocation.signal?.aborted ? revocation.signal.reason : err, rpcName);
+          if (revocation.signal?.aborted) throw toConnectError(revocation.signal.reason, rpcName);
+          // The client went away while a message was written (a yield threw EPIPE, ECONNRESET,
+          // ERR_STREAM_DESTROYED): nobody gets a status, so there is nothing to map or log.
+          if (ctx.signal.aborted || isClientGone(err)) throw err;
+          throw toConnectError(err, rpcName);
         } finally {
           revocation.release();
           clearTimeout(stallTimer);
@@ -336,4 +340,11 @@ function httpServerOptions(limits: HttpLimits | undefined): http.ServerOptions {
     // outlive a short limit by that much).
     connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
   };
+}
+
+const CLIENT_GONE = new Set(["EPIPE", "ECONNRESET", "ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END"]);
+
+/** An error of writing to a connection the client has closed. */
+function isClientGone(err: unknown): boolean {
+  return err instanceof Error && CLIENT_GONE.has((err as NodeJS.ErrnoException).code ?? "");
 }

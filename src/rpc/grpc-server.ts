@@ -258,7 +258,13 @@ function streamingImpl(handler: StreamHandler, log: Logger, rpcName: string, shu
         else if (shutdown.aborted) call.emit("error", errorStatus(new ShuttingDownError(), log, rpcName));
         else call.end();
       } catch (err) {
-        if (!cancelled.signal.aborted) call.emit("error", errorStatus(revocation.signal?.aborted ? revocation.signal.reason : err, log, rpcName));
+        // A write to a stream the client has just reset throws before grpc-js reports the
+        // cancellation: the client is gone, nobody gets a status, nothing is wrong here.
+        if ((err as NodeJS.ErrnoException).code === "ERR_STREAM_DESTROYED" || call.destroyed) {
+          log.debug("client went away while the stream was written", { method: rpcName });
+        } else if (!cancelled.signal.aborted) {
+          call.emit("error", errorStatus(revocation.signal?.aborted ? revocation.signal.reason : err, log, rpcName));
+        }
       } finally {
         revocation.release();
         void messages.return?.(undefined).catch(() => undefined);

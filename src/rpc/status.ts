@@ -16,6 +16,7 @@ import {
   OverloadedError,
   PermissionDeniedError,
   ResourceExhaustedError,
+  RetryableError,
   RevisionConflictError,
   SessionTooLongError,
   ShuttingDownError,
@@ -63,7 +64,7 @@ export function toRpcStatus(err: unknown, log: Logger, method: string): RpcStatu
     if (err instanceof InvalidArgumentError) {
       details.push({ desc: BadRequestSchema, value: create(BadRequestSchema, { fieldViolations: err.violations }) });
     }
-    if ((err instanceof ResourceExhaustedError || err instanceof OverloadedError) && err.retryAfterMs !== undefined) {
+    if (err instanceof RetryableError && err.retryAfterMs !== undefined) {
       const ms = Math.max(0, Math.round(err.retryAfterMs));
       details.push({
         desc: RetryInfoSchema,

@@ -938,7 +938,10 @@ export class MongoSessionStore implements SessionStore {
         const state = await this.resolve(safe + 1, call, CLAIM_LEASE_MS, true);
         if (state === "pending" || state === "none") break;
       }
-      this.frontier = Math.max(this.frontier, safe);
+      // Everything up to `safe` is resolved only when the read started at or below the
+      // frontier: a caller's cursor beyond it (a resume from a future revision, a careless
+      // client's 2^62) vouches for nothing, and must not move this process's head.
+      if (after <= this.frontier) this.frontier = Math.max(this.frontier, safe);
       return { changes, safeRevision: safe };
     });
   }

@@ -6,7 +6,7 @@
 // encoded).
 
 import { Code } from "@connectrpc/connect";
-import { CallError, connectClient, grpcClient, type SessionClient } from "../support/clients";
+import { CallError, connectClient, grpcClient, grpcWatch, type SessionClient } from "../support/clients";
 import { startTestServer, type StoreKind, type TestServer } from "../support/server";
 
 const STORES: StoreKind[] = (process.env.E2E_STORES ?? "sqlite,mongodb").split(",") as StoreKind[];
@@ -265,6 +265,44 @@ describe.each(STORES)("input limits on %s", (store) => {
       expect(again.operation?.new).toBe(true);
       expect(again.id).not.toBe(first.id);
       expect(again.properties).toEqual({ n: 3 });
+    });
+  });
+  describe("revisions a client sends", () => {
+    it("rejects after_revision and expected_revision beyond 2^53 - 1, naming the field", async () => {
+      const huge = 2n ** 63n - 1n;
+      const watch = grpcWatch(server.grpcPort, { afterRevision: huge });
+      await expect((async () => {
+        for await (const _ of watch.messages) void _;
+      })()).rejects.toMatchObject({ code: Code.InvalidArgument, fields: ["after_revision"] });
+      const id = uid("rev");
+      await grpc.createSession({ session: { id } });
+      await expectError(grpc.updateSession({ session: { id, metadata: { channel: "x" } }, updateMask: { paths: ["metadata.channel"] }, expectedRevision: huge }), Code.InvalidArgument, "expected_revision");
+      await expectError(grpc.deleteSession({ id, expectedRevision: huge }), Code.InvalidArgument, "expected_revision");
+    });
+
+    it("a watch resumed from a future revision does not move the head other watchers start from", async () => {
+      const future = 2n ** 52n;
+      const early = grpcWatch(server.grpcPort, { afterRevision: future, heartbeatInterval: { seconds: 1n } });
+      const first = await early.messages[Symbol.asyncIterator]().next();
+      expect(first.value?.event.case).toBe("progress");
+      early.cancel();
+      const id = uid("after-future");
+      const created = (await grpc.createSession({ session: { id } })).session!;
+      const snapshot = grpcWatch(server.grpcPort, { filter: { ids: [id] }, sendInitial: true });
+      const seen: Array<{ kind: string; revision: bigint }> = [];
+      for await (const msg of snapshot.messages) {
+        if (msg.event.case === "change") seen.push({ kind: "change", revision: msg.event.value.revision });
+        if (msg.event.case === "initialStateEnd") {
+          seen.push({ kind: "end", revision: msg.event.value.revision });
+          break;
+        }
+      }
+      snapshot.cancel();
+      expect(seen).toEqual([
+        { kind: "change", revision: created.revision },
+        { kind: "end", revision: expect.any(BigInt) },
+      ]);
+      expect(seen[1].revision < future).toBe(true);
     });
   });
 });

@@ -1,5 +1,5 @@
 import { emptySessionDoc, type JsonObject, type JsonValue } from "../../src/domain/session";
-import { badKeyReason, checkFreeForm, checkId, checkSessionFreeForm, MAX_ID_LENGTH } from "../../src/domain/validate";
+import { badKeyReason, checkFreeForm, checkId, checkRevision, checkSessionFreeForm, MAX_ID_LENGTH, MAX_REVISION } from "../../src/domain/validate";
 
 describe("checkId", () => {
   it("accepts a UUID, required or not", () => {
@@ -197,5 +197,15 @@ describe("checkSessionFreeForm", () => {
     else if (name === "profile.metadata") doc.profile.metadata = bad;
     else doc[name as "context" | "properties" | "traits" | "aux"] = bad;
     expect(checkSessionFreeForm(doc)).toEqual([{ field: `session.${name}`, description: expect.stringMatching(/a\.b/) }]);
+  });
+});
+
+describe("checkRevision", () => {
+  it("accepts 0 to 2^53 - 1 and names the field otherwise", () => {
+    expect(checkRevision("after_revision", undefined)).toEqual([]);
+    expect(checkRevision("after_revision", 0)).toEqual([]);
+    expect(checkRevision("after_revision", MAX_REVISION)).toEqual([]);
+    expect(checkRevision("after_revision", -1)).toEqual([{ field: "after_revision", description: "must not be negative" }]);
+    expect(checkRevision("expected_revision", Number(2n ** 63n - 1n))[0].field).toBe("expected_revision");
   });
 });
