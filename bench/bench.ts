@@ -17,6 +17,9 @@
 //   --cpus N           ghz GOMAXPROCS (default 1: on a 2-core machine the server keeps a core)
 //   --connections N    ghz HTTP/2 connections (default 1)
 //   --pin              pin the servers to the last core and ghz to the others (taskset)
+//   --secure           also run the service with TLS and an API key ("create-secure": TLS on the
+//                      gRPC port, AUTH_KEYS_FILE with one key, ghz with --cacert and the bearer
+//                      key), in the same rounds: the cost of issue 11's security beside plaintext
 //   --echo-only        skip the real service
 //   --no-connect       skip the connect-node echo (shorter rounds when comparing builds)
 //   --baseline DIR     also run the service of another built checkout (DIR/dist) as
@@ -26,6 +29,7 @@
 //                      under node --cpu-prof for one --duration run and print the top frames
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -54,16 +58,23 @@ interface Options {
   connections: number;
   echoOnly: boolean;
   noConnect: boolean;
+  secure: boolean;
   baseline?: string;
   pin: boolean;
   json?: string;
   profile?: ServerKind;
 }
 
-type ServerKind = "grpc-echo" | "connect-echo" | "create" | "create-baseline";
+type ServerKind = "grpc-echo" | "connect-echo" | "create" | "create-baseline" | "create-secure";
+
+/** How ghz reaches a server: plaintext on 127.0.0.1, or TLS (for the certificate's name) with a key. */
+interface Target {
+  address: string;
+  args: string[];
+}
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { rounds: 3, duration: "10s", warmup: "3s", concurrency: 50, cpus: 1, connections: 1, echoOnly: false, noConnect: false, pin: false };
+  const o: Options = { rounds: 3, duration: "10s", warmup: "3s", concurrency: 50, cpus: 1, connections: 1, echoOnly: false, noConnect: false, secure: false, pin: false };
   const dur = (v: string, name: string): string => {
     if (!/^\d+(ms|s|m)$/.test(v)) throw new Error(`${name}: expected a duration like 10s, got ${JSON.stringify(v)}`);
     return v;
@@ -89,6 +100,7 @@ function parseOptions(argv: string[]): Options {
       case "--connections": o.connections = int(next(), a); break;
       case "--echo-only": o.echoOnly = true; break;
       case "--no-connect": o.noConnect = true; break;
+      case "--secure": o.secure = true; break;
       case "--baseline": {
         const dir = path.resolve(next());
         if (!fs.existsSync(path.join(dir, "dist", "bench", "service-server.js"))) throw new Error(`--baseline: ${dir}/dist/bench/service-server.js not found (build that checkout first)`);
@@ -160,6 +172,7 @@ class ServerChild {
   constructor(
     readonly kind: ServerKind,
     private readonly proc: ChildProcess,
+    private readonly secure?: { ca: string; secret: string },
   ) {
     children.add(proc);
     readline.createInterface({ input: proc.stdout! }).on("line", (line) => {
@@ -178,15 +191,27 @@ class ServerChild {
     });
   }
 
-  static async start(kind: ServerKind, env: NodeJS.ProcessEnv, nodeArgs: string[] = [], repo = REPO): Promise<ServerChild> {
-    const script = { "grpc-echo": "echo-grpc-server.js", "connect-echo": "echo-connect-server.js", create: "service-server.js", "create-baseline": "service-server.js" }[kind];
+  /** Where and how ghz calls this server. */
+  get target(): Target {
+    if (!this.secure) return { address: `127.0.0.1:${this.port}`, args: ["--insecure"] };
+    return { address: `localhost:${this.port}`, args: ["--cacert", this.secure.ca, "--metadata", JSON.stringify({ authorization: `Bearer ${this.secure.secret}` })] };
+  }
+
+  static async start(kind: ServerKind, env: NodeJS.ProcessEnv, nodeArgs: string[] = [], repo = REPO, secure?: { ca: string; secret: string }): Promise<ServerChild> {
+    const script = {
+      "grpc-echo": "echo-grpc-server.js",
+      "connect-echo": "echo-connect-server.js",
+      create: "service-server.js",
+      "create-baseline": "service-server.js",
+      "create-secure": "service-server.js",
+    }[kind];
     const [cmd, args] = command(process.execPath, [...nodeArgs, path.join(repo, "dist", "bench", script)], SERVER_CPUS());
     const proc = spawn(cmd, args, {
       cwd: repo,
       env: { ...process.env, ...env },
       stdio: ["pipe", "pipe", "inherit"],
     });
-    const child = new ServerChild(kind, proc);
+    const child = new ServerChild(kind, proc, secure);
     const ready = await child.request("ready", undefined, 30_000);
     child.port = Number(ready.port);
     return child;
@@ -295,19 +320,19 @@ class Ghz {
   ) {}
 
   /** One call with a short timeout: does the server answer at all? Returns an error text, or undefined. */
-  async probe(port: number): Promise<string | undefined> {
-    const { report } = await this.run(port, "", ["-n", "1", "-c", "1", "--timeout", "10s"]);
+  async probe(target: Target): Promise<string | undefined> {
+    const { report } = await this.run(target, "", ["-n", "1", "-c", "1", "--timeout", "10s"]);
     const ok = report.statusCodeDistribution?.OK ?? 0;
     if (ok === 1) return undefined;
     return `no answer to one CreateSession: ${JSON.stringify(report.errorDistribution ?? report.statusCodeDistribution ?? {})}`;
   }
 
-  run(port: number, duration: string, override?: string[]): Promise<{ report: GhzReport; cpu: number }> {
+  run(target: Target, duration: string, override?: string[]): Promise<{ report: GhzReport; cpu: number }> {
     const load = override ?? ["-c", String(this.o.concurrency), "-z", duration, "--duration-stop", "ignore"];
     const args = [
       "--protoset", this.protoset,
       "--call", METHOD,
-      "--insecure",
+      ...target.args,
       ...load,
       "--connections", String(this.o.connections),
       "--cpus", String(this.o.cpus),
@@ -315,7 +340,7 @@ class Ghz {
       "--disable-template-functions",
       "--disable-template-data",
       "--format", "json",
-      `127.0.0.1:${port}`,
+      target.address,
     ];
     return new Promise((resolve, reject) => {
       const [cmd, cmdArgs] = command(this.bin, args, GHZ_CPUS());
@@ -358,7 +383,7 @@ async function measure(ghz: Ghz, server: ServerChild, duration: string, round: n
   const s0 = await server.stats();
   const m0 = machineTicks();
   const t0 = process.hrtime.bigint();
-  const { report, cpu: ghzCpu } = await ghz.run(server.port, duration);
+  const { report, cpu: ghzCpu } = await ghz.run(server.target, duration);
   const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
   const m1 = machineTicks();
   const s1 = await server.stats();
@@ -443,7 +468,32 @@ const LABEL: Record<ServerKind, string> = {
   "connect-echo": "connect-node echo (bare, h2c)",
   create: "CreateSession (grpc-js, SQLite)",
   "create-baseline": "CreateSession, --baseline build",
+  "create-secure": "CreateSession, TLS + API key",
 };
+
+/**
+ * For --secure: a CA and a server certificate for localhost (openssl, P-256 as the tests use),
+ * a keys file with one key of scope sessions.write, and its secret.
+ */
+function secureFiles(tmp: string): { env: NodeJS.ProcessEnv; ca: string; secret: string } {
+  const dir = path.join(tmp, "tls");
+  fs.mkdirSync(dir);
+  const f = (name: string): string => path.join(dir, name);
+  const openssl = (args: string[]): void => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  openssl(["req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.crt"), "-subj", "/CN=Bench CA", "-days", "2",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+  openssl(["req", "-new", ...ec, "-keyout", f("server.key"), "-out", f("server.csr"), "-subj", "/CN=localhost"]);
+  fs.writeFileSync(f("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+  openssl(["x509", "-req", "-in", f("server.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", f("server.ext"), "-out", f("server.crt")]);
+  const secret = crypto.randomBytes(32).toString("hex");
+  const sha256 = crypto.createHash("sha256").update(secret).digest("hex");
+  fs.writeFileSync(f("keys.json"), JSON.stringify({ keys: [{ id: "bench", sha256, scopes: ["sessions.write"] }] }));
+  return { env: { BENCH_TLS_CERT_FILE: f("server.crt"), BENCH_TLS_KEY_FILE: f("server.key"), BENCH_AUTH_KEYS_FILE: f("keys.json") }, ca: f("ca.crt"), secret };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Comparison mode (default)
@@ -471,6 +521,12 @@ async function compare(o: Options): Promise<number> {
       const dataDir = path.join(tmp, "data");
       fs.mkdirSync(dataDir);
       servers.push(await ServerChild.start("create", { BENCH_DATA_DIR: dataDir }));
+      if (o.secure) {
+        const secureDir = path.join(tmp, "data-secure");
+        fs.mkdirSync(secureDir);
+        const { env, ca, secret } = secureFiles(tmp);
+        servers.push(await ServerChild.start("create-secure", { BENCH_DATA_DIR: secureDir, ...env }, [], REPO, { ca, secret }));
+      }
       if (o.baseline) {
         const baseDir = path.join(tmp, "data-baseline");
         fs.mkdirSync(baseDir);
@@ -484,9 +540,9 @@ async function compare(o: Options): Promise<number> {
 
   // One call each before any load: a server that does not answer is reported, not timed.
   for (const s of [...servers]) {
-    const problem = await ghz.probe(s.port);
+    const problem = await ghz.probe(s.target);
     if (!problem) continue;
-    if (s.kind !== "create") throw new Error(`${s.kind} server: ${problem}`);
+    if (s.kind !== "create" && s.kind !== "create-secure") throw new Error(`${s.kind} server: ${problem}`);
     serviceError = `the real service started but ${problem}`;
     log(`bench: ${serviceError}; measuring the echo servers only`);
     servers.splice(servers.indexOf(s), 1);
@@ -578,6 +634,13 @@ async function compare(o: Options): Promise<number> {
           `server CPU per call of the baseline build: ${cpuPerCall("create-baseline")} us`,
       );
     }
+    if (kinds.includes("create-secure")) {
+      out.push(
+        `with TLS and an API key: CreateSession ${med("create-secure", (r) => r.rps).toFixed(0)} rps = ` +
+          `${(med("create-secure", (r) => r.rps) / med("create", (r) => r.rps)).toFixed(2)}x plaintext; ` +
+          `server CPU per call ${cpuPerCall("create-secure")} us (plaintext ${cpuPerCall("create")} us)`,
+      );
+    }
     out.push(`server CPU per call: CreateSession ${cpuPerCall("create")} us, grpc-js echo ${cpuPerCall("grpc-echo")} us`);
     out.push(
       `idle RSS of the service (SQLite store): ${mb(idle.get("create")!.rss)} after start, ` +
@@ -628,7 +691,7 @@ async function profile(o: Options, target: ServerKind): Promise<number> {
     fs.mkdirSync(env.BENCH_DATA_DIR);
   }
   const server = await ServerChild.start(target, env, ["--cpu-prof", "--cpu-prof-dir", profDir]);
-  const problem = await ghz.probe(server.port);
+  const problem = await ghz.probe(server.target);
   if (problem) throw new Error(`${target} server: ${problem}`);
   await measure(ghz, server, o.warmup, 0);
   const r = await measure(ghz, server, o.duration, 1);

@@ -1,5 +1,6 @@
 // The real service (startServer) on the embedded SQLite store in a fresh data directory, as
-// configured from the environment the bench passes: DATA_DIR. Reports its gRPC port.
+// configured from the environment the bench passes: DATA_DIR, and for --secure the TLS files
+// and the keys file (TLS and API keys on). Reports its gRPC port.
 
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/log";
@@ -15,6 +16,9 @@ runChild("service-server", async () => {
     DATA_DIR: dataDir,
     LOG_LEVEL: "silent",
     SHUTDOWN_GRACE_MS: "1000",
+    TLS_CERT_FILE: process.env.BENCH_TLS_CERT_FILE,
+    TLS_KEY_FILE: process.env.BENCH_TLS_KEY_FILE,
+    AUTH_KEYS_FILE: process.env.BENCH_AUTH_KEYS_FILE,
   });
   const running = await startServer(config, createLogger("silent"));
   return { port: running.grpcPort, close: () => running.close() };

@@ -4,8 +4,12 @@
 #   scripts/clients.sh setup [python|go]     install what the clients need (no argument = both)
 #   scripts/clients.sh generate [ROOT]       regenerate examples/{python,go}/gen under ROOT
 #                                            (default: this repository; the tests use a temp dir)
-#   scripts/clients.sh python HOST:PORT      run the Python scenario against a server's gRPC port
-#   scripts/clients.sh go HOST:PORT          run the Go scenario against a server's gRPC port
+#   scripts/clients.sh python [OPTIONS] HOST:PORT   run the Python scenario against a server's gRPC port
+#   scripts/clients.sh go [OPTIONS] HOST:PORT       run the Go scenario against a server's gRPC port
+#       OPTIONS: --cacert FILE            TLS, trusting the CA that signed the server's certificate
+#                --cert FILE --key FILE   a client certificate (mTLS)
+#                --api-key SECRET         an API key (better: SESSION_API_KEY in the environment,
+#                                         which other users cannot read in the process list)
 #   scripts/clients.sh --python              print the path of the Python interpreter it uses
 #   scripts/clients.sh history HOST:PORT,... [ARGS]   run the WatchSessions history checker
 #                                            (test/python/history_check.py, --help for ARGS)
@@ -72,6 +76,23 @@ locked() {
   { flock 9; "$@"; } 9>"$lock"
 }
 
+# The client options with their file paths made absolute (the Go client runs in examples/go),
+# into the array CLIENT_ARGS; the HOST:PORT must come last.
+client_args() {
+  CLIENT_ARGS=()
+  while [[ $# -gt 1 ]]; do
+    case "$1" in
+      --cacert|--cert|--key)
+        [[ -f "$2" ]] || die "$1 $2: no such file"
+        CLIENT_ARGS+=("$1" "$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"); shift 2 ;;
+      --api-key) CLIENT_ARGS+=("$1" "$2"); shift 2 ;;
+      *) die "unknown option '$1' (options: --cacert FILE, --cert FILE, --key FILE, --api-key SECRET; HOST:PORT last)" ;;
+    esac
+  done
+  [[ $# -eq 1 && "$1" != -* ]] || die "usage: scripts/clients.sh python|go [OPTIONS] HOST:PORT"
+  CLIENT_ARGS+=("$1")
+}
+
 cmd="${1:-}"
 case "$cmd" in
   setup)
@@ -88,16 +109,16 @@ case "$cmd" in
     generate_python "$base"
     generate_go "$base" ;;
   python)
-    [[ -n "${2:-}" ]] || die "usage: scripts/clients.sh python HOST:PORT"
+    shift; client_args "$@"
     locked setup_python
     export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in examples/python/gen
-    exec "$PYTHON" "$root/examples/python/client.py" "$2" ;;
+    exec "$PYTHON" "$root/examples/python/client.py" "${CLIENT_ARGS[@]}" ;;
   go)
-    [[ -n "${2:-}" ]] || die "usage: scripts/clients.sh go HOST:PORT"
+    shift; client_args "$@"
     command -v go >/dev/null 2>&1 || die "Go is needed for the Go client; install Go >= 1.26"
     cd "$root/examples/go"
     export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
-    exec go run . "$2" ;;
+    exec go run . "${CLIENT_ARGS[@]}" ;;
   history)
     [[ -n "${2:-}" ]] || die "usage: scripts/clients.sh history HOST:PORT,HOST:PORT [ARGS]"
     locked setup_python
@@ -108,6 +129,6 @@ case "$cmd" in
     locked setup_python
     echo "$PYTHON" ;;
   *)
-    echo "usage: scripts/clients.sh setup [python|go] | generate [ROOT] | python HOST:PORT | go HOST:PORT | history HOST:PORT,... [ARGS] | --python" >&2
+    echo "usage: scripts/clients.sh setup [python|go] | generate [ROOT] | python [OPTIONS] HOST:PORT | go [OPTIONS] HOST:PORT | history HOST:PORT,... [ARGS] | --python" >&2
     exit 2 ;;
 esac

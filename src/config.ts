@@ -2,6 +2,7 @@
 // Every variable is documented in the README's configuration table.
 
 import { redactUri, scrubUriParts, type LogLevel } from "./log";
+import { tlsFilesFromEnv, TlsConfigError, type TlsFiles } from "./security/tls";
 
 export interface Config {
   host: string;
@@ -71,9 +72,91 @@ export interface Config {
   httpRequestTimeoutMs: number;
   /** HTTP port: an idle keep-alive connection is closed after this. */
   httpKeepAliveTimeoutMs: number;
+  /** TLS on both ports (and mTLS with clientCaFile); undefined: plaintext. */
+  tls: TlsFiles | undefined;
+  /** The API keys file; undefined: every method open to every caller. */
+  authKeysFile: string | undefined;
+  /** Calls a second per client address (token bucket); undefined: no per-address limit. */
+  rateLimitPerAddress: number | undefined;
+  /** Reflection needs an API key (any scope) like the service's methods. */
+  reflectionRequiresKey: boolean;
+  /** Start on a non-loopback HOST without TLS or without keys (with a warning). */
+  allowInsecure: boolean;
 }
 
 export class ConfigError extends Error {}
+
+/** Whether `host` only accepts connections from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+function bool(env: Record<string, string | undefined>, name: string): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "" || raw === "false") return false;
+  if (raw === "true") return true;
+  throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected true or false`);
+}
+
+/**
+ * CORS_ORIGINS: browser origins ("https://app.example", "http://localhost:3000") allowed on the
+ * HTTP port, or "*" alone for any origin. Unset or empty: no cross-origin access at all. Each
+ * entry must be exactly an origin (scheme, host, port): a path or a trailing slash would never
+ * equal a browser's Origin header and silently allow nothing.
+ */
+function corsOrigins(env: Record<string, string | undefined>): string[] {
+  const list = (env.CORS_ORIGINS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  if (list.includes("*")) {
+    if (list.length > 1) throw new ConfigError(`CORS_ORIGINS=${JSON.stringify(env.CORS_ORIGINS)} is invalid: "*" allows every origin, give it alone`);
+    return list;
+  }
+  for (const origin of list) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin) {
+      throw new ConfigError(`CORS_ORIGINS: ${JSON.stringify(origin)} is not an origin: expected scheme://host[:port], e.g. https://app.example`);
+    }
+  }
+  return list;
+}
+
+/**
+ * TLS, keys and their safe defaults. On loopback the service may run open and in plaintext (as
+ * easy as ever for development); bound to any other address it refuses to start without both
+ * TLS and keys, unless ALLOW_INSECURE=true says so explicitly (startServer then warns).
+ */
+function security(env: Record<string, string | undefined>, host: string) {
+  let tls: TlsFiles | undefined;
+  try {
+    tls = tlsFilesFromEnv(env);
+  } catch (err) {
+    if (err instanceof TlsConfigError) throw new ConfigError(err.message);
+    throw err;
+  }
+  const authKeysFile = env.AUTH_KEYS_FILE?.trim() || undefined;
+  const allowInsecure = bool(env, "ALLOW_INSECURE");
+  if (!isLoopbackHost(host) && !allowInsecure) {
+    const missing = [...(tls ? [] : ["TLS_CERT_FILE and TLS_KEY_FILE"]), ...(authKeysFile ? [] : ["AUTH_KEYS_FILE"])];
+    if (missing.length > 0) {
+      throw new ConfigError(
+        `HOST=${host} is not a loopback address, and ${missing.join(" and ")} ${missing.length > 1 || !tls ? "are" : "is"} not set: ` +
+          `set them to serve other hosts over TLS with API keys, or set ALLOW_INSECURE=true to accept an open or plaintext service`,
+      );
+    }
+  }
+  return {
+    tls,
+    authKeysFile,
+    rateLimitPerAddress: env.RATE_LIMIT_PER_ADDRESS ? int(env, "RATE_LIMIT_PER_ADDRESS", 0, 1, 1_000_000) : undefined,
+    reflectionRequiresKey: bool(env, "REFLECTION_REQUIRES_KEY"),
+    allowInsecure,
+  };
+}
 
 type Env = Record<string, string | undefined>;
 
@@ -147,8 +230,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (!/^[A-Za-z0-9_-]{1,63}$/.test(database)) {
     throw new ConfigError(`MONGODB_DATABASE=${JSON.stringify(database)} is invalid: use letters, digits, "_" or "-" (at most 63)`);
   }
+  const host = env.HOST || "127.0.0.1";
   return {
-    host: env.HOST || "127.0.0.1",
+    host,
     grpcPort: int(env, "GRPC_PORT", 50051, 0, 65535),
     httpPort: int(env, "HTTP_PORT", 8080, 0, 65535),
     dataDir: env.DATA_DIR || "./data",
@@ -173,8 +257,9 @@ export function loadConfig(env: Env = process.env): Config {
     sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", 24 * 3600_000, 100, 365 * 86_400_000),
     sessionExpiryIntervalMs: duration(env, "SESSION_EXPIRY_INTERVAL", 60_000, 10, 3600_000),
     ...inputLimits(env),
-    corsOrigins: (env.CORS_ORIGINS ?? "*").split(",").map((s) => s.trim()).filter(Boolean),
+    corsOrigins: corsOrigins(env),
     ...limits(env),
+    ...security(env, host),
   };
 }
 

@@ -3,6 +3,8 @@
 
 import { ConfigError, loadConfig } from "./config";
 import { createLogger } from "./log";
+import { KeysFileError } from "./security/keys";
+import { TlsConfigError } from "./security/tls";
 import { startServer } from "./server";
 
 async function main(): Promise<void> {
@@ -21,6 +23,11 @@ async function main(): Promise<void> {
   try {
     server = await startServer(config, log);
   } catch (err) {
+    // A bad TLS or keys file is a configuration error like a bad variable: same exit code.
+    if (err instanceof TlsConfigError || err instanceof KeysFileError) {
+      process.stderr.write(`configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
     log.error("cannot start", { error: err instanceof Error ? err.message : String(err) });
     process.exit(1);
   }

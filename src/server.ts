@@ -1,18 +1,23 @@
 // Wires the service together: store -> domain -> handlers -> engines (grpc-js on the gRPC
 // port, connect-node on the HTTP port). `startServer` is what main.ts and the tests call.
 
-import type * as http from "node:http";
 import * as grpc from "@grpc/grpc-js";
 import { SessionService } from "../gen/session/v1/session_service_pb";
-import type { Config } from "./config";
+import { isLoopbackHost, type Config } from "./config";
 import { Lifecycle, startExpiry } from "./domain/lifecycle";
 import { listPageBytes } from "./domain/limits";
 import { Sessions } from "./domain/sessions";
 import { ChangeFeed } from "./domain/watch";
 import type { Logger } from "./log";
-import { createHttpServer } from "./rpc/connect-server";
+import { createLogger, type Logger as LoggerT } from "./log";
+import { createHttpServer, type HttpServer } from "./rpc/connect-server";
 import { Admission } from "./rpc/admission";
-import { grpcService, listenGrpc, type GrpcListener } from "./rpc/grpc-server";
+import { grpcService, guardedServices, listenGrpc, type GrpcListener } from "./rpc/grpc-server";
+import { CallGuard } from "./rpc/guard";
+import { KeyedCalls } from "./security/access";
+import { KeysWatcher } from "./security/keys";
+import { RateLimiter } from "./security/rate-limit";
+import { TlsWatcher } from "./security/tls";
 import { createHealth, HEALTH_SERVICE } from "./rpc/health";
 import { addReflection } from "./rpc/reflection";
 import { createSessionHandlers } from "./rpc/handlers";
@@ -31,7 +36,7 @@ export interface RunningServer {
 /** A port that cannot be bound: names the port and the reason (e.g. EADDRINUSE). */
 export class ListenError extends Error {}
 
-function listenHttp(server: http.Server, host: string, port: number): Promise<number> {
+function listenHttp(server: HttpServer["server"], host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) =>
       reject(new ListenError(`cannot listen on ${host}:${port} (HTTP_PORT): ${err.code ?? err.message}`, { cause: err })),
@@ -44,9 +49,33 @@ function listenHttp(server: http.Server, host: string, port: number): Promise<nu
   });
 }
 
-export async function startServer(config: Config, log: Logger, store?: SessionStore): Promise<RunningServer> {
+export interface StartOptions {
+  /** Where audit lines go (tests read them); default: stdout at level info whatever LOG_LEVEL says, none when it is silent. */
+  auditLog?: Logger;
+}
+
+export async function startServer(config: Config, log: Logger, store?: SessionStore, options: StartOptions = {}): Promise<RunningServer> {
   // grpc-js's own messages (e.g. a failed bind) as JSON log lines like ours.
   grpc.setLogger({ error: (...args: unknown[]) => log.debug("grpc-js", { message: args.map(String).join(" ") }) });
+  // The TLS files and the keys file are read before anything else starts: a bad file stops the
+  // service at once (TlsConfigError / KeysFileError, naming the file and the problem).
+  const tls = config.tls ? TlsWatcher.open(config.tls, { log }) : undefined;
+  const keys = config.authKeysFile ? KeysWatcher.open(config.authKeysFile, { log }) : undefined;
+  if (!isLoopbackHost(config.host) && (!tls || !keys)) {
+    log.warn("ALLOW_INSECURE=true: serving a non-loopback address without " + [tls ? "" : "TLS", keys ? "" : "API keys"].filter(Boolean).join(" and "), {
+      host: config.host,
+    });
+  }
+  const limiter = config.rateLimitPerAddress !== undefined || keys ? new RateLimiter({ perAddressRate: config.rateLimitPerAddress }) : undefined;
+  const keyedCalls = new KeyedCalls();
+  keys?.onReload((event) => {
+    limiter?.retainKeys(event.registry.keys.map((k) => k.id));
+    const ended = keyedCalls.apply(event);
+    if (ended > 0) log.info("ended the open watches the reloaded keys no longer allow", { streams: ended });
+  });
+  // Audit lines are written whatever LOG_LEVEL says, unless logging is off altogether.
+  const auditLog: LoggerT = options.auditLog ?? (config.logLevel === "silent" ? log : createLogger("info"));
+  const guard = new CallGuard({ keys: () => keys?.current, limiter, reflectionRequiresKey: config.reflectionRequiresKey }, keyedCalls, auditLog);
   const sessionStore = store ?? (await openStore(config, log));
   const feed = new ChangeFeed(sessionStore, log, {
     pollIntervalMs: config.watchPollMs,
@@ -84,13 +113,13 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   });
   // One limit of unary calls in flight for both ports (health and reflection are not counted).
   const admission = new Admission(config.maxConcurrentCalls);
-  const { definition, implementation } = grpcService(SessionService, handlers, log, shutdown.signal, admission);
+  const { definition, implementation } = grpcService(SessionService, handlers, log, shutdown.signal, admission, guard);
   grpcServer.addService(definition, implementation);
   const health = createHealth(sessionStore, log, { intervalMs: config.healthProbeIntervalMs, timeoutMs: config.healthProbeTimeoutMs });
   health.addTo(grpcServer);
-  addReflection(grpcServer, [SessionService.typeName, HEALTH_SERVICE]);
+  addReflection(guardedServices(grpcServer, guard, log), [SessionService.typeName, HEALTH_SERVICE]);
 
-  const httpServer = createHttpServer({
+  const http = createHttpServer({
     service: SessionService,
     handlers,
     log,
@@ -98,6 +127,8 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     corsOrigins: config.corsOrigins,
     shutdown: shutdown.signal,
     admission,
+    guard,
+    tls,
     limits: {
       maxConnections: config.maxConnections,
       headersTimeoutMs: config.headersTimeoutMs,
@@ -117,19 +148,32 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
       maxConnections: config.maxConnections,
       prefaceTimeoutMs: config.headersTimeoutMs,
       maxHeaderListBytes: config.maxHeaderBytes,
+      tls,
     });
     grpcPort = grpcListener.port;
-    httpPort = await listenHttp(httpServer, config.host, config.httpPort);
+    httpPort = await listenHttp(http.server, config.host, config.httpPort);
   } catch (err) {
     grpcListener?.close();
     grpcServer.forceShutdown();
-    httpServer.close();
+    http.server.close();
+    tls?.close();
+    keys?.close();
     health.close();
     feed.close();
     await sessionStore.close();
     throw err;
   }
-  log.info("listening", { host: config.host, grpc_port: grpcPort, http_port: httpPort, store: sessionStore.kind });
+  // Rotation: new certificates and keys are picked up from here on, without a restart.
+  tls?.start();
+  keys?.start();
+  log.info("listening", {
+    host: config.host,
+    grpc_port: grpcPort,
+    http_port: httpPort,
+    store: sessionStore.kind,
+    tls: tls ? (tls.mutual ? "mtls" : "tls") : "off",
+    api_keys: keys ? keys.current.keys.length : "off",
+  });
   const expiry = startExpiry(lifecycle, config.sessionExpiryIntervalMs, log);
 
   let closing: Promise<void> | undefined;
@@ -143,16 +187,18 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
       const grace = setTimeout(() => {
         log.warn("grace period over, cancelling remaining calls");
         grpcServer.forceShutdown();
-        httpServer.closeAllConnections();
+        http.closeAllConnections();
       }, config.shutdownGraceMs);
       await Promise.all([
         new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())),
         new Promise<void>((resolve) => {
-          httpServer.close(() => resolve());
-          httpServer.closeIdleConnections();
+          http.server.close(() => resolve());
+          http.closeIdleConnections();
         }),
       ]);
       clearTimeout(grace);
+      tls?.close();
+      keys?.close();
       await expiry.stop();
       feed.close();
       await sessionStore.close();

@@ -3,6 +3,12 @@
 // against a running server and checks every answer; any failed check exits with status 1.
 //
 //	cd examples/go && go run . 127.0.0.1:50051
+//	cd examples/go && go run . -cacert ca.crt [-cert client.crt -key client.key] localhost:50051
+//
+// With -cacert the connection uses TLS (and presents a client certificate with -cert/-key, for
+// a server that requires mTLS). An API key is read from the SESSION_API_KEY environment variable
+// (or -api-key, which other users of the machine can see in the process list) and sent with
+// every call as "authorization: Bearer <key>".
 //
 // Scenario: create a session (enriched from a user agent and a campaign URL), update one field
 // through a field mask, get it, list it by profile, watch its changes from the create's
@@ -12,7 +18,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -20,6 +29,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -63,12 +73,60 @@ func details(err error) (codes.Code, *errdetails.ErrorInfo, []string) {
 	return st.Code(), info, fields
 }
 
-func main() {
-	addr := "127.0.0.1:50051"
-	if len(os.Args) > 1 {
-		addr = os.Args[1]
+// bearerKey sends "authorization: Bearer <key>" with every call. It requires TLS unless the
+// server is on loopback (a key sent in plaintext elsewhere could be read on the way).
+type bearerKey struct {
+	key    string
+	secure bool
+}
+
+func (b bearerKey) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.key}, nil
+}
+
+func (b bearerKey) RequireTransportSecurity() bool { return b.secure }
+
+// transport is plaintext, or TLS trusting cacert (with a client certificate for mTLS).
+func transport(cacert, cert, key string) grpc.DialOption {
+	if cacert == "" {
+		if cert != "" || key != "" {
+			check(false, "-cert and -key need -cacert (TLS)")
+		}
+		return grpc.WithTransportCredentials(insecure.NewCredentials())
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	pem, err := os.ReadFile(cacert)
+	must(err, "read -cacert")
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		check(false, "-cacert %s holds no PEM certificate", cacert)
+	}
+	config := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if (cert == "") != (key == "") {
+		check(false, "give -cert and -key together")
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		must(err, "load -cert and -key")
+		config.Certificates = []tls.Certificate{pair}
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(config))
+}
+
+func main() {
+	cacert := flag.String("cacert", "", "PEM CA certificate that signed the server's certificate: use TLS")
+	cert := flag.String("cert", "", "PEM client certificate (mTLS), with -key")
+	key := flag.String("key", "", "PEM private key of -cert")
+	apiKey := flag.String("api-key", os.Getenv("SESSION_API_KEY"), "API key secret (default: $SESSION_API_KEY)")
+	flag.Parse()
+	addr := "127.0.0.1:50051"
+	if flag.NArg() > 0 {
+		addr = flag.Arg(0)
+	}
+	options := []grpc.DialOption{transport(*cacert, *cert, *key)}
+	if *apiKey != "" {
+		options = append(options, grpc.WithPerRPCCredentials(bearerKey{key: *apiKey, secure: *cacert != ""}))
+	}
+	conn, err := grpc.NewClient(addr, options...)
 	must(err, "connect")
 	defer conn.Close()
 	client := sessionv1.NewSessionServiceClient(conn)

@@ -6,6 +6,12 @@ checks every answer; any failed check exits with status 1.
 
     pip install -r examples/python/requirements.txt
     python examples/python/client.py 127.0.0.1:50051
+    python examples/python/client.py --cacert ca.crt [--cert client.crt --key client.key] localhost:50051
+
+With --cacert the channel uses TLS (and presents a client certificate with --cert/--key, for a
+server that requires mTLS). An API key is read from the SESSION_API_KEY environment variable (or
+--api-key, which other users of the machine can see in the process list) and sent with every
+call as `authorization: Bearer <key>`.
 
 Scenario: create a session (enriched from a user agent and a campaign URL), update one field
 through a field mask, get it, list it by profile, watch its changes from the create's revision
@@ -13,6 +19,7 @@ through a field mask, get it, list it by profile, watch its changes from the cre
 INVALID_ARGUMENT answer (google.rpc.ErrorInfo / BadRequest, decoded with grpcio-status).
 """
 
+import argparse
 import os
 import sys
 import time
@@ -64,8 +71,45 @@ def expect_error(call, code):
     check(False, f"call succeeded, want {code}")
 
 
-def main(target):
-    with grpc.insecure_channel(target) as channel:
+class _BearerKey(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <key>` to every call (unary and streaming)."""
+
+    def __init__(self, key):
+        self._entry = ("authorization", f"Bearer {key}")
+
+    def _with_key(self, details):
+        return details._replace(metadata=list(details.metadata or []) + [self._entry])
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_key(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_key(details), request)
+
+
+def open_channel(args):
+    """A plaintext channel, or TLS with --cacert (mTLS with --cert and --key)."""
+    if not args.cacert:
+        check(not (args.cert or args.key), "--cert and --key need --cacert (TLS)")
+        return grpc.insecure_channel(args.target)
+    check(bool(args.cert) == bool(args.key), "give --cert and --key together")
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.cacert),
+        private_key=read(args.key) if args.key else None,
+        certificate_chain=read(args.cert) if args.cert else None,
+    )
+    return grpc.secure_channel(args.target, credentials)
+
+
+def main(args):
+    with open_channel(args) as raw_channel:
+        api_key = args.api_key or os.environ.get("SESSION_API_KEY")
+        channel = grpc.intercept_channel(raw_channel, _BearerKey(api_key)) if api_key else raw_channel
         client = session_service_pb2_grpc.SessionServiceStub(channel)
         profile = f"python-example-{time.time_ns()}"
 
@@ -162,4 +206,10 @@ def main(target):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051")
+    parser = argparse.ArgumentParser(description="Runs the example scenario against a session-service gRPC port.")
+    parser.add_argument("target", nargs="?", default="127.0.0.1:50051", help="HOST:PORT of the gRPC port")
+    parser.add_argument("--cacert", help="PEM CA certificate that signed the server's certificate: use TLS")
+    parser.add_argument("--cert", help="PEM client certificate (mTLS), with --key")
+    parser.add_argument("--key", help="PEM private key of --cert")
+    parser.add_argument("--api-key", help="API key secret (default: $SESSION_API_KEY)")
+    main(parser.parse_args())

@@ -135,3 +135,28 @@ export class ResourceExhaustedError extends RetryableError {}
  * later, with backoff.
  */
 export class OverloadedError extends RetryableError {}
+
+/**
+ * The call carries no API key, or one that is not (or no longer) valid (UNAUTHENTICATED).
+ * `reason` is API_KEY_MISSING or API_KEY_INVALID (src/security/keys.ts).
+ */
+export class UnauthenticatedError extends DomainError {
+  constructor(
+    readonly reason: string,
+    message: string,
+    metadata: Record<string, string> = {},
+  ) {
+    super(message, metadata);
+  }
+}
+
+/** The API key is valid but lacks the scope the method needs (PERMISSION_DENIED, reason SCOPE_MISSING). */
+export class PermissionDeniedError extends DomainError {
+  constructor(
+    readonly reason: string,
+    message: string,
+    metadata: Record<string, string> = {},
+  ) {
+    super(message, metadata);
+  }
+}

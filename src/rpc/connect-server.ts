@@ -2,7 +2,9 @@
 // (browsers) over HTTP/1.1, with CORS for browser origins. Same handlers as the gRPC port.
 
 import * as http from "node:http";
-import { Code, ConnectError, createConnectRouter, createContextValues, cors, type HandlerContext } from "@connectrpc/connect";
+import * as http2 from "node:http2";
+import type { TLSSocket } from "node:tls";
+import { Code, ConnectError, createConnectRouter, createContextKey, createContextValues, cors, type HandlerContext } from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Logger } from "../log";
@@ -12,6 +14,15 @@ import type { Handler, StreamHandler, UnaryHandler } from "./grpc-server";
 import type { CallContext } from "./handlers";
 import { toRpcStatus } from "./status";
 import { Admission } from "./admission";
+import { CallGuard, refusedKey } from "./guard";
+import { clientAddress } from "../security/rate-limit";
+import { httpsServerOptions, followRotation, type TlsWatcher } from "../security/tls";
+
+/** The client address of the request, put in the call's context values by the adapter. */
+const CLIENT_ADDRESS = createContextKey<string>("unknown");
+
+/** The headers a browser may send cross-origin: connect's, plus the API key. */
+const ALLOWED_HEADERS = [...cors.allowedHeaders, "Authorization"].join(", ");
 
 function callContext(ctx: HandlerContext, shutdown: AbortSignal) {
   const timeout = ctx.timeoutMs();
@@ -23,8 +34,12 @@ export interface HttpServiceOptions {
   handlers: Record<string, Handler>;
   log: Logger;
   readMaxBytes: number;
-  /** Allowed browser origins ("*" for any). */
+  /** Allowed browser origins (["*"]: any, never with credentials; []: no cross-origin access). */
   corsOrigins: string[];
+  /** Access checks, audit and key tracking of each call; default: every call allowed. */
+  guard?: CallGuard;
+  /** HTTP/2 and HTTP/1.1 over TLS (ALPN) from these files, following their rotation; undefined: plaintext HTTP/1.1. */
+  tls?: TlsWatcher;
   /** Aborts when the server shuts down: open streams end with UNAVAILABLE. */
   shutdown: AbortSignal;
   /** The global limit of unary calls in flight, shared with the gRPC port. */
@@ -43,9 +58,20 @@ export interface HttpLimits {
   maxHeaderBytes: number;
 }
 
-export function createHttpServer(options: HttpServiceOptions): http.Server {
+/** The HTTP port's server, plaintext (node:http) or TLS (node:http2 with HTTP/1.1), and its connection control. */
+export interface HttpServer {
+  server: http.Server | http2.Http2SecureServer;
+  /** Closes connections with no request in flight (and asks HTTP/2 clients to go, GOAWAY); the others after their responses. */
+  closeIdleConnections(): void;
+  /** Closes every connection now. */
+  closeAllConnections(): void;
+}
+
+export function createHttpServer(options: HttpServiceOptions): HttpServer {
   const { service, handlers, log } = options;
   const { shutdown } = options;
+  const guard = options.guard ?? CallGuard.open();
+  const authorizationOf = (ctx: HandlerContext): string | undefined => ctx.requestHeader.get("authorization") ?? undefined;
   const admission = options.admission ?? new Admission(Number.MAX_SAFE_INTEGER);
   const impl: Record<string, unknown> = {};
   const toConnectError = (err: unknown, rpcName: string): ConnectError => {
@@ -67,16 +93,33 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
       // connect-node's signal aborts when the client goes away or the call's timeout passes; a
       // shutdown lets unary calls finish (grace period), so it is not part of a unary signal.
       impl[method.localName] = async (req: unknown, ctx: HandlerContext) => {
-        rejectUndecodable(ctx, rpcName);
+        const address = ctx.values.get(CLIENT_ADDRESS);
+        let key;
+        try {
+          // Access first: a caller without a valid key learns nothing of its request.
+          key = guard.admit(rpcName, authorizationOf(ctx), address);
+          rejectUndecodable(ctx, rpcName);
+        } catch (err) {
+          const e = err instanceof ConnectError ? err : toConnectError(err, rpcName);
+          guard.audit(rpcName, key ?? refusedKey(err), address, e.code, req);
+          throw e;
+        }
         const timeout = ctx.timeoutMs();
         const call = { signal: ctx.signal, deadline: timeout === undefined ? undefined : new Date(Date.now() + timeout) };
         try {
-          return await admission.run(ctx.signal, () => (handler as UnaryHandler)(req, call));
+          const res = await admission.run(ctx.signal, () => (handler as UnaryHandler)(req, call));
+          guard.audit(rpcName, key, address, 0 /* OK */, req, res);
+          return res;
         } catch (err) {
           // Nobody waits for a cancelled call's answer (nothing to map or log); a passed timeout
           // is answered with connect-node's own deadline_exceeded.
-          if (ctx.signal.aborted) throw ctx.signal.reason instanceof ConnectError ? ctx.signal.reason : new ConnectError("the call was cancelled", Code.Canceled);
-          throw toConnectError(err, rpcName);
+          const e = ctx.signal.aborted
+            ? ctx.signal.reason instanceof ConnectError
+              ? ctx.signal.reason
+              : new ConnectError("the call was cancelled", Code.Canceled)
+            : toConnectError(err, rpcName);
+          guard.audit(rpcName, key, address, e.code, req);
+          throw e;
         }
       };
     } else if (method.methodKind === "server_streaming") {
@@ -87,8 +130,16 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
       // does not read: connect-node is waiting for "drain") ends the inner stream at once, which
       // frees the watcher; the stall error is then the stream's end if the client reads again.
       impl[method.localName] = async function* (req: unknown, ctx: HandlerContext) {
+        let key;
+        try {
+          key = guard.admit(rpcName, authorizationOf(ctx), ctx.values.get(CLIENT_ADDRESS));
+        } catch (err) {
+          throw toConnectError(err, rpcName);
+        }
         rejectUndecodable(ctx, rpcName);
-        const call: CallContext = callContext(ctx, shutdown);
+        // A stream outlives the check above: a keys file reload that revokes its key ends it.
+        const revocation = guard.trackStream(key, rpcName);
+        const call: CallContext = callContext(ctx, revocation.signal ? AbortSignal.any([shutdown, revocation.signal]) : shutdown);
         const inner = (handler as StreamHandler)(req, call)[Symbol.asyncIterator]();
         const end = (): void => void inner.return?.(undefined).catch(() => undefined);
         call.signal.addEventListener("abort", end, { once: true });
@@ -114,15 +165,18 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
             if (stalled !== undefined) throw stalled;
           }
         } catch (err) {
+          if (revocation.signal?.aborted) throw toConnectError(revocation.signal.reason, rpcName);
           // The client went away while a message was written (a yield threw EPIPE, ECONNRESET,
           // ERR_STREAM_DESTROYED): nobody gets a status, so there is nothing to map or log.
           if (ctx.signal.aborted || isClientGone(err)) throw err;
           throw toConnectError(err, rpcName);
         } finally {
+          revocation.release();
           clearTimeout(stallTimer);
           call.signal.removeEventListener("abort", end);
           end();
         }
+        if (revocation.signal?.aborted && !ctx.signal.aborted) throw toConnectError(revocation.signal.reason, rpcName);
         if (shutdown.aborted && !ctx.signal.aborted) throw toConnectError(new ShuttingDownError(), rpcName);
       };
     }
@@ -134,7 +188,7 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   router.service(service, impl as any);
   const routes = new Map(router.handlers.map((h) => [h.requestPath, h]));
-  const adapter = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+  const adapter = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
     // An answer sent before the request body was read to its end (e.g. connect-node's
     // end-of-stream error for a streaming request over readMaxBytes) leaves the rest of the body
     // in the socket: node:http only discards an unread body that nobody started reading, and
@@ -155,7 +209,10 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
       res.writeHead(404).end();
       return;
     }
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues());
+    const values = createContextValues();
+    values.set(CLIENT_ADDRESS, clientAddress(req.socket?.remoteAddress ?? "unknown"));
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const uReq = universalRequestFromNodeRequest(req as any, res as any, undefined, values);
     // connect-node's body iterator destroys the request when a reader stops early (a message
     // over readMaxBytes): the socket is then left paused with the rest of the body unread. This
     // one leaves the request alive, so the rest can be discarded once the answer is sent (above).
@@ -181,28 +238,106 @@ export function createHttpServer(options: HttpServiceOptions): http.Server {
         else log.error("writing a response failed", fields);
       });
   };
+  // CORS: only the listed origins get any permission (none by default), "*" only when listed,
+  // and Access-Control-Allow-Credentials is never sent: a browser then sends no cookies or HTTP
+  // auth of its own, and a page must hold the API key itself to call (Authorization is allowed).
   const allowAny = options.corsOrigins.includes("*");
-  const server = http.createServer(httpServerOptions(options.limits), (req, res) => {
+  const allowed = new Set(options.corsOrigins);
+  const onRequest = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
     const origin = req.headers.origin;
-    if (origin && (allowAny || options.corsOrigins.includes(origin))) {
+    if (!allowAny && allowed.size > 0) res.setHeader("Vary", "Origin");
+    if (origin && (allowAny || allowed.has(origin))) {
       res.setHeader("Access-Control-Allow-Origin", allowAny ? "*" : origin);
       res.setHeader("Access-Control-Expose-Headers", cors.exposedHeaders.join(", "));
       if (req.method === "OPTIONS") {
         res.setHeader("Access-Control-Allow-Methods", cors.allowedMethods.join(", "));
-        res.setHeader("Access-Control-Allow-Headers", cors.allowedHeaders.join(", "));
+        res.setHeader("Access-Control-Allow-Headers", ALLOWED_HEADERS);
         res.setHeader("Access-Control-Max-Age", "7200");
         res.writeHead(204).end();
         return;
       }
     }
     adapter(req, res);
-  });
+  };
+  if (options.tls) return secureServer(options.tls, options.limits, onRequest, log);
+  const server = http.createServer(httpServerOptions(options.limits), onRequest);
   // Connections over the limit are closed as they are accepted (node:http's own counter).
   if (options.limits) {
     server.maxConnections = options.limits.maxConnections;
     server.keepAliveTimeout = options.limits.keepAliveTimeoutMs;
   }
-  return server;
+  return { server, closeIdleConnections: () => server.closeIdleConnections(), closeAllConnections: () => server.closeAllConnections() };
+}
+
+/**
+ * The HTTP port over TLS: node:http2's secure server with allowHTTP1, so ALPN picks HTTP/2
+ * (gRPC, Connect, gRPC-Web) or HTTP/1.1 (curl, browsers without h2). node:http2 takes the
+ * HTTP/1.1 limits of node:http as properties of the server (its constructor has no options for
+ * them) and checks them on the HTTP/1.1 connections; the TLS handshake gets the headers
+ * timeout; HTTP/2 sessions get the header list limit as a SETTINGS value.
+ * http2 servers have no closeIdleConnections, so connections are tracked here.
+ */
+function secureServer(
+  tls: TlsWatcher,
+  limits: HttpLimits | undefined,
+  onRequest: (req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse) => void,
+  log: Logger,
+): HttpServer {
+  const server = http2.createSecureServer({
+    ...httpsServerOptions(tls),
+    ...(limits ? { handshakeTimeout: limits.headersTimeoutMs, settings: { maxHeaderListSize: limits.maxHeaderBytes } } : {}),
+  });
+  followRotation(server, tls, log);
+  if (limits) {
+    const props = server as unknown as Record<string, number>;
+    props.headersTimeout = limits.headersTimeoutMs;
+    props.requestTimeout = limits.requestTimeoutMs;
+    props.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    props.maxHeaderSize = limits.maxHeaderBytes;
+    props.connectionsCheckingInterval = Math.max(25, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4)));
+    server.maxConnections = limits.maxConnections;
+  }
+  const sessions = new Set<http2.ServerHttp2Session>();
+  // HTTP/1.1 connections and their requests in flight.
+  const http1 = new Map<TLSSocket, number>();
+  let closing = false;
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (closing) session.close();
+  });
+  server.on("secureConnection", (socket: TLSSocket) => {
+    socket.on("error", () => undefined); // a reset mid-handshake or mid-response is routine
+    if (socket.alpnProtocol === "h2") return;
+    http1.set(socket, 0);
+    socket.once("close", () => http1.delete(socket));
+  });
+  // A failed handshake (wrong CA, no client certificate) is the client's problem, not a log line.
+  server.on("tlsClientError", () => undefined);
+  server.on("request", (req, res) => {
+    if (req.httpVersionMajor !== 1) return onRequest(req, res);
+    const socket = req.socket as unknown as TLSSocket;
+    http1.set(socket, (http1.get(socket) ?? 0) + 1);
+    res.once("close", () => {
+      const left = (http1.get(socket) ?? 1) - 1;
+      http1.set(socket, left);
+      if (closing && left === 0) socket.destroy();
+    });
+    if (closing) res.setHeader("Connection", "close");
+    onRequest(req, res);
+  });
+  return {
+    server,
+    closeIdleConnections: () => {
+      closing = true;
+      for (const session of sessions) session.close(); // GOAWAY; open streams finish
+      for (const [socket, inFlight] of http1) if (inFlight === 0) socket.destroy();
+    },
+    closeAllConnections: () => {
+      for (const session of sessions) session.destroy();
+      for (const socket of http1.keys()) socket.destroy();
+    },
+  };
 }
 
 /**

@@ -12,6 +12,9 @@ import { InvalidArgumentError, ShuttingDownError } from "../domain/errors";
 import { BadRequestSchema, type BadRequest } from "../../gen/google/rpc/error_details_pb";
 import { statusDetailsBin, toRpcStatus, type RpcStatus } from "./status";
 import { Admission } from "./admission";
+import { CallGuard, refusedKey } from "./guard";
+import { grpcPeerAddress } from "../security/rate-limit";
+import { grpcServerCredentials, type TlsWatcher } from "../security/tls";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type UnaryHandler = (req: any, ctx: CallContext) => Promise<any>;
@@ -164,6 +167,17 @@ export function boundedStatus(status: RpcStatus): RpcStatus {
   return { ...status, message, details: [] };
 }
 
+/** The `authorization` metadata values as strings (binary values cannot be a bearer secret). */
+function authorizationOf(metadata: grpc.Metadata): string[] | undefined {
+  const values = metadata.get("authorization");
+  return values.length === 0 ? undefined : values.map((v) => (typeof v === "string" ? v : ""));
+}
+
+/** The client address of a grpc-js server call, as the rate limiter and the audit log key it. */
+function peerOf(call: { getPeer(): string }): string {
+  return grpcPeerAddress(call.getPeer());
+}
+
 function errorStatus(err: unknown, log: Logger, rpcName: string): Partial<grpc.StatusObject> {
   const status = boundedStatus(toRpcStatus(err, log, rpcName));
   const metadata = new grpc.Metadata();
@@ -183,6 +197,7 @@ export function grpcService(
   log: Logger,
   shutdown: AbortSignal = new AbortController().signal,
   admission: Admission = new Admission(Number.MAX_SAFE_INTEGER),
+  guard: CallGuard = CallGuard.open(),
 ): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
   const all = grpcDefinitions(service);
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -194,7 +209,7 @@ export function grpcService(
     definition[method.localName] = all[method.localName];
     const rpcName = `${service.typeName}/${method.name}`;
     if (method.methodKind === "server_streaming") {
-      implementation[method.localName] = streamingImpl(handler as StreamHandler, log, rpcName, shutdown);
+      implementation[method.localName] = streamingImpl(handler as StreamHandler, log, rpcName, shutdown, guard);
       continue;
     }
     const impl: grpc.handleUnaryCall<unknown, unknown> = (call, callback) => {
@@ -206,15 +221,19 @@ export function grpcService(
       // (about 2 us, measured), never an abort. The slot is released from the "cancelled"
       // listener rather than from an abort listener on the signal (EventTarget listeners cost
       // about 1.3 us more per call).
-      if (call.request instanceof UndecodableRequest) {
-        callback(errorStatus(undecodable(call.request), log, rpcName));
-        return;
-      }
+      // Access first: a caller without a valid key learns nothing, not even that its request
+      // does not decode, and takes no admission slot.
+      const address = peerOf(call);
+      let key;
       let release: () => void;
       try {
+        key = guard.admit(rpcName, authorizationOf(call.metadata), address);
+        if (call.request instanceof UndecodableRequest) throw undecodable(call.request);
         release = admission.enter();
       } catch (err) {
-        callback(errorStatus(err, log, rpcName));
+        const status = errorStatus(err, log, rpcName);
+        guard.audit(rpcName, key ?? refusedKey(err), address, status.code!, call.request);
+        callback(status);
         return;
       }
       const cancelled = new AbortController();
@@ -226,9 +245,17 @@ export function grpcService(
       const finish = (err: unknown, res?: unknown): void => {
         call.off("cancelled", onCancel);
         release();
-        if (err === undefined) callback(null, res);
-        // A cancelled call's answer reaches nobody: no status to build, nothing to log.
-        else if (!cancelled.signal.aborted) callback(errorStatus(err, log, rpcName));
+        if (err === undefined) {
+          guard.audit(rpcName, key, address, grpc.status.OK, call.request, res);
+          callback(null, res);
+        } else if (!cancelled.signal.aborted) {
+          const status = errorStatus(err, log, rpcName);
+          guard.audit(rpcName, key, address, status.code!, call.request);
+          callback(status);
+        } else {
+          // A cancelled call's answer reaches nobody: no status to build, nothing to log but the audit.
+          guard.audit(rpcName, key, address, grpc.status.CANCELLED, call.request);
+        }
       };
       if (call.cancelled) onCancel();
       (handler as UnaryHandler)(call.request, { signal: cancelled.signal, deadline: deadlineOf(call) }).then(
@@ -241,15 +268,21 @@ export function grpcService(
   return { definition, implementation };
 }
 
-function streamingImpl(handler: StreamHandler, log: Logger, rpcName: string, shutdown: AbortSignal): grpc.handleServerStreamingCall<unknown, unknown> {
+function streamingImpl(handler: StreamHandler, log: Logger, rpcName: string, shutdown: AbortSignal, guard: CallGuard): grpc.handleServerStreamingCall<unknown, unknown> {
   return (call) => {
-    if (call.request instanceof UndecodableRequest) {
-      call.emit("error", errorStatus(undecodable(call.request), log, rpcName));
+    let key;
+    try {
+      key = guard.admit(rpcName, authorizationOf(call.metadata), peerOf(call));
+      if (call.request instanceof UndecodableRequest) throw undecodable(call.request);
+    } catch (err) {
+      call.emit("error", errorStatus(err, log, rpcName));
       return;
     }
     const cancelled = new AbortController();
     call.once("cancelled", () => cancelled.abort());
-    const signal = AbortSignal.any([cancelled.signal, shutdown]);
+    // A stream outlives the check above: a keys file reload that revokes its key ends it.
+    const revocation = guard.trackStream(key, rpcName);
+    const signal = AbortSignal.any(revocation.signal ? [cancelled.signal, shutdown, revocation.signal] : [cancelled.signal, shutdown]);
     const ctx: CallContext = { signal, deadline: deadlineOf(call) };
     const messages = handler(call.request, ctx)[Symbol.asyncIterator]();
     void (async () => {
@@ -279,7 +312,8 @@ function streamingImpl(handler: StreamHandler, log: Logger, rpcName: string, shu
           if (signal.aborted) break;
         }
         if (cancelled.signal.aborted) return;
-        if (shutdown.aborted) call.emit("error", errorStatus(new ShuttingDownError(), log, rpcName));
+        if (revocation.signal?.aborted) call.emit("error", errorStatus(revocation.signal.reason, log, rpcName));
+        else if (shutdown.aborted) call.emit("error", errorStatus(new ShuttingDownError(), log, rpcName));
         else call.end();
       } catch (err) {
         // A write to a stream the client has just reset throws before grpc-js reports the
@@ -287,9 +321,10 @@ function streamingImpl(handler: StreamHandler, log: Logger, rpcName: string, shu
         if ((err as NodeJS.ErrnoException).code === "ERR_STREAM_DESTROYED" || call.destroyed) {
           log.debug("client went away while the stream was written", { method: rpcName });
         } else if (!cancelled.signal.aborted) {
-          call.emit("error", errorStatus(err, log, rpcName));
+          call.emit("error", errorStatus(revocation.signal?.aborted ? revocation.signal.reason : err, log, rpcName));
         }
       } finally {
+        revocation.release();
         void messages.return?.(undefined).catch(() => undefined);
       }
     })();
@@ -325,6 +360,11 @@ export interface GrpcConnectionLimits {
   prefaceTimeoutMs: number;
   /** Advertised as SETTINGS_MAX_HEADER_LIST_SIZE. */
   maxHeaderListBytes: number;
+  /**
+   * TLS (and mTLS) from these files, following their rotation; undefined: plaintext. The preface
+   * is then encrypted, so `prefaceTimeoutMs` bounds the TLS handshake instead.
+   */
+  tls?: TlsWatcher;
 }
 
 /** A port that cannot be bound: names the port and the reason (e.g. EADDRINUSE). */
@@ -358,11 +398,22 @@ export function listenGrpc(server: grpc.Server, host: string, port: number, log:
   const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } };
   if (typeof internals.commonServerOptions !== "object") throw new Error("grpc-js internals changed: cannot set SETTINGS_MAX_HEADER_LIST_SIZE");
   internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, maxHeaderListSize: limits.maxHeaderListBytes };
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  if (limits.tls) {
+    // grpc-js hands these options to node's tls server too: a connection that has not finished
+    // its handshake within the limit is destroyed (node's default is 120 s). After the
+    // handshake, a session that opens no stream is closed by grpc-js's idle timeout.
+    (internals.commonServerOptions as Record<string, unknown>).handshakeTimeout = limits.prefaceTimeoutMs;
+  }
+  const injector = server.createConnectionInjector(limits.tls ? grpcServerCredentials(limits.tls) : grpc.ServerCredentials.createInsecure());
 
   const pending = new Set<net.Socket>();
   const tcp = net.createServer((socket) => {
     socket.on("error", () => undefined); // a reset before the preface is routine
+    if (limits.tls) {
+      // The TLS server reads the ClientHello itself; its handshake timeout is set above.
+      injector.injectConnection(socket);
+      return;
+    }
     pending.add(socket);
     const chunks: Buffer[] = [];
     let received = 0;
@@ -407,4 +458,35 @@ export function listenGrpc(server: grpc.Server, host: string, port: number, log:
       });
     });
   });
+}
+
+/**
+ * An addService that puts `guard` in front of every method of the services added through it:
+ * the reflection services, which need a key only with REFLECTION_REQUIRES_KEY (checkAccess
+ * decides) but share the per-address limit with every other call.
+ */
+export function guardedServices(server: Pick<grpc.Server, "addService">, guard: CallGuard, log: Logger): Pick<grpc.Server, "addService"> {
+  return {
+    addService(definition, implementation) {
+      const wrapped: grpc.UntypedServiceImplementation = {};
+      for (const [name, impl] of Object.entries(implementation)) {
+        const path = definition[name]?.path ?? name;
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        const original = impl as (call: any, callback?: any) => void;
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        wrapped[name] = ((call: any, callback?: any) => {
+          try {
+            guard.admit(path, authorizationOf(call.metadata as grpc.Metadata), peerOf(call));
+          } catch (err) {
+            const status = errorStatus(err, log, path);
+            if (typeof callback === "function") callback(status);
+            else call.emit("error", status);
+            return;
+          }
+          original(call, callback);
+        }) as grpc.UntypedHandleCall;
+      }
+      server.addService(definition, wrapped);
+    },
+  };
 }

@@ -14,12 +14,14 @@ import {
   InvalidArgumentError,
   NotFoundError,
   OverloadedError,
+  PermissionDeniedError,
   ResourceExhaustedError,
   RetryableError,
   RevisionConflictError,
   SessionTooLongError,
   ShuttingDownError,
   StoreUnavailableError,
+  UnauthenticatedError,
 } from "../domain/errors";
 import type { Logger } from "../log";
 
@@ -48,6 +50,8 @@ function codeOf(err: DomainError): Code {
   if (err instanceof SessionTooLongError) return Code.FailedPrecondition;
   if (err instanceof ResourceExhaustedError) return Code.ResourceExhausted;
   if (err instanceof OverloadedError) return Code.Unavailable;
+  if (err instanceof UnauthenticatedError) return Code.Unauthenticated;
+  if (err instanceof PermissionDeniedError) return Code.PermissionDenied;
   return Code.Internal;
 }
 

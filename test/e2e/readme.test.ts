@@ -5,9 +5,15 @@
 // shows. A watch (a command that streams) runs in the background, as in its own terminal, from
 // the moment it has printed its first message; at the end it must have printed the update the
 // section says it prints.
+// The "Securing it" section runs the same way, in a fresh directory (where scripts/ and
+// examples/ link to the repository's, as in a checkout): it makes its certificates and keys
+// file there, and its `... npm start` runs the built service with the variables it sets (on
+// free ports, which replace localhost:50051 and localhost:8080 in the commands after it).
 
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { startProcess, type ServiceProcess } from "../support/process";
 import { startTestServer, type TestServer } from "../support/server";
 import { ROOT, describeRun, run, spawnStreaming, tool, type StreamingProcess } from "../support/tools";
 
@@ -20,11 +26,11 @@ interface Command {
   output?: string;
 }
 
-/** The section "## Calling it" of README.md. */
-function section(): string {
+/** A "## <name>" section of README.md. */
+function section(name = "Calling it"): string {
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const start = readme.indexOf("\n## Calling it\n");
-  if (start < 0) throw new Error('README.md has no "## Calling it" section');
+  const start = readme.indexOf(`\n## ${name}\n`);
+  if (start < 0) throw new Error(`README.md has no "## ${name}" section`);
   const end = readme.indexOf("\n## ", start + 1);
   return readme.slice(start, end < 0 ? undefined : end);
 }
@@ -63,8 +69,8 @@ function splitCommands(block: string): Array<{ text: string; comments: string[] 
   return commands;
 }
 
-function parse(): Command[] {
-  const blocks = [...section().matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({ lang: m[1]!, body: m[2]! }));
+function parse(name?: string): Command[] {
+  const blocks = [...section(name).matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({ lang: m[1]!, body: m[2]! }));
   const commands: Command[] = [];
   blocks.forEach((block, i) => {
     if (block.lang !== "sh") return;
@@ -146,4 +152,51 @@ describe("README: Calling it", () => {
       expect(out.slice(out.indexOf('"kind": "CHANGE_KIND_UPDATED"'))).toContain('"city": "Berlin"');
     }
   });
+});
+
+describe("README: Securing it", () => {
+  const secured = parse("Securing it");
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  let service: ServiceProcess | undefined;
+
+  const localize = (text: string) =>
+    service ? text.replaceAll("localhost:50051", `localhost:${service.grpcPort}`).replaceAll("localhost:8080", `localhost:${service.httpPort}`) : text;
+
+  beforeAll(() => {
+    env = { ...process.env, PATH: `${dirname(tool("grpcurl"))}:${process.env.PATH ?? ""}` };
+    dir = mkdtempSync(join(tmpdir(), "session-readme-secure-"));
+    for (const link of ["scripts", "examples"]) symlinkSync(join(ROOT, link), join(dir, link));
+  }, 600_000);
+  afterAll(async () => {
+    await service?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("makes certificates and keys, starts the service, and calls it with grpcurl, curl and the Python client", () => {
+    const texts = secured.map((c) => squash(c.text));
+    for (const pattern of [/^openssl req -x509 /, /> keys\.json$/, /npm start$/, /^grpcurl -cacert .* list$/, /^curl .*--cacert .*https:\/\/localhost:8080\//, /scripts\/clients\.sh python --cacert /]) {
+      expect({ pattern: String(pattern), found: texts.some((t) => pattern.test(t)) }).toEqual({ pattern: String(pattern), found: true });
+    }
+  });
+
+  it.each(secured.map((c) => [title(c), c] as const))("runs: %s", async (_title, command) => {
+    const start = /^((?:[A-Z_]+=\S+\s+)+)npm start$/.exec(squash(command.text));
+    if (start) {
+      const vars = Object.fromEntries(start[1].trim().split(/\s+/).map((a) => [a.slice(0, a.indexOf("=")), join(dir, a.slice(a.indexOf("=") + 1))] as const));
+      // HOST is an address, not a file.
+      vars.HOST = start[1].match(/HOST=(\S+)/)![1];
+      service = await startProcess({ ...vars, DATA_DIR: join(dir, "data") });
+      expect(service.lines.join("\n")).toContain('"tls":"tls"');
+      return;
+    }
+    const r = await run("bash", ["-c", localize(command.text)], { env, cwd: dir, timeoutMs: 300_000 });
+    if (command.fails) {
+      expect({ failed: r.code !== 0 }).toEqual({ failed: true });
+      expect(r.stderr).toContain(`Code: ${command.fails}`);
+      if (command.output !== undefined) expect(squash(r.stderr)).toBe(squash(command.output));
+      return;
+    }
+    if (r.code !== 0) throw new Error(describeRun(`README command failed: ${command.text}`, r));
+  }, 300_000);
 });

@@ -5,7 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import { fromBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { BadRequestSchema, ErrorInfoSchema, type BadRequest, type ErrorInfo } from "../../gen/google/rpc/error_details_pb";
 import { StatusSchema } from "../../gen/google/rpc/status_pb";
 import { SessionService } from "../../gen/session/v1/session_service_pb";
@@ -49,18 +49,39 @@ function decodeGrpcError(err: grpc.ServiceError): CallError {
   return new CallError(err.code, err.details, info, bad);
 }
 
-export function grpcClient(port: number): SessionClient {
+/** TLS and an API key for a client (issue 11); without them: plaintext, no key. */
+export interface SecureOptions {
+  /** Trust this CA (PEM); with cert and key: present that client certificate (mTLS). */
+  tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
+  /** Sent as `authorization: Bearer <secret>`. */
+  secret?: string;
+}
+
+function grpcCredentials(options: SecureOptions): grpc.ChannelCredentials {
+  return options.tls ? grpc.credentials.createSsl(options.tls.ca, options.tls.key ?? null, options.tls.cert ?? null) : grpc.credentials.createInsecure();
+}
+
+function grpcMetadata(options: SecureOptions): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  if (options.secret !== undefined) metadata.set("authorization", `Bearer ${options.secret}`);
+  return metadata;
+}
+
+/** The host name clients dial: the test certificates are for localhost and 127.0.0.1. */
+const host = (options: SecureOptions): string => (options.tls ? "localhost" : "127.0.0.1");
+
+export function grpcClient(port: number, options: SecureOptions = {}): SessionClient {
   const defs = grpcDefinitions(SessionService);
   const Ctor = grpc.makeGenericClientConstructor(defs, "SessionService");
-  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & grpc.Client;
+  const client = new Ctor(`${host(options)}:${port}`, grpcCredentials(options)) as unknown as Record<string, Function> & grpc.Client;
   const out: Record<string, unknown> = { close: () => client.close() };
   for (const name of Object.keys(defs)) {
     const { create } = require("@bufbuild/protobuf") as typeof import("@bufbuild/protobuf");
     const method = SessionService.methods.find((m) => m.localName === name)!;
-    out[name] = (req: unknown, options?: { timeoutMs?: number }) =>
+    out[name] = (req: unknown, call?: { timeoutMs?: number }) =>
       new Promise((resolve, reject) => {
-        const callOptions: grpc.CallOptions = options?.timeoutMs ? { deadline: Date.now() + options.timeoutMs } : {};
-        client[name].call(client, create(method.input, req as never), new grpc.Metadata(), callOptions, (err: grpc.ServiceError | null, res: unknown) =>
+        const callOptions: grpc.CallOptions = call?.timeoutMs ? { deadline: Date.now() + call.timeoutMs } : {};
+        client[name].call(client, create(method.input, req as never), grpcMetadata(options), callOptions, (err: grpc.ServiceError | null, res: unknown) =>
           err ? reject(decodeGrpcError(err)) : resolve(res),
         );
       });
@@ -84,14 +105,41 @@ function wrapConnect(client: Client<typeof SessionService>): SessionClient {
   return out as SessionClient;
 }
 
-/** A Connect-protocol client (JSON over HTTP/1.1, like curl or a browser). */
-export function connectClient(port: number): SessionClient {
-  return wrapConnect(createClient(SessionService, createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1", useBinaryFormat: false })));
+function connectTransportOptions(port: number, options: SecureOptions) {
+  return {
+    baseUrl: `${options.tls ? "https" : "http"}://${host(options)}:${port}`,
+    nodeOptions: options.tls ? { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key } : undefined,
+    interceptors:
+      options.secret === undefined
+        ? []
+        : [
+            // eslint-disable-next-line @typescript-eslint/no-explicit-any
+            (next: any) => async (req: any) => {
+              req.header.set("authorization", `Bearer ${options.secret}`);
+              return next(req);
+            },
+          ],
+  };
 }
 
-/** A gRPC-Web client (binary over HTTP/1.1, like a browser). */
-export function grpcWebClient(port: number): SessionClient {
-  return wrapConnect(createClient(SessionService, createGrpcWebTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1" })));
+/** A Connect-protocol client (JSON over HTTP/1.1, like curl or a browser; over HTTPS with `tls`). */
+export function connectClient(port: number, options: SecureOptions = {}): SessionClient {
+  return wrapConnect(createClient(SessionService, createConnectTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1", useBinaryFormat: false })));
+}
+
+/** A Connect-protocol client over HTTP/2 (TLS only: ALPN h2), binary. */
+export function connectH2Client(port: number, options: SecureOptions): SessionClient {
+  return wrapConnect(createClient(SessionService, createConnectTransport({ ...connectTransportOptions(port, options), httpVersion: "2" })));
+}
+
+/** A gRPC-Web client (binary over HTTP/1.1, like a browser; over HTTPS with `tls`). */
+export function grpcWebClient(port: number, options: SecureOptions = {}): SessionClient {
+  return wrapConnect(createClient(SessionService, createGrpcWebTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1" })));
+}
+
+/** A gRPC-protocol client of connect-node (HTTP/2), e.g. for the gRPC protocol on the HTTP port over TLS. */
+export function connectGrpcClient(port: number, options: SecureOptions): SessionClient {
+  return wrapConnect(createClient(SessionService, createGrpcTransport({ ...connectTransportOptions(port, options) })));
 }
 
 export interface WatchStream {
@@ -103,13 +151,13 @@ export interface WatchStream {
 type WatchInit = MessageInitShape<(typeof SessionService)["method"]["watchSessions"]["input"]>;
 
 /** A WatchSessions stream over grpc-js. */
-export function grpcWatch(port: number, req: WatchInit, options: { timeoutMs?: number } = {}): WatchStream {
+export function grpcWatch(port: number, req: WatchInit, options: { timeoutMs?: number } & SecureOptions = {}): WatchStream {
   const { create } = require("@bufbuild/protobuf") as typeof import("@bufbuild/protobuf");
   const defs = grpcDefinitions(SessionService);
   const Ctor = grpc.makeGenericClientConstructor(defs, "SessionService");
-  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & grpc.Client;
+  const client = new Ctor(`${host(options)}:${port}`, grpcCredentials(options)) as unknown as Record<string, Function> & grpc.Client;
   const callOptions: grpc.CallOptions = options.timeoutMs ? { deadline: Date.now() + options.timeoutMs } : {};
-  const call = client.watchSessions.call(client, create(SessionService.method.watchSessions.input, req), new grpc.Metadata(), callOptions) as grpc.ClientReadableStream<never>;
+  const call = client.watchSessions.call(client, create(SessionService.method.watchSessions.input, req), grpcMetadata(options), callOptions) as grpc.ClientReadableStream<never>;
   async function* iterate() {
     try {
       for await (const msg of call) yield msg;
@@ -123,8 +171,8 @@ export function grpcWatch(port: number, req: WatchInit, options: { timeoutMs?: n
 }
 
 /** A WatchSessions stream over the Connect protocol (HTTP/1.1, as a browser would). */
-export function connectWatch(port: number, req: WatchInit, options: { timeoutMs?: number } = {}): WatchStream {
-  const client = createClient(SessionService, createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1" }));
+export function connectWatch(port: number, req: WatchInit, options: { timeoutMs?: number } & SecureOptions = {}): WatchStream {
+  const client = createClient(SessionService, createConnectTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1" }));
   const abort = new AbortController();
   async function* iterate() {
     try {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, type Config } from "../../src/config";
 import { createLogger } from "../../src/log";
-import { startServer, type RunningServer } from "../../src/server";
+import { startServer, type RunningServer, type StartOptions } from "../../src/server";
 
 export type StoreKind = "sqlite" | "mongodb";
 
@@ -29,10 +29,10 @@ export function testEnv(kind: StoreKind, extra: Record<string, string> = {}): Re
   return env;
 }
 
-export async function startTestServer(kind: StoreKind, extra: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(kind: StoreKind, extra: Record<string, string> = {}, options: StartOptions = {}): Promise<TestServer> {
   const dataDir = extra.DATA_DIR ?? mkdtempSync(join(tmpdir(), "session-e2e-"));
   const config = loadConfig({ DATA_DIR: dataDir, ...testEnv(kind, extra) });
-  const server = await startServer(config, createLogger(config.logLevel));
+  const server = await startServer(config, createLogger(config.logLevel), undefined, options);
   return {
     ...server,
     config,

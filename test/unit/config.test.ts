@@ -24,6 +24,15 @@ const LIMIT_DEFAULTS = {
   httpKeepAliveTimeoutMs: 5000,
 };
 
+/** The security settings' defaults: loopback, plaintext, no keys (README configuration table). */
+const SECURITY_DEFAULTS = {
+  tls: undefined,
+  authKeysFile: undefined,
+  rateLimitPerAddress: undefined,
+  reflectionRequiresKey: false,
+  allowInsecure: false,
+};
+
 describe("loadConfig", () => {
   it("gives the documented defaults for an empty environment", () => {
     expect(loadConfig({})).toEqual({
@@ -43,7 +52,7 @@ describe("loadConfig", () => {
       logLevel: "info",
       maxMessageBytes: 1024 * 1024,
       shutdownGraceMs: 10000,
-      corsOrigins: ["*"],
+      corsOrigins: [],
       watchPollMs: 100,
       watchBufferSize: 4096,
       watchRetentionMs: 24 * 3600_000,
@@ -53,6 +62,7 @@ describe("loadConfig", () => {
       sessionMaxDurationMs: 24 * 3600_000,
       sessionExpiryIntervalMs: 60_000,
       ...LIMIT_DEFAULTS,
+      ...SECURITY_DEFAULTS,
       maxSessionBytes: 256 * 1024,
       maxMaskPaths: 1000,
       maxStringLength: 8192,
@@ -66,11 +76,11 @@ describe("loadConfig", () => {
       ["HOST", "GRPC_PORT", "HTTP_PORT", "DATA_DIR", "MONGODB_URI", "MONGODB_DATABASE", "MONGODB_WRITE_CONCERN", "MONGODB_RETENTION_DAYS",
         "STORE_TIMEOUT_MS", "SQLITE_READERS", "SQLITE_QUEUE_LIMIT", "HEALTH_PROBE_INTERVAL_MS", "HEALTH_PROBE_TIMEOUT_MS", "LOG_LEVEL", "MAX_MESSAGE_BYTES", "SHUTDOWN_GRACE_MS", "WATCH_POLL_MS", "WATCH_BUFFER_SIZE", "WATCH_RETENTION_HOURS",
         "SESSION_IDLE_TIMEOUT", "SESSION_MAX_DURATION", "SESSION_EXPIRY_INTERVAL",
-        "MAX_SESSION_BYTES", "MAX_MASK_PATHS", "MAX_STRING_LENGTH", "MAX_FREE_FORM_KEYS"].map((k) => [k, ""]),
+        "MAX_SESSION_BYTES", "MAX_MASK_PATHS", "MAX_STRING_LENGTH", "MAX_FREE_FORM_KEYS", "CORS_ORIGINS",
+        "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE", "AUTH_KEYS_FILE", "RATE_LIMIT_PER_ADDRESS", "REFLECTION_REQUIRES_KEY",
+        "ALLOW_INSECURE"].map((k) => [k, ""]),
     );
-    const { corsOrigins: _ignored, ...rest } = loadConfig(empty);
-    const { corsOrigins: _ignored2, ...defaults } = loadConfig({});
-    expect(rest).toEqual(defaults);
+    expect(loadConfig(empty)).toEqual(loadConfig({}));
   });
 
   it("reads every variable", () => {
@@ -104,6 +114,12 @@ describe("loadConfig", () => {
       SESSION_IDLE_TIMEOUT: "45m",
       SESSION_MAX_DURATION: "12h",
       SESSION_EXPIRY_INTERVAL: "1500ms",
+      TLS_CERT_FILE: "/etc/sessions/tls.crt",
+      TLS_KEY_FILE: "/etc/sessions/tls.key",
+      TLS_CLIENT_CA_FILE: "/etc/sessions/clients-ca.crt",
+      AUTH_KEYS_FILE: "/etc/sessions/keys.json",
+      RATE_LIMIT_PER_ADDRESS: "200",
+      REFLECTION_REQUIRES_KEY: "true",
     });
     expect(cfg).toEqual({
       host: "0.0.0.0",
@@ -136,6 +152,11 @@ describe("loadConfig", () => {
       sessionMaxDurationMs: 12 * 3600_000,
       sessionExpiryIntervalMs: 1500,
       ...LIMIT_DEFAULTS,
+      tls: { certFile: "/etc/sessions/tls.crt", keyFile: "/etc/sessions/tls.key", clientCaFile: "/etc/sessions/clients-ca.crt" },
+      authKeysFile: "/etc/sessions/keys.json",
+      rateLimitPerAddress: 200,
+      reflectionRequiresKey: true,
+      allowInsecure: false,
     });
   });
 
@@ -328,5 +349,65 @@ describe("loadConfig: MONGODB_URI is parsed by the driver at start", () => {
     const err = configError({ MONGODB_URI: uri });
     expect(err.message).toContain("MONGODB_URI");
     for (const secret of secrets) expect(err.message).not.toContain(secret);
+  });
+});
+
+describe("loadConfig: security (TLS, keys, safe defaults, CORS)", () => {
+  const TLS = { TLS_CERT_FILE: "/c.crt", TLS_KEY_FILE: "/c.key" };
+
+  it("reads TLS with and without a client CA", () => {
+    expect(loadConfig(TLS).tls).toEqual({ certFile: "/c.crt", keyFile: "/c.key" });
+    expect(loadConfig({ ...TLS, TLS_CLIENT_CA_FILE: "/ca.crt" }).tls).toEqual({ certFile: "/c.crt", keyFile: "/c.key", clientCaFile: "/ca.crt" });
+  });
+
+  it.each([
+    [{ TLS_CERT_FILE: "/c.crt" }, "TLS_KEY_FILE"],
+    [{ TLS_KEY_FILE: "/c.key" }, "TLS_CERT_FILE"],
+    [{ TLS_CLIENT_CA_FILE: "/ca.crt" }, "TLS_CLIENT_CA_FILE"],
+  ])("refuses incomplete TLS settings %j, naming %s", (env, name) => {
+    expect(configError(env).message).toContain(name);
+  });
+
+  it.each(["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"])("runs open and plaintext on the loopback host %s", (host) => {
+    expect(loadConfig({ HOST: host })).toMatchObject({ host, tls: undefined, authKeysFile: undefined });
+  });
+
+  it.each([
+    [{}, ["TLS_CERT_FILE", "TLS_KEY_FILE", "AUTH_KEYS_FILE", "ALLOW_INSECURE=true"]],
+    [{ AUTH_KEYS_FILE: "/k.json" }, ["TLS_CERT_FILE", "TLS_KEY_FILE", "ALLOW_INSECURE=true"]],
+    [TLS, ["AUTH_KEYS_FILE", "ALLOW_INSECURE=true"]],
+  ])("refuses a non-loopback HOST without TLS and keys (%j), saying what to set", (env, words) => {
+    for (const host of ["0.0.0.0", "10.1.2.3", "::", "sessions.internal"]) {
+      const message = configError({ HOST: host, ...env }).message;
+      expect(message).toContain(`HOST=${host}`);
+      for (const w of words) expect(message).toContain(w);
+    }
+  });
+
+  it("starts on a non-loopback HOST with TLS and keys, or with ALLOW_INSECURE=true", () => {
+    expect(loadConfig({ HOST: "0.0.0.0", ...TLS, AUTH_KEYS_FILE: "/k.json" }).allowInsecure).toBe(false);
+    expect(loadConfig({ HOST: "0.0.0.0", ALLOW_INSECURE: "true" })).toMatchObject({ host: "0.0.0.0", allowInsecure: true, tls: undefined });
+    expect(loadConfig({ ALLOW_INSECURE: "false" }).allowInsecure).toBe(false);
+  });
+
+  it("reads CORS_ORIGINS: none by default, listed origins, or * alone", () => {
+    expect(loadConfig({}).corsOrigins).toEqual([]);
+    expect(loadConfig({ CORS_ORIGINS: "https://app.example, http://localhost:3000" }).corsOrigins).toEqual(["https://app.example", "http://localhost:3000"]);
+    expect(loadConfig({ CORS_ORIGINS: "*" }).corsOrigins).toEqual(["*"]);
+  });
+
+  it.each([
+    ["CORS_ORIGINS", "*, https://app.example"],
+    ["CORS_ORIGINS", "https://app.example/"],
+    ["CORS_ORIGINS", "https://app.example/path"],
+    ["CORS_ORIGINS", "app.example"],
+    ["CORS_ORIGINS", "ftp://app.example"],
+    ["ALLOW_INSECURE", "yes"],
+    ["ALLOW_INSECURE", "TRUE"],
+    ["REFLECTION_REQUIRES_KEY", "1"],
+    ["RATE_LIMIT_PER_ADDRESS", "0"],
+    ["RATE_LIMIT_PER_ADDRESS", "fast"],
+  ])("rejects %s=%j naming the variable", (name, value) => {
+    expect(configError({ [name]: value }).message).toContain(name);
   });
 });
