@@ -4,6 +4,7 @@
 import { Code } from "@connectrpc/connect";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { CallError, connectClient, grpcClient, grpcWebClient, type SessionClient } from "../support/clients";
+import { expectCallError } from "../support/expect";
 import { startTestServer, type StoreKind, type TestServer } from "../support/server";
 
 const IPHONE_UA =
@@ -14,21 +15,6 @@ const PROTOCOLS: Array<[string, (s: TestServer) => SessionClient]> = [
   ["grpc-js", (s) => grpcClient(s.grpcPort)],
   ["connect", (s) => connectClient(s.httpPort)],
 ];
-
-async function expectError(call: Promise<unknown>, code: Code, field?: string): Promise<CallError> {
-  const err = await call.then(
-    () => {
-      throw new Error(`expected ${Code[code]}, got success`);
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CallError);
-  const e = err as CallError;
-  expect({ code: Code[e.code], message: e.message }).toEqual({ code: Code[code], message: expect.any(String) });
-  expect(e.errorInfo?.domain).toBe("session.v1");
-  if (field !== undefined) expect(e.fields).toContain(field);
-  return e;
-}
 
 describe.each(STORES)("SessionService on %s", (store) => {
   let server: TestServer;
@@ -48,7 +34,7 @@ describe.each(STORES)("SessionService on %s", (store) => {
     afterAll(() => client.close());
     // After every test, including the bad-input ones, the server still serves.
     afterEach(async () => {
-      await expectError(client.getSession({ id: "no-such-session" }), Code.NotFound);
+      await expectCallError(client.getSession({ id: "no-such-session" }), Code.NotFound);
     });
 
     it("creates an enriched session from the user agent and page URL", async () => {
@@ -111,7 +97,7 @@ describe.each(STORES)("SessionService on %s", (store) => {
       const replay = (await client.createSession({ session: { id }, requestId: `req-${id}` })).session!;
       expect(replay.id).toBe(id);
       expect(replay.revision).toBe(first.revision);
-      const e = await expectError(client.createSession({ session: { id } }), Code.AlreadyExists);
+      const e = await expectCallError(client.createSession({ session: { id } }), Code.AlreadyExists);
       expect(e.errorInfo?.reason).toBe("SESSION_ALREADY_EXISTS");
       // A retried request_id without an id returns the session it made the first time.
       const rid = `req-anon-${id}`;
@@ -121,14 +107,14 @@ describe.each(STORES)("SessionService on %s", (store) => {
     });
 
     it("rejects bad ids and keys with the field named", async () => {
-      await expectError(client.createSession({ session: { id: "has space" } }), Code.InvalidArgument, "session.id");
-      await expectError(client.createSession({ session: { id: "x".repeat(200) } }), Code.InvalidArgument, "session.id");
-      await expectError(client.createSession({ session: { properties: { $where: 1 } } }), Code.InvalidArgument, "session.properties");
-      await expectError(client.createSession({ session: { traits: { a: { "b.c": 1 } } } }), Code.InvalidArgument, "session.traits.a");
-      await expectError(client.createSession({ session: { context: { "nul\0": 1 } } }), Code.InvalidArgument, "session.context");
-      await expectError(client.createSession({ session: { metadata: { aux: { $x: 1 } } } }), Code.InvalidArgument, "session.metadata.aux");
-      await expectError(client.createSession({ pageUrl: "not a url at all" }), Code.InvalidArgument, "page_url");
-      await expectError(client.getSession({ id: "" }), Code.InvalidArgument, "id");
+      await expectCallError(client.createSession({ session: { id: "has space" } }), Code.InvalidArgument, "session.id");
+      await expectCallError(client.createSession({ session: { id: "x".repeat(200) } }), Code.InvalidArgument, "session.id");
+      await expectCallError(client.createSession({ session: { properties: { $where: 1 } } }), Code.InvalidArgument, "session.properties");
+      await expectCallError(client.createSession({ session: { traits: { a: { "b.c": 1 } } } }), Code.InvalidArgument, "session.traits.a");
+      await expectCallError(client.createSession({ session: { context: { "nul\0": 1 } } }), Code.InvalidArgument, "session.context");
+      await expectCallError(client.createSession({ session: { metadata: { aux: { $x: 1 } } } }), Code.InvalidArgument, "session.metadata.aux");
+      await expectCallError(client.createSession({ pageUrl: "not a url at all" }), Code.InvalidArgument, "page_url");
+      await expectCallError(client.getSession({ id: "" }), Code.InvalidArgument, "id");
     });
 
     it("updates only the masked paths and bumps the revision", async () => {
@@ -208,29 +194,29 @@ describe.each(STORES)("SessionService on %s", (store) => {
 
     it("answers ABORTED for a stale expected_revision and applies a current one", async () => {
       const created = (await client.createSession({})).session!;
-      const e = await expectError(
+      const e = await expectCallError(
         client.updateSession({ session: { id: created.id }, updateMask: { paths: ["traits"] }, expectedRevision: created.revision - 1n }),
         Code.Aborted,
       );
       expect(e.errorInfo?.reason).toBe("REVISION_MISMATCH");
       const ok = (await client.updateSession({ session: { id: created.id, traits: { t: 1 } }, updateMask: { paths: ["traits"] }, expectedRevision: created.revision })).session!;
       expect(ok.traits).toEqual({ t: 1 });
-      await expectError(client.deleteSession({ id: created.id, expectedRevision: created.revision }), Code.Aborted);
+      await expectCallError(client.deleteSession({ id: created.id, expectedRevision: created.revision }), Code.Aborted);
     });
 
     it("rejects bad updates with the field named", async () => {
       const created = (await client.createSession({})).session!;
       const upd = (paths: string[]) => client.updateSession({ session: { id: created.id }, updateMask: { paths } });
-      await expectError(upd(["nope"]), Code.InvalidArgument, "update_mask");
-      await expectError(upd(["metadata.time.insert"]), Code.InvalidArgument, "update_mask");
-      await expectError(upd(["revision"]), Code.InvalidArgument, "update_mask");
-      await expectError(upd(["id"]), Code.InvalidArgument, "update_mask");
-      await expectError(upd([]), Code.InvalidArgument, "update_mask");
-      await expectError(upd(["properties.$set"]), Code.InvalidArgument, "update_mask");
-      await expectError(client.updateSession({ session: { id: "" }, updateMask: { paths: ["traits"] } }), Code.InvalidArgument, "session.id");
-      await expectError(client.updateSession({ session: { id: created.id }, updateMask: { paths: ["traits"] }, expectedRevision: -1n }), Code.InvalidArgument, "expected_revision");
-      await expectError(client.updateSession({ session: { id: "missing-x" }, updateMask: { paths: ["traits"] } }), Code.NotFound);
-      await expectError(
+      await expectCallError(upd(["nope"]), Code.InvalidArgument, "update_mask");
+      await expectCallError(upd(["metadata.time.insert"]), Code.InvalidArgument, "update_mask");
+      await expectCallError(upd(["revision"]), Code.InvalidArgument, "update_mask");
+      await expectCallError(upd(["id"]), Code.InvalidArgument, "update_mask");
+      await expectCallError(upd([]), Code.InvalidArgument, "update_mask");
+      await expectCallError(upd(["properties.$set"]), Code.InvalidArgument, "update_mask");
+      await expectCallError(client.updateSession({ session: { id: "" }, updateMask: { paths: ["traits"] } }), Code.InvalidArgument, "session.id");
+      await expectCallError(client.updateSession({ session: { id: created.id }, updateMask: { paths: ["traits"] }, expectedRevision: -1n }), Code.InvalidArgument, "expected_revision");
+      await expectCallError(client.updateSession({ session: { id: "missing-x" }, updateMask: { paths: ["traits"] } }), Code.NotFound);
+      await expectCallError(
         client.updateSession({ session: { id: created.id, properties: { "a.b": 1 } }, updateMask: { paths: ["properties"] } }),
         Code.InvalidArgument,
         "session.properties",
@@ -254,9 +240,9 @@ describe.each(STORES)("SessionService on %s", (store) => {
       const created = (await client.createSession({})).session!;
       const { revision } = await client.deleteSession({ id: created.id, expectedRevision: created.revision });
       expect(revision).toBeGreaterThan(created.revision);
-      await expectError(client.getSession({ id: created.id }), Code.NotFound);
-      await expectError(client.deleteSession({ id: created.id }), Code.NotFound);
-      await expectError(client.deleteSession({ id: "" }), Code.InvalidArgument, "id");
+      await expectCallError(client.getSession({ id: created.id }), Code.NotFound);
+      await expectCallError(client.deleteSession({ id: created.id }), Code.NotFound);
+      await expectCallError(client.deleteSession({ id: "" }), Code.InvalidArgument, "id");
     });
 
     it("lists newest first with filters and stable paging", async () => {
@@ -287,10 +273,10 @@ describe.each(STORES)("SessionService on %s", (store) => {
       const from = await client.listSessions({ profileId: profile, insertTo: first.metadata!.time!.insert });
       expect(from.sessions).toEqual([]);
 
-      await expectError(client.listSessions({ pageSize: -1 }), Code.InvalidArgument, "page_size");
-      await expectError(client.listSessions({ pageToken: "garbage!" }), Code.InvalidArgument, "page_token");
+      await expectCallError(client.listSessions({ pageSize: -1 }), Code.InvalidArgument, "page_size");
+      await expectCallError(client.listSessions({ pageToken: "garbage!" }), Code.InvalidArgument, "page_token");
       const page1 = await client.listSessions({ profileId: profile, pageSize: 1 });
-      await expectError(client.listSessions({ profileId: "other", pageToken: page1.nextPageToken }), Code.InvalidArgument, "page_token");
+      await expectCallError(client.listSessions({ profileId: "other", pageToken: page1.nextPageToken }), Code.InvalidArgument, "page_token");
     });
 
     it("rejects a message over the size limit and keeps serving", async () => {
@@ -308,7 +294,7 @@ describe.each(STORES)("SessionService on %s", (store) => {
     const web = grpcWebClient(server.httpPort);
     const created = (await web.createSession({ userAgent: IPHONE_UA })).session!;
     expect(created.os?.name).toBe("iOS");
-    await expectError(web.getSession({ id: "" }), Code.InvalidArgument, "id");
+    await expectCallError(web.getSession({ id: "" }), Code.InvalidArgument, "id");
   });
 
   it("keeps sessions across a restart", async () => {

@@ -9,23 +9,12 @@ import { Code } from "@connectrpc/connect";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Session } from "../../gen/session/v1/session_pb";
 import { ChangeKind, StatsGroupBy, type WatchSessionsResponse } from "../../gen/session/v1/session_service_pb";
-import { CallError, connectClient, grpcClient, grpcWatch, type SessionClient, type WatchStream } from "../support/clients";
+import { connectClient, grpcClient, grpcWatch, type SessionClient, type WatchStream } from "../support/clients";
+import { expectCallError } from "../support/expect";
 import { startTestServer, type StoreKind, type TestServer } from "../support/server";
 
 const STORES: StoreKind[] = (process.env.E2E_STORES ?? "sqlite,mongodb").split(",") as StoreKind[];
 const rid = () => Math.random().toString(36).slice(2, 10);
-
-async function expectError(call: Promise<unknown>, code: Code, field?: string): Promise<CallError> {
-  const err = await call.then(
-    () => new Error(`expected ${Code[code]}, got success`),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CallError);
-  const e = err as CallError;
-  expect(Code[e.code]).toBe(Code[code]);
-  if (field !== undefined) expect(e.fields).toContain(field);
-  return e;
-}
 
 /** The next change on a stream (progress heartbeats skipped). */
 async function nextChange(it: AsyncIterator<WatchSessionsResponse>): Promise<{ kind: ChangeKind; session: Session }> {
@@ -99,11 +88,11 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
       const { session } = await t.client.createSession({ session: {} });
       const s = session!;
       const insert = timestampDate(s.metadata!.time!.insert!);
-      await expectError(t.client.touchSession({ id: "" }), Code.InvalidArgument, "id");
-      await expectError(t.client.touchSession({ id: s.id, pageUrl: "/relative" }), Code.InvalidArgument, "page_url");
-      await expectError(t.client.touchSession({ id: s.id, at: timestampFromDate(new Date(insert.getTime() - 1000)) }), Code.InvalidArgument, "at");
-      await expectError(t.client.touchSession({ id: s.id, at: timestampFromDate(new Date(Date.now() + 3600_000)) }), Code.InvalidArgument, "at");
-      await expectError(t.client.touchSession({ id: "no-such-session" }), Code.NotFound);
+      await expectCallError(t.client.touchSession({ id: "" }), Code.InvalidArgument, "id");
+      await expectCallError(t.client.touchSession({ id: s.id, pageUrl: "/relative" }), Code.InvalidArgument, "page_url");
+      await expectCallError(t.client.touchSession({ id: s.id, at: timestampFromDate(new Date(insert.getTime() - 1000)) }), Code.InvalidArgument, "at");
+      await expectCallError(t.client.touchSession({ id: s.id, at: timestampFromDate(new Date(Date.now() + 3600_000)) }), Code.InvalidArgument, "at");
+      await expectCallError(t.client.touchSession({ id: "no-such-session" }), Code.NotFound);
       // Nothing was written by the rejected calls.
       expect((await t.client.getSession({ id: s.id })).session!.revision).toBe(s.revision);
     });
@@ -116,7 +105,7 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
       expect(session!.previousSessionId).toBeUndefined();
       expect(session!.activity).toMatchObject({ pageViews: 0, endReason: "" });
       for (const path of ["session_index", "previous_session_id", "activity.page_views", "merged_from_profile_ids"]) {
-        await expectError(t.client.updateSession({ session: { id: session!.id }, updateMask: { paths: [path] } }), Code.InvalidArgument, "update_mask");
+        await expectCallError(t.client.updateSession({ session: { id: session!.id }, updateMask: { paths: [path] } }), Code.InvalidArgument, "update_mask");
       }
     });
   });
@@ -170,7 +159,7 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
       } finally {
         watch.cancel();
       }
-      const e = await expectError(t.client.touchSession({ id: s.id }), Code.FailedPrecondition);
+      const e = await expectCallError(t.client.touchSession({ id: s.id }), Code.FailedPrecondition);
       expect(e.errorInfo?.reason).toBe("SESSION_TOO_LONG");
       expect((await t.client.getSession({ id: s.id })).session!.metadata!.status).toBe("ended");
     });
@@ -267,10 +256,10 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
     });
 
     it("rejects bad merges with the field named", async () => {
-      await expectError(ca.mergeProfiles({ sourceProfileIds: [], targetProfileId: "t" }), Code.InvalidArgument, "source_profile_ids");
-      await expectError(ca.mergeProfiles({ sourceProfileIds: ["a"], targetProfileId: "" }), Code.InvalidArgument, "target_profile_id");
-      await expectError(ca.mergeProfiles({ sourceProfileIds: ["a", "t"], targetProfileId: "t" }), Code.InvalidArgument, "source_profile_ids[1]");
-      await expectError(ca.mergeProfiles({ sourceProfileIds: ["bad id"], targetProfileId: "t" }), Code.InvalidArgument, "source_profile_ids[0]");
+      await expectCallError(ca.mergeProfiles({ sourceProfileIds: [], targetProfileId: "t" }), Code.InvalidArgument, "source_profile_ids");
+      await expectCallError(ca.mergeProfiles({ sourceProfileIds: ["a"], targetProfileId: "" }), Code.InvalidArgument, "target_profile_id");
+      await expectCallError(ca.mergeProfiles({ sourceProfileIds: ["a", "t"], targetProfileId: "t" }), Code.InvalidArgument, "source_profile_ids[1]");
+      await expectCallError(ca.mergeProfiles({ sourceProfileIds: ["bad id"], targetProfileId: "t" }), Code.InvalidArgument, "source_profile_ids[0]");
     });
   });
 
@@ -343,7 +332,7 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
       expect([later.total, later.onlineNow]).toEqual([0n, 0n]);
       const tiny = await t.client.getSessionStats({ onlineWindow: { seconds: 0n, nanos: 1_000_000 } });
       expect([tiny.total, tiny.onlineNow]).toEqual([30n, 0n]);
-      await expectError(t.client.getSessionStats({ onlineWindow: { seconds: 2n * 86_400n, nanos: 0 } }), Code.InvalidArgument, "online_window");
+      await expectCallError(t.client.getSessionStats({ onlineWindow: { seconds: 2n * 86_400n, nanos: 0 } }), Code.InvalidArgument, "online_window");
     });
   });
 });

@@ -6,30 +6,12 @@
 // encoded).
 
 import { Code } from "@connectrpc/connect";
-import { CallError, connectClient, grpcClient, grpcWatch, type SessionClient } from "../support/clients";
+import { connectClient, grpcClient, grpcWatch, type SessionClient } from "../support/clients";
+import { expectCallError } from "../support/expect";
 import { startTestServer, type StoreKind, type TestServer } from "../support/server";
 
 const STORES: StoreKind[] = (process.env.E2E_STORES ?? "sqlite,mongodb").split(",") as StoreKind[];
 const MAX_SECONDS = 253_402_300_799n; // 9999-12-31T23:59:59Z
-
-async function expectError(call: Promise<unknown>, code: Code, field?: string): Promise<CallError> {
-  const err = await call.then(
-    () => {
-      throw new Error(`expected ${Code[code]}, got success`);
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CallError);
-  const e = err as CallError;
-  expect(Code[e.code]).toBe(Code[code]);
-  expect(e.errorInfo?.domain).toBe("session.v1");
-  if (field !== undefined) {
-    // INVALID_ARGUMENT names the field in BadRequest, RESOURCE_EXHAUSTED in ErrorInfo metadata.
-    if (code === Code.InvalidArgument) expect(e.fields).toContain(field);
-    else expect(e.errorInfo?.metadata.field).toBe(field);
-  }
-  return e;
-}
 
 /** A Connect call with a hand-written JSON body (what a JSON client can send that ours cannot encode). */
 async function connectJson(port: number, method: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
@@ -85,7 +67,7 @@ describe.each(STORES)("input limits on %s", (store) => {
 
   /** The call wrote nothing: `id` does not exist, on both protocols. */
   async function expectAbsent(id: string): Promise<void> {
-    for (const [, c] of clients) await expectError(c.getSession({ id }), Code.NotFound);
+    for (const [, c] of clients) await expectCallError(c.getSession({ id }), Code.NotFound);
   }
 
   /** The session is still at `revision`, readable on both protocols. */
@@ -104,7 +86,7 @@ describe.each(STORES)("input limits on %s", (store) => {
       const id = uid("mask");
       const { revision } = (await c.createSession({ session: { id } })).session!;
       const paths = Array.from({ length: 50_000 }, (_, i) => `properties.k${i}`);
-      const e = await expectError(c.updateSession({ session: { id }, updateMask: { paths } }), Code.InvalidArgument, "update_mask");
+      const e = await expectCallError(c.updateSession({ session: { id }, updateMask: { paths } }), Code.InvalidArgument, "update_mask");
       expect(e.message).toMatch(/MAX_MASK_PATHS/);
       await expectRevision(id, revision);
     });
@@ -122,14 +104,14 @@ describe.each(STORES)("input limits on %s", (store) => {
     it.each([["grpc"], ["connect"]])("names the field of an over-long string or too many keys over %s, writing nothing", async (name) => {
       const c = name === "grpc" ? grpc : connect;
       const id = uid("dim");
-      await expectError(c.createSession({ session: { id }, userAgent: "M".repeat(9000) }), Code.InvalidArgument, "user_agent");
-      await expectError(c.createSession({ session: { id }, pageUrl: `https://a.example/?q=${"x".repeat(9000)}` }), Code.InvalidArgument, "page_url");
-      await expectError(c.createSession({ session: { id, device: { geo: { city: "c".repeat(9000) } } } }), Code.InvalidArgument, "session.device.geo.city");
+      await expectCallError(c.createSession({ session: { id }, userAgent: "M".repeat(9000) }), Code.InvalidArgument, "user_agent");
+      await expectCallError(c.createSession({ session: { id }, pageUrl: `https://a.example/?q=${"x".repeat(9000)}` }), Code.InvalidArgument, "page_url");
+      await expectCallError(c.createSession({ session: { id, device: { geo: { city: "c".repeat(9000) } } } }), Code.InvalidArgument, "session.device.geo.city");
       const wide = Object.fromEntries(Array.from({ length: 10_001 }, (_, i) => [`k${i}`, i]));
-      await expectError(c.createSession({ session: { id, properties: wide } }), Code.InvalidArgument, "session.properties");
-      await expectError(c.createSession({ session: { id, profile: { id: "p", metadata: { list: Array.from({ length: 10_001 }, () => 1) } } } }), Code.InvalidArgument, "session.profile.metadata");
-      await expectError(c.listSessions({ channel: "c".repeat(9000) }), Code.InvalidArgument, "channel");
-      await expectError(c.mergeProfiles({ targetProfileId: "t", sourceProfileIds: Array.from({ length: 101 }, (_, i) => `s${i}`) }), Code.InvalidArgument, "source_profile_ids");
+      await expectCallError(c.createSession({ session: { id, properties: wide } }), Code.InvalidArgument, "session.properties");
+      await expectCallError(c.createSession({ session: { id, profile: { id: "p", metadata: { list: Array.from({ length: 10_001 }, () => 1) } } } }), Code.InvalidArgument, "session.profile.metadata");
+      await expectCallError(c.listSessions({ channel: "c".repeat(9000) }), Code.InvalidArgument, "channel");
+      await expectCallError(c.mergeProfiles({ targetProfileId: "t", sourceProfileIds: Array.from({ length: 101 }, (_, i) => `s${i}`) }), Code.InvalidArgument, "source_profile_ids");
       await expectAbsent(id);
     });
   });
@@ -138,7 +120,7 @@ describe.each(STORES)("input limits on %s", (store) => {
     it.each([["grpc"], ["connect"]])("refuses a create over MAX_SESSION_BYTES over %s, writing nothing", async (name) => {
       const c = name === "grpc" ? grpc : connect;
       const id = uid("big");
-      const e = await expectError(c.createSession({ session: { id, properties: { blob: "x".repeat(300_000) } } }), Code.ResourceExhausted, "session.properties");
+      const e = await expectCallError(c.createSession({ session: { id, properties: { blob: "x".repeat(300_000) } } }), Code.ResourceExhausted, "session.properties");
       expect(e.errorInfo?.reason).toBe("SESSION_TOO_LARGE");
       await expectAbsent(id);
     });
@@ -147,7 +129,7 @@ describe.each(STORES)("input limits on %s", (store) => {
       const id = uid("grow");
       const { revision } = (await grpc.createSession({ session: { id, properties: { a: "a".repeat(150_000) } } })).session!;
       for (const [, c] of clients) {
-        await expectError(
+        await expectCallError(
           c.updateSession({ session: { id, properties: { b: "b".repeat(150_000) } }, updateMask: { paths: ["properties.b"] } }),
           Code.ResourceExhausted,
           "session.properties",
@@ -160,7 +142,7 @@ describe.each(STORES)("input limits on %s", (store) => {
       const c = name === "grpc" ? grpc : connect;
       const id = uid("touch");
       const { revision } = (await c.createSession({ session: { id } })).session!;
-      await expectError(c.touchSession({ id, pageUrl: `https://a.example/?q=${"x".repeat(1_000_000)}` }), Code.InvalidArgument, "page_url");
+      await expectCallError(c.touchSession({ id, pageUrl: `https://a.example/?q=${"x".repeat(1_000_000)}` }), Code.InvalidArgument, "page_url");
       await expectRevision(id, revision);
     });
 
@@ -168,7 +150,7 @@ describe.each(STORES)("input limits on %s", (store) => {
       const id = uid("touch-full");
       const { revision } = (await grpc.createSession({ session: { id, properties: { blob: "x".repeat(250_000) } } })).session!;
       const url = `https://a.example/?q=${"x".repeat(8000)}`;
-      for (const [, c] of clients) await expectError(c.touchSession({ id, pageUrl: url }), Code.ResourceExhausted, "page_url");
+      for (const [, c] of clients) await expectCallError(c.touchSession({ id, pageUrl: url }), Code.ResourceExhausted, "page_url");
       await expectRevision(id, revision);
       // A touch without a page still records the activity.
       expect((await grpc.touchSession({ id })).session?.revision).toBeGreaterThan(revision);
@@ -183,7 +165,7 @@ describe.each(STORES)("input limits on %s", (store) => {
       ["nanos of a second", 1_700_000_000n, 1_000_000_000],
     ])("rejects a create time of %s over gRPC, writing nothing", async (_name, seconds, nanos) => {
       const id = uid("ts");
-      await expectError(
+      await expectCallError(
         grpc.createSession({ session: { id, metadata: { time: { create: { seconds, nanos } } } } }),
         Code.InvalidArgument,
         "session.metadata.time.create",
@@ -194,12 +176,12 @@ describe.each(STORES)("input limits on %s", (store) => {
     it("rejects out-of-range touch, list and stats bounds, naming the field", async () => {
       const id = uid("ts-touch");
       const { revision } = (await grpc.createSession({ session: { id } })).session!;
-      await expectError(grpc.touchSession({ id, at: { seconds: 2n ** 62n } }), Code.InvalidArgument, "at");
-      await expectError(grpc.touchSession({ id, at: { seconds: 1n, nanos: -5 } }), Code.InvalidArgument, "at");
+      await expectCallError(grpc.touchSession({ id, at: { seconds: 2n ** 62n } }), Code.InvalidArgument, "at");
+      await expectCallError(grpc.touchSession({ id, at: { seconds: 1n, nanos: -5 } }), Code.InvalidArgument, "at");
       await expectRevision(id, revision);
-      await expectError(grpc.listSessions({ insertFrom: { seconds: 2n ** 62n } }), Code.InvalidArgument, "insert_from");
-      await expectError(grpc.listSessions({ insertTo: { seconds: -(2n ** 62n) } }), Code.InvalidArgument, "insert_to");
-      await expectError(grpc.getSessionStats({ since: { seconds: MAX_SECONDS + 1n } }), Code.InvalidArgument, "since");
+      await expectCallError(grpc.listSessions({ insertFrom: { seconds: 2n ** 62n } }), Code.InvalidArgument, "insert_from");
+      await expectCallError(grpc.listSessions({ insertTo: { seconds: -(2n ** 62n) } }), Code.InvalidArgument, "insert_to");
+      await expectCallError(grpc.getSessionStats({ since: { seconds: MAX_SECONDS + 1n } }), Code.InvalidArgument, "since");
     });
 
     it("stores the largest Connect JSON create time to the millisecond and reads it back on both protocols", async () => {
@@ -276,8 +258,8 @@ describe.each(STORES)("input limits on %s", (store) => {
       })()).rejects.toMatchObject({ code: Code.InvalidArgument, fields: ["after_revision"] });
       const id = uid("rev");
       await grpc.createSession({ session: { id } });
-      await expectError(grpc.updateSession({ session: { id, metadata: { channel: "x" } }, updateMask: { paths: ["metadata.channel"] }, expectedRevision: huge }), Code.InvalidArgument, "expected_revision");
-      await expectError(grpc.deleteSession({ id, expectedRevision: huge }), Code.InvalidArgument, "expected_revision");
+      await expectCallError(grpc.updateSession({ session: { id, metadata: { channel: "x" } }, updateMask: { paths: ["metadata.channel"] }, expectedRevision: huge }), Code.InvalidArgument, "expected_revision");
+      await expectCallError(grpc.deleteSession({ id, expectedRevision: huge }), Code.InvalidArgument, "expected_revision");
     });
 
     it("a watch resumed from a future revision does not move the head other watchers start from", async () => {
