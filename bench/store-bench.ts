@@ -8,7 +8,7 @@
 // and reports per create: the event loop's wall time, the process's CPU time, and the bytes the
 // database and WAL grew by.
 //
-// The store runs its SQLite work on worker threads (src/store/sqlite.ts): "main-thread CPU" is
+// The store runs its SQLite work on worker threads (src/store/sqlite/index.ts): "main-thread CPU" is
 // what a create costs the event loop (posting the call, taking the answer), "process CPU" adds
 // the writer thread's work. Measured 2026-12-01 on the shared 2-core machine, 30,000 creates in
 // bursts of 25, median of 3: before the threads main-thread 19.3 us, process 23.6 us, wall
@@ -31,7 +31,7 @@ import { CreateSessionRequestSchema } from "../gen/session/v1/session_service_pb
 import { newSessionId, Sessions } from "../src/domain/sessions";
 import type { SessionDoc } from "../src/domain/session";
 import { sessionToDoc } from "../src/rpc/convert";
-import type { SessionStore } from "../src/store/port";
+import type { SessionStore } from "../src/domain/store";
 import { SqliteSessionStore } from "../src/store/sqlite";
 import { BENCH_PAGE_URL, BENCH_SESSION, BENCH_USER_AGENT } from "./requests";
 

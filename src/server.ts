@@ -22,7 +22,7 @@ import { createHealth, HEALTH_SERVICE } from "./rpc/health";
 import { addReflection } from "./rpc/reflection";
 import { createSessionHandlers } from "./rpc/handlers";
 import { openStore } from "./store/open";
-import type { SessionStore } from "./store/port";
+import type { SessionStore } from "./domain/store";
 
 export interface RunningServer {
   grpcPort: number;

@@ -24,7 +24,7 @@ import { END_IDLE, END_MAX_DURATION, STATUS_ACTIVE, STATUS_ENDED, type Operation
 import { durationSeconds, systemClock, type Clock } from "./time";
 import { checkSessionSize, DEFAULT_LIMITS } from "./limits";
 import { checkId, checkLength } from "./validate";
-import type { CallOptions, ListCursor, SessionPatch, SessionStore, StatsField, StatsResult } from "../store/port";
+import type { CallOptions, ListCursor, SessionPatch, SessionStore, StatsField, StatsResult } from "./store";
 
 export interface LifecycleOptions {
   /** A session without activity for this long ends (SESSION_IDLE_TIMEOUT). */

@@ -7,7 +7,7 @@
 
 import { isDate } from "node:util/types";
 import { InvalidArgumentError, type FieldViolation } from "./errors";
-import type { SessionPatch } from "../store/port";
+import type { SessionPatch } from "./store";
 import type { SessionDoc } from "./session";
 import { DEFAULT_LIMITS, MAX_MASK_PATH_LENGTH, MAX_MASK_PATH_SEGMENTS, MAX_VIOLATIONS } from "./limits";
 import { badKeyReason } from "./validate";

@@ -10,7 +10,7 @@ import { buildPatch, copyPaths, PathSet, resolveMask, setIn } from "./mask";
 import { STATUS_ACTIVE, UNKNOWN_NAME, type OperationFlags, type ProfileDoc, type SessionDoc, type UtmDoc } from "./session";
 import { durationSeconds, insertTimeFields, systemClock, type Clock } from "./time";
 import { checkId, checkLength, checkRevision, checkSessionFreeForm, checkSessionStrings } from "./validate";
-import type { CallOptions, ListCursor, SessionStore } from "../store/port";
+import type { CallOptions, ListCursor, SessionStore } from "./store";
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 1000;

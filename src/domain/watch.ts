@@ -29,7 +29,7 @@
 import { ChangesTrimmedError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError, type FieldViolation } from "./errors";
 import type { Logger } from "../log";
 import type { SessionDoc } from "./session";
-import type { CallOptions, ChangeRecord, FilterFields, SessionStore } from "../store/port";
+import type { CallOptions, ChangeRecord, FilterFields, SessionStore } from "./store";
 import { checkId, checkRevision } from "./validate";
 
 export interface WatchFilter {

@@ -40,7 +40,7 @@ import type { Lifecycle } from "../domain/lifecycle";
 import type { Sessions } from "../domain/sessions";
 import { heartbeatInterval, watchSessions, type ChangeEventKind, type ChangeFeed } from "../domain/watch";
 import type { SessionDoc } from "../domain/session";
-import type { SessionStore, StatsField } from "../store/port";
+import type { SessionStore, StatsField } from "../domain/store";
 import { docToSession, optionalRequestDate, sessionToDoc } from "./convert";
 
 /** What a handler knows about its call, whatever the engine. */

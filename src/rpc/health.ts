@@ -22,7 +22,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import type { Logger } from "../log";
-import type { SessionStore } from "../store/port";
+import type { SessionStore } from "../domain/store";
 import { descriptorRegistry } from "./reflection";
 
 export const HEALTH_SERVICE = "grpc.health.v1.Health";

@@ -3,7 +3,7 @@
 
 import type { Config } from "../config";
 import { redactUri, type Logger } from "../log";
-import type { SessionStore } from "./port";
+import type { SessionStore } from "../domain/store";
 import { openInBackground } from "./retrying";
 import { SqliteSessionStore } from "./sqlite";
 

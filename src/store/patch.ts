@@ -5,7 +5,7 @@
 
 import { isDate } from "node:util/types";
 import type { SessionDoc } from "../domain/session";
-import type { SessionPatch } from "./port";
+import type { SessionPatch } from "../domain/store";
 
 type PlainObject = Record<string, unknown>;
 

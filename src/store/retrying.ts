@@ -6,7 +6,7 @@
 
 import { StoreUnavailableError } from "../domain/errors";
 import type { Logger } from "../log";
-import type { SessionStore } from "./port";
+import type { SessionStore } from "../domain/store";
 
 const MIN_DELAY_MS = 250;
 const MAX_DELAY_MS = 10_000;

@@ -1,7 +1,7 @@
 // The MongoDB store's stall bound (issue 10): a replica that dies between reserving a revision
 // and writing it leaves a reservation without an outcome, and every watcher (on every replica)
 // stops before it until the reservation's lease ends and a reader resolves it as aborted. The
-// lease was 2 minutes; it is now 13 s (CLAIM_LEASE_MS in src/store/mongo.ts, docs/watch.md).
+// lease was 2 minutes; it is now 13 s (CLAIM_LEASE_MS in src/store/mongo/index.ts, docs/watch.md).
 // The dead writer is simulated exactly: its reservation is inserted into the database by hand,
 // as the process would have left it (an insert, then nothing).
 

@@ -1,4 +1,4 @@
-// The store port's contract (src/store/port.ts) as tests. Every adapter's test file calls
+// The store port's contract (src/domain/store.ts) as tests. Every adapter's test file calls
 // runStoreConformance once; an adapter that fails here is wrong, whatever the other adapters do.
 //
 // The suite uses only the port's API. `factory` gives a fresh, empty store per test; `cleanup`
@@ -14,7 +14,7 @@ import {
   StoreUnavailableError,
 } from "../../src/domain/errors";
 import { emptySessionDoc, type SessionDoc } from "../../src/domain/session";
-import type { ListCursor, ListQuery, SessionPatch, SessionStore, StatsField, StatsQuery } from "../../src/store/port";
+import type { ListCursor, ListQuery, SessionPatch, SessionStore, StatsField, StatsQuery } from "../../src/domain/store";
 
 export interface StoreUnderTest {
   store: SessionStore;

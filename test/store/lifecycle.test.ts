@@ -9,7 +9,7 @@ import path from "node:path";
 import { Lifecycle, startExpiry } from "../../src/domain/lifecycle";
 import { emptySessionDoc, type SessionDoc } from "../../src/domain/session";
 import { MongoSessionStore } from "../../src/store/mongo";
-import type { SessionStore } from "../../src/store/port";
+import type { SessionStore } from "../../src/domain/store";
 import { SqliteSessionStore } from "../../src/store/sqlite";
 import { freshDatabase } from "../support/mongo";
 

@@ -172,7 +172,7 @@ describe("SqliteSessionStore (file specifics)", () => {
   });
 });
 
-// The store runs its SQLite work on worker threads (src/store/sqlite.ts); these pin what the
+// The store runs its SQLite work on worker threads (src/store/sqlite/index.ts); these pin what the
 // main-thread side promises: typed errors survive the hop, a waiting call leaves the queue when
 // its caller gives up, a write handed to the writer is reported truthfully, the queue is bounded,
 // onCommit fires, and a dead thread is replaced.

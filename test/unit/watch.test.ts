@@ -6,7 +6,7 @@
 import { ChangesTrimmedError, ShuttingDownError } from "../../src/domain/errors";
 import { createLogger } from "../../src/log";
 import type { SessionDoc } from "../../src/domain/session";
-import type { ChangeBatch, ChangeKind, ChangeRecord, FilterFields, ListQuery, SessionStore } from "../../src/store/port";
+import type { ChangeBatch, ChangeKind, ChangeRecord, FilterFields, ListQuery, SessionStore } from "../../src/domain/store";
 import { ChangeFeed, classifyChange, watchSessions, type WatchEvent, type WatchFilter, type WatchRequest } from "../../src/domain/watch";
 
 interface Fields {

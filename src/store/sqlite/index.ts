@@ -6,7 +6,7 @@
 // process's write lock held them for as long as it lasted. Chunking the queries would bound the
 // CPU slices but not a stall in the file system or a lock wait, and would rewrite every query;
 // an asynchronous driver does not exist for SQLite in this dependency set. Threads keep the
-// well-tested synchronous engine (src/store/sqlite-engine.ts: schema, group commit, revisions,
+// well-tested synchronous engine (src/store/sqlite/engine.ts: schema, group commit, revisions,
 // change log) as it is and move all of it off the loop:
 // - one writer thread owns the read-write connection: every write (group commit as before: the
 //   writes posted in one burst arrive together and share a transaction), trimming, the
@@ -50,12 +50,12 @@ import path from "node:path";
 import { isDate } from "node:util/types";
 import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
 
-import * as errors from "../domain/errors";
-import { StoreUnavailableError } from "../domain/errors";
-import type { SessionDoc } from "../domain/session";
-import { SqliteEngine } from "./sqlite-engine";
-import { cloneDoc } from "./patch";
-import type { CreateAnswer, EncodedError, WorkerAnswer, WorkerInit, WorkerMessage, WorkerRequest, WorkerRole } from "./sqlite-worker";
+import * as errors from "../../domain/errors";
+import { StoreUnavailableError } from "../../domain/errors";
+import type { SessionDoc } from "../../domain/session";
+import { SqliteEngine } from "./engine";
+import { cloneDoc } from "../patch";
+import type { CreateAnswer, EncodedError, WorkerAnswer, WorkerInit, WorkerMessage, WorkerRequest, WorkerRole } from "./worker";
 import type {
   CallOptions,
   ChangeBatch,
@@ -69,7 +69,7 @@ import type {
   StatsQuery,
   StatsResult,
   UpdateOptions,
-} from "./port";
+} from "../../domain/store";
 
 export interface SqliteStoreOptions {
   /** Reader threads at most (started on demand); default 2. */
@@ -132,10 +132,10 @@ require(workerData.script);
 
 function startWorker(init: WorkerInit): Worker {
   const workerData = { sqliteStore: init };
-  if (__filename.endsWith(".js")) return new Worker(path.join(__dirname, "sqlite-worker.js"), { workerData });
+  if (__filename.endsWith(".js")) return new Worker(path.join(__dirname, "worker.js"), { workerData });
   return new Worker(TS_BOOTSTRAP, {
     eval: true,
-    workerData: { ...workerData, script: path.join(__dirname, "sqlite-worker.ts"), typescript: require.resolve("typescript") },
+    workerData: { ...workerData, script: path.join(__dirname, "worker.ts"), typescript: require.resolve("typescript") },
   });
 }
 
@@ -159,7 +159,7 @@ class Thread {
   /** Set once close() has asked it to stop: its exit is then expected. */
   stopping = false;
   readonly inFlight = new Map<number, Call>();
-  /** Calls of this turn not posted yet: they go in one message (see sqlite-worker.ts). */
+  /** Calls of this turn not posted yet: they go in one message (see sqlite/worker.ts). */
   outbox: WorkerRequest[] = [];
   constructor(readonly role: WorkerRole) {}
 }

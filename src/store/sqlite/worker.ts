@@ -1,4 +1,4 @@
-// The script of the embedded store's worker threads (see src/store/sqlite.ts for the design).
+// The script of the embedded store's worker threads (see src/store/sqlite/index.ts for the design).
 // Each thread owns one SqliteEngine: the writer's opened read-write (group commit, trimming, the
 // write probe), a reader's read-only. Calls arrive as messages and are answered by id; errors
 // travel as plain data (see encodeError) and are rebuilt as the same classes on the main thread.
@@ -10,9 +10,9 @@
 // handled every message waiting for it.
 
 import { parentPort, workerData } from "node:worker_threads";
-import type { SessionDoc } from "../domain/session";
-import { SqliteEngine } from "./sqlite-engine";
-import type { CreateResult } from "./port";
+import type { SessionDoc } from "../../domain/session";
+import { SqliteEngine } from "./engine";
+import type { CreateResult } from "../../domain/store";
 
 export type WorkerRole = "writer" | "reader";
 

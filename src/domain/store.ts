@@ -1,7 +1,7 @@
 // The store port: everything the domain needs from a place that keeps sessions.
 //
-// Two adapters implement it: the embedded SQLite store (src/store/sqlite.ts, the default) and
-// the MongoDB store (src/store/mongo.ts). One conformance suite (test/store/conformance.ts)
+// Two adapters implement it: the embedded SQLite store (src/store/sqlite/index.ts, the default) and
+// the MongoDB store (src/store/mongo/index.ts). One conformance suite (test/store/conformance.ts)
 // states this contract as tests and runs against every adapter; any difference between the
 // adapters is a bug in one of them.
 //
@@ -21,7 +21,7 @@
 // - Keys of free-form objects are validated by the domain before they reach the store
 //   (no "$" prefix, no ".", no NUL); adapters may rely on that.
 
-import type { SessionDoc } from "../domain/session";
+import type { SessionDoc } from "./session";
 
 /** A value a patch can write: a JSON value, a Date, or a plain object of those. */
 export type PatchValue = unknown;

@@ -1,6 +1,6 @@
 // The embedded store's engine: the synchronous SQLite logic (better-sqlite3) of one connection.
-// It runs inside worker threads (src/store/sqlite-worker.ts), never on the service's event loop:
-// the SessionStore the service uses is the proxy in src/store/sqlite.ts, which explains why.
+// It runs inside worker threads (src/store/sqlite/worker.ts), never on the service's event loop:
+// the SessionStore the service uses is the proxy in src/store/sqlite/index.ts, which explains why.
 // One writer thread runs an engine opened with `open` (every write, group commit, trimming and the
 // write probe of health); reader threads run engines opened with `attach` (read-only
 // connections: get, list, stats, findExpired, readChanges, headRevision).
@@ -52,9 +52,9 @@ import path from "node:path";
 import { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 
-import { ChangesTrimmedError, DomainError, NotFoundError, AlreadyExistsError, RevisionConflictError, StoreUnavailableError } from "../domain/errors";
-import { emptyActivity, STATUS_ACTIVE, type SessionDoc } from "../domain/session";
-import { applyPatch, cloneDoc } from "./patch";
+import { ChangesTrimmedError, DomainError, NotFoundError, AlreadyExistsError, RevisionConflictError, StoreUnavailableError } from "../../domain/errors";
+import { emptyActivity, STATUS_ACTIVE, type SessionDoc } from "../../domain/session";
+import { applyPatch, cloneDoc } from "../patch";
 import type {
   CallOptions,
   ChangeBatch,
@@ -72,7 +72,7 @@ import type {
   StatsQuery,
   StatsResult,
   UpdateOptions,
-} from "./port";
+} from "../../domain/store";
 
 /** How long a write waits for another connection's write lock (unless its deadline is sooner). */
 const BUSY_TIMEOUT_MS = 5000;

@@ -1,4 +1,4 @@
-// MongoDB adapter of the store port (src/store/port.ts).
+// MongoDB adapter of the store port (src/domain/store.ts).
 //
 // Layout, in the database given to connect():
 //   sessions       one document per session: `_id` = session id, every other field exactly the
@@ -95,9 +95,9 @@ import {
   NotFoundError,
   RevisionConflictError,
   StoreUnavailableError,
-} from "../domain/errors";
-import type { Logger } from "../log";
-import { emptySessionDoc, STATUS_ACTIVE, type JsonObject, type SessionDoc } from "../domain/session";
+} from "../../domain/errors";
+import type { Logger } from "../../log";
+import { emptySessionDoc, STATUS_ACTIVE, type JsonObject, type SessionDoc } from "../../domain/session";
 import type {
   CallOptions,
   ChangeBatch,
@@ -114,8 +114,8 @@ import type {
   StatsQuery,
   StatsResult,
   UpdateOptions,
-} from "./port";
-import { STATS_PATHS } from "./port";
+} from "../../domain/store";
+import { STATS_PATHS } from "../../domain/store";
 
 export interface MongoStoreOptions {
   uri: string;
