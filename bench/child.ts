@@ -7,6 +7,7 @@
 // When stdin closes (the bench process died), the child exits too, so no server outlives a run.
 
 import * as readline from "node:readline";
+import { send } from "./lib/protocol";
 
 export interface ChildServer {
   port: number;
@@ -21,10 +22,6 @@ export interface Stats {
   /** CPU time of the whole process (all threads) since it started, microseconds. */
   cpuUser: number;
   cpuSystem: number;
-}
-
-function send(msg: Record<string, unknown>): void {
-  process.stdout.write(`BENCH ${JSON.stringify(msg)}\n`);
 }
 
 function stats(): Stats {

@@ -11,7 +11,7 @@ import {
   type CreateSessionRequest,
   type CreateSessionResponse,
 } from "../gen/session/v1/session_service_pb";
-import { grpcDefinitions } from "../src/rpc/grpc-server";
+import { grpcDefinitions } from "../src/rpc/grpc-codec";
 import { runChild } from "./child";
 
 runChild("echo-grpc-server", async () => {

@@ -20,6 +20,10 @@ import * as path from "node:path";
 import { Lifecycle } from "../src/domain/lifecycle";
 import { emptySessionDoc, type SessionDoc } from "../src/domain/session";
 import { SqliteSessionStore } from "../src/store/sqlite";
+import { int, list, parseArgs } from "./lib/options";
+import { runMain } from "./lib/processes";
+import { upperMedian } from "./lib/stats";
+import { ratio, writeJson } from "./lib/table";
 
 interface Options {
   sizes: number[];
@@ -30,20 +34,12 @@ interface Options {
 
 function parseOptions(argv: string[]): Options {
   const o: Options = { sizes: [100_000, 1_000_000], due: 1000, rounds: 3 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = argv[++i];
-    const int = (v: string): number => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`${a}: expected a positive whole number, got ${v}`);
-      return n;
-    };
-    if (a === "--sizes") o.sizes = value.split(",").map(int);
-    else if (a === "--due") o.due = int(value);
-    else if (a === "--rounds") o.rounds = int(value);
-    else if (a === "--json") o.json = value;
-    else throw new Error(`unknown option ${a}`);
-  }
+  parseArgs(argv, {
+    "--sizes": (v, n) => (o.sizes = list(v(), (x) => int(x, n))),
+    "--due": (v, n) => (o.due = int(v(), n)),
+    "--rounds": (v, n) => (o.rounds = int(v(), n)),
+    "--json": (v) => (o.json = v()),
+  });
   return o;
 }
 
@@ -69,7 +65,7 @@ function sessionAt(insert: Date): SessionDoc {
 
 async function fill(store: SqliteSessionStore, count: number, insert: Date): Promise<void> {
   const BURST = 1000;
-  for (let n = 0; n < count; ) {
+  for (let n = 0; n < count;) {
     const burst: Promise<unknown>[] = [];
     for (let i = 0; i < BURST && n < count; i++, n++) burst.push(store.create(sessionAt(insert)));
     await Promise.all(burst);
@@ -82,8 +78,6 @@ interface Result {
   passMs: number[];
   medianMs: number;
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function measure(stored: number, due: number, rounds: number): Promise<Result> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "expiry-bench-"));
@@ -102,7 +96,7 @@ async function measure(stored: number, due: number, rounds: number): Promise<Res
       if (pass.ended !== due) throw new Error(`expected ${due} sessions to end, the pass ended ${pass.ended}`);
       passMs.push(ms);
     }
-    return { stored, due, passMs, medianMs: median(passMs) };
+    return { stored, due, passMs, medianMs: upperMedian(passMs) };
   } finally {
     await store.close();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -120,18 +114,19 @@ async function main(): Promise<void> {
       if (due > size) continue;
       const r = await measure(size, due, o.rounds);
       results.push(r);
-      console.log(`  ${String(size).padStart(9)} stored, ${String(due).padStart(6)} due: pass ${r.medianMs.toFixed(1)} ms (${(r.medianMs / due * 1000).toFixed(1)} us per ended session; rounds ${r.passMs.map((x) => x.toFixed(0)).join(", ")} ms)`);
+      console.log(
+        `  ${String(size).padStart(9)} stored, ${String(due).padStart(6)} due: pass ${r.medianMs.toFixed(1)} ms (${((r.medianMs / due) * 1000).toFixed(1)} us per ended session; rounds ${r.passMs.map((x) => x.toFixed(0)).join(", ")} ms)`,
+      );
     }
   }
   const base = results.find((r) => r.stored === sizes[0] && r.due === o.due)!;
   console.log(`ratios against the baseline (${base.stored} stored, ${base.due} due, ${base.medianMs.toFixed(1)} ms):`);
   for (const r of results) {
-    console.log(`  ${String(r.stored).padStart(9)} stored, ${String(r.due).padStart(6)} due: ${(r.medianMs / base.medianMs).toFixed(2)}x  (stored ${(r.stored / base.stored).toFixed(0)}x, due ${(r.due / base.due).toFixed(0)}x)`);
+    console.log(
+      `  ${String(r.stored).padStart(9)} stored, ${String(r.due).padStart(6)} due: ${ratio(r.medianMs, base.medianMs)}  (stored ${(r.stored / base.stored).toFixed(0)}x, due ${(r.due / base.due).toFixed(0)}x)`,
+    );
   }
-  if (o.json) fs.writeFileSync(o.json, JSON.stringify(results, null, 2));
+  if (o.json) writeJson(o.json, results);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+runMain("bench:expiry", main);

@@ -1,4 +1,4 @@
-// `npm run bench:mongo`: the MongoDB store on FerretDB (issue 3, "Must show").
+// `npm run bench:mongo`: the MongoDB store on FerretDB.
 //
 // Starts its own FerretDB (scripts/ferretdb.sh, SQLite backend) in a temporary directory and the
 // real service (startServer with MONGODB_URI) in a child process (this file with --serve), then:
@@ -14,7 +14,8 @@
 //
 // Options: --duration S (10), --concurrency N (50), --calls N (200), --list-budget S (60: a
 // latency run stops after this many seconds even below --calls), --target N (1000000),
-// --load-minutes M (12), --backend sqlite|postgresql (sqlite).
+// --load-minutes M (12), --backend sqlite|postgresql (sqlite), --json FILE (the result as JSON, as
+// the BENCH_RESULT line).
 //
 // --backend postgresql: FerretDB's PostgreSQL backend on a private PostgreSQL
 // (scripts/postgres.sh, in the same temporary directory), with FerretDB's experimental
@@ -27,23 +28,26 @@
 // stored, ~5k docs/s against ~1.2k/s through FerretDB; --pg-load driver: insertMany as on SQLite).
 // Use a short --duration (1): the create and baseline runs store sessions too.
 // The service child runs with SESSION_EXPIRY_INTERVAL=1h so that no expiry pass runs during it.
-// See docs/performance.md, "MongoDB store on FerretDB".
+// Targets and latest figures: docs/performance.md.
 
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as readline from "node:readline";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { MongoClient, type Document } from "mongodb";
 
 import { SessionService } from "../gen/session/v1/session_service_pb";
 import { runChild } from "./child";
+import { closedLoop } from "./lib/load";
+import { oneOf, parseArgs, positive } from "./lib/options";
+import { BenchChild, runMain, sleep, spawnNode, startFerret, tempDir, toolsDir } from "./lib/processes";
+import { percentile } from "./lib/stats";
+import { writeJson } from "./lib/table";
+import { BenchPostgres } from "./mongo-postgres";
 import { BENCH_PAGE_URL, BENCH_PROFILE, BENCH_SESSION, BENCH_USER_AGENT } from "./requests";
 
-const REPO = path.resolve(__dirname, "..", "..");
 const DATABASE = "bench";
 const TARGET_RATIO = 0.8;
 const PROFILE = BENCH_PROFILE;
@@ -53,135 +57,59 @@ const LIST_PROFILE_SESSIONS = 100;
 const CREATE_REQUEST = { session: BENCH_SESSION, userAgent: BENCH_USER_AGENT, pageUrl: BENCH_PAGE_URL };
 
 // ---------------------------------------------------------------------------------------------
-// The server child
+// Options and helpers
 
-// (the entry point is at the end of this file)
-
-// ---------------------------------------------------------------------------------------------
-// Options, helpers, cleanup
-
-function optString<T extends string>(name: string, def: T, allowed: readonly T[]): T {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return def;
-  const v = process.argv[i + 1] as T;
-  if (!allowed.includes(v)) throw new Error(`--${name} must be one of ${allowed.join(", ")}`);
-  return v;
+interface Options {
+  duration: number;
+  concurrency: number;
+  calls: number;
+  listBudget: number;
+  target: number;
+  loadMinutes: number;
+  backend: "sqlite" | "postgresql";
+  pgGin: boolean;
+  pgLoad: "sql" | "driver";
+  json?: string;
 }
 
-function opt(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return def;
-  const n = Number(process.argv[i + 1]);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} needs a positive number`);
-  return n;
-}
-
-let tmpDir: string | undefined;
-let ferretDir: string | undefined;
-let pgDir: string | undefined;
-const children = new Set<ChildProcess>();
-
-function cleanup(): void {
-  for (const c of children) c.kill("SIGKILL");
-  children.clear();
-  if (ferretDir) {
-    spawnSync("bash", [path.join(REPO, "scripts", "ferretdb.sh"), "stop", ferretDir], { stdio: "inherit" });
-    ferretDir = undefined;
-  }
-  if (pgDir) {
-    spawnSync("bash", [path.join(REPO, "scripts", "postgres.sh"), "stop", pgDir], { stdio: "inherit" });
-    pgDir = undefined;
-  }
-  if (tmpDir) {
-    fs.rmSync(tmpDir, { recursive: true, force: true });
-    tmpDir = undefined;
-  }
-}
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    cleanup();
-    process.exit(130);
+function parseOptions(argv: string[]): Options {
+  const o: Options = {
+    duration: 10,
+    concurrency: 50,
+    calls: 200,
+    listBudget: 60,
+    target: 1_000_000,
+    loadMinutes: 12,
+    backend: "sqlite",
+    pgGin: true,
+    pgLoad: "sql",
+  };
+  parseArgs(argv, {
+    "--duration": (v, n) => (o.duration = positive(v(), n)),
+    "--concurrency": (v, n) => (o.concurrency = positive(v(), n)),
+    "--calls": (v, n) => (o.calls = positive(v(), n)),
+    "--list-budget": (v, n) => (o.listBudget = positive(v(), n)),
+    "--target": (v, n) => (o.target = positive(v(), n)),
+    "--load-minutes": (v, n) => (o.loadMinutes = positive(v(), n)),
+    "--backend": (v, n) => (o.backend = oneOf(v(), n, ["sqlite", "postgresql"] as const)),
+    "--pg-gin": (v, n) => (o.pgGin = oneOf(v(), n, ["0", "1"] as const) === "1"),
+    "--pg-load": (v, n) => (o.pgLoad = oneOf(v(), n, ["sql", "driver"] as const)),
+    "--json": (v) => (o.json = v()),
   });
+  return o;
 }
 
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
+const pct = percentile;
 const f1 = (n: number): string => n.toFixed(1);
 const f2 = (n: number): string => n.toFixed(2);
 const log = (s: string): void => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
 
-/** Runs SQL on the bench's PostgreSQL (psql over loopback TCP); returns its unaligned output. */
-function psql(url: string, sql: string): string {
-  const r = spawnSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA", "-d", url, "-c", sql], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`psql failed: ${r.stderr || r.error?.message}`);
-  return r.stdout.trim();
-}
-
-/** Runs `worker` in `concurrency` loops for `seconds`; returns completed operations per second. */
-async function closedLoop(concurrency: number, seconds: number, worker: () => Promise<void>): Promise<{ rate: number; ok: number; errors: number; firstError?: string }> {
-  const end = performance.now() + seconds * 1000;
-  let ok = 0;
-  let errors = 0;
-  let firstError: string | undefined;
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) {
-        try {
-          await worker();
-          ok++;
-        } catch (err) {
-          errors++;
-          firstError ??= err instanceof Error ? err.message : String(err);
-        }
-      }
-    }),
-  );
-  const elapsed = (performance.now() - start) / 1000;
-  return { rate: ok / elapsed, ok, errors, firstError };
-}
-
 // ---------------------------------------------------------------------------------------------
-// The service child
+// The service child: this file with --serve (the entry point is at the end of this file)
 
-class Service {
-  port = 0;
-  private constructor(private readonly proc: ChildProcess) {}
-
-  static async start(uri: string): Promise<Service> {
-    const proc = spawn(process.execPath, [__filename, "--serve"], {
-      cwd: REPO,
-      env: { ...process.env, BENCH_MONGODB_URI: uri },
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    children.add(proc);
-    proc.on("exit", () => children.delete(proc));
-    const svc = new Service(proc);
-    svc.port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("service child: not ready within 60 s")), 60_000);
-      proc.once("exit", (code) => reject(new Error(`service child exited with ${code}`)));
-      readline.createInterface({ input: proc.stdout! }).on("line", (line) => {
-        if (!line.startsWith("BENCH ")) return;
-        const msg = JSON.parse(line.slice(6)) as { type: string; port?: number };
-        if (msg.type === "ready") {
-          clearTimeout(timer);
-          resolve(Number(msg.port));
-        }
-      });
-    });
-    return svc;
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null) return;
-    const done = new Promise<void>((resolve) => this.proc.once("exit", () => resolve()));
-    this.proc.stdin!.write("exit\n");
-    const timer = setTimeout(() => this.proc.kill("SIGKILL"), 10_000);
-    await done;
-    clearTimeout(timer);
-  }
+async function startService(uri: string): Promise<BenchChild & { port: number }> {
+  const child = new BenchChild("service child", spawnNode(__filename, { args: ["--serve"], env: { BENCH_MONGODB_URI: uri } }));
+  return Object.assign(child, { port: Number((await child.ready).port) });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,46 +166,30 @@ async function listLatency(
 }
 
 async function main(): Promise<void> {
-  const duration = opt("duration", 10);
-  const concurrency = opt("concurrency", 50);
-  const calls = opt("calls", 200);
-  const listBudget = opt("list-budget", 60);
-  const target = opt("target", 1_000_000);
-  const loadMinutes = opt("load-minutes", 12);
-  const backend = optString("backend", "sqlite", ["sqlite", "postgresql"] as const);
-  const pgGin = optString("pg-gin", "1", ["0", "1"] as const) === "1";
-  const pgLoad = optString("pg-load", "sql", ["sql", "driver"] as const);
+  const { duration, concurrency, calls, listBudget, target, loadMinutes, backend, pgGin, pgLoad, json } = parseOptions(
+    process.argv.slice(2),
+  );
 
-  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "mongo-bench-"));
-  ferretDir = path.join(tmpDir, "ferretdb");
+  const tmpDir = tempDir("mongo-bench-");
+  const ferretDir = path.join(tmpDir, "ferretdb");
   const ferretEnv: NodeJS.ProcessEnv = { ...process.env };
-  let pgUrl = "";
-  if (backend === "postgresql") {
-    // PostgreSQL runs as the `postgres` user when we are root: it must be able to reach its directory.
-    fs.chmodSync(tmpDir, 0o711);
-    pgDir = path.join(tmpDir, "postgres");
-    const pg = spawnSync("bash", [path.join(REPO, "scripts", "postgres.sh"), "start", pgDir], { encoding: "utf8" });
-    if (pg.status !== 0) throw new Error(`scripts/postgres.sh start failed: ${pg.stderr}`);
-    pgUrl = pg.stdout.trim();
-    log(`PostgreSQL at ${pgUrl} (${psql(pgUrl, "SHOW server_version")}), data in ${pgDir}`);
-    Object.assign(ferretEnv, {
-      FERRETDB_HANDLER: "postgresql",
-      FERRETDB_POSTGRESQL_URL: pgUrl,
-      // FerretDB's own variables: push `profile.id` (dot notation) down to PostgreSQL, and insert
-      // an insertMany of 1000 as one INSERT statement instead of ten.
-      FERRETDB_TEST_ENABLE_NESTED_PUSHDOWN: "true",
-      FERRETDB_TEST_BATCH_SIZE: "1000",
-    });
+  const pg = backend === "postgresql" ? BenchPostgres.start(tmpDir) : undefined;
+  if (pg) {
+    log(`PostgreSQL at ${pg.url} (${pg.sql("SHOW server_version")}), data in ${path.join(tmpDir, "postgres")}`);
+    Object.assign(ferretEnv, pg.ferretEnv());
   }
-  const started = spawnSync("bash", [path.join(REPO, "scripts", "ferretdb.sh"), "start", ferretDir], { encoding: "utf8", env: ferretEnv });
-  if (started.status !== 0) throw new Error(`scripts/ferretdb.sh start failed: ${started.stderr}`);
-  const uri = started.stdout.trim();
-  const ferretVersion = spawnSync(path.join(spawnSync("bash", [path.join(REPO, "scripts", "tools.sh"), "--print-dir"], { encoding: "utf8" }).stdout.trim(), "ferretdb"), ["--version"], { encoding: "utf8" }).stdout.split("\n").find((l) => /version/i.test(l)) ?? "?";
-  log(`FerretDB at ${uri} (${ferretVersion.trim()}, ${backend} backend${backend === "postgresql" ? ", nested pushdown" : ""}), data in ${ferretDir}`);
+  const { uri } = startFerret(ferretDir, ferretEnv);
+  const ferretVersion =
+    spawnSync(path.join(toolsDir(), "ferretdb"), ["--version"], { encoding: "utf8" })
+      .stdout.split("\n")
+      .find((l) => /version/i.test(l)) ?? "?";
+  log(
+    `FerretDB at ${uri} (${ferretVersion.trim()}, ${backend} backend${backend === "postgresql" ? ", nested pushdown" : ""}), data in ${ferretDir}`,
+  );
   log(`load average: ${os.loadavg().map(f2).join(", ")}`);
   log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? "?"}, node ${process.version}`);
 
-  const svc = await Service.start(uri);
+  const svc = await startService(uri);
   const client = createClient(SessionService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${svc.port}` }));
   const mongo = new MongoClient(uri, { maxPoolSize: concurrency + 10 });
   await mongo.connect();
@@ -289,7 +201,7 @@ async function main(): Promise<void> {
     try {
       firstId = (await client.createSession(CREATE_REQUEST, { timeoutMs: 10_000 })).session?.id;
     } catch {
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
     }
   }
   if (!firstId) throw new Error("CreateSession never succeeded");
@@ -308,14 +220,20 @@ async function main(): Promise<void> {
   const base1 = await closedLoop(concurrency, duration, insertOnce);
   log(`  ${f1(base1.rate)} inserts/s (${base1.ok} ok, ${base1.errors} errors${base1.firstError ? `: ${base1.firstError}` : ""})`);
   log(`CreateSession through the service, concurrency ${concurrency}, ${duration} s ...`);
-  const create = await closedLoop(concurrency, duration, async () => void (await client.createSession(CREATE_REQUEST, { timeoutMs: 30_000 })));
+  const create = await closedLoop(
+    concurrency,
+    duration,
+    async () => void (await client.createSession(CREATE_REQUEST, { timeoutMs: 30_000 })),
+  );
   log(`  ${f1(create.rate)} creates/s (${create.ok} ok, ${create.errors} errors${create.firstError ? `: ${create.firstError}` : ""})`);
   log(`baseline insertOne again ...`);
   const base2 = await closedLoop(concurrency, duration, insertOnce);
   log(`  ${f1(base2.rate)} inserts/s (${base2.ok} ok, ${base2.errors} errors)`);
   const baseline = (base1.rate + base2.rate) / 2;
   const ratio = create.rate / baseline;
-  log(`RATIO CreateSession / insertOne = ${f1(create.rate)} / ${f1(baseline)} = ${f2(ratio)} (target >= ${TARGET_RATIO}: ${ratio >= TARGET_RATIO ? "met" : "NOT met"})`);
+  log(
+    `RATIO CreateSession / insertOne = ${f1(create.rate)} / ${f1(baseline)} = ${f2(ratio)} (target >= ${TARGET_RATIO}: ${ratio >= TARGET_RATIO ? "met" : "NOT met"})`,
+  );
   const perCreate = {
     revisions: await mongo.db(DATABASE).collection("revisions").countDocuments(),
     changes: await mongo.db(DATABASE).collection("changes").countDocuments(),
@@ -344,43 +262,38 @@ async function main(): Promise<void> {
     );
   };
 
-  // PostgreSQL: the table FerretDB made for `sessions`, the GIN index on the expression FerretDB
-  // filters `profile.id` with, and the plan PostgreSQL picks for that filter.
-  let table = "";
-  const listSql = (): string => `SELECT _jsonb FROM bench."${table}" WHERE _jsonb #> '{profile,id}' @> '"${LIST_PROFILE}"'`;
+  // PostgreSQL: the table FerretDB made for `sessions`, the GIN index, and the plan PostgreSQL
+  // picks for FerretDB's `profile.id` filter.
+  const indent = (text: string): string => text.split("\n").join("\n    ");
   const pgPlan = (label: string): void => {
-    const rows = psql(pgUrl, `SELECT count(*) FROM bench."${table}"`);
-    const plan = psql(pgUrl, `EXPLAIN (ANALYZE, COSTS OFF, TIMING ON) ${listSql()}`);
-    log(`PostgreSQL ${label}: ${rows} rows in the sessions table; plan of FerretDB's ListSessions query:\n    ${plan.split("\n").join("\n    ")}`);
+    const { rows, plan } = pg!.plan(LIST_PROFILE);
+    log(`PostgreSQL ${label}: ${rows} rows in the sessions table; plan of FerretDB's ListSessions query:\n    ${indent(plan)}`);
   };
-  if (backend === "postgresql") {
-    table = psql(pgUrl, `SELECT _jsonb->>'table' FROM bench._ferretdb_database_metadata WHERE _jsonb->>'_id' = 'sessions'`);
-    log(`PostgreSQL table of sessions: bench."${table}"; indexes:\n    ${psql(pgUrl, `SELECT indexdef FROM pg_indexes WHERE schemaname = 'bench' AND tablename = '${table}'`).split("\n").join("\n    ")}`);
-    if (pgGin) {
-      psql(pgUrl, `CREATE INDEX IF NOT EXISTS bench_profile_gin ON bench."${table}" USING gin ((_jsonb #> '{profile,id}') jsonb_path_ops)`);
-      log(`added: CREATE INDEX bench_profile_gin ON bench."${table}" USING gin ((_jsonb #> '{profile,id}') jsonb_path_ops)`);
-    }
+  if (pg) {
+    const indexes = pg.findTable();
+    log(`PostgreSQL table of sessions: bench."${pg.table}"; indexes:\n    ${indent(indexes)}`);
+    if (pgGin) log(`added: ${pg.addGin().replace(" IF NOT EXISTS", "")}`);
   }
 
   let t = performance.now();
   await load(10_000, Infinity);
   log(`stored sessions: ${total} (loaded in ${f1((performance.now() - t) / 1000)} s)`);
-  if (backend === "postgresql") {
-    psql(pgUrl, `VACUUM (ANALYZE) bench."${table}"`);
+  if (pg) {
+    pg.vacuum();
     pgPlan(`@ ${total}`);
   }
   await listLatency(client, 5, 30); // warm-up
   const l10k = await listLatency(client, calls, listBudget);
   const total10k = total;
-  log(`ListSessions @ ${total10k}: p50 ${f1(l10k.p50)} ms, p99 ${f1(l10k.p99)} ms over ${l10k.n} calls (${l10k.returned} returned, ${l10k.errors} errors${l10k.firstError ? `: ${l10k.firstError}` : ""})`);
+  log(
+    `ListSessions @ ${total10k}: p50 ${f1(l10k.p50)} ms, p99 ${f1(l10k.p99)} ms over ${l10k.n} calls (${l10k.returned} returned, ${l10k.errors} errors${l10k.firstError ? `: ${l10k.firstError}` : ""})`,
+  );
 
   t = performance.now();
   const deadline = t + loadMinutes * 60_000;
-  if (backend === "postgresql" && pgLoad === "sql") {
+  if (pg && pgLoad === "sql") {
     // Copies, in SQL, the row FerretDB stored for the last filler document the driver inserted,
-    // with the fields filler() varies set the same way: new _id (a UUID), profile "filler-profile-
-    // <k/10>", insert time (a BSON date is stored as milliseconds) and its timestamp and weekday.
-    // The type schema ($s) of the copied row stays valid: only values of the same types change.
+    // with the fields filler() varies set the same way (BenchPostgres.copyRows).
     if (seq === 0) {
       // No filler went through the driver yet (the runs above stored 10k already): one now.
       await sessions.insertOne(filler(template, 1)[0]!);
@@ -389,27 +302,15 @@ async function main(): Promise<void> {
     const sample = (await sessions.findOne({ "profile.id": `filler-profile-${Math.floor((seq - 1) / 10)}` })) as Document | null;
     if (!sample) throw new Error("no filler document to copy");
     const chunk = 50_000;
-    log(`bulk-loading towards ${target} in PostgreSQL (INSERT ... SELECT of ${chunk} copies of a stored filler row, at most ${loadMinutes} min) ...`);
+    log(
+      `bulk-loading towards ${target} in PostgreSQL (INSERT ... SELECT of ${chunk} copies of a stored filler row, at most ${loadMinutes} min) ...`,
+    );
     while (total < target && performance.now() < deadline) {
       const n = Math.min(chunk, target - total);
       const from = seq;
       seq += n;
-      const ms = `(${T0}::bigint + ((g::bigint * 7919) % 31536000) * 1000)`;
-      const inserted = psql(
-        pgUrl,
-        `WITH t AS (SELECT _jsonb FROM bench."${table}" WHERE _jsonb->'_id' = '${JSON.stringify(sample._id)}'::jsonb),
-         ins AS (INSERT INTO bench."${table}" (_jsonb)
-         SELECT jsonb_set(jsonb_set(jsonb_set(jsonb_set(jsonb_set(t._jsonb,
-                  '{_id}', to_jsonb(gen_random_uuid()::text)),
-                  '{profile,id}', to_jsonb('filler-profile-' || (g / 10))),
-                  '{metadata,time,insert}', to_jsonb(${ms})),
-                  '{metadata,time,timestamp}', to_jsonb(${ms} / 1000)),
-                  '{metadata,time,weekday}', to_jsonb(extract(dow FROM to_timestamp(${ms} / 1000.0) AT TIME ZONE 'UTC')::int))
-         FROM t, generate_series(${from}::bigint, ${from + n - 1}::bigint) AS g
-         RETURNING 1)
-         SELECT count(*) FROM ins`.replace(/\s+/g, " "),
-      );
-      total += Number(inserted);
+      const inserted = pg.copyRows(sample._id, from, n, T0);
+      total += inserted;
       log(`  ${total} stored, ${f1((total - total10k) / ((performance.now() - t) / 1000))} docs/s`);
     }
     // FerretDB reads the copies as documents of the same shape.
@@ -418,46 +319,69 @@ async function main(): Promise<void> {
     if (!copy || Object.keys(copy).join() !== Object.keys(sample).join() || !(time?.insert instanceof Date)) {
       throw new Error(`FerretDB does not read the SQL copies as session documents: ${JSON.stringify(copy)}`);
     }
-    log(`  FerretDB reads a copy: _id ${String(copy._id)}, profile ${(copy.profile as Document).id}, insert ${(time.insert as Date).toISOString()}`);
+    log(
+      `  FerretDB reads a copy: _id ${String(copy._id)}, profile ${(copy.profile as Document).id}, insert ${(time.insert as Date).toISOString()}`,
+    );
   } else {
     log(`bulk-loading towards ${target} (insertMany x1000, 2 in flight, at most ${loadMinutes} min) ...`);
-    const progress = setInterval(() => log(`  ~${total} stored, ${f1((total - total10k) / ((performance.now() - t) / 1000))} docs/s`), 30_000);
+    const progress = setInterval(
+      () => log(`  ~${total} stored, ${f1((total - total10k) / ((performance.now() - t) / 1000))} docs/s`),
+      30_000,
+    );
     await load(target, deadline);
     clearInterval(progress);
   }
   const loadS = (performance.now() - t) / 1000;
-  log(`stored sessions: ${total} (${total < target ? `stopped at the ${loadMinutes} min limit, ` : ""}${f1(loadS)} s, ${f1((total - total10k) / loadS)} docs/s)`);
-  if (backend === "postgresql") {
+  log(
+    `stored sessions: ${total} (${total < target ? `stopped at the ${loadMinutes} min limit, ` : ""}${f1(loadS)} s, ${f1((total - total10k) / loadS)} docs/s)`,
+  );
+  if (pg) {
     // What autovacuum does in the background: statistics, the visibility map, and merging the GIN
     // index's pending list (rows inserted since are scanned linearly by every GIN lookup).
     const v = performance.now();
-    psql(pgUrl, `VACUUM (ANALYZE) bench."${table}"`);
+    pg.vacuum();
     log(`VACUUM (ANALYZE) of the sessions table: ${f1((performance.now() - v) / 1000)} s`);
     pgPlan(`@ ${total}`);
   }
   log(`load average: ${os.loadavg().map(f2).join(", ")}`);
   await listLatency(client, 2, 30); // warm-up
   const lBig = await listLatency(client, calls, listBudget);
-  log(`ListSessions @ ${total}: p50 ${f1(lBig.p50)} ms, p99 ${f1(lBig.p99)} ms over ${lBig.n} calls (${lBig.returned} returned, ${lBig.errors} errors${lBig.firstError ? `: ${lBig.firstError}` : ""})`);
+  log(
+    `ListSessions @ ${total}: p50 ${f1(lBig.p50)} ms, p99 ${f1(lBig.p99)} ms over ${lBig.n} calls (${lBig.returned} returned, ${lBig.errors} errors${lBig.firstError ? `: ${lBig.firstError}` : ""})`,
+  );
   log(`RATIO ListSessions p50 @${total} / @${total10k} = ${f2(lBig.p50 / l10k.p50)}, p99 ${f2(lBig.p99 / l10k.p99)} (flat would be ~1)`);
 
   // PostgreSQL: the same at the large size without the GIN index (what FerretDB's own indexes give).
   let lNoGin: Awaited<ReturnType<typeof listLatency>> | undefined;
-  if (backend === "postgresql" && pgGin) {
-    psql(pgUrl, `DROP INDEX bench.bench_profile_gin`);
+  if (pg && pgGin) {
+    pg.dropGin();
     pgPlan(`@ ${total} without the GIN index`);
     await listLatency(client, 1, 30); // warm-up
     lNoGin = await listLatency(client, Math.min(calls, 20), Math.min(listBudget, 30));
-    log(`ListSessions @ ${total} without the GIN index: p50 ${f1(lNoGin.p50)} ms, p99 ${f1(lNoGin.p99)} ms over ${lNoGin.n} calls (${lNoGin.returned} returned, ${lNoGin.errors} errors${lNoGin.firstError ? `: ${lNoGin.firstError}` : ""})`);
+    log(
+      `ListSessions @ ${total} without the GIN index: p50 ${f1(lNoGin.p50)} ms, p99 ${f1(lNoGin.p99)} ms over ${lNoGin.n} calls (${lNoGin.returned} returned, ${lNoGin.errors} errors${lNoGin.firstError ? `: ${lNoGin.firstError}` : ""})`,
+    );
   }
 
-  console.log(
-    "\nBENCH_RESULT " +
-      JSON.stringify({ backend, baseline1: base1.rate, baseline2: base2.rate, create: create.rate, ratio, total10k, l10k, totalBig: total, lBig, lNoGin, loadS, docBytes, loadavg: os.loadavg() }),
-  );
+  const result = {
+    backend,
+    baseline1: base1.rate,
+    baseline2: base2.rate,
+    create: create.rate,
+    ratio,
+    total10k,
+    l10k,
+    totalBig: total,
+    lBig,
+    lNoGin,
+    loadS,
+    docBytes,
+    loadavg: os.loadavg(),
+  };
+  console.log("\nBENCH_RESULT " + JSON.stringify(result));
+  if (json) writeJson(json, { date: new Date().toISOString(), ...result });
   await mongo.close();
   await svc.stop();
-  cleanup();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,9 +397,9 @@ if (process.argv.includes("--serve")) {
       HTTP_PORT: "0",
       MONGODB_URI: process.env.BENCH_MONGODB_URI,
       MONGODB_DATABASE: DATABASE,
-      STORE_TIMEOUT_MS: "600000",
+      STORE_TIMEOUT: "10m",
       LOG_LEVEL: "silent",
-      SHUTDOWN_GRACE_MS: "1000",
+      SHUTDOWN_GRACE: "1s",
       // The expiry runner's pass at start sees only the few first sessions; its next pass would come
       // after the load and expire the bulk-loaded sessions (their insert times are months old) while
       // ListSessions is measured, one conditional update each. 1 h: no pass during the bench.
@@ -485,9 +409,5 @@ if (process.argv.includes("--serve")) {
     return { port: running.grpcPort, close: () => running.close() };
   });
 } else {
-  main().catch((err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
-    cleanup();
-    process.exit(1);
-  });
+  runMain("bench:mongo", main);
 }

@@ -3,7 +3,7 @@
 // Usage: node dist/bench/profile-summary.js <file.cpuprofile> [top=25]
 
 import * as fs from "node:fs";
-import * as path from "node:path";
+import { REPO as ROOT } from "./lib/processes";
 
 interface CallFrame {
   functionName: string;
@@ -23,8 +23,6 @@ interface CpuProfile {
   samples: number[];
   timeDeltas: number[];
 }
-
-const ROOT = path.resolve(__dirname, "..", "..");
 
 function shortUrl(url: string): string {
   if (url === "") return "";

@@ -15,7 +15,7 @@ runChild("service-server", async () => {
     HTTP_PORT: "0",
     DATA_DIR: dataDir,
     LOG_LEVEL: "silent",
-    SHUTDOWN_GRACE_MS: "1000",
+    SHUTDOWN_GRACE: "1s",
     TLS_CERT_FILE: process.env.BENCH_TLS_CERT_FILE,
     TLS_KEY_FILE: process.env.BENCH_TLS_KEY_FILE,
     AUTH_KEYS_FILE: process.env.BENCH_AUTH_KEYS_FILE,

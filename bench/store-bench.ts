@@ -8,18 +8,15 @@
 // and reports per create: the event loop's wall time, the process's CPU time, and the bytes the
 // database and WAL grew by.
 //
-// The store runs its SQLite work on worker threads (src/store/sqlite/index.ts): "main-thread CPU" is
+// The store runs its SQLite work on worker threads (src/store/sqlite/): "main-thread CPU" is
 // what a create costs the event loop (posting the call, taking the answer), "process CPU" adds
-// the writer thread's work. Measured 2026-12-01 on the shared 2-core machine, 30,000 creates in
-// bursts of 25, median of 3: before the threads main-thread 19.3 us, process 23.6 us, wall
-// 22.3 us; with them main-thread 7.3 us, process 37.2 us, wall 35.4 us.
+// the writer thread's work.
 //
 // Options: --count N (creates, default 100000), --batch N (default 25), --rounds N (default 3;
 // every round uses a fresh data directory, the median is printed), --ids v7|random (UUIDv7 as
-// the service makes them, default; or random UUIDv4s, as it made them before; "ordered" is an
-// alias of v7), --no-visits (creates without visit numbering; the service numbers every create
+// the service makes them, default; or random UUIDv4s; "ordered" is an alias of v7), --no-visits (creates without visit numbering; the service numbers every create
 // with a profile, as here by default: all in the bench's one profile), --keep (leave the data
-// dirs).
+// dirs), --json FILE (the rounds and medians as JSON).
 
 import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
@@ -28,11 +25,17 @@ import * as path from "node:path";
 
 import { create } from "@bufbuild/protobuf";
 import { CreateSessionRequestSchema } from "../gen/session/v1/session_service_pb";
-import { newSessionId, Sessions } from "../src/domain/sessions";
+import { newSessionId } from "../src/domain/ids";
+import { Sessions } from "../src/domain/sessions";
 import type { SessionDoc } from "../src/domain/session";
 import { sessionToDoc } from "../src/rpc/convert";
 import type { SessionStore } from "../src/domain/store";
 import { SqliteSessionStore } from "../src/store/sqlite";
+import { threadCpuUs } from "./lib/cpu";
+import { int, oneOf, parseArgs } from "./lib/options";
+import { runMain } from "./lib/processes";
+import { upperMedian } from "./lib/stats";
+import { writeJson } from "./lib/table";
 import { BENCH_PAGE_URL, BENCH_SESSION, BENCH_USER_AGENT } from "./requests";
 
 interface Options {
@@ -42,28 +45,20 @@ interface Options {
   ids: "random" | "v7";
   visits: boolean;
   keep: boolean;
+  json?: string;
 }
 
 function parseOptions(argv: string[]): Options {
   const o: Options = { count: 100_000, batch: 25, rounds: 3, ids: "v7", visits: true, keep: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const int = (): number => {
-      const n = Number(argv[++i]);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`${a}: expected a positive whole number`);
-      return n;
-    };
-    if (a === "--count") o.count = int();
-    else if (a === "--batch") o.batch = int();
-    else if (a === "--rounds") o.rounds = int();
-    else if (a === "--ids") {
-      const v = argv[++i];
-      if (v !== "random" && v !== "v7" && v !== "ordered") throw new Error("--ids: expected v7 or random");
-      o.ids = v === "random" ? "random" : "v7";
-    } else if (a === "--no-visits") o.visits = false;
-    else if (a === "--keep") o.keep = true;
-    else throw new Error(`unknown option ${a}`);
-  }
+  parseArgs(argv, {
+    "--count": (v, n) => (o.count = int(v(), n)),
+    "--batch": (v, n) => (o.batch = int(v(), n)),
+    "--rounds": (v, n) => (o.rounds = int(v(), n)),
+    "--ids": (v, n) => (o.ids = oneOf(v(), n, ["v7", "random", "ordered"] as const) === "random" ? "random" : "v7"),
+    "--no-visits": () => (o.visits = false),
+    "--keep": () => (o.keep = true),
+    "--json": (v) => (o.json = v()),
+  });
   return o;
 }
 
@@ -88,18 +83,6 @@ interface Round {
   /** CPU time of the main thread (the event loop) alone; NaN where /proc is missing. */
   mainCpuUs: number;
   bytes: number;
-}
-
-/** CPU time of the calling thread in µs, from /proc/thread-self/stat (Linux), else NaN. */
-function threadCpuUs(): number {
-  try {
-    const stat = fs.readFileSync("/proc/thread-self/stat", "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 per second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) * 10_000;
-  } catch {
-    return NaN;
-  }
 }
 
 function dirBytes(dir: string): number {
@@ -145,18 +128,23 @@ async function main(): Promise<void> {
         `${res.cpuUs.toFixed(1)} us CPU of the process, ${res.bytes.toFixed(0)} bytes on disk per create`,
     );
   }
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const wall = rounds.map((r) => r.wallUs);
   const main = rounds.map((r) => r.mainCpuUs);
   console.log(
     `store create, ${o.count} creates (${o.ids} ids, ${o.visits ? "with" : "without"} visit numbering) in bursts of ${o.batch}, per create (median / min of ${o.rounds}): ` +
-      `wall ${median(wall).toFixed(1)} / ${Math.min(...wall).toFixed(1)} us, ` +
-      `main-thread CPU ${median(main).toFixed(1)} / ${Math.min(...main).toFixed(1)} us, ` +
-      `process CPU ${median(rounds.map((r) => r.cpuUs)).toFixed(1)} us, ${median(rounds.map((r) => r.bytes)).toFixed(0)} bytes on disk`,
+      `wall ${upperMedian(wall).toFixed(1)} / ${Math.min(...wall).toFixed(1)} us, ` +
+      `main-thread CPU ${upperMedian(main).toFixed(1)} / ${Math.min(...main).toFixed(1)} us, ` +
+      `process CPU ${upperMedian(rounds.map((r) => r.cpuUs)).toFixed(1)} us, ${upperMedian(rounds.map((r) => r.bytes)).toFixed(0)} bytes on disk`,
   );
+  if (o.json) {
+    const med = (k: keyof Round): number => upperMedian(rounds.map((r) => r[k]));
+    writeJson(o.json, {
+      date: new Date().toISOString(),
+      options: o,
+      rounds,
+      median: { wallUs: med("wallUs"), mainCpuUs: med("mainCpuUs"), cpuUs: med("cpuUs"), bytes: med("bytes") },
+    });
+  }
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+runMain("store-bench", main);

@@ -21,15 +21,11 @@ import * as readline from "node:readline";
 import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { WatchSessionsRequestSchema } from "../gen/session/v1/session_service_pb";
+import { nowMs } from "./lib/processes";
+import { send } from "./lib/protocol";
 
 const METHOD = "/session.v1.SessionService/WatchSessions";
 const KIND_INITIAL = 1;
-
-function send(msg: Record<string, unknown>): void {
-  process.stdout.write(`BENCH ${JSON.stringify(msg)}\n`);
-}
-
-const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 // ---------------------------------------------------------------------------------------------
 // Minimal protobuf scan of a WatchSessionsResponse: the revision of a `change` (field 1,
@@ -221,32 +217,53 @@ function report(ackFile: string): Record<string, unknown> {
     expected += wt.profile === "" ? a.revs.length : (perProfile.get(wt.profile) ?? 0);
     received += got.get(wt.w) ?? 0;
   }
-  return { type: "report", latencies, fromSend, expected, received, missing: expected - received, unknown, outOfOrder, wrongFilter, streamErrors, firstError };
+  return {
+    type: "report",
+    latencies,
+    fromSend,
+    expected,
+    received,
+    missing: expected - received,
+    unknown,
+    outOfOrder,
+    wrongFilter,
+    streamErrors,
+    firstError,
+  };
 }
 
-readline.createInterface({ input: process.stdin }).on("line", (line) => {
-  if (line.trim() === "") return;
-  const msg = JSON.parse(line) as { cmd: string; port?: number; channels?: number; watchers?: { w: number; profile: string }[]; ackFile?: string };
-  switch (msg.cmd) {
-    case "open":
-      open(msg.port!, msg.channels!, msg.watchers!);
-      send({ type: "opened", streams: watchers.length });
-      break;
-    case "report":
-      send(report(msg.ackFile!));
-      break;
-    case "close":
-      close();
-      send({ type: "closed" });
-      break;
-    case "cpu": {
-      const c = process.cpuUsage();
-      send({ type: "cpu", user: c.user, system: c.system });
-      break;
+readline
+  .createInterface({ input: process.stdin })
+  .on("line", (line) => {
+    if (line.trim() === "") return;
+    const msg = JSON.parse(line) as {
+      cmd: string;
+      port?: number;
+      channels?: number;
+      watchers?: { w: number; profile: string }[];
+      ackFile?: string;
+    };
+    switch (msg.cmd) {
+      case "open":
+        open(msg.port!, msg.channels!, msg.watchers!);
+        send({ type: "opened", streams: watchers.length });
+        break;
+      case "report":
+        send(report(msg.ackFile!));
+        break;
+      case "close":
+        close();
+        send({ type: "closed" });
+        break;
+      case "cpu": {
+        const c = process.cpuUsage();
+        send({ type: "cpu", user: c.user, system: c.system });
+        break;
+      }
     }
-  }
-}).on("close", () => {
-  close();
-  process.exit(0);
-});
+  })
+  .on("close", () => {
+    close();
+    process.exit(0);
+  });
 send({ type: "ready", pid: process.pid });

@@ -2,7 +2,7 @@
 // (startServer) on the store the bench passes in the environment:
 //   BENCH_DATA_DIR                       embedded SQLite store in that directory (shared by replicas)
 //   BENCH_MONGODB_URI, BENCH_MONGODB_DB  MongoDB store (FerretDB), shared by replicas
-//   BENCH_WATCH_POLL_MS                  WATCH_POLL_MS (optional; the service's default otherwise)
+//   BENCH_WATCH_POLL_MS                  WATCH_POLL_INTERVAL in ms (optional; the service's default otherwise)
 // It speaks the protocol of bench/child.ts (ready / stats / exit) plus two commands of its own:
 //   gc       -> runs a full GC (node --expose-gc) and prints `BENCH {"type":"gc"}`
 //   watchers -> prints `BENCH {"type":"watchers","watchers":N,"waiting":N,"head":N}` (the feed's
@@ -16,21 +16,18 @@ import { loadConfig } from "../src/config";
 import { createLogger } from "../src/log";
 import { startServer, type RunningServer } from "../src/server";
 import { runChild } from "./child";
+import { send } from "./lib/protocol";
 
 let running: RunningServer | undefined;
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
-
-function send(msg: Record<string, unknown>): void {
-  process.stdout.write(`BENCH ${JSON.stringify(msg)}\n`);
-}
 
 runChild("watch-server", async () => {
   const env: Record<string, string> = {
     GRPC_PORT: "0",
     HTTP_PORT: "0",
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL || "silent",
-    SHUTDOWN_GRACE_MS: "1000",
+    SHUTDOWN_GRACE: "1s",
   };
   if (process.env.BENCH_MONGODB_URI) {
     env.MONGODB_URI = process.env.BENCH_MONGODB_URI;
@@ -40,7 +37,7 @@ runChild("watch-server", async () => {
   } else {
     throw new Error("set BENCH_DATA_DIR or BENCH_MONGODB_URI");
   }
-  if (process.env.BENCH_WATCH_POLL_MS) env.WATCH_POLL_MS = process.env.BENCH_WATCH_POLL_MS;
+  if (process.env.BENCH_WATCH_POLL_MS) env.WATCH_POLL_INTERVAL = `${process.env.BENCH_WATCH_POLL_MS}ms`;
   const config = loadConfig(env);
   const log = createLogger(config.logLevel);
   running = await startServer(config, log);
@@ -63,6 +60,11 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     send({ type: "loop", p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) });
     loopDelay.reset();
   } else if (cmd === "watchers") {
-    send({ type: "watchers", watchers: running?.feed.watchers ?? 0, waiting: running?.feed.waiting ?? 0, head: running?.feed.headRevision ?? 0 });
+    send({
+      type: "watchers",
+      watchers: running?.feed.watchers ?? 0,
+      waiting: running?.feed.waiting ?? 0,
+      head: running?.feed.headRevision ?? 0,
+    });
   }
 });

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite (`npm test`): type check, build, then every jest test — unit, store
-# conformance on the embedded store and on a MongoDB-wire database, end to end. The jest global
+# The whole test suite (`npm test`): type check, lint and format (ESLint, Prettier: `npm run
+# format` fixes most), contract compatibility (buf breaking), build,
+# then every jest test — unit, store conformance on the embedded store and on a MongoDB-wire
+# database, end to end. The jest global
 # setup starts FerretDB itself (built once with Go) unless MONGODB_URI points at a server; the
 # MongoDB store's suites then run once more on stock FerretDB (see below).
 set -euo pipefail
@@ -10,6 +12,11 @@ if [[ ! -d node_modules ]]; then
   npm ci --no-audit --no-fund
 fi
 npx tsc -p tsconfig.json --noEmit
+npm run lint --silent
+# The contract must stay compatible with the last released one: proto/released.binpb is a buf
+# image of proto/ as released (`npx buf build --exclude-source-info -o proto/released.binpb`),
+# rewritten on purpose at a release only. `buf lint` runs in test/contract.test.ts.
+npx buf breaking --against proto/released.binpb
 npm run build --silent
 report="$(mktemp)"
 stock_report="$(mktemp)"
@@ -23,7 +30,7 @@ rc=$?
 stock_rc=0
 if [[ $# -eq 0 && -z "${MONGODB_URI:-}" ]]; then
   FERRETDB_STOCK=1 FERRETDB_SYNCHRONOUS=FULL npx jest --ci --json --outputFile="$stock_report" \
-    test/store/mongo.test.ts test/store/mongo-doc.test.ts test/e2e/mongo-faults.test.ts
+    test/store/mongo.test.ts test/store/mongo/ test/e2e/mongo-faults.test.ts
   stock_rc=$?
 fi
 set -e

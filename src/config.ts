@@ -1,8 +1,12 @@
 // One typed configuration, read from environment variables and validated at start.
 // Every variable is documented in the README's configuration table.
 
-import { redactUri, scrubUriParts, type LogLevel } from "./log";
+import { redactUri, scrubUriParts, type LogLevel, type Logger } from "./log";
 import { tlsFilesFromEnv, TlsConfigError, type TlsFiles } from "./security/tls";
+import { DEFAULT_LIFECYCLE } from "./domain/lifecycle";
+import { DEFAULT_FEED_OPTIONS } from "./domain/watch/feed";
+import { DEFAULT_SQLITE_QUEUE_LIMIT, DEFAULT_SQLITE_READERS } from "./store/sqlite";
+import { DEFAULT_LIMITS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_SESSION_BYTES } from "./domain/limits";
 
 export interface Config {
   host: string;
@@ -106,9 +110,13 @@ function bool(env: Record<string, string | undefined>, name: string): boolean {
  * equal a browser's Origin header and silently allow nothing.
  */
 function corsOrigins(env: Record<string, string | undefined>): string[] {
-  const list = (env.CORS_ORIGINS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const list = (env.CORS_ORIGINS ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (list.includes("*")) {
-    if (list.length > 1) throw new ConfigError(`CORS_ORIGINS=${JSON.stringify(env.CORS_ORIGINS)} is invalid: "*" allows every origin, give it alone`);
+    if (list.length > 1)
+      throw new ConfigError(`CORS_ORIGINS=${JSON.stringify(env.CORS_ORIGINS)} is invalid: "*" allows every origin, give it alone`);
     return list;
   }
   for (const origin of list) {
@@ -119,7 +127,9 @@ function corsOrigins(env: Record<string, string | undefined>): string[] {
       parsed = undefined;
     }
     if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin) {
-      throw new ConfigError(`CORS_ORIGINS: ${JSON.stringify(origin)} is not an origin: expected scheme://host[:port], e.g. https://app.example`);
+      throw new ConfigError(
+        `CORS_ORIGINS: ${JSON.stringify(origin)} is not an origin: expected scheme://host[:port], e.g. https://app.example`,
+      );
     }
   }
   return list;
@@ -180,12 +190,88 @@ export function parseDurationMs(raw: string): number | undefined {
   return Number.isFinite(ms) ? Math.round(ms) : undefined;
 }
 
+/** `ms` in the largest unit that divides it exactly: 600000 -> "10m", 1500 -> "1500ms". */
+function formatDuration(ms: number): string {
+  for (const unit of ["d", "h", "m", "s"]) {
+    if (ms !== 0 && ms % UNIT_MS[unit] === 0) return `${ms / UNIT_MS[unit]}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/**
+ * The naming rule: a duration's name carries no unit and its value does ("500ms", "30s", "15m",
+ * "24h", "7d"; a bare number is seconds); a size ends in _BYTES and is a byte count; a count is a
+ * plain number. The variables below had their unit in the name: the old name is still read, as
+ * a whole number in its old unit, and startup logs a deprecation warning (deprecatedVariables).
+ * Setting both names is refused, as the two values could disagree.
+ */
+const RENAMED: Record<string, { old: string; unit: "ms" | "h" | "d" }> = {
+  MONGODB_RETENTION: { old: "MONGODB_RETENTION_DAYS", unit: "d" },
+  STORE_TIMEOUT: { old: "STORE_TIMEOUT_MS", unit: "ms" },
+  HEALTH_PROBE_INTERVAL: { old: "HEALTH_PROBE_INTERVAL_MS", unit: "ms" },
+  HEALTH_PROBE_TIMEOUT: { old: "HEALTH_PROBE_TIMEOUT_MS", unit: "ms" },
+  SHUTDOWN_GRACE: { old: "SHUTDOWN_GRACE_MS", unit: "ms" },
+  WATCH_POLL_INTERVAL: { old: "WATCH_POLL_MS", unit: "ms" },
+  WATCH_RETENTION: { old: "WATCH_RETENTION_HOURS", unit: "h" },
+  HEADERS_TIMEOUT: { old: "HEADERS_TIMEOUT_MS", unit: "ms" },
+  GRPC_IDLE_TIMEOUT: { old: "GRPC_IDLE_TIMEOUT_MS", unit: "ms" },
+  GRPC_KEEPALIVE_TIME: { old: "GRPC_KEEPALIVE_TIME_MS", unit: "ms" },
+  GRPC_KEEPALIVE_TIMEOUT: { old: "GRPC_KEEPALIVE_TIMEOUT_MS", unit: "ms" },
+  HTTP_REQUEST_TIMEOUT: { old: "HTTP_REQUEST_TIMEOUT_MS", unit: "ms" },
+  HTTP_KEEP_ALIVE_TIMEOUT: { old: "HTTP_KEEP_ALIVE_TIMEOUT_MS", unit: "ms" },
+};
+
+/** A variable set under its deprecated name, and the setting that replaces it. */
+export interface DeprecatedVariable {
+  old: string;
+  name: string;
+  /** The old value with its unit, e.g. "5000ms" for STORE_TIMEOUT_MS=5000. */
+  value: string;
+}
+
+/** The deprecated names set in `env` (loadConfig has accepted them). */
+export function deprecatedVariables(env: Env = process.env): DeprecatedVariable[] {
+  return Object.entries(RENAMED)
+    .filter(([, { old }]) => env[old] !== undefined && env[old] !== "")
+    .map(([name, { old, unit }]) => ({ old, name, value: `${(env[old] ?? "").trim()}${unit}` }));
+}
+
+/** Logs one warning per deprecated name set in `env`, naming the new setting. */
+export function warnDeprecatedVariables(log: Pick<Logger, "warn">, env: Env = process.env): void {
+  for (const { old, name, value } of deprecatedVariables(env)) {
+    log.warn(`${old} is deprecated: set ${name}=${value} instead`, { variable: old, replacement: name });
+  }
+}
+
+const DAY_MS = UNIT_MS.d;
+
+/** Whether `name` or its deprecated name is set to a non-empty value. */
+function isSet(env: Env, name: string): boolean {
+  return nameSet(env, name) !== name || (env[name] !== undefined && env[name] !== "");
+}
+
+/** The name `name` is set under in `env` (its deprecated one, if that is the one set). */
+function nameSet(env: Env, name: string): string {
+  const old = RENAMED[name]?.old;
+  return old !== undefined && env[old] !== undefined && env[old] !== "" ? old : name;
+}
+
 function duration(env: Env, name: string, defMs: number, minMs: number, maxMs: number): number {
+  const renamed = RENAMED[name];
+  if (renamed && env[renamed.old] !== undefined && env[renamed.old] !== "") {
+    if (env[name] !== undefined && env[name] !== "") {
+      throw new ConfigError(`${renamed.old} and ${name} are both set: ${renamed.old} is the deprecated name of ${name}, remove it`);
+    }
+    const unitMs = UNIT_MS[renamed.unit];
+    return int(env, renamed.old, defMs / unitMs, minMs / unitMs, maxMs / unitMs) * unitMs;
+  }
   const raw = env[name];
   if (raw === undefined || raw === "") return defMs;
   const ms = parseDurationMs(raw);
   if (ms === undefined || ms < minMs || ms > maxMs) {
-    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected a duration such as "30m", "90s" or "24h", from ${minMs} ms to ${maxMs / 3600_000} h`);
+    throw new ConfigError(
+      `${name}=${JSON.stringify(raw)} is invalid: expected a duration such as "500ms", "30s", "15m" or "24h", from ${formatDuration(minMs)} to ${formatDuration(maxMs)}`,
+    );
   }
   return ms;
 }
@@ -206,7 +292,7 @@ function oneOf<T extends string>(env: Env, name: string, def: T, allowed: readon
  * the URI that could be secret. The driver is loaded only when MONGODB_URI is set.
  */
 function checkMongoUri(uri: string): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- the driver is loaded only when MONGODB_URI is set
   const { MongoClient } = require("mongodb") as typeof import("mongodb");
   try {
     new MongoClient(uri);
@@ -239,22 +325,24 @@ export function loadConfig(env: Env = process.env): Config {
     mongodbUri: uri,
     mongodbDatabase: database,
     mongodbWriteConcern: wc === "majority" ? "majority" : Number(wc),
-    mongodbRetentionDays: env.MONGODB_RETENTION_DAYS ? int(env, "MONGODB_RETENTION_DAYS", 0, 1, 36_500) : undefined,
-    storeTimeoutMs: int(env, "STORE_TIMEOUT_MS", 5000, 100, 600000),
-    sqliteReaders: int(env, "SQLITE_READERS", 2, 1, 64),
-    sqliteQueueLimit: int(env, "SQLITE_QUEUE_LIMIT", 10000, 1, 1_000_000),
-    healthProbeIntervalMs: int(env, "HEALTH_PROBE_INTERVAL_MS", 1000, 10, 600000),
-    healthProbeTimeoutMs: int(env, "HEALTH_PROBE_TIMEOUT_MS", 1000, 10, 600000),
+    mongodbRetentionDays: isSet(env, "MONGODB_RETENTION")
+      ? duration(env, "MONGODB_RETENTION", 0, DAY_MS, 36_500 * DAY_MS) / DAY_MS
+      : undefined,
+    storeTimeoutMs: duration(env, "STORE_TIMEOUT", 5000, 100, 600000),
+    sqliteReaders: int(env, "SQLITE_READERS", DEFAULT_SQLITE_READERS, 1, 64),
+    sqliteQueueLimit: int(env, "SQLITE_QUEUE_LIMIT", DEFAULT_SQLITE_QUEUE_LIMIT, 1, 1_000_000),
+    healthProbeIntervalMs: duration(env, "HEALTH_PROBE_INTERVAL", 1000, 10, 600000),
+    healthProbeTimeoutMs: duration(env, "HEALTH_PROBE_TIMEOUT", 1000, 10, 600000),
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["debug", "info", "warn", "error", "silent"] as const),
-    maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
-    shutdownGraceMs: int(env, "SHUTDOWN_GRACE_MS", 10000, 0, 600000),
-    watchPollMs: int(env, "WATCH_POLL_MS", 100, 5, 60000),
-    watchBufferSize: int(env, "WATCH_BUFFER_SIZE", 4096, 1, 1_000_000),
-    watchRetentionMs: int(env, "WATCH_RETENTION_HOURS", 24, 1, 24 * 365) * 3600_000,
-    maxWatchers: int(env, "MAX_WATCHERS", 10_000, 1, 1_000_000),
-    watchStallTimeoutMs: duration(env, "WATCH_STALL_TIMEOUT", 30_000, 100, 3600_000),
-    sessionIdleTimeoutMs: duration(env, "SESSION_IDLE_TIMEOUT", 30 * 60_000, 100, 30 * 86_400_000),
-    sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", 24 * 3600_000, 100, 365 * 86_400_000),
+    maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 1024, 64 * 1024 * 1024),
+    shutdownGraceMs: duration(env, "SHUTDOWN_GRACE", 10000, 0, 600000),
+    watchPollMs: duration(env, "WATCH_POLL_INTERVAL", DEFAULT_FEED_OPTIONS.pollIntervalMs, 5, 60000),
+    watchBufferSize: int(env, "WATCH_BUFFER_SIZE", DEFAULT_FEED_OPTIONS.bufferSize, 1, 1_000_000),
+    watchRetentionMs: duration(env, "WATCH_RETENTION", 24 * 3600_000, 3600_000, 365 * DAY_MS),
+    maxWatchers: int(env, "MAX_WATCHERS", DEFAULT_FEED_OPTIONS.maxWatchers, 1, 1_000_000),
+    watchStallTimeoutMs: duration(env, "WATCH_STALL_TIMEOUT", DEFAULT_FEED_OPTIONS.stallTimeoutMs, 100, 3600_000),
+    sessionIdleTimeoutMs: duration(env, "SESSION_IDLE_TIMEOUT", DEFAULT_LIFECYCLE.idleMs, 100, 30 * 86_400_000),
+    sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", DEFAULT_LIFECYCLE.maxDurationMs, 100, 365 * 86_400_000),
     sessionExpiryIntervalMs: duration(env, "SESSION_EXPIRY_INTERVAL", 60_000, 10, 3600_000),
     ...inputLimits(env),
     corsOrigins: corsOrigins(env),
@@ -269,27 +357,30 @@ export function loadConfig(env: Env = process.env): Config {
  * MAX_MESSAGE_BYTES; its default is 256 KiB, or that half when the message limit is smaller.
  */
 function inputLimits(env: Env) {
-  const maxMessageBytes = int(env, "MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024);
+  const maxMessageBytes = int(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 1024, 64 * 1024 * 1024);
   const half = Math.floor(maxMessageBytes / 2);
-  const maxSessionBytes = int(env, "MAX_SESSION_BYTES", Math.min(256 * 1024, half), 4096, 32 * 1024 * 1024);
+  const maxSessionBytes = int(env, "MAX_SESSION_BYTES", Math.min(DEFAULT_MAX_SESSION_BYTES, half), 4096, 32 * 1024 * 1024);
   if (maxSessionBytes > half) {
     throw new ConfigError(`MAX_SESSION_BYTES=${maxSessionBytes} is invalid: it must be at most half of MAX_MESSAGE_BYTES (${half})`);
   }
   return {
     maxSessionBytes,
-    maxMaskPaths: int(env, "MAX_MASK_PATHS", 1000, 1, 100_000),
-    maxStringLength: int(env, "MAX_STRING_LENGTH", 8192, 256, 1024 * 1024),
-    maxFreeFormKeys: int(env, "MAX_FREE_FORM_KEYS", 10_000, 10, 1_000_000),
+    maxMaskPaths: int(env, "MAX_MASK_PATHS", DEFAULT_LIMITS.maxMaskPaths, 1, 100_000),
+    maxStringLength: int(env, "MAX_STRING_LENGTH", DEFAULT_LIMITS.maxStringLength, 256, 1024 * 1024),
+    maxFreeFormKeys: int(env, "MAX_FREE_FORM_KEYS", DEFAULT_LIMITS.maxFreeFormKeys, 10, 1_000_000),
   };
 }
 
 /** Connection and concurrency limits of both ports (docs: README configuration table). */
 function limits(env: Env) {
-  const headersTimeoutMs = int(env, "HEADERS_TIMEOUT_MS", 10_000, 100, 600_000);
-  const httpRequestTimeoutMs = int(env, "HTTP_REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000);
+  const headersTimeoutMs = duration(env, "HEADERS_TIMEOUT", 10_000, 100, 600_000);
+  const httpRequestTimeoutMs = duration(env, "HTTP_REQUEST_TIMEOUT", 30_000, 100, 3_600_000);
   // node:http refuses a headers timeout longer than the whole request's.
   if (headersTimeoutMs > httpRequestTimeoutMs) {
-    throw new ConfigError(`HEADERS_TIMEOUT_MS=${headersTimeoutMs} is invalid: it must not exceed HTTP_REQUEST_TIMEOUT_MS=${httpRequestTimeoutMs}`);
+    throw new ConfigError(
+      `${nameSet(env, "HEADERS_TIMEOUT")} (${formatDuration(headersTimeoutMs)}) is invalid: it must not exceed ` +
+        `${nameSet(env, "HTTP_REQUEST_TIMEOUT")} (${formatDuration(httpRequestTimeoutMs)})`,
+    );
   }
   return {
     maxConcurrentCalls: int(env, "MAX_CONCURRENT_CALLS", 512, 1, 1_000_000),
@@ -297,10 +388,10 @@ function limits(env: Env) {
     headersTimeoutMs,
     maxHeaderBytes: int(env, "MAX_HEADER_BYTES", 16_384, 1024, 1024 * 1024),
     grpcMaxConcurrentStreams: int(env, "GRPC_MAX_CONCURRENT_STREAMS", 1000, 1, 1_000_000),
-    grpcIdleTimeoutMs: int(env, "GRPC_IDLE_TIMEOUT_MS", 300_000, 100, 86_400_000),
-    grpcKeepaliveTimeMs: int(env, "GRPC_KEEPALIVE_TIME_MS", 60_000, 100, 86_400_000),
-    grpcKeepaliveTimeoutMs: int(env, "GRPC_KEEPALIVE_TIMEOUT_MS", 20_000, 100, 600_000),
+    grpcIdleTimeoutMs: duration(env, "GRPC_IDLE_TIMEOUT", 300_000, 100, 86_400_000),
+    grpcKeepaliveTimeMs: duration(env, "GRPC_KEEPALIVE_TIME", 60_000, 100, 86_400_000),
+    grpcKeepaliveTimeoutMs: duration(env, "GRPC_KEEPALIVE_TIMEOUT", 20_000, 100, 600_000),
     httpRequestTimeoutMs,
-    httpKeepAliveTimeoutMs: int(env, "HTTP_KEEP_ALIVE_TIMEOUT_MS", 5000, 100, 600_000),
+    httpKeepAliveTimeoutMs: duration(env, "HTTP_KEEP_ALIVE_TIMEOUT", 5000, 100, 600_000),
   };
 }

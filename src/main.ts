@@ -1,7 +1,7 @@
 // Entry point: `npm start`. Reads the configuration from the environment, starts the service
 // and shuts it down gracefully on SIGTERM / SIGINT.
 
-import { ConfigError, loadConfig } from "./config";
+import { ConfigError, loadConfig, warnDeprecatedVariables } from "./config";
 import { createLogger } from "./log";
 import { KeysFileError } from "./security/keys";
 import { TlsConfigError } from "./security/tls";
@@ -19,6 +19,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
+  warnDeprecatedVariables(log);
   let server;
   try {
     server = await startServer(config, log);

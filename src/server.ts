@@ -4,15 +4,19 @@
 import * as grpc from "@grpc/grpc-js";
 import { SessionService } from "../gen/session/v1/session_service_pb";
 import { isLoopbackHost, type Config } from "./config";
-import { Lifecycle, startExpiry } from "./domain/lifecycle";
+import { startJobs } from "./domain/jobs";
+import { Lifecycle } from "./domain/lifecycle";
 import { listPageBytes } from "./domain/limits";
+import { Merges } from "./domain/merges";
 import { Sessions } from "./domain/sessions";
-import { ChangeFeed } from "./domain/watch";
+import { SessionStats } from "./domain/stats";
+import { ChangeFeed } from "./domain/watch/feed";
 import type { Logger } from "./log";
 import { createLogger, type Logger as LoggerT } from "./log";
 import { createHttpServer, type HttpServer } from "./rpc/connect-server";
 import { Admission } from "./rpc/admission";
-import { grpcService, guardedServices, listenGrpc, type GrpcListener } from "./rpc/grpc-server";
+import { grpcService, guardedServices } from "./rpc/grpc-server";
+import { listenGrpc, type GrpcListener } from "./rpc/grpc-listen";
 import { CallGuard } from "./rpc/guard";
 import { KeyedCalls } from "./security/access";
 import { KeysWatcher } from "./security/keys";
@@ -62,11 +66,16 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   const tls = config.tls ? TlsWatcher.open(config.tls, { log }) : undefined;
   const keys = config.authKeysFile ? KeysWatcher.open(config.authKeysFile, { log }) : undefined;
   if (!isLoopbackHost(config.host) && (!tls || !keys)) {
-    log.warn("ALLOW_INSECURE=true: serving a non-loopback address without " + [tls ? "" : "TLS", keys ? "" : "API keys"].filter(Boolean).join(" and "), {
-      host: config.host,
-    });
+    log.warn(
+      "ALLOW_INSECURE=true: serving a non-loopback address without " +
+        [tls ? "" : "TLS", keys ? "" : "API keys"].filter(Boolean).join(" and "),
+      {
+        host: config.host,
+      },
+    );
   }
-  const limiter = config.rateLimitPerAddress !== undefined || keys ? new RateLimiter({ perAddressRate: config.rateLimitPerAddress }) : undefined;
+  const limiter =
+    config.rateLimitPerAddress !== undefined || keys ? new RateLimiter({ perAddressRate: config.rateLimitPerAddress }) : undefined;
   const keyedCalls = new KeyedCalls();
   keys?.onReload((event) => {
     limiter?.retainKeys(event.registry.keys.map((k) => k.id));
@@ -75,13 +84,15 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   });
   // Audit lines are written whatever LOG_LEVEL says, unless logging is off altogether.
   const auditLog: LoggerT = options.auditLog ?? (config.logLevel === "silent" ? log : createLogger("info"));
-  const guard = new CallGuard({ keys: () => keys?.current, limiter, reflectionRequiresKey: config.reflectionRequiresKey }, keyedCalls, auditLog);
+  const guard = new CallGuard(
+    { keys: () => keys?.current, limiter, reflectionRequiresKey: config.reflectionRequiresKey },
+    keyedCalls,
+    auditLog,
+  );
   const sessionStore = store ?? (await openStore(config, log));
   const feed = new ChangeFeed(sessionStore, log, {
     pollIntervalMs: config.watchPollMs,
     bufferSize: config.watchBufferSize,
-    retentionMs: config.watchRetentionMs,
-    trimIntervalMs: 60_000,
     maxWatchers: config.maxWatchers,
     stallTimeoutMs: config.watchStallTimeoutMs,
   });
@@ -100,7 +111,9 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     maxFreeFormKeys: config.maxFreeFormKeys,
     listPageBytes: listPageBytes(config.maxMessageBytes),
   });
-  const handlers = createSessionHandlers(sessions, lifecycle, feed, sessionStore);
+  const merges = new Merges(sessionStore, { maxSessionBytes: config.maxSessionBytes });
+  const stats = new SessionStats(sessionStore, { maxStringLength: config.maxStringLength });
+  const handlers = createSessionHandlers({ sessions, lifecycle, merges, stats }, feed, sessionStore);
 
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": config.maxMessageBytes,
@@ -174,7 +187,11 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     tls: tls ? (tls.mutual ? "mtls" : "tls") : "off",
     api_keys: keys ? keys.current.keys.length : "off",
   });
-  const expiry = startExpiry(lifecycle, config.sessionExpiryIntervalMs, log);
+  // Expiry passes, the change-log trim and the store's retention sweep.
+  const jobs = startJobs(sessionStore, lifecycle, log, {
+    expiryIntervalMs: config.sessionExpiryIntervalMs,
+    changeRetentionMs: config.watchRetentionMs,
+  });
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -199,7 +216,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
       clearTimeout(grace);
       tls?.close();
       keys?.close();
-      await expiry.stop();
+      await jobs.stop();
       feed.close();
       await sessionStore.close();
       log.info("stopped");

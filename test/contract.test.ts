@@ -27,8 +27,12 @@ describe("protobuf contract", () => {
     try {
       execFileSync(buf, ["generate", "-o", out], { cwd: root, stdio: "pipe" });
       execFileSync("bash", [join(root, "scripts", "descriptors.sh"), join(out, "gen", "descriptors.binpb")], { cwd: root, stdio: "pipe" });
-      const fresh = listFiles(join(out, "gen")).map((p) => relative(join(out, "gen"), p)).sort();
-      const committed = listFiles(join(root, "gen")).map((p) => relative(join(root, "gen"), p)).sort();
+      const fresh = listFiles(join(out, "gen"))
+        .map((p) => relative(join(out, "gen"), p))
+        .sort();
+      const committed = listFiles(join(root, "gen"))
+        .map((p) => relative(join(root, "gen"), p))
+        .sort();
       expect(committed).toEqual(fresh);
       for (const file of fresh) {
         const same = readFileSync(join(root, "gen", file)).equals(readFileSync(join(out, "gen", file)));

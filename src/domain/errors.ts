@@ -58,7 +58,11 @@ export class AlreadyExistsError extends DomainError {
 /** The session's revision is not the expected one (ABORTED): re-read and retry. */
 export class RevisionConflictError extends DomainError {
   readonly reason = "REVISION_MISMATCH";
-  constructor(readonly id: string, readonly expected: number, readonly actual: number) {
+  constructor(
+    readonly id: string,
+    readonly expected: number,
+    readonly actual: number,
+  ) {
     super(`session "${id}" is at revision ${actual}, not the expected ${expected}`, {
       id,
       expected_revision: String(expected),
@@ -73,7 +77,10 @@ export class RevisionConflictError extends DomainError {
  */
 export class SessionTooLongError extends DomainError {
   readonly reason = "SESSION_TOO_LONG";
-  constructor(readonly id: string, readonly maxDurationSeconds: number) {
+  constructor(
+    readonly id: string,
+    readonly maxDurationSeconds: number,
+  ) {
     super(`session "${id}" is older than the maximum session duration (${maxDurationSeconds} s); create a new session`, {
       id,
       max_duration_seconds: String(maxDurationSeconds),
@@ -92,11 +99,17 @@ export class StoreUnavailableError extends DomainError {
 /** A watch cursor older than the change log's retention window (OUT_OF_RANGE). */
 export class ChangesTrimmedError extends DomainError {
   readonly reason = "REVISION_COMPACTED";
-  constructor(readonly requested: number, readonly oldestResumable: number) {
-    super(`revision ${requested} is older than the retained change history; resume after ${oldestResumable} or later (re-read the state first)`, {
-      requested_revision: String(requested),
-      oldest_resumable_revision: String(oldestResumable),
-    });
+  constructor(
+    readonly requested: number,
+    readonly oldestResumable: number,
+  ) {
+    super(
+      `revision ${requested} is older than the retained change history; resume after ${oldestResumable} or later (re-read the state first)`,
+      {
+        requested_revision: String(requested),
+        oldest_resumable_revision: String(oldestResumable),
+      },
+    );
   }
 }
 

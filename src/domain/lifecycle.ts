@@ -1,6 +1,7 @@
-// The session lifecycle: activity (TouchSession), idle and maximum-length expiry, profile merges
-// and session statistics. Plain functions over the store port, like src/domain/sessions.ts;
-// every write goes through store.update, so each one is a change that watchers see.
+// The session lifecycle: activity (TouchSession) and idle and maximum-length expiry. Plain
+// functions over the store port, like src/domain/sessions.ts; every write goes through
+// store.update, so each one is a change that watchers see. The timer that runs expiry passes is
+// in src/domain/jobs.ts.
 //
 // Rules (docs/lifecycle.md has the whole picture):
 // - Activity is metadata.time.update: UpdateSession and TouchSession set it; expiry and merges
@@ -14,17 +15,13 @@
 // - A touch re-opens an ended session (status "active" again, end_reason cleared), as Tracardi
 //   does on a new event, unless the session is older than maxDurationMs: then the visit is over
 //   for good (SessionTooLongError) and the caller starts a new session.
-// - A merge moves each session of the source profiles, oldest first, to the target profile in
-//   one atomic write per session: profile.id, merged_from_profile_ids (+ the source) and the
-//   target's next visit number. A retry lists the sources again, so it moves only what is left.
 
-import { InvalidArgumentError, NotFoundError, RevisionConflictError, SessionTooLongError, type FieldViolation } from "./errors";
-import { InvalidUrlError, parseUtm } from "./enrich";
+import { InvalidArgumentError, NotFoundError, RevisionConflictError, SessionTooLongError } from "./errors";
 import { END_IDLE, END_MAX_DURATION, STATUS_ACTIVE, STATUS_ENDED, type OperationFlags, type SessionDoc } from "./session";
 import { durationSeconds, systemClock, type Clock } from "./time";
 import { checkSessionSize, DEFAULT_LIMITS } from "./limits";
-import { checkId, checkLength } from "./validate";
-import type { CallOptions, ListCursor, SessionPatch, SessionStore, StatsField, StatsResult } from "./store";
+import { checkId, checkLength, checkPageUrl, fail } from "./validate";
+import type { CallOptions, SessionPatch, SessionStore } from "./store";
 
 export interface LifecycleOptions {
   /** A session without activity for this long ends (SESSION_IDLE_TIMEOUT). */
@@ -35,9 +32,9 @@ export interface LifecycleOptions {
   expiryBatch: number;
   /** At most this many sessions are ended per pass; the next pass goes on. */
   maxPerPass: number;
-  /** Largest stored document (MAX_SESSION_BYTES): a touch or merge that would pass it is refused. */
+  /** Largest stored document (MAX_SESSION_BYTES): a touch that would pass it is refused. */
   maxSessionBytes: number;
-  /** Longest page_url and filter string (MAX_STRING_LENGTH). */
+  /** Longest page_url (MAX_STRING_LENGTH). */
   maxStringLength: number;
 }
 
@@ -52,12 +49,8 @@ export const DEFAULT_LIFECYCLE: LifecycleOptions = {
 
 /** How far in the future a touch's `at` may be (clock skew between client and server). */
 export const MAX_CLOCK_SKEW_MS = 60_000;
-export const DEFAULT_ONLINE_WINDOW_MS = 15 * 60_000;
-export const MAX_ONLINE_WINDOW_MS = 24 * 3600_000;
-const MAX_MERGE_SOURCES = 100;
-const MERGE_PAGE = 1000;
 /** Conditional writes of one session before giving up (each conflict is another writer's success). */
-const MAX_ATTEMPTS = 20;
+export const MAX_WRITE_ATTEMPTS = 20;
 /** Expiry writes in flight at once (the SQLite store commits them together). */
 const EXPIRY_CONCURRENCY = 64;
 
@@ -67,34 +60,11 @@ export interface TouchInput {
   at?: Date;
 }
 
-export interface MergeInput {
-  sourceProfileIds: string[];
-  targetProfileId: string;
-}
-
-export interface StatsInput {
-  profileId: string;
-  status: string;
-  channel: string;
-  groupBy?: StatsField;
-  since?: Date;
-  /** 0 = the default window. */
-  onlineWindowMs: number;
-}
-
-export interface Stats extends StatsResult {
-  computedAt: Date;
-}
-
 export interface ExpiryPass {
   /** Sessions this pass ended. */
   ended: number;
   /** Candidates another writer changed first (touched, expired by another replica, deleted). */
   skipped: number;
-}
-
-function fail(violations: FieldViolation[]): void {
-  if (violations.length > 0) throw new InvalidArgumentError(violations);
 }
 
 const touched = (): OperationFlags => ({ new: false, update: true, segment: false, merge: [] });
@@ -123,7 +93,9 @@ export class Lifecycle {
       ...checkId("id", input.id, true),
       ...checkLength("page_url", input.pageUrl, this.options.maxStringLength),
       ...(input.pageUrl.length > this.options.maxStringLength ? [] : checkPageUrl("page_url", input.pageUrl)),
-      ...(at.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS ? [{ field: "at", description: "must not be more than a minute in the future" }] : []),
+      ...(at.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS
+        ? [{ field: "at", description: "must not be more than a minute in the future" }]
+        : []),
     ]);
     for (let attempt = 1; ; attempt++) {
       const current = await this.store.get(input.id, options);
@@ -147,13 +119,20 @@ export class Lifecycle {
         if (latest === at || a.exit_page === null) set.push({ path: ["activity", "exit_page"], value: input.pageUrl });
         // The page URL is the one thing a touch can grow a session by (entry and exit page):
         // the session as it would be stored must stay under the limit, or nothing is written.
-        checkSessionSize({ ...current, activity: { ...a, page_views: a.page_views + 1, entry_page: a.entry_page ?? input.pageUrl, exit_page: input.pageUrl } }, this.options.maxSessionBytes, "page_url");
+        checkSessionSize(
+          {
+            ...current,
+            activity: { ...a, page_views: a.page_views + 1, entry_page: a.entry_page ?? input.pageUrl, exit_page: input.pageUrl },
+          },
+          this.options.maxSessionBytes,
+          "page_url",
+        );
       }
       try {
         const session = await this.store.update(input.id, { set, unset: [] }, { ...options, expectedRevision: current.revision });
         return { session, operation: touched() };
       } catch (err) {
-        if (!(err instanceof RevisionConflictError) || attempt >= MAX_ATTEMPTS) throw err;
+        if (!(err instanceof RevisionConflictError) || attempt >= MAX_WRITE_ATTEMPTS) throw err;
       }
     }
   }
@@ -199,173 +178,5 @@ export class Lifecycle {
       if (err instanceof RevisionConflictError || err instanceof NotFoundError) return false;
       throw err;
     }
-  }
-
-  /** Moves the sessions of the source profiles to the target: see MergeProfiles in the contract. */
-  async merge(input: MergeInput, options: CallOptions = {}): Promise<{ moved: string[] }> {
-    const target = input.targetProfileId;
-    const violations = checkId("target_profile_id", target, true);
-    if (input.sourceProfileIds.length === 0) violations.push({ field: "source_profile_ids", description: "must name at least one profile" });
-    if (input.sourceProfileIds.length > MAX_MERGE_SOURCES) {
-      violations.push({ field: "source_profile_ids", description: `must name at most ${MAX_MERGE_SOURCES} profiles` });
-    }
-    input.sourceProfileIds.forEach((id, i) => {
-      const field = `source_profile_ids[${i}]`;
-      violations.push(...checkId(field, id, true));
-      if (id === target && target !== "") violations.push({ field, description: "must not be the target profile" });
-    });
-    fail(violations);
-
-    // Oldest first, so the moved sessions are numbered in the order they happened.
-    const todo: SessionDoc[] = [];
-    for (const source of new Set(input.sourceProfileIds)) todo.push(...(await this.sessionsOf(source, options)));
-    todo.sort((a, b) => a.metadata.time.insert.getTime() - b.metadata.time.insert.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-
-    const moved: string[] = [];
-    for (const doc of todo) if (await this.move(doc, target, options)) moved.push(doc.id);
-    return { moved };
-  }
-
-  private async sessionsOf(profileId: string, options: CallOptions): Promise<SessionDoc[]> {
-    const all: SessionDoc[] = [];
-    let after: ListCursor | undefined;
-    for (;;) {
-      const page = await this.store.list({ profileId, after, limit: MERGE_PAGE }, options);
-      all.push(...page);
-      const last = page[page.length - 1];
-      if (page.length < MERGE_PAGE || !last) return all;
-      after = { insert: last.metadata.time.insert, id: last.id };
-    }
-  }
-
-  /** Moves one session unless it left its source profile meanwhile (deleted, merged elsewhere). */
-  private async move(doc: SessionDoc, target: string, options: CallOptions): Promise<boolean> {
-    const source = doc.profile?.id;
-    let current = doc;
-    for (let attempt = 1; ; attempt++) {
-      const patch: SessionPatch = {
-        set: [
-          { path: ["profile", "id"], value: target },
-          { path: ["merged_from_profile_ids"], value: [...current.merged_from_profile_ids, source] },
-        ],
-        unset: [],
-      };
-      // Each merge adds a profile id to the session: it must stay readable after it.
-      checkSessionSize(
-        { ...current, profile: current.profile && { ...current.profile, id: target }, merged_from_profile_ids: [...current.merged_from_profile_ids, source ?? ""] },
-        this.options.maxSessionBytes,
-        "target_profile_id",
-      );
-      try {
-        await this.store.update(doc.id, patch, { ...options, expectedRevision: current.revision, numberVisitIn: target });
-        return true;
-      } catch (err) {
-        if (err instanceof NotFoundError) return false;
-        if (!(err instanceof RevisionConflictError) || attempt >= MAX_ATTEMPTS) throw err;
-      }
-      try {
-        current = await this.store.get(doc.id, options);
-      } catch (err) {
-        if (err instanceof NotFoundError) return false;
-        throw err;
-      }
-      if (current.profile?.id !== source) return false;
-    }
-  }
-
-  /** Session counts: see GetSessionStats in the contract. Groups come largest first. */
-  async stats(input: StatsInput, options: CallOptions = {}): Promise<Stats> {
-    const violations = [
-      ...checkId("filter.profile_id", input.profileId, false),
-      ...checkLength("filter.status", input.status, this.options.maxStringLength),
-      ...checkLength("filter.channel", input.channel, this.options.maxStringLength),
-      ...(input.onlineWindowMs < 0 ? [{ field: "online_window", description: "must not be negative" }] : []),
-      ...(input.onlineWindowMs > MAX_ONLINE_WINDOW_MS ? [{ field: "online_window", description: "must be at most 24 hours" }] : []),
-    ];
-    fail(violations);
-    const now = this.clock.now();
-    const windowMs = input.onlineWindowMs === 0 ? DEFAULT_ONLINE_WINDOW_MS : input.onlineWindowMs;
-    const result = await this.store.stats(
-      {
-        profileId: input.profileId || undefined,
-        status: input.status || undefined,
-        channel: input.channel || undefined,
-        insertFrom: input.since,
-        groupBy: input.groupBy,
-        onlineSince: new Date(now.getTime() - windowMs),
-      },
-      options,
-    );
-    const groups = [...result.groups].sort((a, b) => b.count - a.count || compareKeys(a.key, b.key));
-    return { ...result, groups, computedAt: now };
-  }
-}
-
-export interface ExpiryRunner {
-  /** Stops the timer and waits for a pass in progress. */
-  stop(): Promise<void>;
-}
-
-/**
- * Runs an expiry pass at once and then every `intervalMs` (never two at once in this process;
- * other replicas' passes are harmless, see expire()). A pass that stopped at maxPerPass is
- * followed by the next one at once, so a backlog (after downtime) drains without waiting an
- * interval per batch.
- * Failures are logged and the next pass tries again.
- */
-export function startExpiry(
-  lifecycle: Lifecycle,
-  intervalMs: number,
-  log: { info(msg: string, fields?: Record<string, unknown>): void; warn(msg: string, fields?: Record<string, unknown>): void },
-): ExpiryRunner {
-  let running: Promise<void> | undefined;
-  let stopped = false;
-  const run = (): void => {
-    if (running || stopped) return;
-    running = lifecycle
-      .expire()
-      .then(
-        (pass) => {
-          if (pass.ended > 0) log.info("sessions expired", { ended: pass.ended, skipped: pass.skipped });
-          return pass.ended >= lifecycle.maxPerPass;
-        },
-        (err: unknown) => {
-          log.warn("expiry pass failed; the next one retries", { error: err instanceof Error ? err.message : String(err) });
-          return false;
-        },
-      )
-      .then((more) => {
-        running = undefined;
-        if (more) setImmediate(run);
-      });
-  };
-  const timer = setInterval(run, intervalMs);
-  timer.unref();
-  setImmediate(run);
-  return {
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await running;
-    },
-  };
-}
-
-/** Null last, then string order. */
-function compareKeys(a: string | null, b: string | null): number {
-  if (a === b) return 0;
-  if (a === null) return 1;
-  if (b === null) return -1;
-  return a < b ? -1 : 1;
-}
-
-function checkPageUrl(field: string, pageUrl: string): FieldViolation[] {
-  if (pageUrl === "") return [];
-  try {
-    parseUtm(pageUrl);
-    return [];
-  } catch (err) {
-    if (err instanceof InvalidUrlError) return [{ field, description: "must be a valid URL" }];
-    throw err;
   }
 }

@@ -12,10 +12,7 @@ import type { SessionDoc } from "./session";
 import { DEFAULT_LIMITS, MAX_MASK_PATH_LENGTH, MAX_MASK_PATH_SEGMENTS, MAX_VIOLATIONS } from "./limits";
 import { badKeyReason } from "./validate";
 
-type Node =
-  | { kind: "leaf"; writable: boolean }
-  | { kind: "free" }
-  | { kind: "object"; children: Record<string, Node> };
+type Node = { kind: "leaf"; writable: boolean } | { kind: "free" } | { kind: "object"; children: Record<string, Node> };
 
 const rw: Node = { kind: "leaf", writable: true };
 const ro: Node = { kind: "leaf", writable: false };
@@ -80,7 +77,7 @@ const STAR: readonly string[][] = expand(SCHEMA, []);
  * Repeated paths (and repeated "*") count and resolve once. Linear in the size of the mask.
  */
 export function resolveMask(paths: readonly string[], maxPaths: number = DEFAULT_LIMITS.maxMaskPaths): string[][] {
-  if (paths.length === 0) throw InvalidArgumentError.field("update_mask", "must name at least one path (or \"*\")");
+  if (paths.length === 0) throw InvalidArgumentError.field("update_mask", 'must name at least one path (or "*")');
   // Distinct paths only: a mask of 100,000 copies of "*" is one path. The count check comes
   // before anything else is done per path, so an oversized mask costs one pass of hashing.
   const distinct = new Set(paths);
@@ -148,8 +145,8 @@ interface TrieNode {
 
 /**
  * A set of paths that answers "is this path in the set or below one of its paths" in time
- * linear in the path's length, whatever the size of the set (isCovered over a list is
- * linear in the list, so checking every path of a mask against it was quadratic).
+ * linear in the path's length, whatever the size of the set (checking every path of a mask
+ * against a plain list would be quadratic in the mask's size).
  */
 export class PathSet {
   private readonly root: TrieNode = { end: false, children: new Map() };

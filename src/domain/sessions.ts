@@ -2,15 +2,16 @@
 // no protobuf and no gRPC here. The RPC handlers (src/rpc/handlers.ts) convert messages to and
 // from SessionDoc and call these.
 
-import { createHash, randomFillSync } from "node:crypto";
-import { InvalidArgumentError, RevisionConflictError, type FieldViolation } from "./errors";
-import { InvalidUrlError, parseUserAgent, parseUtm } from "./enrich";
+import { RevisionConflictError, type FieldViolation } from "./errors";
+import { parseUserAgent } from "./enrich";
+import { newSessionId } from "./ids";
 import { checkSessionSize, DEFAULT_LIMITS, sessionSizeBytes, type InputLimits } from "./limits";
 import { buildPatch, copyPaths, PathSet, resolveMask, setIn } from "./mask";
 import { STATUS_ACTIVE, UNKNOWN_NAME, type OperationFlags, type ProfileDoc, type SessionDoc, type UtmDoc } from "./session";
 import { durationSeconds, insertTimeFields, systemClock, type Clock } from "./time";
-import { checkId, checkLength, checkRevision, checkSessionFreeForm, checkSessionStrings } from "./validate";
-import type { CallOptions, ListCursor, SessionStore } from "./store";
+import { decodePageToken, encodePageToken, type PageFilters } from "./page-token";
+import { checkId, checkLength, checkRevision, checkSessionFreeForm, checkSessionStrings, fail, parsePageUrl } from "./validate";
+import type { CallOptions, SessionStore } from "./store";
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 1000;
@@ -43,12 +44,7 @@ export interface UpdateInput {
   pageUrl: string;
 }
 
-export interface ListInput {
-  profileId: string;
-  status: string;
-  channel: string;
-  insertFrom?: Date;
-  insertTo?: Date;
+export interface ListInput extends PageFilters {
   pageSize: number;
   pageToken: string;
 }
@@ -61,20 +57,6 @@ export interface ListResult {
 const emptyProfile = (): ProfileDoc => ({ id: "", primary_id: null, metadata: null });
 
 const operation = (flags: Partial<OperationFlags>): OperationFlags => ({ new: false, update: false, segment: false, merge: [], ...flags });
-
-function fail(violations: FieldViolation[]): void {
-  if (violations.length > 0) throw new InvalidArgumentError(violations);
-}
-
-function parseUrlField(field: string, pageUrl: string): UtmDoc | null {
-  if (pageUrl === "") return null;
-  try {
-    return parseUtm(pageUrl);
-  } catch (err) {
-    if (err instanceof InvalidUrlError) throw InvalidArgumentError.field(field, "must be a valid URL");
-    throw err;
-  }
-}
 
 /** Per field: what the client sent wins; parsed values fill only what it left empty. */
 function fillUtm(sent: UtmDoc, parsed: UtmDoc | null): UtmDoc {
@@ -111,104 +93,18 @@ function fillFromUserAgent(doc: SessionDoc, userAgent: string): void {
 
 /** The user-agent-derived paths an update rewrites when a new user agent is sent. */
 const USER_AGENT_PATHS: string[][] = [
-  ["os", "name"], ["os", "version"],
-  ["device", "name"], ["device", "brand"], ["device", "model"], ["device", "type"], ["device", "touch"],
-  ["app", "type"], ["app", "name"], ["app", "version"], ["app", "bot"],
+  ["os", "name"],
+  ["os", "version"],
+  ["device", "name"],
+  ["device", "brand"],
+  ["device", "model"],
+  ["device", "type"],
+  ["device", "touch"],
+  ["app", "type"],
+  ["app", "name"],
+  ["app", "version"],
+  ["app", "bot"],
 ];
-
-interface PageToken {
-  /** Position: insert time (ms) and id of the last session of the previous page. */
-  t: number;
-  i: string;
-  /** Fingerprint of the filters the token was made for. */
-  f: string;
-}
-
-function filterFingerprint(input: ListInput): string {
-  const key = JSON.stringify([input.profileId, input.status, input.channel, input.insertFrom?.getTime() ?? null, input.insertTo?.getTime() ?? null]);
-  return createHash("sha256").update(key).digest("base64url").slice(0, 12);
-}
-
-export function encodePageToken(cursor: ListCursor, input: ListInput): string {
-  const token: PageToken = { t: cursor.insert.getTime(), i: cursor.id, f: filterFingerprint(input) };
-  return Buffer.from(JSON.stringify(token)).toString("base64url");
-}
-
-export function decodePageToken(token: string, input: ListInput): ListCursor {
-  const invalid = (why: string) => InvalidArgumentError.field("page_token", why);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
-  } catch {
-    throw invalid("is not a token returned by ListSessions");
-  }
-  const t = parsed as Partial<PageToken>;
-  if (typeof t !== "object" || t === null || typeof t.t !== "number" || !Number.isFinite(new Date(t.t).getTime()) || typeof t.i !== "string" || typeof t.f !== "string") {
-    throw invalid("is not a token returned by ListSessions");
-  }
-  if (t.f !== filterFingerprint(input)) throw invalid("was made for other filters; send the same filters as the first call");
-  return { insert: new Date(t.t), id: t.i };
-}
-
-// Server-made session ids: UUIDv7 (RFC 9562, section 5.7), time-ordered so that new sessions
-// append to the primary-key index instead of writing a random leaf page of it per create (store
-// bench: 41.7 -> 20.9 µs of event-loop CPU per create; docs/performance.md, step 8).
-// Layout, most significant bit first:
-//   48 bits  unix_ts_ms
-//    4 bits  version 0b0111
-//   12 bits  rand_a: a counter (RFC 9562 section 6.2, method 1, "fixed-length dedicated counter")
-//    2 bits  variant 0b10
-//   62 bits  rand_b: random, fresh for every id
-// The counter starts at a random value below 2^11 in each new millisecond and counts up by one
-// within it, so the ids of one generator strictly increase, also when the clock steps back (the
-// last millisecond is kept). After at least 2048 ids in one millisecond it would overflow: the
-// timestamp then moves on by one millisecond (allowed by the RFC; far above this service's rate).
-// Every id has 62 fresh random bits, so knowing one id does not help to guess another.
-
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-/** A UUIDv7 generator (one per process is enough; every instance is monotonic on its own). */
-export function uuidV7Generator(now: () => number = Date.now): () => string {
-  // Randomness is drawn 4 KB at a time (as crypto.randomUUID caches it).
-  const pool = Buffer.alloc(4096);
-  let poolAt = pool.length;
-  const random32 = (): number => {
-    if (poolAt + 4 > pool.length) {
-      randomFillSync(pool);
-      poolAt = 0;
-    }
-    const v = pool.readUInt32BE(poolAt);
-    poolAt += 4;
-    return v;
-  };
-  let lastMs = -1;
-  let counter = 0;
-  return () => {
-    const ms = now();
-    if (ms > lastMs) {
-      lastMs = ms;
-      counter = random32() >>> 21; // 11 random bits
-    } else if (++counter > 0xfff) {
-      lastMs++;
-      counter = random32() >>> 21;
-    }
-    const hiT = Math.floor(lastMs / 0x10000); // top 32 bits of the 48-bit timestamp
-    const loT = lastMs % 0x10000;
-    const r1 = random32();
-    const r2 = random32();
-    return (
-      HEX[hiT >>> 24] + HEX[(hiT >>> 16) & 0xff] + HEX[(hiT >>> 8) & 0xff] + HEX[hiT & 0xff] + "-" +
-      HEX[loT >>> 8] + HEX[loT & 0xff] + "-" +
-      HEX[0x70 | (counter >>> 8)] + HEX[counter & 0xff] + "-" +
-      HEX[0x80 | (r1 >>> 26)] + HEX[(r1 >>> 18) & 0xff] + "-" +
-      HEX[(r1 >>> 10) & 0xff] + HEX[(r1 >>> 2) & 0xff] +
-      HEX[r2 >>> 24] + HEX[(r2 >>> 16) & 0xff] + HEX[(r2 >>> 8) & 0xff] + HEX[r2 & 0xff]
-    );
-  };
-}
-
-/** The process's UUIDv7 generator: the default id maker of Sessions. */
-export const newSessionId: () => string = uuidV7Generator();
 
 export class Sessions {
   private readonly limits: InputLimits;
@@ -234,7 +130,7 @@ export class Sessions {
       ...checkSessionStrings(doc, maxStringLength),
       ...checkSessionFreeForm(doc, this.limits.maxFreeFormKeys),
     ]);
-    const parsedUtm = parseUrlField("page_url", input.pageUrl);
+    const parsedUtm = parsePageUrl("page_url", input.pageUrl);
     if (doc.id === "") doc.id = this.newId();
     const now = this.clock.now();
     doc.metadata.time = { ...doc.metadata.time, ...insertTimeFields(now), update: null, duration: 0 };
@@ -253,7 +149,11 @@ export class Sessions {
     checkSessionSize(doc, this.limits.maxSessionBytes);
     const profileId = doc.profile?.id ?? "";
     const requestId = input.requestId === "" ? undefined : input.requestId;
-    const { session, created } = await this.store.create(doc, { ...options, requestId, numberVisitIn: profileId === "" ? undefined : profileId });
+    const { session, created } = await this.store.create(doc, {
+      ...options,
+      requestId,
+      numberVisitIn: profileId === "" ? undefined : profileId,
+    });
     // A replayed request_id answers with the session its first call made: not new any more.
     return { session, operation: operation({ new: created }) };
   }
@@ -277,7 +177,7 @@ export class Sessions {
       ...checkRevision("expected_revision", input.expectedRevision),
     ]);
     const maskSet = new PathSet(masked);
-    const parsedUtm = parseUrlField("page_url", input.pageUrl);
+    const parsedUtm = parsePageUrl("page_url", input.pageUrl);
     const incoming = structuredClone(sent);
     incoming.utm = fillUtm(incoming.utm, parsedUtm);
     const utmMasked = masked.some((p) => p[0] === "utm");
@@ -331,10 +231,7 @@ export class Sessions {
   }
 
   async delete(id: string, expectedRevision: number | undefined, options: CallOptions = {}): Promise<{ revision: number }> {
-    fail([
-      ...checkId("id", id, true),
-      ...checkRevision("expected_revision", expectedRevision),
-    ]);
+    fail([...checkId("id", id, true), ...checkRevision("expected_revision", expectedRevision)]);
     return this.store.delete(id, { ...options, expectedRevision });
   }
 
@@ -346,7 +243,8 @@ export class Sessions {
       ...checkLength("channel", input.channel, maxStringLength),
     ];
     if (input.pageSize < 0) violations.push({ field: "page_size", description: "must not be negative" });
-    if (input.pageToken.length > MAX_PAGE_TOKEN_LENGTH) violations.push({ field: "page_token", description: "is not a token returned by ListSessions" });
+    if (input.pageToken.length > MAX_PAGE_TOKEN_LENGTH)
+      violations.push({ field: "page_token", description: "is not a token returned by ListSessions" });
     if (input.insertFrom && input.insertTo && input.insertFrom >= input.insertTo) {
       violations.push({ field: "insert_to", description: "must be after insert_from" });
     }
@@ -359,7 +257,7 @@ export class Sessions {
     // page of large sessions is not all held in memory past the budget.
     const sessions: SessionDoc[] = [];
     let bytes = 0;
-    let more = false;
+    let more: boolean;
     fill: for (;;) {
       const want = Math.min(limit - sessions.length, LIST_CHUNK);
       const rows = await this.store.list(

@@ -73,7 +73,6 @@ export interface CreateOptions extends CallOptions {
 // store lost mid-write, a crash): then that number may stay unused (a gap), and
 // previous_session_id skips it. A replayed requestId takes no number.
 
-
 export interface CreateResult {
   session: SessionDoc;
   /** False when an earlier create with the same requestId is being replayed. */
@@ -260,6 +259,13 @@ export interface SessionStore {
    * cursors get ChangesTrimmedError. Returns the oldest revision still resumable.
    */
   trimChanges(before: Date, options?: CallOptions): Promise<number>;
+
+  /**
+   * Deletes the sessions past the store's retention policy as of `now`, each like delete() (so
+   * every deletion is in the change log), and returns how many. Only adapters with a retention
+   * policy implement it; src/domain/jobs.ts runs it periodically when it is there.
+   */
+  purgeRetained?(now?: Date, options?: CallOptions): Promise<number>;
 
   /**
    * Calls `listener` soon after each change this process committed (a hint to read the log

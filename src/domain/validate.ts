@@ -1,9 +1,10 @@
 // Input rules shared by every RPC. Each check returns violations naming the offending field
 // with its path in the request, so the edge can send them as google.rpc.BadRequest.
 
-import type { FieldViolation } from "./errors";
+import { InvalidArgumentError, type FieldViolation } from "./errors";
+import { InvalidUrlError, parseUtm } from "./enrich";
 import { DEFAULT_LIMITS, MAX_VIOLATIONS } from "./limits";
-import type { JsonValue, SessionDoc } from "./session";
+import type { JsonValue, SessionDoc, UtmDoc } from "./session";
 
 export const MAX_ID_LENGTH = 128;
 const MAX_NESTING = 32;
@@ -37,7 +38,11 @@ export function badKeyReason(key: string): string | null {
  * or array item (one violation names the limit) and after MAX_VIOLATIONS violations, so a
  * hostile object costs at most maxKeys steps and a short answer.
  */
-export function checkFreeForm(field: string, value: JsonValue | null | undefined, maxKeys: number = DEFAULT_LIMITS.maxFreeFormKeys): FieldViolation[] {
+export function checkFreeForm(
+  field: string,
+  value: JsonValue | null | undefined,
+  maxKeys: number = DEFAULT_LIMITS.maxFreeFormKeys,
+): FieldViolation[] {
   const out: FieldViolation[] = [];
   let seen = 0;
   let stop = false;
@@ -97,19 +102,46 @@ export function checkSessionFreeForm(doc: SessionDoc, maxKeys: number = DEFAULT_
 
 /** The client-writable string fields of a session (nullable ones may be null). */
 const STRING_FIELDS: ReadonlyArray<readonly string[]> = [
-  ["metadata", "channel"], ["metadata", "status"],
-  ["profile", "id"], ["profile", "primary_id"],
-  ["device", "name"], ["device", "brand"], ["device", "model"], ["device", "type"], ["device", "ip"], ["device", "resolution"],
-  ["device", "color_depth"], ["device", "orientation"],
-  ["device", "geo", "country", "name"], ["device", "geo", "country", "code"], ["device", "geo", "city"], ["device", "geo", "county"],
-  ["device", "geo", "postal"], ["device", "geo", "latitude"], ["device", "geo", "longitude"], ["device", "geo", "location"],
-  ["os", "name"], ["os", "version"],
-  ["app", "type"], ["app", "name"], ["app", "version"], ["app", "language"], ["app", "resolution"],
-  ["utm", "source"], ["utm", "medium"], ["utm", "campaign"], ["utm", "term"], ["utm", "content"],
+  ["metadata", "channel"],
+  ["metadata", "status"],
+  ["profile", "id"],
+  ["profile", "primary_id"],
+  ["device", "name"],
+  ["device", "brand"],
+  ["device", "model"],
+  ["device", "type"],
+  ["device", "ip"],
+  ["device", "resolution"],
+  ["device", "color_depth"],
+  ["device", "orientation"],
+  ["device", "geo", "country", "name"],
+  ["device", "geo", "country", "code"],
+  ["device", "geo", "city"],
+  ["device", "geo", "county"],
+  ["device", "geo", "postal"],
+  ["device", "geo", "latitude"],
+  ["device", "geo", "longitude"],
+  ["device", "geo", "location"],
+  ["os", "name"],
+  ["os", "version"],
+  ["app", "type"],
+  ["app", "name"],
+  ["app", "version"],
+  ["app", "language"],
+  ["app", "resolution"],
+  ["utm", "source"],
+  ["utm", "medium"],
+  ["utm", "campaign"],
+  ["utm", "term"],
+  ["utm", "content"],
 ];
 
 /** Checks a string of a request against MAX_STRING_LENGTH (characters, as UTF-16 code units). */
-export function checkLength(field: string, value: string | null | undefined, maxLength: number = DEFAULT_LIMITS.maxStringLength): FieldViolation[] {
+export function checkLength(
+  field: string,
+  value: string | null | undefined,
+  maxLength: number = DEFAULT_LIMITS.maxStringLength,
+): FieldViolation[] {
   return typeof value === "string" && value.length > maxLength
     ? [{ field, description: `must be at most ${maxLength} characters (MAX_STRING_LENGTH), got ${value.length}` }]
     : [];
@@ -139,4 +171,32 @@ export function checkRevision(field: string, revision: number | undefined): Fiel
   if (revision < 0) return [{ field, description: "must not be negative" }];
   if (revision > MAX_REVISION) return [{ field, description: `must be at most ${MAX_REVISION}` }];
   return [];
+}
+
+/** Throws InvalidArgumentError with every violation found, if there is any. */
+export function fail(violations: FieldViolation[]): void {
+  if (violations.length > 0) throw new InvalidArgumentError(violations);
+}
+
+/** A page URL ("" = none) read for its UTM parameters; one that is not a page URL is a violation of `field`. */
+function readPageUrl(field: string, pageUrl: string): { utm: UtmDoc | null; violations: FieldViolation[] } {
+  if (pageUrl === "") return { utm: null, violations: [] };
+  try {
+    return { utm: parseUtm(pageUrl), violations: [] };
+  } catch (err) {
+    if (err instanceof InvalidUrlError) return { utm: null, violations: [{ field, description: "must be a valid URL" }] };
+    throw err;
+  }
+}
+
+/** Checks a page URL ("" is allowed: no page). */
+export function checkPageUrl(field: string, pageUrl: string): FieldViolation[] {
+  return readPageUrl(field, pageUrl).violations;
+}
+
+/** The UTM parameters of a page URL (null for "" or a URL without any); throws InvalidArgumentError when it is not a page URL. */
+export function parsePageUrl(field: string, pageUrl: string): UtmDoc | null {
+  const { utm, violations } = readPageUrl(field, pageUrl);
+  fail(violations);
+  return utm;
 }

@@ -1,7 +1,7 @@
 // Global admission control of unary calls, shared by both engines (gRPC and HTTP ports): at most
 // `max` calls run at once; one more fails at once with RESOURCE_EXHAUSTED and a RetryInfo. There
 // is no waiting room: a queue would only add latency to calls that the store could not serve
-// sooner anyway, and a queue is what a burst of cancelled calls used to pile up in.
+// sooner anyway, and a burst of cancelled calls would pile up in it.
 //
 // A slot is freed when the call settles or when its signal aborts (the client cancelled or reset
 // the stream, the deadline passed), whichever comes first: a burst of reset calls never holds

@@ -4,13 +4,21 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { TLSSocket } from "node:tls";
-import { Code, ConnectError, createConnectRouter, createContextKey, createContextValues, cors, type HandlerContext } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  createContextKey,
+  createContextValues,
+  cors,
+  type HandlerContext,
+} from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Logger } from "../log";
 import { InvalidArgumentError, ShuttingDownError } from "../domain/errors";
 import { checkBinaryBody, DECODE_ERROR } from "./connect-decode";
-import type { Handler, StreamHandler, UnaryHandler } from "./grpc-server";
+import { checkHandlers, type Handler, type StreamHandler, type UnaryHandler } from "./grpc-server";
 import type { CallContext } from "./handlers";
 import { toRpcStatus } from "./status";
 import { Admission } from "./admission";
@@ -85,9 +93,9 @@ export function createHttpServer(options: HttpServiceOptions): HttpServer {
       throw toConnectError(InvalidArgumentError.field("request", `cannot be decoded as the method's request message: ${reason}`), rpcName);
     }
   };
+  checkHandlers(service, handlers);
   for (const method of service.methods) {
     const handler = handlers[method.localName];
-    if (!handler) continue;
     const rpcName = `${service.typeName}/${method.name}`;
     if (method.methodKind === "unary") {
       // connect-node's signal aborts when the client goes away or the call's timeout passes; a
@@ -185,7 +193,7 @@ export function createHttpServer(options: HttpServiceOptions): HttpServer {
   // connectNodeAdapter, which reports a failed response with console.error: a client that
   // disconnects while its stream is written is routine for watches, and our logs are JSON lines.
   const router = createConnectRouter({ readMaxBytes: options.readMaxBytes });
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Connect types a service implementation per generated method; the handlers are checked against the service in checkHandlers
   router.service(service, impl as any);
   const routes = new Map(router.handlers.map((h) => [h.requestPath, h]));
   const adapter = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
@@ -195,7 +203,7 @@ export function createHttpServer(options: HttpServiceOptions): HttpServer {
     // connect-node had started. The connection then stayed paused; the client's next request on
     // it (HTTP/1.1 keep-alive) was never read, and the keep-alive timeout destroyed the socket
     // with that request unread: ECONNRESET after ~5 s (the fuzz's dropped Connect calls). So the
-    // rest is read and discarded, as node:http does for unread bodies (HTTP_REQUEST_TIMEOUT_MS
+    // rest is read and discarded, as node:http does for unread bodies (HTTP_REQUEST_TIMEOUT
     // still bounds a body that never ends), and the connection serves the next request.
     res.once("finish", () => {
       if (req.complete || req.destroyed) return;
@@ -211,7 +219,7 @@ export function createHttpServer(options: HttpServiceOptions): HttpServer {
     }
     const values = createContextValues();
     values.set(CLIENT_ADDRESS, clientAddress(req.socket?.remoteAddress ?? "unknown"));
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- connect-node's adapter is typed for http.IncomingMessage/Http2ServerRequest; ours is either
     const uReq = universalRequestFromNodeRequest(req as any, res as any, undefined, values);
     // connect-node's body iterator destroys the request when a reader stops early (a message
     // over readMaxBytes): the socket is then left paused with the rest of the body unread. This
@@ -220,7 +228,12 @@ export function createHttpServer(options: HttpServiceOptions): HttpServer {
     const encoded = [req.headers["content-encoding"], req.headers["connect-content-encoding"], req.headers["grpc-encoding"]].some(
       (e) => e !== undefined && e !== "identity",
     );
-    checkBinaryBody(uReq.body as AsyncIterable<Uint8Array>, { contentType: req.headers["content-type"] ?? "", encoded }, handler.method.input, options.readMaxBytes)
+    checkBinaryBody(
+      uReq.body as AsyncIterable<Uint8Array>,
+      { contentType: req.headers["content-type"] ?? "", encoded },
+      handler.method.input,
+      options.readMaxBytes,
+    )
       .then((checked) => {
         uReq.body = checked.body;
         if (checked.error !== undefined) {

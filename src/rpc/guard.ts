@@ -1,15 +1,10 @@
-// The security of one call, the same on both ports (issue 11): the access decision of
+// The security of one call, the same on both ports: the access decision of
 // src/security/access.ts turned into typed errors (mapped to codes in status.ts like every other
 // error), the audit line of each state-changing call, and the open streams of each key, so that
 // a keys file reload ends the watches of a revoked key. The engines (grpc-server.ts,
 // connect-server.ts) gather the method, the authorization value and the client address.
 
-import {
-  DomainError,
-  PermissionDeniedError,
-  ResourceExhaustedError,
-  UnauthenticatedError,
-} from "../domain/errors";
+import { DomainError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from "../domain/errors";
 import type { Logger } from "../log";
 import { checkAccess, KeyedCalls, type AccessPolicy } from "../security/access";
 import { requiredScope, type ApiKey, type AuthFailure } from "../security/keys";
@@ -17,8 +12,22 @@ import type { RateLimited } from "../security/rate-limit";
 
 /** The canonical names of the gRPC codes, by number: the audit log's `code`. */
 const CODE_NAMES = [
-  "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+  "OK",
+  "CANCELLED",
+  "UNKNOWN",
+  "INVALID_ARGUMENT",
+  "DEADLINE_EXCEEDED",
+  "NOT_FOUND",
+  "ALREADY_EXISTS",
+  "PERMISSION_DENIED",
+  "RESOURCE_EXHAUSTED",
+  "FAILED_PRECONDITION",
+  "ABORTED",
+  "OUT_OF_RANGE",
+  "UNIMPLEMENTED",
+  "INTERNAL",
+  "UNAVAILABLE",
+  "DATA_LOSS",
   "UNAUTHENTICATED",
 ];
 
@@ -28,12 +37,13 @@ export function codeName(code: number): string {
 
 /** A refusal of checkAccess as the typed error the engines answer with. */
 export function accessError(refusal: AuthFailure | RateLimited): DomainError {
-  if (refusal.code === "RESOURCE_EXHAUSTED") return new ResourceExhaustedError(refusal.reason, refusal.message, refusal.retryAfterMs, refusal.metadata);
+  if (refusal.code === "RESOURCE_EXHAUSTED")
+    return new ResourceExhaustedError(refusal.reason, refusal.message, refusal.retryAfterMs, refusal.metadata);
   if (refusal.code === "UNAUTHENTICATED") return new UnauthenticatedError(refusal.reason, refusal.message, refusal.metadata);
   return new PermissionDeniedError(refusal.reason, refusal.message, refusal.metadata);
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a request of any method of the service (typed per method by the handlers)
 type Message = any;
 
 /** The ids an audit line names, taken from the request (and, for a create, the answer). */

@@ -2,7 +2,7 @@
 // the gRPC port, connect-node on the HTTP port); errors propagate as typed domain errors and
 // are mapped to statuses by the engine adapters through src/rpc/status.ts.
 
-import { create } from "@bufbuild/protobuf";
+import { create, type DescMethodServerStreaming, type DescMethodUnary, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import {
   CreateSessionResponseSchema,
@@ -34,11 +34,16 @@ import {
   type UpdateSessionResponse,
   type WatchSessionsRequest,
   type WatchSessionsResponse,
+  type SessionService,
 } from "../../gen/session/v1/session_service_pb";
 import { InvalidArgumentError, ResourceExhaustedError } from "../domain/errors";
 import type { Lifecycle } from "../domain/lifecycle";
+import type { Merges } from "../domain/merges";
 import type { Sessions } from "../domain/sessions";
-import { heartbeatInterval, watchSessions, type ChangeEventKind, type ChangeFeed } from "../domain/watch";
+import type { SessionStats } from "../domain/stats";
+import type { ChangeFeed } from "../domain/watch/feed";
+import type { ChangeEventKind } from "../domain/watch/filter";
+import { heartbeatInterval, watchSessions } from "../domain/watch/stream";
 import type { SessionDoc } from "../domain/session";
 import type { SessionStore, StatsField } from "../domain/store";
 import { docToSession, optionalRequestDate, sessionToDoc } from "./convert";
@@ -55,6 +60,28 @@ export interface CallContext {
    * `error()`, after the messages already written.
    */
   stall?: { timeoutMs: number; error: () => Error };
+}
+
+/**
+ * One handler per method of a service, with the engine-independent CallContext: a missing or
+ * misspelled method of the contract is a compile error.
+ */
+export type ServiceHandlers<S extends DescService> = {
+  [M in keyof S["method"]]: S["method"][M] extends DescMethodUnary<infer I, infer O>
+    ? (req: MessageShape<I>, ctx: CallContext) => Promise<MessageShape<O>>
+    : S["method"][M] extends DescMethodServerStreaming<infer I, infer O>
+      ? (req: MessageShape<I>, ctx: CallContext) => AsyncIterable<MessageShape<O>>
+      : never;
+};
+
+export type SessionHandlers = ServiceHandlers<typeof SessionService>;
+
+/** The domain use cases the handlers call. */
+export interface SessionDomain {
+  sessions: Sessions;
+  lifecycle: Lifecycle;
+  merges: Merges;
+  stats: SessionStats;
 }
 
 const revisionOf = (v: bigint | undefined): number | undefined => (v === undefined ? undefined : Number(v));
@@ -107,7 +134,8 @@ function groupByField(value: StatsGroupBy): StatsField | undefined {
   return GROUP_BY[value];
 }
 
-export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, feed: ChangeFeed, store: SessionStore) {
+export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, store: SessionStore): SessionHandlers {
+  const { sessions, lifecycle, merges, stats: sessionStats } = domain;
   return {
     async createSession(req: CreateSessionRequest, ctx: CallContext): Promise<CreateSessionResponse> {
       const { session, operation } = await sessions.create(
@@ -166,12 +194,15 @@ export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, 
     },
 
     async mergeProfiles(req: MergeProfilesRequest, ctx: CallContext): Promise<MergeProfilesResponse> {
-      const { moved } = await lifecycle.merge({ sourceProfileIds: req.sourceProfileIds, targetProfileId: req.targetProfileId }, { deadline: ctx.deadline, signal: ctx.signal });
+      const { moved } = await merges.merge(
+        { sourceProfileIds: req.sourceProfileIds, targetProfileId: req.targetProfileId },
+        { deadline: ctx.deadline, signal: ctx.signal },
+      );
       return create(MergeProfilesResponseSchema, { movedSessions: moved.length, movedSessionIds: moved });
     },
 
     async getSessionStats(req: GetSessionStatsRequest, ctx: CallContext): Promise<GetSessionStatsResponse> {
-      const stats = await lifecycle.stats(
+      const stats = await sessionStats.compute(
         {
           profileId: req.filter?.profileId ?? "",
           status: req.filter?.status ?? "",
@@ -213,7 +244,12 @@ export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, 
         feed,
         store,
         {
-          filter: { profileId: req.filter?.profileId ?? "", ids: req.filter?.ids ?? [], status: req.filter?.status ?? "", channel: req.filter?.channel ?? "" },
+          filter: {
+            profileId: req.filter?.profileId ?? "",
+            ids: req.filter?.ids ?? [],
+            status: req.filter?.status ?? "",
+            channel: req.filter?.channel ?? "",
+          },
           afterRevision: after,
           sendInitial: req.sendInitial,
           heartbeatMs: heartbeatInterval(durationMs(req.heartbeatInterval)),
@@ -236,5 +272,3 @@ export function createSessionHandlers(sessions: Sessions, lifecycle: Lifecycle, 
     },
   };
 }
-
-export type SessionHandlers = ReturnType<typeof createSessionHandlers>;

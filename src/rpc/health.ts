@@ -36,9 +36,9 @@ export enum ServingStatus {
 }
 
 export interface HealthOptions {
-  /** How often the store is probed (ms); default 1000 (HEALTH_PROBE_INTERVAL_MS). */
+  /** How often the store is probed (ms); default 1 s (HEALTH_PROBE_INTERVAL). */
   intervalMs?: number;
-  /** How long a probe may take before the store counts as down (ms); default 1000 (HEALTH_PROBE_TIMEOUT_MS). */
+  /** How long a probe may take before the store counts as down (ms); default 1 s (HEALTH_PROBE_TIMEOUT). */
   timeoutMs?: number;
   /** Service names answered besides ""; default ["session.v1.SessionService"]. */
   services?: string[];
@@ -70,7 +70,7 @@ function message(typeName: string): DescMessage {
   return desc;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- grpc-js's MethodDefinition is generic in the message type; health has several
 function method(name: string, input: DescMessage, output: DescMessage, responseStream: boolean): grpc.MethodDefinition<any, any> {
   return {
     path: `/${HEALTH_SERVICE}/${name}`,
@@ -117,7 +117,8 @@ export function createHealth(store: Store, log: Logger, options: HealthOptions =
 
   const record = (up: boolean, error?: unknown): void => {
     if (up && storeUp === false) log.info("health: store can serve again, SERVING");
-    if (!up && storeUp !== false) log.warn("health: store cannot serve, NOT_SERVING", { error: error instanceof Error ? error.message : String(error) });
+    if (!up && storeUp !== false)
+      log.warn("health: store cannot serve, NOT_SERVING", { error: error instanceof Error ? error.message : String(error) });
     storeUp = up;
     markReady();
     if (!shuttingDown) notify();
@@ -183,7 +184,11 @@ export function createHealth(store: Store, log: Logger, options: HealthOptions =
   };
 
   const watch: grpc.handleServerStreamingCall<{ service: string }, unknown> = (call) => {
-    const w = { call: call as grpc.ServerWritableStream<unknown, unknown>, known: names.has(call.request.service), last: undefined as ServingStatus | undefined };
+    const w = {
+      call: call as grpc.ServerWritableStream<unknown, unknown>,
+      known: names.has(call.request.service),
+      last: undefined as ServingStatus | undefined,
+    };
     if (shuttingDown) {
       call.write(response(w.known ? ServingStatus.NOT_SERVING : ServingStatus.SERVICE_UNKNOWN));
       call.end();

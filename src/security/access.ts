@@ -1,4 +1,4 @@
-// The access decision of one call (issue 11), the same for both engines: the gRPC port (a
+// The access decision of one call, the same for both engines: the gRPC port (a
 // grpc-js server interceptor or the handler wrapper) and the HTTP port (a Connect interceptor)
 // gather the method, the authorization value and the client address, and act on the answer.
 //
@@ -40,7 +40,8 @@ export function checkAccess(policy: AccessPolicy, call: CallFacts): AccessResult
   const byAddress = policy.limiter?.checkAddress(call.address);
   if (byAddress && !byAddress.ok) return byAddress;
   const registry = policy.keys();
-  if (!registry || isPublicMethod(call.method, { reflectionRequiresKey: policy.reflectionRequiresKey })) return { ok: true, key: undefined };
+  if (!registry || isPublicMethod(call.method, { reflectionRequiresKey: policy.reflectionRequiresKey }))
+    return { ok: true, key: undefined };
   const auth = registry.authenticate(call.authorization);
   if (!auth.ok) return auth;
   const allowed = authorize(auth.key, call.method);
@@ -92,7 +93,13 @@ export class KeyedCalls {
       for (const call of [...set]) {
         let failure: AuthFailure | undefined;
         if (!now || event.revoked.has(id)) {
-          failure = { ok: false, code: "UNAUTHENTICATED", reason: "API_KEY_INVALID", message: `API key "${id}" was revoked`, metadata: { key_id: id } };
+          failure = {
+            ok: false,
+            code: "UNAUTHENTICATED",
+            reason: "API_KEY_INVALID",
+            message: `API key "${id}" was revoked`,
+            metadata: { key_id: id },
+          };
         } else {
           const allowed = authorize(now, call.method);
           if (!allowed.ok) failure = allowed;

@@ -1,4 +1,4 @@
-// API keys with scopes (issue 11): the AUTH_KEYS_FILE registry, authentication of a bearer
+// API keys with scopes: the AUTH_KEYS_FILE registry, authentication of a bearer
 // secret, authorization of a method by scope, and re-reading the file when it changes.
 //
 // The file holds only the SHA-256 of each secret, never the secret:
@@ -114,8 +114,20 @@ interface StoredKey {
   digest: Buffer;
 }
 
-const missing = (message: string): AuthFailure => ({ ok: false, code: "UNAUTHENTICATED", reason: "API_KEY_MISSING", message, metadata: {} });
-const invalid = (message: string): AuthFailure => ({ ok: false, code: "UNAUTHENTICATED", reason: "API_KEY_INVALID", message, metadata: {} });
+const missing = (message: string): AuthFailure => ({
+  ok: false,
+  code: "UNAUTHENTICATED",
+  reason: "API_KEY_MISSING",
+  message,
+  metadata: {},
+});
+const invalid = (message: string): AuthFailure => ({
+  ok: false,
+  code: "UNAUTHENTICATED",
+  reason: "API_KEY_INVALID",
+  message,
+  metadata: {},
+});
 
 /** The keys of one version of the file. Immutable: a reload makes a new registry. */
 export class KeyRegistry {
@@ -178,7 +190,13 @@ export function authorize(key: ApiKey, method: string): AuthorizeResult {
   if (REFLECTION_SERVICES.has(serviceOf(name))) return { ok: true };
   const scope = requiredScope(name);
   if (scope === undefined) {
-    return { ok: false, code: "PERMISSION_DENIED", reason: "SCOPE_MISSING", message: `no scope grants ${name}`, metadata: { method: name, key_id: key.id } };
+    return {
+      ok: false,
+      code: "PERMISSION_DENIED",
+      reason: "SCOPE_MISSING",
+      message: `no scope grants ${name}`,
+      metadata: { method: name, key_id: key.id },
+    };
   }
   if (key.scopes.has("*") || key.scopes.has(scope)) return { ok: true };
   return {
@@ -249,7 +267,8 @@ export function parseKeysFile(text: string, path: string): KeyRegistry {
       problems.push(`${at}.scopes must be a non-empty array of scopes (${SCOPES.join(", ")})`);
     } else {
       for (const s of scopes) {
-        if (typeof s !== "string" || !SCOPE_SET.has(s)) problems.push(`${at}.scopes: unknown scope ${JSON.stringify(s)} (known: ${SCOPES.join(", ")})`);
+        if (typeof s !== "string" || !SCOPE_SET.has(s))
+          problems.push(`${at}.scopes: unknown scope ${JSON.stringify(s)} (known: ${SCOPES.join(", ")})`);
         else if (scopeSet.has(s as Scope)) problems.push(`${at}.scopes lists "${s}" twice`);
         else scopeSet.add(s as Scope);
       }
@@ -400,7 +419,12 @@ export class KeysWatcher {
     this.registry = next;
     this.lastText = text;
     this.lastRejected = undefined;
-    this.options.log.info("API keys file reloaded", { file: this.path, keys: next.keys.length, revoked: [...revoked], changed: [...changed] });
+    this.options.log.info("API keys file reloaded", {
+      file: this.path,
+      keys: next.keys.length,
+      revoked: [...revoked],
+      changed: [...changed],
+    });
     const event: KeysReloadEvent = { registry: next, revoked, changed };
     for (const l of this.reloadListeners) l(event);
     return true;

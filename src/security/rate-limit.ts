@@ -1,4 +1,4 @@
-// Rate limits (issue 11): a token bucket per API key (the key's rate_per_second) and an optional
+// Rate limits: a token bucket per API key (the key's rate_per_second) and an optional
 // token bucket per client address (protects an open, keyless deployment). Over a limit the
 // caller answers RESOURCE_EXHAUSTED with google.rpc.RetryInfo carrying `retryAfterMs`.
 // Order of a call's checks: checkAddress before authentication (failed guesses count), then

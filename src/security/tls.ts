@@ -1,4 +1,4 @@
-// TLS and mTLS for both ports (issue 11): loads TLS_CERT_FILE / TLS_KEY_FILE (and
+// TLS and mTLS for both ports: loads TLS_CERT_FILE / TLS_KEY_FILE (and
 // TLS_CLIENT_CA_FILE for client certificates), validates them, and re-reads them when they change
 // so that new connections get the new certificate and CA while open connections go on.
 //
@@ -48,7 +48,9 @@ export function tlsFilesFromEnv(env: Record<string, string | undefined>): TlsFil
   const key = env.TLS_KEY_FILE?.trim() || undefined;
   const ca = env.TLS_CLIENT_CA_FILE?.trim() || undefined;
   if (!cert !== !key) {
-    throw new TlsConfigError(`${cert ? "TLS_CERT_FILE" : "TLS_KEY_FILE"} is set without ${cert ? "TLS_KEY_FILE" : "TLS_CERT_FILE"}: set both (or neither, for plaintext)`);
+    throw new TlsConfigError(
+      `${cert ? "TLS_CERT_FILE" : "TLS_KEY_FILE"} is set without ${cert ? "TLS_KEY_FILE" : "TLS_CERT_FILE"}: set both (or neither, for plaintext)`,
+    );
   }
   if (!cert || !key) {
     if (ca) throw new TlsConfigError("TLS_CLIENT_CA_FILE is set without TLS_CERT_FILE and TLS_KEY_FILE: client certificates need TLS");
@@ -81,7 +83,8 @@ function readOrThrow(variable: string, path: string): Buffer {
 
 function parseCertificates(variable: string, path: string, pem: Buffer): X509Certificate[] {
   const blocks = pem.toString("utf8").match(PEM_CERT) ?? [];
-  if (blocks.length === 0) throw new TlsConfigError(`${variable} ${path}: no PEM certificate in it (expected "-----BEGIN CERTIFICATE-----")`);
+  if (blocks.length === 0)
+    throw new TlsConfigError(`${variable} ${path}: no PEM certificate in it (expected "-----BEGIN CERTIFICATE-----")`);
   return blocks.map((block, i) => {
     try {
       return new X509Certificate(block);
@@ -92,7 +95,13 @@ function parseCertificates(variable: string, path: string, pem: Buffer): X509Cer
 }
 
 /** Validates one version of the files' contents; throws TlsConfigError naming the file and problem. */
-export function validateTlsMaterial(files: TlsFiles, cert: Buffer, key: Buffer, ca: Buffer | undefined, now: Date = new Date()): TlsMaterial {
+export function validateTlsMaterial(
+  files: TlsFiles,
+  cert: Buffer,
+  key: Buffer,
+  ca: Buffer | undefined,
+  now: Date = new Date(),
+): TlsMaterial {
   const leaf = parseCertificates("TLS_CERT_FILE", files.certFile, cert)[0];
   let privateKey;
   try {
@@ -106,15 +115,19 @@ export function validateTlsMaterial(files: TlsFiles, cert: Buffer, key: Buffer, 
   const notBefore = new Date(leaf.validFrom);
   const notAfter = new Date(leaf.validTo);
   // Serving an expired (or not yet valid) certificate fails every client's handshake: refuse it.
-  if (now.getTime() > notAfter.getTime()) throw new TlsConfigError(`TLS_CERT_FILE ${files.certFile}: the certificate expired on ${notAfter.toISOString()}`);
-  if (now.getTime() < notBefore.getTime()) throw new TlsConfigError(`TLS_CERT_FILE ${files.certFile}: the certificate is not valid before ${notBefore.toISOString()}`);
+  if (now.getTime() > notAfter.getTime())
+    throw new TlsConfigError(`TLS_CERT_FILE ${files.certFile}: the certificate expired on ${notAfter.toISOString()}`);
+  if (now.getTime() < notBefore.getTime())
+    throw new TlsConfigError(`TLS_CERT_FILE ${files.certFile}: the certificate is not valid before ${notBefore.toISOString()}`);
   if (ca !== undefined) parseCertificates("TLS_CLIENT_CA_FILE", files.clientCaFile ?? "", ca);
   try {
     // What the servers will do with it: catches anything the checks above do not (e.g. a chain
     // OpenSSL will not load).
     createSecureContext({ cert, key, ca });
   } catch (err) {
-    throw new TlsConfigError(`TLS_CERT_FILE ${files.certFile} / TLS_KEY_FILE ${files.keyFile}: OpenSSL rejects them (${(err as Error).message})`);
+    throw new TlsConfigError(
+      `TLS_CERT_FILE ${files.certFile} / TLS_KEY_FILE ${files.keyFile}: OpenSSL rejects them (${(err as Error).message})`,
+    );
   }
   return { cert, key, ca, fingerprint256: leaf.fingerprint256, notAfter };
 }
@@ -181,7 +194,10 @@ export class TlsWatcher {
   start(): this {
     const paths = [this.files.certFile, this.files.keyFile, ...(this.files.clientCaFile ? [this.files.clientCaFile] : [])];
     if (this.watch) return this;
-    this.watch = watchFiles(paths, () => this.reload(), { debounceMs: this.options.debounceMs ?? 500, pollMs: this.options.pollMs ?? 5000 });
+    this.watch = watchFiles(paths, () => this.reload(), {
+      debounceMs: this.options.debounceMs ?? 500,
+      pollMs: this.options.pollMs ?? 5000,
+    });
     // A change between open() and now has no event of its own.
     this.reload().catch((err: unknown) => this.options.log.error("TLS files reload failed", { error: String(err) }));
     return this;
@@ -213,7 +229,9 @@ export class TlsWatcher {
         try {
           return await readFile(path);
         } catch (err) {
-          throw new TlsConfigError(`${variable} ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+          throw new TlsConfigError(
+            `${variable} ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+          );
         }
       };
       const [cert, key, ca] = await Promise.all([
@@ -235,7 +253,11 @@ export class TlsWatcher {
     }
     this.material = next;
     this.lastRejected = undefined;
-    this.options.log.info("TLS files reloaded", { fingerprint256: next.fingerprint256, not_after: next.notAfter.toISOString(), client_ca: next.ca !== undefined });
+    this.options.log.info("TLS files reloaded", {
+      fingerprint256: next.fingerprint256,
+      not_after: next.notAfter.toISOString(),
+      client_ca: next.ca !== undefined,
+    });
     for (const l of this.changeListeners) l(next);
     return true;
   }
@@ -259,7 +281,11 @@ export function httpsServerOptions(tls: TlsWatcher): SecureServerOptions {
  * Keeps a node TLS server (https, http2 secure, tls) on the current material: new handshakes use
  * the new certificate and CA; established connections keep theirs. Returns the unsubscribe.
  */
-export function followRotation(server: { setSecureContext(options: SecureContextOptions): void }, tls: TlsWatcher, log?: Logger): () => void {
+export function followRotation(
+  server: { setSecureContext(options: SecureContextOptions): void },
+  tls: TlsWatcher,
+  log?: Logger,
+): () => void {
   return tls.onChange(() => {
     try {
       server.setSecureContext(tls.secureContextOptions());

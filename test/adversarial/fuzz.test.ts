@@ -29,7 +29,17 @@ import { startServer, type RunningServer } from "../../src/server";
 import { connectClient, grpcClient, type SessionClient } from "../support/clients";
 import { freshDatabase, type FreshDatabase } from "../support/mongo";
 import { testEnv, type StoreKind } from "../support/server";
-import { encode, METHODS, methodDesc, mutateBytes, mutateJson, mutateJsonText, mutateMessage, validRequest, type Pool } from "./support/mutate";
+import {
+  encode,
+  METHODS,
+  methodDesc,
+  mutateBytes,
+  mutateJson,
+  mutateJsonText,
+  mutateMessage,
+  validRequest,
+  type Pool,
+} from "./support/mutate";
 import { intFrom, rng, seedFrom, type Rng } from "./support/prng";
 import { connectStreamFirst, connectUnary, DOCUMENTED_CODES, RawGrpc, type Outcome } from "./support/raw";
 
@@ -150,7 +160,9 @@ async function callCase(c: Case, raw: RawGrpc, httpPort: number): Promise<Outcom
     return stream ? raw.streamFirst(path, c.body, STREAM_TIMEOUT_MS) : raw.unary(path, c.body, UNARY_TIMEOUT_MS);
   }
   const format = c.protocol === "connect-json" ? "json" : "proto";
-  return stream ? connectStreamFirst(httpPort, c.method, c.body, format, STREAM_TIMEOUT_MS) : connectUnary(httpPort, c.method, c.body, format, UNARY_TIMEOUT_MS);
+  return stream
+    ? connectStreamFirst(httpPort, c.method, c.body, format, STREAM_TIMEOUT_MS)
+    : connectUnary(httpPort, c.method, c.body, format, UNARY_TIMEOUT_MS);
 }
 
 /** Every stored session, read from the store itself (not through the RPCs under test). */
@@ -276,11 +288,23 @@ async function fuzz(kind: StoreKind): Promise<Run> {
           if (c.method !== "WatchSessions" && (out.code === "unavailable" || out.code === "deadline_exceeded")) {
             const key = `${c.protocol} ${out.code} ${JSON.stringify(out.message.replace(/\d+/g, "N").slice(0, 100))}`;
             const seen = run.shed.get(key);
-            run.shed.set(key, { n: (seen?.n ?? 0) + 1, example: seen?.example ?? `case ${index} ${c.method} after ${out.ms.toFixed(0)} ms: ${c.label.slice(0, 80)}` });
+            run.shed.set(key, {
+              n: (seen?.n ?? 0) + 1,
+              example: seen?.example ?? `case ${index} ${c.method} after ${out.ms.toFixed(0)} ms: ${c.label.slice(0, 80)}`,
+            });
           }
-          if (c.method !== "WatchSessions" && out.ms > 2000) run.slow.push(`case ${index} ${c.method} ${c.protocol} ${out.ms.toFixed(0)} ms ${out.code}: ${c.label.slice(0, 100)}`);
+          if (c.method !== "WatchSessions" && out.ms > 2000)
+            run.slow.push(`case ${index} ${c.method} ${c.protocol} ${out.ms.toFixed(0)} ms ${out.code}: ${c.label.slice(0, 100)}`);
           if (!DOCUMENTED_CODES.has(out.code)) {
-            run.violations.push({ index, method: c.method, protocol: c.protocol, label: c.label.slice(0, 200), code: out.code, http: out.http, message: out.message.slice(0, 200) });
+            run.violations.push({
+              index,
+              method: c.method,
+              protocol: c.protocol,
+              label: c.label.slice(0, 200),
+              code: out.code,
+              http: out.http,
+              message: out.message.slice(0, 200),
+            });
           }
         }
       };
@@ -292,15 +316,27 @@ async function fuzz(kind: StoreKind): Promise<Run> {
     run.storedIds = await storedIds(server);
     run.stored = run.storedIds.length;
     for (const id of run.storedIds) {
-      for (const [name, client] of [["grpc", typedGrpc], ["connect-json", typedConnect]] as const) {
+      for (const [name, client] of [
+        ["grpc", typedGrpc],
+        ["connect-json", typedConnect],
+      ] as const) {
         try {
           await client.getSession({ id }, { timeoutMs: UNARY_TIMEOUT_MS });
         } catch (err) {
-          run.readBackFailures.push(`GetSession ${name} ${JSON.stringify(id.slice(0, 60))}: ${(err as { code?: number }).code} ${(err as Error).message}`);
+          run.readBackFailures.push(
+            `GetSession ${name} ${JSON.stringify(id.slice(0, 60))}: ${(err as { code?: number }).code} ${(err as Error).message}`,
+          );
         }
       }
-      const proto = await connectUnary(server.httpPort, "GetSession", Buffer.from(toBinary(GetSessionRequestSchema, create(GetSessionRequestSchema, { id }))), "proto", UNARY_TIMEOUT_MS);
-      if (proto.code !== "ok") run.readBackFailures.push(`GetSession connect-proto ${JSON.stringify(id.slice(0, 60))}: ${proto.code} ${proto.message}`);
+      const proto = await connectUnary(
+        server.httpPort,
+        "GetSession",
+        Buffer.from(toBinary(GetSessionRequestSchema, create(GetSessionRequestSchema, { id }))),
+        "proto",
+        UNARY_TIMEOUT_MS,
+      );
+      if (proto.code !== "ok")
+        run.readBackFailures.push(`GetSession connect-proto ${JSON.stringify(id.slice(0, 60))}: ${proto.code} ${proto.message}`);
     }
     run.listedIds.grpc = await listAll(typedGrpc, run.readBackFailures, "grpc");
     run.listedIds.connect = await listAll(typedConnect, run.readBackFailures, "connect-json");
@@ -321,7 +357,13 @@ async function fuzz(kind: StoreKind): Promise<Run> {
 function summary(run: Run): string {
   const lines = [
     `fuzz ${run.kind} (FUZZ_SEED=${SEED}): ${run.cases} cases in ${(run.ms / 1000).toFixed(1)} s; health checked ${run.healthChecks} times (worst ${run.worstHealthMs.toFixed(0)} ms), ${run.healthFailures.length} failures`,
-    ...Object.entries(run.codes).map(([p, codes]) => `  codes ${p}: ${Object.entries(codes).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(", ")}`),
+    ...Object.entries(run.codes).map(
+      ([p, codes]) =>
+        `  codes ${p}: ${Object.entries(codes)
+          .sort((a, b) => b[1] - a[1])
+          .map(([c, n]) => `${c} ${n}`)
+          .join(", ")}`,
+    ),
     `  worst unary call: ${run.worstUnaryMs.toFixed(0)} ms (${run.worstUnary})`,
     `  violations (code outside the documented set): ${run.violations.length}`,
   ];
@@ -340,7 +382,9 @@ function summary(run: Run): string {
     lines.push(`    ${g.n}x ${key} in ${[...g.methods].join(", ")}`);
     for (const e of g.examples) lines.push(`        e.g. ${e}`);
   }
-  lines.push(`  health probed every ${PROBE_MS} ms during the run: ${run.probes} probes, worst ${run.worstProbeMs.toFixed(0)} ms, ${run.probeFailures} failed (no answer within 5 s or not SERVING)${run.probeFailures ? `: ${JSON.stringify(run.probeFailureKinds)}` : ""}`);
+  lines.push(
+    `  health probed every ${PROBE_MS} ms during the run: ${run.probes} probes, worst ${run.worstProbeMs.toFixed(0)} ms, ${run.probeFailures} failed (no answer within 5 s or not SERVING)${run.probeFailures ? `: ${JSON.stringify(run.probeFailureKinds)}` : ""}`,
+  );
   for (const [key, v] of run.shed) lines.push(`  unary ${key}: ${v.n}, e.g. ${v.example}`);
   lines.push(`  unary calls slower than 2 s: ${run.slow.length}${run.slow.length ? `: ${run.slow.slice(0, 5).join("; ")}` : ""}`);
   lines.push(`  stored sessions at the end: ${run.stored}; read-back failures: ${run.readBackFailures.length}`);
@@ -367,7 +411,9 @@ describe.each<StoreKind>(["sqlite", "mongodb"])("fuzzing every method on both pr
   });
 
   it("answers every case with a documented code (never INTERNAL/UNKNOWN, never an HTTP error without a Connect body)", () => {
-    const shown = run.violations.slice(0, 30).map((v) => `case ${v.index} ${v.method} ${v.protocol}: ${v.code}${v.http ? ` (HTTP ${v.http})` : ""} for ${v.label.slice(0, 120)}`);
+    const shown = run.violations
+      .slice(0, 30)
+      .map((v) => `case ${v.index} ${v.method} ${v.protocol}: ${v.code}${v.http ? ` (HTTP ${v.http})` : ""} for ${v.label.slice(0, 120)}`);
     expect({ seed: SEED, count: run.violations.length, first: shown }).toEqual({ seed: SEED, count: 0, first: [] });
   });
 

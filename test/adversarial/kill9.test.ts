@@ -43,7 +43,16 @@ interface RoundFigures {
   lost: string[];
 }
 
-async function writer(w: number, round: number, r: Rng, client: SessionClient, expected: Map<string, Expected>, stats: { creates: number; updates: number; failures: number }, onAck: () => void, killed: () => boolean): Promise<void> {
+async function writer(
+  w: number,
+  round: number,
+  r: Rng,
+  client: SessionClient,
+  expected: Map<string, Expected>,
+  stats: { creates: number; updates: number; failures: number },
+  onAck: () => void,
+  killed: () => boolean,
+): Promise<void> {
   const mine: string[] = [];
   for (let i = 0; !killed(); i++) {
     const update = mine.length > 0 && r.chance(0.6);
@@ -52,7 +61,12 @@ async function writer(w: number, round: number, r: Rng, client: SessionClient, e
       const id = `k9-r${round}-w${w}-${i}`;
       expected.set(id, { revision: -1n, v: 0, inflight: v }); // in flight until acknowledged
       try {
-        const s = (await client.createSession({ session: { id, profile: { id: `k9-p${w % 3}` }, traits: { v } }, requestId: `k9-req-${id}` }, { timeoutMs: 10_000 })).session!;
+        const s = (
+          await client.createSession(
+            { session: { id, profile: { id: `k9-p${w % 3}` }, traits: { v } }, requestId: `k9-req-${id}` },
+            { timeoutMs: 10_000 },
+          )
+        ).session!;
         expected.set(id, { revision: s.revision, v });
         mine.push(id);
         stats.creates++;
@@ -66,7 +80,8 @@ async function writer(w: number, round: number, r: Rng, client: SessionClient, e
       const e = expected.get(id)!;
       e.inflight = v;
       try {
-        const s = (await client.updateSession({ session: { id, traits: { v } }, updateMask: { paths: ["traits"] } }, { timeoutMs: 10_000 })).session!;
+        const s = (await client.updateSession({ session: { id, traits: { v } }, updateMask: { paths: ["traits"] } }, { timeoutMs: 10_000 }))
+          .session!;
         expected.set(id, { revision: s.revision, v });
         stats.updates++;
         onAck();
@@ -83,7 +98,9 @@ describe.each<StoreKind>(["sqlite", "mongodb"])("kill -9 under write load, %s st
   let db: FreshDatabase | undefined;
   let proc: ServiceProcess | undefined;
   const env = (): Record<string, string> =>
-    kind === "sqlite" ? { DATA_DIR: dataDir, LOG_LEVEL: "info" } : { MONGODB_URI: db!.uri, MONGODB_DATABASE: db!.dbName, LOG_LEVEL: "info" };
+    kind === "sqlite"
+      ? { DATA_DIR: dataDir, LOG_LEVEL: "info" }
+      : { MONGODB_URI: db!.uri, MONGODB_DATABASE: db!.dbName, LOG_LEVEL: "info" };
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), "session-kill9-"));
@@ -115,7 +132,16 @@ describe.each<StoreKind>(["sqlite", "mongodb"])("kill -9 under write load, %s st
         current.child.kill("SIGKILL");
       };
       const writers = Array.from({ length: WRITERS }, (_, w) =>
-        writer(w, round, r.fork(round * 100 + w), client, expected, stats, () => ++acks >= killAfter && kill(), () => killedAt),
+        writer(
+          w,
+          round,
+          r.fork(round * 100 + w),
+          client,
+          expected,
+          stats,
+          () => ++acks >= killAfter && kill(),
+          () => killedAt,
+        ),
       );
       // Writers stop at the kill, or on their first failed call: a failure before the kill is
       // reported (the load was not what this test means to apply) and the process killed anyway.
@@ -124,7 +150,13 @@ describe.each<StoreKind>(["sqlite", "mongodb"])("kill -9 under write load, %s st
       kill();
       const exit = await current.exited;
       client.close();
-      expect({ round, killedAfterAcks: killedByLoad, acks, failures: stats.failures, output: killedByLoad ? "" : current.lines.slice(-10).join("\n") }).toEqual({ round, killedAfterAcks: true, acks, failures: stats.failures, output: "" });
+      expect({
+        round,
+        killedAfterAcks: killedByLoad,
+        acks,
+        failures: stats.failures,
+        output: killedByLoad ? "" : current.lines.slice(-10).join("\n"),
+      }).toEqual({ round, killedAfterAcks: true, acks, failures: stats.failures, output: "" });
       expect(exit.signal).toBe("SIGKILL");
 
       // Restart on the same data and check every acknowledged write of every round so far.
@@ -154,7 +186,8 @@ describe.each<StoreKind>(["sqlite", "mongodb"])("kill -9 under write load, %s st
           expected.set(id, { revision: stored.revision, v: v as number });
           continue;
         }
-        if (stored.revision < e.revision) lost.push(`${id}: acknowledged revision ${e.revision} (v=${e.v}), stored ${stored.revision} (v=${v})`);
+        if (stored.revision < e.revision)
+          lost.push(`${id}: acknowledged revision ${e.revision} (v=${e.v}), stored ${stored.revision} (v=${v})`);
         else if (v === e.v) expected.set(id, { revision: stored.revision, v: e.v });
         else if (e.inflight !== undefined && v === e.inflight && stored.revision > e.revision) {
           inflightApplied++;
@@ -170,7 +203,12 @@ describe.each<StoreKind>(["sqlite", "mongodb"])("kill -9 under write load, %s st
     const total = figures.reduce((n, f) => n + f.ackedCreates + f.ackedUpdates, 0);
     console.log(
       `kill9 ${kind} (KILL9_SEED=${SEED}): ${ROUNDS} rounds, ${WRITERS} writers; ` +
-        figures.map((f) => `round ${f.round}: ${f.ackedCreates} creates + ${f.ackedUpdates} updates acknowledged, ${f.failedCalls} calls cut by the kill, ${f.inflightApplied} in-flight writes found applied, ${f.lost.length} lost`).join("; ") +
+        figures
+          .map(
+            (f) =>
+              `round ${f.round}: ${f.ackedCreates} creates + ${f.ackedUpdates} updates acknowledged, ${f.failedCalls} calls cut by the kill, ${f.inflightApplied} in-flight writes found applied, ${f.lost.length} lost`,
+          )
+          .join("; ") +
         `; total acknowledged ${total}, sessions checked after the last round ${expected.size}, lost ${figures.reduce((n, f) => n + f.lost.length, 0)}`,
     );
     for (const f of figures) expect({ round: f.round, lost: f.lost.slice(0, 20) }).toEqual({ round: f.round, lost: [] });

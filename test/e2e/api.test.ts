@@ -112,7 +112,11 @@ describe.each(STORES)("SessionService on %s", (store) => {
       await expectCallError(client.createSession({ session: { properties: { $where: 1 } } }), Code.InvalidArgument, "session.properties");
       await expectCallError(client.createSession({ session: { traits: { a: { "b.c": 1 } } } }), Code.InvalidArgument, "session.traits.a");
       await expectCallError(client.createSession({ session: { context: { "nul\0": 1 } } }), Code.InvalidArgument, "session.context");
-      await expectCallError(client.createSession({ session: { metadata: { aux: { $x: 1 } } } }), Code.InvalidArgument, "session.metadata.aux");
+      await expectCallError(
+        client.createSession({ session: { metadata: { aux: { $x: 1 } } } }),
+        Code.InvalidArgument,
+        "session.metadata.aux",
+      );
       await expectCallError(client.createSession({ pageUrl: "not a url at all" }), Code.InvalidArgument, "page_url");
       await expectCallError(client.getSession({ id: "" }), Code.InvalidArgument, "id");
     });
@@ -125,7 +129,13 @@ describe.each(STORES)("SessionService on %s", (store) => {
         })
       ).session!;
       const { session } = await client.updateSession({
-        session: { id: created.id, metadata: { channel: "ignored" }, device: { geo: { city: "Warsaw" } }, properties: { b: { d: 3 } }, traits: { vip: true } },
+        session: {
+          id: created.id,
+          metadata: { channel: "ignored" },
+          device: { geo: { city: "Warsaw" } },
+          properties: { b: { d: 3 } },
+          traits: { vip: true },
+        },
         updateMask: { paths: ["device.geo.city", "properties.b", "traits"] },
       });
       const s = session!;
@@ -153,11 +163,15 @@ describe.each(STORES)("SessionService on %s", (store) => {
     it("replaces every client-writable field with '*' and fills a null profile", async () => {
       const created = (await client.createSession({ session: { properties: { x: 1 }, metadata: { channel: "web" } } })).session!;
       expect(created.profile).toBeUndefined();
-      const s = (await client.updateSession({ session: { id: created.id, profile: { id: "p-9" } }, updateMask: { paths: ["profile.id"] } })).session!;
+      const s = (await client.updateSession({ session: { id: created.id, profile: { id: "p-9" } }, updateMask: { paths: ["profile.id"] } }))
+        .session!;
       expect(s.profile).toMatchObject({ id: "p-9" });
       expect(s.profile?.primaryId).toBeUndefined();
       const all = (
-        await client.updateSession({ session: { id: created.id, os: { name: "Linux" }, metadata: { status: "ended" } }, updateMask: { paths: ["*"] } })
+        await client.updateSession({
+          session: { id: created.id, os: { name: "Linux" }, metadata: { status: "ended" } },
+          updateMask: { paths: ["*"] },
+        })
       ).session!;
       expect(all.os?.name).toBe("Linux");
       expect(all.metadata?.status).toBe("ended");
@@ -171,9 +185,11 @@ describe.each(STORES)("SessionService on %s", (store) => {
     it("keeps the first campaign unless the mask names utm", async () => {
       const created = (await client.createSession({ pageUrl: CAMPAIGN_URL })).session!;
       const later = "https://shop.example/?utm_source=ads&utm_medium=cpc";
-      const kept = (await client.updateSession({ session: { id: created.id }, updateMask: { paths: ["traits"] }, pageUrl: later })).session!;
+      const kept = (await client.updateSession({ session: { id: created.id }, updateMask: { paths: ["traits"] }, pageUrl: later }))
+        .session!;
       expect(kept.utm).toMatchObject({ source: "news", medium: "email", campaign: "spring" });
-      const replaced = (await client.updateSession({ session: { id: created.id }, updateMask: { paths: ["utm"] }, pageUrl: later })).session!;
+      const replaced = (await client.updateSession({ session: { id: created.id }, updateMask: { paths: ["utm"] }, pageUrl: later }))
+        .session!;
       expect(replaced.utm).toMatchObject({ source: "ads", medium: "cpc" });
       expect(replaced.utm?.campaign).toBeUndefined();
       const none = (await client.createSession({})).session!;
@@ -185,7 +201,11 @@ describe.each(STORES)("SessionService on %s", (store) => {
       const created = (await client.createSession({ userAgent: IPHONE_UA })).session!;
       const desktop = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
       const s = (
-        await client.updateSession({ session: { id: created.id, os: { name: "Mine" } }, updateMask: { paths: ["os.name"] }, userAgent: desktop })
+        await client.updateSession({
+          session: { id: created.id, os: { name: "Mine" } },
+          updateMask: { paths: ["os.name"] },
+          userAgent: desktop,
+        })
       ).session!;
       expect(s.os).toMatchObject({ name: "Mine", version: "10" });
       expect(s.app).toMatchObject({ name: "Chrome", version: "124.0.0.0" });
@@ -199,7 +219,13 @@ describe.each(STORES)("SessionService on %s", (store) => {
         Code.Aborted,
       );
       expect(e.errorInfo?.reason).toBe("REVISION_MISMATCH");
-      const ok = (await client.updateSession({ session: { id: created.id, traits: { t: 1 } }, updateMask: { paths: ["traits"] }, expectedRevision: created.revision })).session!;
+      const ok = (
+        await client.updateSession({
+          session: { id: created.id, traits: { t: 1 } },
+          updateMask: { paths: ["traits"] },
+          expectedRevision: created.revision,
+        })
+      ).session!;
       expect(ok.traits).toEqual({ t: 1 });
       await expectCallError(client.deleteSession({ id: created.id, expectedRevision: created.revision }), Code.Aborted);
     });
@@ -213,8 +239,16 @@ describe.each(STORES)("SessionService on %s", (store) => {
       await expectCallError(upd(["id"]), Code.InvalidArgument, "update_mask");
       await expectCallError(upd([]), Code.InvalidArgument, "update_mask");
       await expectCallError(upd(["properties.$set"]), Code.InvalidArgument, "update_mask");
-      await expectCallError(client.updateSession({ session: { id: "" }, updateMask: { paths: ["traits"] } }), Code.InvalidArgument, "session.id");
-      await expectCallError(client.updateSession({ session: { id: created.id }, updateMask: { paths: ["traits"] }, expectedRevision: -1n }), Code.InvalidArgument, "expected_revision");
+      await expectCallError(
+        client.updateSession({ session: { id: "" }, updateMask: { paths: ["traits"] } }),
+        Code.InvalidArgument,
+        "session.id",
+      );
+      await expectCallError(
+        client.updateSession({ session: { id: created.id }, updateMask: { paths: ["traits"] }, expectedRevision: -1n }),
+        Code.InvalidArgument,
+        "expected_revision",
+      );
       await expectCallError(client.updateSession({ session: { id: "missing-x" }, updateMask: { paths: ["traits"] } }), Code.NotFound);
       await expectCallError(
         client.updateSession({ session: { id: created.id, properties: { "a.b": 1 } }, updateMask: { paths: ["properties"] } }),
@@ -249,7 +283,9 @@ describe.each(STORES)("SessionService on %s", (store) => {
       const profile = `lp-${Math.random().toString(36).slice(2)}`;
       const ids: string[] = [];
       for (let i = 0; i < 7; i++) {
-        ids.push((await client.createSession({ session: { profile: { id: profile }, metadata: { channel: i % 2 ? "app" : "web" } } })).session!.id);
+        ids.push(
+          (await client.createSession({ session: { profile: { id: profile }, metadata: { channel: i % 2 ? "app" : "web" } } })).session!.id,
+        );
       }
       const seen: string[] = [];
       let token = "";
@@ -276,7 +312,11 @@ describe.each(STORES)("SessionService on %s", (store) => {
       await expectCallError(client.listSessions({ pageSize: -1 }), Code.InvalidArgument, "page_size");
       await expectCallError(client.listSessions({ pageToken: "garbage!" }), Code.InvalidArgument, "page_token");
       const page1 = await client.listSessions({ profileId: profile, pageSize: 1 });
-      await expectCallError(client.listSessions({ profileId: "other", pageToken: page1.nextPageToken }), Code.InvalidArgument, "page_token");
+      await expectCallError(
+        client.listSessions({ profileId: "other", pageToken: page1.nextPageToken }),
+        Code.InvalidArgument,
+        "page_token",
+      );
     });
 
     it("rejects a message over the size limit and keeps serving", async () => {
@@ -303,7 +343,10 @@ describe.each(STORES)("SessionService on %s", (store) => {
     await client.createSession({ session: { id }, userAgent: IPHONE_UA, pageUrl: CAMPAIGN_URL });
     client.close();
     await server.close();
-    server = await startTestServer(store, { DATA_DIR: server.config.dataDir, ...(server.config.mongodbUri ? { MONGODB_DATABASE: server.config.mongodbDatabase } : {}) });
+    server = await startTestServer(store, {
+      DATA_DIR: server.config.dataDir,
+      ...(server.config.mongodbUri ? { MONGODB_DATABASE: server.config.mongodbDatabase } : {}),
+    });
     const again = grpcClient(server.grpcPort);
     const s = (await again.getSession({ id })).session!;
     expect(s.os?.name).toBe("iOS");

@@ -35,8 +35,12 @@ describe("generated client code", () => {
       const r = await run("bash", [CLIENTS, "generate", out], { timeoutMs: 120_000 });
       if (r.code !== 0) throw new Error(describeRun("scripts/clients.sh generate", r));
       for (const dir of GENERATED) {
-        const fresh = listFiles(join(out, dir)).map((p) => relative(join(out, dir), p)).sort();
-        const committed = listFiles(join(ROOT, dir)).map((p) => relative(join(ROOT, dir), p)).sort();
+        const fresh = listFiles(join(out, dir))
+          .map((p) => relative(join(out, dir), p))
+          .sort();
+        const committed = listFiles(join(ROOT, dir))
+          .map((p) => relative(join(ROOT, dir), p))
+          .sort();
         expect({ dir, files: committed }).toEqual({ dir, files: fresh });
         expect(fresh.length).toBeGreaterThanOrEqual(3);
         for (const file of fresh) {
@@ -65,13 +69,17 @@ describe("example clients against a server on the embedded store", () => {
   it.each([
     ["python", "python client: all checks passed"],
     ["go", "go client: all checks passed"],
-  ])("the %s client passes its scenario", async (language, passed) => {
-    const r = await run("bash", [CLIENTS, language, `127.0.0.1:${server.grpcPort}`], { timeoutMs: 300_000 });
-    if (r.code !== 0) throw new Error(describeRun(`scripts/clients.sh ${language}`, r));
-    expect(r.stdout).toMatch(/^created [0-9a-f-]{36} \(revision \d+, iOS Mobile Safari\)$/m);
-    expect(r.stdout).toMatch(/^watch saw CHANGE_KIND_UPDATED at revision \d+$/m);
-    expect(r.stdout.trim().split("\n").pop()).toBe(passed);
-  }, 300_000);
+  ])(
+    "the %s client passes its scenario",
+    async (language, passed) => {
+      const r = await run("bash", [CLIENTS, language, `127.0.0.1:${server.grpcPort}`], { timeoutMs: 300_000 });
+      if (r.code !== 0) throw new Error(describeRun(`scripts/clients.sh ${language}`, r));
+      expect(r.stdout).toMatch(/^created [0-9a-f-]{36} \(revision \d+, iOS Mobile Safari\)$/m);
+      expect(r.stdout).toMatch(/^watch saw CHANGE_KIND_UPDATED at revision \d+$/m);
+      expect(r.stdout.trim().split("\n").pop()).toBe(passed);
+    },
+    300_000,
+  );
 });
 
 describe("example clients over TLS with an API key, and over mTLS (issue 11)", () => {
@@ -90,7 +98,12 @@ describe("example clients over TLS with an API key, and over mTLS (issue 11)", (
     client = certs.client(ca, "example-client");
     keysFile = join(certs.dir, "keys.json");
     // The scenario creates, updates, reads, lists and watches: these scopes, not "*".
-    writeFileSync(keysFile, JSON.stringify({ keys: [{ id: "examples", sha256: secretSha256(SECRET), scopes: ["sessions.read", "sessions.write", "sessions.watch"] }] }));
+    writeFileSync(
+      keysFile,
+      JSON.stringify({
+        keys: [{ id: "examples", sha256: secretSha256(SECRET), scopes: ["sessions.read", "sessions.write", "sessions.watch"] }],
+      }),
+    );
     const env = { TLS_CERT_FILE: server.cert, TLS_KEY_FILE: server.key, AUTH_KEYS_FILE: keysFile };
     tlsServer = await startTestServer("sqlite", env);
     mtlsServer = await startTestServer("sqlite", { ...env, TLS_CLIENT_CA_FILE: ca.cert });
@@ -106,17 +119,34 @@ describe("example clients over TLS with an API key, and over mTLS (issue 11)", (
   const scenario = (language: string, args: string[], env: NodeJS.ProcessEnv = process.env) =>
     run("bash", [CLIENTS, language, ...args], { timeoutMs: 300_000, env });
 
-  it.each([["python"], ["go"]])("the %s client passes its scenario over TLS with a key, and over mTLS with a client certificate", async (language) => {
-    const passed = `${language} client: all checks passed`;
-    const overTls = await scenario(language, ["--cacert", ca.cert, `localhost:${tlsServer.grpcPort}`], { ...process.env, SESSION_API_KEY: SECRET });
-    if (overTls.code !== 0) throw new Error(describeRun(`scripts/clients.sh ${language} over TLS`, overTls));
-    expect(overTls.stdout.trim().split("\n").pop()).toBe(passed);
-    const overMtls = await scenario(language, ["--cacert", ca.cert, "--cert", client.cert, "--key", client.key, "--api-key", SECRET, `localhost:${mtlsServer.grpcPort}`]);
-    if (overMtls.code !== 0) throw new Error(describeRun(`scripts/clients.sh ${language} over mTLS`, overMtls));
-    expect(overMtls.stdout.trim().split("\n").pop()).toBe(passed);
-    // The same run without the key fails at its first call, UNAUTHENTICATED.
-    const withoutKey = await scenario(language, ["--cacert", ca.cert, `localhost:${tlsServer.grpcPort}`]);
-    expect(withoutKey.code).not.toBe(0);
-    expect(withoutKey.stdout + withoutKey.stderr).toMatch(/UNAUTHENTICATED|Unauthenticated/);
-  }, 300_000);
+  it.each([["python"], ["go"]])(
+    "the %s client passes its scenario over TLS with a key, and over mTLS with a client certificate",
+    async (language) => {
+      const passed = `${language} client: all checks passed`;
+      const overTls = await scenario(language, ["--cacert", ca.cert, `localhost:${tlsServer.grpcPort}`], {
+        ...process.env,
+        SESSION_API_KEY: SECRET,
+      });
+      if (overTls.code !== 0) throw new Error(describeRun(`scripts/clients.sh ${language} over TLS`, overTls));
+      expect(overTls.stdout.trim().split("\n").pop()).toBe(passed);
+      const overMtls = await scenario(language, [
+        "--cacert",
+        ca.cert,
+        "--cert",
+        client.cert,
+        "--key",
+        client.key,
+        "--api-key",
+        SECRET,
+        `localhost:${mtlsServer.grpcPort}`,
+      ]);
+      if (overMtls.code !== 0) throw new Error(describeRun(`scripts/clients.sh ${language} over mTLS`, overMtls));
+      expect(overMtls.stdout.trim().split("\n").pop()).toBe(passed);
+      // The same run without the key fails at its first call, UNAUTHENTICATED.
+      const withoutKey = await scenario(language, ["--cacert", ca.cert, `localhost:${tlsServer.grpcPort}`]);
+      expect(withoutKey.code).not.toBe(0);
+      expect(withoutKey.stdout + withoutKey.stderr).toMatch(/UNAUTHENTICATED|Unauthenticated/);
+    },
+    300_000,
+  );
 });

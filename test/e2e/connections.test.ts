@@ -13,6 +13,7 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { parseDurationMs } from "../../src/config";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb";
 import { StatusSchema } from "../../gen/google/rpc/status_pb";
 import { MergeProfilesRequestSchema } from "../../gen/session/v1/session_service_pb";
@@ -25,14 +26,19 @@ jest.setTimeout(60_000);
 
 const LIMITS = {
   MAX_CONNECTIONS: "1000",
-  HEADERS_TIMEOUT_MS: "1500",
-  HTTP_REQUEST_TIMEOUT_MS: "3000",
-  HTTP_KEEP_ALIVE_TIMEOUT_MS: "1000",
-  GRPC_IDLE_TIMEOUT_MS: "2000",
+  HEADERS_TIMEOUT: "1500ms",
+  HTTP_REQUEST_TIMEOUT: "3000ms",
+  HTTP_KEEP_ALIVE_TIMEOUT: "1000ms",
+  GRPC_IDLE_TIMEOUT: "2000ms",
   GRPC_MAX_CONCURRENT_STREAMS: "50",
   MAX_HEADER_BYTES: "8192",
 };
 const FLOOD = 2000;
+
+/** A duration of LIMITS in milliseconds. */
+function limitMs(name: "HEADERS_TIMEOUT" | "HTTP_REQUEST_TIMEOUT" | "GRPC_IDLE_TIMEOUT"): number {
+  return parseDurationMs(LIMITS[name]) ?? NaN;
+}
 
 /** Resolves with the milliseconds until the server closed `socket` (rejects after `withinMs`). */
 function closedWithin(socket: net.Socket, withinMs: number): Promise<number> {
@@ -70,7 +76,6 @@ describe("connection limits and timeouts", () => {
     svc = await startProcess({ DATA_DIR: dataDir, ...LIMITS });
   });
   afterAll(async () => {
-    // eslint-disable-next-line no-console
     console.log(`connection figures:\n${figures.join("\n")}`);
     await svc?.stop();
     rmSync(dataDir, { recursive: true, force: true });
@@ -79,33 +84,36 @@ describe("connection limits and timeouts", () => {
   it.each([
     ["gRPC", () => svc.grpcPort],
     ["HTTP", () => svc.httpPort],
-  ])("%s port: a flood of idle connections is limited to MAX_CONNECTIONS and reaped after HEADERS_TIMEOUT_MS, with bounded memory", async (name, port) => {
-    const health = healthClient(svc.grpcPort);
-    expect(await health.check()).toBeGreaterThan(0); // its connection is open before the flood
-    const rssBefore = rssMb(svc.child.pid!);
-    const t0 = performance.now();
-    const sockets = await idleConnections(port(), FLOOD);
-    // Beyond the limit, connections are closed as they are accepted.
-    await eventually(async () => stillOpen(sockets) <= Number(LIMITS.MAX_CONNECTIONS), 5000, "connections over the limit closed");
-    const rssPeak = rssMb(svc.child.pid!);
-    const openAtPeak = stillOpen(sockets);
-    // Health answers during the flood.
-    expect(await health.check()).toBeGreaterThan(0);
-    // The rest never sent a byte: closed after the headers/preface timeout (1.5 s; generous margin).
-    await eventually(async () => stillOpen(sockets) === 0, 15_000, "idle connections reaped");
-    const reapedMs = performance.now() - t0;
-    expect(reapedMs).toBeGreaterThan(Number(LIMITS.HEADERS_TIMEOUT_MS) - 200);
-    const rssAfter = rssMb(svc.child.pid!);
-    figures.push(
-      `${name}: ${FLOOD} idle connections, ${openAtPeak} held at once, all closed after ${reapedMs.toFixed(0)} ms; RSS ${rssBefore.toFixed(0)} -> ${rssPeak.toFixed(0)} (peak) -> ${rssAfter.toFixed(0)} MB`,
-    );
-    // A generous bound: an idle connection costs a socket, not a session (well under 50 KB each).
-    expect(rssPeak - rssBefore).toBeLessThan(50);
-    expect(await health.check()).toBeGreaterThan(0);
-    health.close();
-  });
+  ])(
+    "%s port: a flood of idle connections is limited to MAX_CONNECTIONS and reaped after HEADERS_TIMEOUT, with bounded memory",
+    async (name, port) => {
+      const health = healthClient(svc.grpcPort);
+      expect(await health.check()).toBeGreaterThan(0); // its connection is open before the flood
+      const rssBefore = rssMb(svc.child.pid!);
+      const t0 = performance.now();
+      const sockets = await idleConnections(port(), FLOOD);
+      // Beyond the limit, connections are closed as they are accepted.
+      await eventually(async () => stillOpen(sockets) <= Number(LIMITS.MAX_CONNECTIONS), 5000, "connections over the limit closed");
+      const rssPeak = rssMb(svc.child.pid!);
+      const openAtPeak = stillOpen(sockets);
+      // Health answers during the flood.
+      expect(await health.check()).toBeGreaterThan(0);
+      // The rest never sent a byte: closed after the headers/preface timeout (1.5 s; generous margin).
+      await eventually(async () => stillOpen(sockets) === 0, 15_000, "idle connections reaped");
+      const reapedMs = performance.now() - t0;
+      expect(reapedMs).toBeGreaterThan(limitMs("HEADERS_TIMEOUT") - 200);
+      const rssAfter = rssMb(svc.child.pid!);
+      figures.push(
+        `${name}: ${FLOOD} idle connections, ${openAtPeak} held at once, all closed after ${reapedMs.toFixed(0)} ms; RSS ${rssBefore.toFixed(0)} -> ${rssPeak.toFixed(0)} (peak) -> ${rssAfter.toFixed(0)} MB`,
+      );
+      // A generous bound: an idle connection costs a socket, not a session (well under 50 KB each).
+      expect(rssPeak - rssBefore).toBeLessThan(50);
+      expect(await health.check()).toBeGreaterThan(0);
+      health.close();
+    },
+  );
 
-  it("HTTP port: a chunked body trickled in (slowloris) is cut after HTTP_REQUEST_TIMEOUT_MS", async () => {
+  it("HTTP port: a chunked body trickled in (slowloris) is cut after HTTP_REQUEST_TIMEOUT", async () => {
     const socket = net.connect(svc.httpPort, "127.0.0.1");
     let answer = "";
     socket.setEncoding("utf8").on("data", (d: string) => (answer += d));
@@ -116,9 +124,11 @@ describe("connection limits and timeouts", () => {
     // One byte of body every 200 ms, for ever: each chunk resets any inactivity timer.
     const drip = setInterval(() => socket.writable && socket.write("1\r\n \r\n"), 200);
     try {
-      const ms = await closedWithin(socket, Number(LIMITS.HTTP_REQUEST_TIMEOUT_MS) + 10_000);
-      figures.push(`HTTP slowloris (chunked body, 1 byte / 200 ms): closed after ${ms.toFixed(0)} ms, answer ${JSON.stringify(answer.split("\r\n")[0])}`);
-      expect(ms).toBeGreaterThan(Number(LIMITS.HTTP_REQUEST_TIMEOUT_MS) - 500);
+      const ms = await closedWithin(socket, limitMs("HTTP_REQUEST_TIMEOUT") + 10_000);
+      figures.push(
+        `HTTP slowloris (chunked body, 1 byte / 200 ms): closed after ${ms.toFixed(0)} ms, answer ${JSON.stringify(answer.split("\r\n")[0])}`,
+      );
+      expect(ms).toBeGreaterThan(limitMs("HTTP_REQUEST_TIMEOUT") - 500);
       expect(answer).toMatch(/^HTTP\/1\.1 408/);
     } finally {
       clearInterval(drip);
@@ -126,7 +136,7 @@ describe("connection limits and timeouts", () => {
     }
   });
 
-  it("HTTP port: headers trickled in are cut after HEADERS_TIMEOUT_MS", async () => {
+  it("HTTP port: headers trickled in are cut after HEADERS_TIMEOUT", async () => {
     const socket = net.connect(svc.httpPort, "127.0.0.1");
     socket.on("error", () => undefined);
     socket.resume();
@@ -135,9 +145,9 @@ describe("connection limits and timeouts", () => {
     let n = 0;
     const drip = setInterval(() => socket.writable && socket.write(`X-Slow-${n++}: 1\r\n`), 200);
     try {
-      const ms = await closedWithin(socket, Number(LIMITS.HEADERS_TIMEOUT_MS) + 10_000);
+      const ms = await closedWithin(socket, limitMs("HEADERS_TIMEOUT") + 10_000);
       figures.push(`HTTP slow headers (one header / 200 ms): closed after ${ms.toFixed(0)} ms`);
-      expect(ms).toBeGreaterThan(Number(LIMITS.HEADERS_TIMEOUT_MS) - 500);
+      expect(ms).toBeGreaterThan(limitMs("HEADERS_TIMEOUT") - 500);
     } finally {
       clearInterval(drip);
       socket.destroy();
@@ -149,7 +159,9 @@ describe("connection limits and timeouts", () => {
     session.on("error", () => undefined);
     const settings = await new Promise<http2.Settings>((resolve) => session.once("remoteSettings", resolve));
     session.destroy();
-    figures.push(`gRPC SETTINGS: max_concurrent_streams ${settings.maxConcurrentStreams}, max_header_list_size ${settings.maxHeaderListSize}`);
+    figures.push(
+      `gRPC SETTINGS: max_concurrent_streams ${settings.maxConcurrentStreams}, max_header_list_size ${settings.maxHeaderListSize}`,
+    );
     expect(settings.maxConcurrentStreams).toBe(Number(LIMITS.GRPC_MAX_CONCURRENT_STREAMS));
     expect(settings.maxHeaderListSize).toBe(Number(LIMITS.MAX_HEADER_BYTES));
 
@@ -159,7 +171,15 @@ describe("connection limits and timeouts", () => {
     const md = new grpc.Metadata();
     md.set("x-big", "x".repeat(3 * Number(LIMITS.MAX_HEADER_BYTES)));
     const err = await new Promise<grpc.ServiceError | null>((resolve) =>
-      raw.makeUnaryRequest("/grpc.health.v1.Health/Check", (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), md, { deadline: Date.now() + 10_000 }, (e) => resolve(e)),
+      raw.makeUnaryRequest(
+        "/grpc.health.v1.Health/Check",
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.alloc(0),
+        md,
+        { deadline: Date.now() + 10_000 },
+        (e) => resolve(e),
+      ),
     );
     raw.close();
     expect(err).not.toBeNull();
@@ -212,7 +232,9 @@ describe("connection limits and timeouts", () => {
     // hundreds of KB; nghttp2 clients refuse a header field over 64 KB with a connection error
     // (GOAWAY COMPRESSION_ERROR), failing or hanging every other call on the connection.
     const ids = Array.from({ length: 5000 }, (_, i) => `bad id ${i} ${"x".repeat(100)}`);
-    const msg = Buffer.from(toBinary(MergeProfilesRequestSchema, create(MergeProfilesRequestSchema, { targetProfileId: "t", sourceProfileIds: ids })));
+    const msg = Buffer.from(
+      toBinary(MergeProfilesRequestSchema, create(MergeProfilesRequestSchema, { targetProfileId: "t", sourceProfileIds: ids })),
+    );
     const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), msg]);
     frame.writeUInt32BE(msg.length, 1);
     const session = http2.connect(`http://127.0.0.1:${svc.grpcPort}`);
@@ -246,13 +268,13 @@ describe("connection limits and timeouts", () => {
     session.close();
   });
 
-  it("gRPC port: a connection without streams is closed after GRPC_IDLE_TIMEOUT_MS", async () => {
+  it("gRPC port: a connection without streams is closed after GRPC_IDLE_TIMEOUT", async () => {
     const session = http2.connect(`http://127.0.0.1:${svc.grpcPort}`);
     session.on("error", () => undefined);
     await new Promise((resolve) => session.once("remoteSettings", resolve));
     const t0 = performance.now();
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("idle connection still open")), Number(LIMITS.GRPC_IDLE_TIMEOUT_MS) + 10_000);
+      const timer = setTimeout(() => reject(new Error("idle connection still open")), limitMs("GRPC_IDLE_TIMEOUT") + 10_000);
       session.once("close", () => {
         clearTimeout(timer);
         resolve();
@@ -260,7 +282,7 @@ describe("connection limits and timeouts", () => {
     });
     const ms = performance.now() - t0;
     figures.push(`gRPC idle connection (preface, no stream): closed after ${ms.toFixed(0)} ms`);
-    expect(ms).toBeGreaterThan(Number(LIMITS.GRPC_IDLE_TIMEOUT_MS) - 500);
+    expect(ms).toBeGreaterThan(limitMs("GRPC_IDLE_TIMEOUT") - 500);
   });
 
   it("streams outlive every timeout: a watch on each port still gets changes after the request, keep-alive and idle timeouts have passed", async () => {
@@ -276,8 +298,8 @@ describe("connection limits and timeouts", () => {
       await client.createSession({ session: { id: "long-1" } });
       expect(changedId(await next(gi, "change"))).toBe("long-1");
       expect(changedId(await next(ci, "change"))).toBe("long-1");
-      // Longer than every limit above (HTTP_REQUEST_TIMEOUT_MS is the longest, 3 s).
-      const waitMs = Number(LIMITS.HTTP_REQUEST_TIMEOUT_MS) + 2000;
+      // Longer than every limit above (HTTP_REQUEST_TIMEOUT is the longest, 3 s).
+      const waitMs = limitMs("HTTP_REQUEST_TIMEOUT") + 2000;
       await new Promise((r) => setTimeout(r, waitMs)); // the point of the test is that time passes
       await client.updateSession({ session: { id: "long-1", metadata: { channel: "web" } }, updateMask: { paths: ["metadata.channel"] } });
       expect(changedId(await next(gi, "change"))).toBe("long-1");

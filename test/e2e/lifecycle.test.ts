@@ -46,9 +46,17 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
     const t = serve(store);
 
     it("records activity: update time, duration, page views, entry and exit page", async () => {
-      const { session: created } = await t.client.createSession({ session: { profile: { id: `p-${rid()}` } }, pageUrl: "https://shop.example/home" });
+      const { session: created } = await t.client.createSession({
+        session: { profile: { id: `p-${rid()}` } },
+        pageUrl: "https://shop.example/home",
+      });
       const c = created!;
-      expect(c.activity).toMatchObject({ pageViews: 1, entryPage: "https://shop.example/home", exitPage: "https://shop.example/home", endReason: "" });
+      expect(c.activity).toMatchObject({
+        pageViews: 1,
+        entryPage: "https://shop.example/home",
+        exitPage: "https://shop.example/home",
+        endReason: "",
+      });
       const insert = timestampDate(c.metadata!.time!.insert!);
 
       // `at` may be up to a minute ahead of the server clock (client clock skew).
@@ -90,8 +98,16 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
       const insert = timestampDate(s.metadata!.time!.insert!);
       await expectCallError(t.client.touchSession({ id: "" }), Code.InvalidArgument, "id");
       await expectCallError(t.client.touchSession({ id: s.id, pageUrl: "/relative" }), Code.InvalidArgument, "page_url");
-      await expectCallError(t.client.touchSession({ id: s.id, at: timestampFromDate(new Date(insert.getTime() - 1000)) }), Code.InvalidArgument, "at");
-      await expectCallError(t.client.touchSession({ id: s.id, at: timestampFromDate(new Date(Date.now() + 3600_000)) }), Code.InvalidArgument, "at");
+      await expectCallError(
+        t.client.touchSession({ id: s.id, at: timestampFromDate(new Date(insert.getTime() - 1000)) }),
+        Code.InvalidArgument,
+        "at",
+      );
+      await expectCallError(
+        t.client.touchSession({ id: s.id, at: timestampFromDate(new Date(Date.now() + 3600_000)) }),
+        Code.InvalidArgument,
+        "at",
+      );
       await expectCallError(t.client.touchSession({ id: "no-such-session" }), Code.NotFound);
       // Nothing was written by the rejected calls.
       expect((await t.client.getSession({ id: s.id })).session!.revision).toBe(s.revision);
@@ -99,13 +115,22 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
 
     it("keeps the lifecycle fields server-set: create ignores them and update masks cannot name them", async () => {
       const { session } = await t.client.createSession({
-        session: { sessionIndex: 42, previousSessionId: "forged", activity: { pageViews: 9, endReason: "idle" }, mergedFromProfileIds: ["x"] },
+        session: {
+          sessionIndex: 42,
+          previousSessionId: "forged",
+          activity: { pageViews: 9, endReason: "idle" },
+          mergedFromProfileIds: ["x"],
+        },
       });
       expect(session).toMatchObject({ sessionIndex: 0, mergedFromProfileIds: [] });
       expect(session!.previousSessionId).toBeUndefined();
       expect(session!.activity).toMatchObject({ pageViews: 0, endReason: "" });
       for (const path of ["session_index", "previous_session_id", "activity.page_views", "merged_from_profile_ids"]) {
-        await expectCallError(t.client.updateSession({ session: { id: session!.id }, updateMask: { paths: [path] } }), Code.InvalidArgument, "update_mask");
+        await expectCallError(
+          t.client.updateSession({ session: { id: session!.id }, updateMask: { paths: [path] } }),
+          Code.InvalidArgument,
+          "update_mask",
+        );
       }
     });
   });
@@ -131,7 +156,11 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
         expect(reopened.metadata!.status).toBe("active");
         expect(reopened.activity!.endReason).toBe("");
         const seen = await nextChange(it);
-        expect([seen.kind, seen.session.metadata!.status, seen.session.revision]).toEqual([ChangeKind.UPDATED, "active", reopened.revision]);
+        expect([seen.kind, seen.session.metadata!.status, seen.session.revision]).toEqual([
+          ChangeKind.UPDATED,
+          "active",
+          reopened.revision,
+        ]);
 
         // Idle again: it ends again.
         const again = await nextChange(it);
@@ -258,8 +287,16 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
     it("rejects bad merges with the field named", async () => {
       await expectCallError(ca.mergeProfiles({ sourceProfileIds: [], targetProfileId: "t" }), Code.InvalidArgument, "source_profile_ids");
       await expectCallError(ca.mergeProfiles({ sourceProfileIds: ["a"], targetProfileId: "" }), Code.InvalidArgument, "target_profile_id");
-      await expectCallError(ca.mergeProfiles({ sourceProfileIds: ["a", "t"], targetProfileId: "t" }), Code.InvalidArgument, "source_profile_ids[1]");
-      await expectCallError(ca.mergeProfiles({ sourceProfileIds: ["bad id"], targetProfileId: "t" }), Code.InvalidArgument, "source_profile_ids[0]");
+      await expectCallError(
+        ca.mergeProfiles({ sourceProfileIds: ["a", "t"], targetProfileId: "t" }),
+        Code.InvalidArgument,
+        "source_profile_ids[1]",
+      );
+      await expectCallError(
+        ca.mergeProfiles({ sourceProfileIds: ["bad id"], targetProfileId: "t" }),
+        Code.InvalidArgument,
+        "source_profile_ids[0]",
+      );
     });
   });
 
@@ -285,11 +322,15 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
           userAgent: UAS[i % UAS.length],
           pageUrl: i % 5 === 0 ? "https://shop.example/" : `https://shop.example/?utm_source=s${i % 2}`,
         });
-        if (i % 7 === 0) await t.client.updateSession({ session: { id: session!.id, metadata: { status: "ended" } }, updateMask: { paths: ["metadata.status"] } });
+        if (i % 7 === 0)
+          await t.client.updateSession({
+            session: { id: session!.id, metadata: { status: "ended" } },
+            updateMask: { paths: ["metadata.status"] },
+          });
       }
       // The raw data, read independently of the statistics code.
       const raw: Session[] = [];
-      for (let token = ""; ; ) {
+      for (let token = ""; ;) {
         const page = await t.client.listSessions({ pageSize: 7, pageToken: token });
         raw.push(...page.sessions);
         token = page.nextPageToken;
@@ -319,7 +360,12 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
           const subset = raw.filter(match);
           const stats = await t.client.getSessionStats({ filter, groupBy });
           const got = stats.groups.map((g) => `${g.key ?? "<null>"}=${g.count}`).sort();
-          expect({ groupBy, filter, got, total: stats.total }).toEqual({ groupBy, filter, got: count(subset, get), total: BigInt(subset.length) });
+          expect({ groupBy, filter, got, total: stats.total }).toEqual({
+            groupBy,
+            filter,
+            got: count(subset, get),
+            total: BigInt(subset.length),
+          });
           // Largest group first.
           const counts = stats.groups.map((g) => Number(g.count));
           expect(counts).toEqual([...counts].sort((x, y) => y - x));
@@ -332,7 +378,11 @@ describe.each(STORES)("session lifecycle on %s", (store) => {
       expect([later.total, later.onlineNow]).toEqual([0n, 0n]);
       const tiny = await t.client.getSessionStats({ onlineWindow: { seconds: 0n, nanos: 1_000_000 } });
       expect([tiny.total, tiny.onlineNow]).toEqual([30n, 0n]);
-      await expectCallError(t.client.getSessionStats({ onlineWindow: { seconds: 2n * 86_400n, nanos: 0 } }), Code.InvalidArgument, "online_window");
+      await expectCallError(
+        t.client.getSessionStats({ onlineWindow: { seconds: 2n * 86_400n, nanos: 0 } }),
+        Code.InvalidArgument,
+        "online_window",
+      );
     });
   });
 });

@@ -91,10 +91,15 @@ describe.each(STORES)("input limits on %s", (store) => {
       await expectRevision(id, revision);
     });
 
-    it("applies 100,000 copies of \"*\" as one", async () => {
+    it('applies 100,000 copies of "*" as one', async () => {
       const id = uid("star");
       await grpc.createSession({ session: { id, properties: { gone: 1 } } });
-      const s = (await grpc.updateSession({ session: { id, traits: { kept: true } }, updateMask: { paths: Array.from({ length: 100_000 }, () => "*") } })).session!;
+      const s = (
+        await grpc.updateSession({
+          session: { id, traits: { kept: true } },
+          updateMask: { paths: Array.from({ length: 100_000 }, () => "*") },
+        })
+      ).session!;
       expect(s.properties).toEqual({});
       expect(s.traits).toEqual({ kept: true });
     });
@@ -105,13 +110,29 @@ describe.each(STORES)("input limits on %s", (store) => {
       const c = name === "grpc" ? grpc : connect;
       const id = uid("dim");
       await expectCallError(c.createSession({ session: { id }, userAgent: "M".repeat(9000) }), Code.InvalidArgument, "user_agent");
-      await expectCallError(c.createSession({ session: { id }, pageUrl: `https://a.example/?q=${"x".repeat(9000)}` }), Code.InvalidArgument, "page_url");
-      await expectCallError(c.createSession({ session: { id, device: { geo: { city: "c".repeat(9000) } } } }), Code.InvalidArgument, "session.device.geo.city");
+      await expectCallError(
+        c.createSession({ session: { id }, pageUrl: `https://a.example/?q=${"x".repeat(9000)}` }),
+        Code.InvalidArgument,
+        "page_url",
+      );
+      await expectCallError(
+        c.createSession({ session: { id, device: { geo: { city: "c".repeat(9000) } } } }),
+        Code.InvalidArgument,
+        "session.device.geo.city",
+      );
       const wide = Object.fromEntries(Array.from({ length: 10_001 }, (_, i) => [`k${i}`, i]));
       await expectCallError(c.createSession({ session: { id, properties: wide } }), Code.InvalidArgument, "session.properties");
-      await expectCallError(c.createSession({ session: { id, profile: { id: "p", metadata: { list: Array.from({ length: 10_001 }, () => 1) } } } }), Code.InvalidArgument, "session.profile.metadata");
+      await expectCallError(
+        c.createSession({ session: { id, profile: { id: "p", metadata: { list: Array.from({ length: 10_001 }, () => 1) } } } }),
+        Code.InvalidArgument,
+        "session.profile.metadata",
+      );
       await expectCallError(c.listSessions({ channel: "c".repeat(9000) }), Code.InvalidArgument, "channel");
-      await expectCallError(c.mergeProfiles({ targetProfileId: "t", sourceProfileIds: Array.from({ length: 101 }, (_, i) => `s${i}`) }), Code.InvalidArgument, "source_profile_ids");
+      await expectCallError(
+        c.mergeProfiles({ targetProfileId: "t", sourceProfileIds: Array.from({ length: 101 }, (_, i) => `s${i}`) }),
+        Code.InvalidArgument,
+        "source_profile_ids",
+      );
       await expectAbsent(id);
     });
   });
@@ -120,7 +141,11 @@ describe.each(STORES)("input limits on %s", (store) => {
     it.each([["grpc"], ["connect"]])("refuses a create over MAX_SESSION_BYTES over %s, writing nothing", async (name) => {
       const c = name === "grpc" ? grpc : connect;
       const id = uid("big");
-      const e = await expectCallError(c.createSession({ session: { id, properties: { blob: "x".repeat(300_000) } } }), Code.ResourceExhausted, "session.properties");
+      const e = await expectCallError(
+        c.createSession({ session: { id, properties: { blob: "x".repeat(300_000) } } }),
+        Code.ResourceExhausted,
+        "session.properties",
+      );
       expect(e.errorInfo?.reason).toBe("SESSION_TOO_LARGE");
       await expectAbsent(id);
     });
@@ -142,7 +167,11 @@ describe.each(STORES)("input limits on %s", (store) => {
       const c = name === "grpc" ? grpc : connect;
       const id = uid("touch");
       const { revision } = (await c.createSession({ session: { id } })).session!;
-      await expectCallError(c.touchSession({ id, pageUrl: `https://a.example/?q=${"x".repeat(1_000_000)}` }), Code.InvalidArgument, "page_url");
+      await expectCallError(
+        c.touchSession({ id, pageUrl: `https://a.example/?q=${"x".repeat(1_000_000)}` }),
+        Code.InvalidArgument,
+        "page_url",
+      );
       await expectRevision(id, revision);
     });
 
@@ -186,7 +215,9 @@ describe.each(STORES)("input limits on %s", (store) => {
 
     it("stores the largest Connect JSON create time to the millisecond and reads it back on both protocols", async () => {
       const id = uid("j-max");
-      const created = await connectJson(server.httpPort, "CreateSession", { session: { id, metadata: { time: { create: "9999-12-31T23:59:59.999999999Z" } } } });
+      const created = await connectJson(server.httpPort, "CreateSession", {
+        session: { id, metadata: { time: { create: "9999-12-31T23:59:59.999999999Z" } } },
+      });
       expect(created.status).toBe(200);
       const got = await connectJson(server.httpPort, "GetSession", { id });
       expect(got.status).toBe(200);
@@ -194,13 +225,24 @@ describe.each(STORES)("input limits on %s", (store) => {
       const g = (await grpc.getSession({ id })).session!;
       expect(g.metadata?.time?.create).toMatchObject({ seconds: MAX_SECONDS, nanos: 999_000_000 });
       const smallest = uid("j-min");
-      expect((await connectJson(server.httpPort, "CreateSession", { session: { id: smallest, metadata: { time: { create: "0001-01-01T00:00:00Z" } } } })).status).toBe(200);
-      expect((await grpc.getSession({ id: smallest })).session?.metadata?.time?.create).toMatchObject({ seconds: -62_135_596_800n, nanos: 0 });
+      expect(
+        (
+          await connectJson(server.httpPort, "CreateSession", {
+            session: { id: smallest, metadata: { time: { create: "0001-01-01T00:00:00Z" } } },
+          })
+        ).status,
+      ).toBe(200);
+      expect((await grpc.getSession({ id: smallest })).session?.metadata?.time?.create).toMatchObject({
+        seconds: -62_135_596_800n,
+        nanos: 0,
+      });
     });
 
     it("answers a Connect JSON create time past year 9999 with INVALID_ARGUMENT, writing nothing", async () => {
       const id = uid("j-10000");
-      const res = await connectJson(server.httpPort, "CreateSession", { session: { id, metadata: { time: { create: "10000-01-01T00:00:00Z" } } } });
+      const res = await connectJson(server.httpPort, "CreateSession", {
+        session: { id, metadata: { time: { create: "10000-01-01T00:00:00Z" } } },
+      });
       expect(res.status).toBe(400);
       expect(res.json.code).toBe("invalid_argument");
       await expectAbsent(id);
@@ -211,7 +253,8 @@ describe.each(STORES)("input limits on %s", (store) => {
     it("pages five 240 KB sessions without RESOURCE_EXHAUSTED, continuing with next_page_token", async () => {
       const channel = uid("big-page");
       const ids: string[] = [];
-      for (let i = 0; i < 5; i++) ids.push((await grpc.createSession({ session: { metadata: { channel }, properties: { blob: "x".repeat(240_000) } } })).session!.id);
+      for (let i = 0; i < 5; i++)
+        ids.push((await grpc.createSession({ session: { metadata: { channel }, properties: { blob: "x".repeat(240_000) } } })).session!.id);
       for (const [, c] of clients) {
         const pages: number[] = [];
         const seen: string[] = [];
@@ -253,12 +296,22 @@ describe.each(STORES)("input limits on %s", (store) => {
     it("rejects after_revision and expected_revision beyond 2^53 - 1, naming the field", async () => {
       const huge = 2n ** 63n - 1n;
       const watch = grpcWatch(server.grpcPort, { afterRevision: huge });
-      await expect((async () => {
-        for await (const _ of watch.messages) void _;
-      })()).rejects.toMatchObject({ code: Code.InvalidArgument, fields: ["after_revision"] });
+      await expect(
+        (async () => {
+          for await (const _ of watch.messages) void _;
+        })(),
+      ).rejects.toMatchObject({ code: Code.InvalidArgument, fields: ["after_revision"] });
       const id = uid("rev");
       await grpc.createSession({ session: { id } });
-      await expectCallError(grpc.updateSession({ session: { id, metadata: { channel: "x" } }, updateMask: { paths: ["metadata.channel"] }, expectedRevision: huge }), Code.InvalidArgument, "expected_revision");
+      await expectCallError(
+        grpc.updateSession({
+          session: { id, metadata: { channel: "x" } },
+          updateMask: { paths: ["metadata.channel"] },
+          expectedRevision: huge,
+        }),
+        Code.InvalidArgument,
+        "expected_revision",
+      );
       await expectCallError(grpc.deleteSession({ id, expectedRevision: huge }), Code.InvalidArgument, "expected_revision");
     });
 

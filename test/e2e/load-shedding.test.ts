@@ -27,7 +27,7 @@ import {
   StatsGroupBy,
 } from "../../gen/session/v1/session_service_pb";
 import type { Session } from "../../gen/session/v1/session_pb";
-import { grpcDefinitions } from "../../src/rpc/grpc-server";
+import { grpcDefinitions } from "../../src/rpc/grpc-codec";
 import { destroyedRequestBurst, grpcFrame, healthClient, resetBurst, rssMb } from "../support/attack";
 import { grpcClient, type SessionClient } from "../support/clients";
 import { startProcess, type ServiceProcess } from "../support/process";
@@ -40,7 +40,9 @@ const BURST = 5000;
 /** The issue's bound: health answers within 1 s of a burst's end. */
 const HEALTH_AFTER_BURST_MS = 1000;
 
-const statsBody = grpcFrame(toBinary(GetSessionStatsRequestSchema, create(GetSessionStatsRequestSchema, { groupBy: StatsGroupBy.OS_NAME })));
+const statsBody = grpcFrame(
+  toBinary(GetSessionStatsRequestSchema, create(GetSessionStatsRequestSchema, { groupBy: StatsGroupBy.OS_NAME })),
+);
 const listBody = grpcFrame(toBinary(ListSessionsRequestSchema, create(ListSessionsRequestSchema, { pageSize: 1000 })));
 const createBody = (id: string, i: number) =>
   grpcFrame(
@@ -110,7 +112,6 @@ describe("rapid-reset bursts", () => {
   });
 
   afterAll(async () => {
-    // eslint-disable-next-line no-console
     console.log(`load-shedding figures:\n${figures.join("\n")}`);
     health?.close();
     client?.close();
@@ -125,7 +126,9 @@ describe("rapid-reset bursts", () => {
     const rssBefore = rssMb(svc.child.pid!);
     const burst = await resetBurst(svc.grpcPort, BURST, 4, () => ({ path: `${SERVICE}/${method}`, body: body() }));
     const ms = await timeToHealth(health, burst.endedAt);
-    figures.push(`gRPC ${method}: ${burst.sent} resets on ${burst.connections} connections, health after ${ms.toFixed(0)} ms, RSS ${rssBefore.toFixed(0)} -> ${rssMb(svc.child.pid!).toFixed(0)} MB`);
+    figures.push(
+      `gRPC ${method}: ${burst.sent} resets on ${burst.connections} connections, health after ${ms.toFixed(0)} ms, RSS ${rssBefore.toFixed(0)} -> ${rssMb(svc.child.pid!).toFixed(0)} MB`,
+    );
     expect(ms).toBeLessThan(HEALTH_AFTER_BURST_MS);
     // And the service works: a real call answers.
     expect((await client.getSessionStats({})).total).toBeGreaterThanOrEqual(2000n);
@@ -149,7 +152,9 @@ describe("rapid-reset bursts", () => {
     const rssBefore = rssMb(svc.child.pid!);
     const burst = await destroyedRequestBurst(svc.httpPort, BURST, 100, () => ({ path: `${SERVICE}/${method}`, json: json() }));
     const ms = await timeToHealth(health, burst.endedAt);
-    figures.push(`Connect ${method}: ${BURST} destroyed requests, health after ${ms.toFixed(0)} ms, RSS ${rssBefore.toFixed(0)} -> ${rssMb(svc.child.pid!).toFixed(0)} MB`);
+    figures.push(
+      `Connect ${method}: ${BURST} destroyed requests, health after ${ms.toFixed(0)} ms, RSS ${rssBefore.toFixed(0)} -> ${rssMb(svc.child.pid!).toFixed(0)} MB`,
+    );
     expect(ms).toBeLessThan(HEALTH_AFTER_BURST_MS);
     expect((await client.getSessionStats({})).total).toBeGreaterThanOrEqual(2000n);
   });
@@ -167,7 +172,9 @@ describe("rapid-reset bursts", () => {
     expect(ms).toBeLessThan(HEALTH_AFTER_BURST_MS);
     const stored = await listAll(client, "rr-c-");
     for (const s of stored) expectComplete(s, Number(s.id.slice("rr-c-".length)));
-    figures.push(`Connect CreateSession: ${BURST} destroyed requests, health after ${ms.toFixed(0)} ms, ${stored.length} committed (all complete)`);
+    figures.push(
+      `Connect CreateSession: ${BURST} destroyed requests, health after ${ms.toFixed(0)} ms, ${stored.length} committed (all complete)`,
+    );
   });
 });
 
@@ -193,7 +200,7 @@ describe("MAX_CONCURRENT_CALLS", () => {
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), "session-admit-"));
-    svc = await startProcess({ DATA_DIR: dataDir, MAX_CONCURRENT_CALLS: String(LIMIT), STORE_TIMEOUT_MS: "30000" });
+    svc = await startProcess({ DATA_DIR: dataDir, MAX_CONCURRENT_CALLS: String(LIMIT), STORE_TIMEOUT: "30s" });
   });
   afterAll(async () => {
     await svc?.stop();
@@ -204,7 +211,10 @@ describe("MAX_CONCURRENT_CALLS", () => {
     const defs = grpcDefinitions(SessionService);
     const raw = new grpc.Client(`127.0.0.1:${svc.grpcPort}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
     const client = grpcClient(svc.grpcPort);
-    const connect = createClient(SessionService, createConnectTransport({ baseUrl: `http://127.0.0.1:${svc.httpPort}`, httpVersion: "1.1" }));
+    const connect = createClient(
+      SessionService,
+      createConnectTransport({ baseUrl: `http://127.0.0.1:${svc.httpPort}`, httpVersion: "1.1" }),
+    );
     const health = healthClient(svc.grpcPort);
     await client.createSession({ session: { id: "present" } });
 

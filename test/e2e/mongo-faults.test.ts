@@ -6,6 +6,9 @@ import { CallError, grpcClient } from "../support/clients";
 import { freshDatabase, startFerret, type FerretProcess } from "../support/mongo";
 import { startTestServer, type TestServer } from "../support/server";
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the raw stored document, read by path
+type RawDoc = Record<string, any>;
+
 /** Retries `call` until it succeeds (bounded), for waiting on recovery. */
 async function eventually<T>(call: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -34,7 +37,7 @@ describe("the MongoDB store through the API", () => {
       const raw = await db.client.db(db.dbName).collection<{ _id: string }>("sessions").findOne({ _id: created.id });
       expect(raw).not.toBeNull();
       expect(raw!._id).toBe(created.id);
-      const doc = raw as unknown as Record<string, any>;
+      const doc = raw as unknown as RawDoc;
       expect(doc.metadata.time.insert).toBeInstanceOf(Date);
       expect(doc.metadata.time.update).toBeNull();
       expect(doc.profile).toEqual({ id: "p-doc", primary_id: null, metadata: null });
@@ -47,9 +50,17 @@ describe("the MongoDB store through the API", () => {
       expect(JSON.stringify(Object.keys(doc.metadata.time))).not.toMatch(/[A-Z]/);
 
       // A document written by hand, in the same shape, is served by GetSession.
-      const hand: Record<string, any> = { ...doc, _id: "hand-written-1", revision: 1, utm: { ...doc.utm, source: "handmade" } };
+      const hand: RawDoc = {
+        ...doc,
+        _id: "hand-written-1",
+        revision: 1,
+        utm: { ...doc.utm, source: "handmade" },
+      };
       delete hand.request_id;
-      await db.client.db(db.dbName).collection<{ _id: string }>("sessions").insertOne(hand as { _id: string });
+      await db.client
+        .db(db.dbName)
+        .collection<{ _id: string }>("sessions")
+        .insertOne(hand as { _id: string });
       const got = (await client.getSession({ id: "hand-written-1" })).session!;
       expect(got.utm?.source).toBe("handmade");
       expect(got.profile?.id).toBe("p-doc");
@@ -75,7 +86,7 @@ describe("the MongoDB store through the API", () => {
 
     it("starts while the database is down, answers UNAVAILABLE, and recovers when it comes up", async () => {
       await ferret.stop();
-      server = await startTestServer("mongodb", { MONGODB_URI: ferret.uri, STORE_TIMEOUT_MS: "1000" });
+      server = await startTestServer("mongodb", { MONGODB_URI: ferret.uri, STORE_TIMEOUT: "1s" });
       const client = grpcClient(server.grpcPort);
       const started = Date.now();
       const err = await client.createSession({}, { timeoutMs: 3000 }).catch((e: unknown) => e as CallError);
@@ -89,7 +100,7 @@ describe("the MongoDB store through the API", () => {
     });
 
     it("loses no acknowledged write when the database restarts under a stream of writes", async () => {
-      server = await startTestServer("mongodb", { MONGODB_URI: ferret.uri, STORE_TIMEOUT_MS: "1000" });
+      server = await startTestServer("mongodb", { MONGODB_URI: ferret.uri, STORE_TIMEOUT: "1s" });
       const client = grpcClient(server.grpcPort);
       const acked: string[] = [];
       const failures = new Map<string, number>();

@@ -38,8 +38,15 @@ describe("the service process", () => {
         child.on("exit", (status) => resolve({ status, output }));
       });
       expect(result.status).toBe(1);
-      const lines = result.output.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
-      expect(lines.at(-1)).toMatchObject({ level: "error", msg: "cannot start", error: `cannot listen on 127.0.0.1:${port} (GRPC_PORT): EADDRINUSE` });
+      const lines = result.output
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.at(-1)).toMatchObject({
+        level: "error",
+        msg: "cannot start",
+        error: `cannot listen on 127.0.0.1:${port} (GRPC_PORT): EADDRINUSE`,
+      });
     } finally {
       taken.close();
     }

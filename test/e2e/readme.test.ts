@@ -120,28 +120,33 @@ describe("README: Calling it", () => {
       expect({ pattern: String(pattern), found: texts.some((t) => pattern.test(t)) }).toEqual({ pattern: String(pattern), found: true });
     }
     // Only the default ports, which the test replaces.
-    for (const t of texts) expect(t.match(/127\.0\.0\.1:(\d+)/g)?.filter((a) => a !== "127.0.0.1:50051" && a !== "127.0.0.1:8080") ?? []).toEqual([]);
+    for (const t of texts)
+      expect(t.match(/127\.0\.0\.1:(\d+)/g)?.filter((a) => a !== "127.0.0.1:50051" && a !== "127.0.0.1:8080") ?? []).toEqual([]);
   });
 
-  it.each(commands.map((c) => [title(c), c] as const))("runs: %s", async (_title, command) => {
-    const text = localize(command.text);
-    if (isStream(text)) {
-      const watch = spawnStreaming("bash", ["-c", `exec ${text}`], { env });
-      watches.push(watch);
-      // Open once it has printed its first message (sendInitial: the current state).
-      await watch.waitFor((out) => /^\}$/m.test(out), 15_000, `README watch: ${title(command)}`);
-      return;
-    }
-    const r = await run("bash", ["-c", text], { env, timeoutMs: 300_000 });
-    if (command.fails) {
-      expect({ failed: r.code !== 0 }).toEqual({ failed: true });
-      expect(r.stderr).toContain(`Code: ${command.fails}`);
-      if (command.output !== undefined) expect(squash(r.stderr)).toBe(squash(command.output));
-      return;
-    }
-    if (r.code !== 0) throw new Error(describeRun(`README command failed: ${text}`, r));
-    expect(r.stdout.trim()).not.toBe("");
-  }, 300_000);
+  it.each(commands.map((c) => [title(c), c] as const))(
+    "runs: %s",
+    async (_title, command) => {
+      const text = localize(command.text);
+      if (isStream(text)) {
+        const watch = spawnStreaming("bash", ["-c", `exec ${text}`], { env });
+        watches.push(watch);
+        // Open once it has printed its first message (sendInitial: the current state).
+        await watch.waitFor((out) => /^\}$/m.test(out), 15_000, `README watch: ${title(command)}`);
+        return;
+      }
+      const r = await run("bash", ["-c", text], { env, timeoutMs: 300_000 });
+      if (command.fails) {
+        expect({ failed: r.code !== 0 }).toEqual({ failed: true });
+        expect(r.stderr).toContain(`Code: ${command.fails}`);
+        if (command.output !== undefined) expect(squash(r.stderr)).toBe(squash(command.output));
+        return;
+      }
+      if (r.code !== 0) throw new Error(describeRun(`README command failed: ${text}`, r));
+      expect(r.stdout.trim()).not.toBe("");
+    },
+    300_000,
+  );
 
   it("its watch printed the update made in the other terminal", async () => {
     expect(watches.length).toBeGreaterThan(0);
@@ -161,7 +166,9 @@ describe("README: Securing it", () => {
   let service: ServiceProcess | undefined;
 
   const localize = (text: string) =>
-    service ? text.replaceAll("localhost:50051", `localhost:${service.grpcPort}`).replaceAll("localhost:8080", `localhost:${service.httpPort}`) : text;
+    service
+      ? text.replaceAll("localhost:50051", `localhost:${service.grpcPort}`).replaceAll("localhost:8080", `localhost:${service.httpPort}`)
+      : text;
 
   beforeAll(() => {
     env = { ...process.env, PATH: `${dirname(tool("grpcurl"))}:${process.env.PATH ?? ""}` };
@@ -175,28 +182,44 @@ describe("README: Securing it", () => {
 
   it("makes certificates and keys, starts the service, and calls it with grpcurl, curl and the Python client", () => {
     const texts = secured.map((c) => squash(c.text));
-    for (const pattern of [/^openssl req -x509 /, /> keys\.json$/, /npm start$/, /^grpcurl -cacert .* list$/, /^curl .*--cacert .*https:\/\/localhost:8080\//, /scripts\/clients\.sh python --cacert /]) {
+    for (const pattern of [
+      /^openssl req -x509 /,
+      /> keys\.json$/,
+      /npm start$/,
+      /^grpcurl -cacert .* list$/,
+      /^curl .*--cacert .*https:\/\/localhost:8080\//,
+      /scripts\/clients\.sh python --cacert /,
+    ]) {
       expect({ pattern: String(pattern), found: texts.some((t) => pattern.test(t)) }).toEqual({ pattern: String(pattern), found: true });
     }
   });
 
-  it.each(secured.map((c) => [title(c), c] as const))("runs: %s", async (_title, command) => {
-    const start = /^((?:[A-Z_]+=\S+\s+)+)npm start$/.exec(squash(command.text));
-    if (start) {
-      const vars = Object.fromEntries(start[1].trim().split(/\s+/).map((a) => [a.slice(0, a.indexOf("=")), join(dir, a.slice(a.indexOf("=") + 1))] as const));
-      // HOST is an address, not a file.
-      vars.HOST = start[1].match(/HOST=(\S+)/)![1];
-      service = await startProcess({ ...vars, DATA_DIR: join(dir, "data") });
-      expect(service.lines.join("\n")).toContain('"tls":"tls"');
-      return;
-    }
-    const r = await run("bash", ["-c", localize(command.text)], { env, cwd: dir, timeoutMs: 300_000 });
-    if (command.fails) {
-      expect({ failed: r.code !== 0 }).toEqual({ failed: true });
-      expect(r.stderr).toContain(`Code: ${command.fails}`);
-      if (command.output !== undefined) expect(squash(r.stderr)).toBe(squash(command.output));
-      return;
-    }
-    if (r.code !== 0) throw new Error(describeRun(`README command failed: ${command.text}`, r));
-  }, 300_000);
+  it.each(secured.map((c) => [title(c), c] as const))(
+    "runs: %s",
+    async (_title, command) => {
+      const start = /^((?:[A-Z_]+=\S+\s+)+)npm start$/.exec(squash(command.text));
+      if (start) {
+        const vars = Object.fromEntries(
+          start[1]
+            .trim()
+            .split(/\s+/)
+            .map((a) => [a.slice(0, a.indexOf("=")), join(dir, a.slice(a.indexOf("=") + 1))] as const),
+        );
+        // HOST is an address, not a file.
+        vars.HOST = start[1].match(/HOST=(\S+)/)![1];
+        service = await startProcess({ ...vars, DATA_DIR: join(dir, "data") });
+        expect(service.lines.join("\n")).toContain('"tls":"tls"');
+        return;
+      }
+      const r = await run("bash", ["-c", localize(command.text)], { env, cwd: dir, timeoutMs: 300_000 });
+      if (command.fails) {
+        expect({ failed: r.code !== 0 }).toEqual({ failed: true });
+        expect(r.stderr).toContain(`Code: ${command.fails}`);
+        if (command.output !== undefined) expect(squash(r.stderr)).toBe(squash(command.output));
+        return;
+      }
+      if (r.code !== 0) throw new Error(describeRun(`README command failed: ${command.text}`, r));
+    },
+    300_000,
+  );
 });

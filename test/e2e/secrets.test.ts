@@ -11,7 +11,11 @@ jest.setTimeout(30_000);
 describe("MONGODB_URI secrets and validation", () => {
   it.each([
     ["a raw @ in the password", "mongodb://app:p@ss-s3cret@127.0.0.1:1/sessions", ["p@ss-s3cret", "ss-s3cret"]],
-    ["an unknown option next to a key file password", "mongodb://app:hunter22@127.0.0.1:1/?tlsCertificateKeyFilePassword=k3yp4ss&bogusOption=1", ["hunter22", "k3yp4ss"]],
+    [
+      "an unknown option next to a key file password",
+      "mongodb://app:hunter22@127.0.0.1:1/?tlsCertificateKeyFilePassword=k3yp4ss&bogusOption=1",
+      ["hunter22", "k3yp4ss"],
+    ],
   ])("stops at start with exit code 2 on a URI with %s, naming MONGODB_URI and no secret", (_what, uri, secrets) => {
     const result = spawnSync(process.execPath, [MAIN], {
       env: { PATH: process.env.PATH ?? "", MONGODB_URI: uri, GRPC_PORT: "0", HTTP_PORT: "0" },
@@ -33,7 +37,9 @@ describe("MONGODB_URI secrets and validation", () => {
     });
     try {
       await eventually(async () => svc.lines.some((l) => l.includes("store unavailable, retrying")), 20_000, "a retry logged");
-      const opening = svc.lines.map((l) => (l.startsWith("{") ? (JSON.parse(l) as { msg: string; uri?: string }) : undefined)).find((e) => e?.msg === "opening store");
+      const opening = svc.lines
+        .map((l) => (l.startsWith("{") ? (JSON.parse(l) as { msg: string; uri?: string }) : undefined))
+        .find((e) => e?.msg === "opening store");
       expect(opening?.uri).toBe(
         "mongodb://***@127.0.0.1:1/sessions?tls=true&tlsCertificateKeyFilePassword=***&proxyHost=***&proxyUsername=***&proxyPassword=***&serverSelectionTimeoutMS=200&connectTimeoutMS=200",
       );

@@ -14,7 +14,19 @@ import { Code } from "@connectrpc/connect";
 import { createLogger, type Logger } from "../../src/log";
 import { secretSha256 } from "../../src/security/keys";
 import { TestCertificates, type CertFiles } from "../support/certs";
-import { CallError, connectClient, connectGrpcClient, connectH2Client, connectWatch, grpcClient, grpcWatch, grpcWebClient, type SecureOptions, type SessionClient, type WatchStream } from "../support/clients";
+import {
+  CallError,
+  connectClient,
+  connectGrpcClient,
+  connectH2Client,
+  connectWatch,
+  grpcClient,
+  grpcWatch,
+  grpcWebClient,
+  type SecureOptions,
+  type SessionClient,
+  type WatchStream,
+} from "../support/clients";
 import { startProcess } from "../support/process";
 import { startTestServer, type TestServer } from "../support/server";
 import { describeRun, eventually, run, tool, type RunResult } from "../support/tools";
@@ -91,7 +103,11 @@ function captureLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
 }
 
 const caOnly = (): SecureOptions["tls"] => ({ ca: readFileSync(ca.cert) });
-const withClientCert = (files: CertFiles): SecureOptions["tls"] => ({ ca: readFileSync(ca.cert), cert: readFileSync(files.cert), key: readFileSync(files.key) });
+const withClientCert = (files: CertFiles): SecureOptions["tls"] => ({
+  ca: readFileSync(ca.cert),
+  cert: readFileSync(files.cert),
+  key: readFileSync(files.key),
+});
 
 async function callError(p: Promise<unknown>): Promise<CallError> {
   try {
@@ -110,11 +126,14 @@ function expectOk(r: RunResult, what: string): void {
 /** The SHA-256 fingerprint of the certificate a new TLS connection to `port` is served. */
 function servedFingerprint(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: readFileSync(ca.cert), ALPNProtocols: ["h2"] }, () => {
-      const fp = socket.getPeerX509Certificate()?.fingerprint256 ?? "";
-      socket.destroy();
-      resolve(fp);
-    });
+    const socket = tls.connect(
+      { host: "127.0.0.1", port, servername: "localhost", ca: readFileSync(ca.cert), ALPNProtocols: ["h2"] },
+      () => {
+        const fp = socket.getPeerX509Certificate()?.fingerprint256 ?? "";
+        socket.destroy();
+        resolve(fp);
+      },
+    );
     socket.once("error", reject);
   });
 }
@@ -154,7 +173,11 @@ describe("TLS and API keys on both ports", () => {
     const c = grpcClient(server.grpcPort, { tls: caOnly(), secret: SECRETS.reader });
     try {
       await eventually(
-        () => c.listSessions({ pageSize: 1 }).then(() => true, () => false),
+        () =>
+          c.listSessions({ pageSize: 1 }).then(
+            () => true,
+            () => false,
+          ),
         10_000,
         "the original keys are reloaded",
       );
@@ -170,10 +193,10 @@ describe("TLS and API keys on both ports", () => {
     const list = await grpcurl(["list"]);
     expectOk(list, "grpcurl list");
     expect(list.stdout.trim().split("\n")).toContain("session.v1.SessionService");
-    const created = await grpcurl(["session.v1.SessionService/CreateSession"], [
-      "-H", `authorization: Bearer ${SECRETS.admin}`,
-      "-d", JSON.stringify({ session: { id: "sec-grpcurl", profile: { id: "p-sec" } } }),
-    ]);
+    const created = await grpcurl(
+      ["session.v1.SessionService/CreateSession"],
+      ["-H", `authorization: Bearer ${SECRETS.admin}`, "-d", JSON.stringify({ session: { id: "sec-grpcurl", profile: { id: "p-sec" } } })],
+    );
     expectOk(created, "grpcurl CreateSession");
     expect(JSON.parse(created.stdout)).toMatchObject({ session: { id: "sec-grpcurl" } });
     // Without the key the same call is refused, and grpcurl shows the reason.
@@ -192,10 +215,22 @@ describe("TLS and API keys on both ports", () => {
   it("curl over HTTPS speaks the Connect protocol, HTTP/1.1 and HTTP/2, with a bearer key", async () => {
     for (const version of ["--http1.1", "--http2"]) {
       const r = await run("curl", [
-        "-sS", "--fail-with-body", version, "--cacert", ca.cert, "-X", "POST",
+        "-sS",
+        "--fail-with-body",
+        version,
+        "--cacert",
+        ca.cert,
+        "-X",
+        "POST",
         `https://localhost:${server.httpPort}/session.v1.SessionService/GetSession`,
-        "-H", "Content-Type: application/json", "-H", `Authorization: Bearer ${SECRETS.reader}`,
-        "-d", '{"id": "sec-grpcurl"}', "-w", "\n%{http_version}",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        `Authorization: Bearer ${SECRETS.reader}`,
+        "-d",
+        '{"id": "sec-grpcurl"}',
+        "-w",
+        "\n%{http_version}",
       ]);
       expectOk(r, `curl ${version}`);
       const [body, httpVersion] = r.stdout.trim().split("\n");
@@ -203,8 +238,18 @@ describe("TLS and API keys on both ports", () => {
       expect(httpVersion).toBe(version === "--http2" ? "2" : "1.1");
     }
     const missing = await run("curl", [
-      "-sS", "--cacert", ca.cert, "-X", "POST", `https://localhost:${server.httpPort}/session.v1.SessionService/GetSession`,
-      "-H", "Content-Type: application/json", "-d", '{"id": "sec-grpcurl"}', "-w", "\n%{http_code}",
+      "-sS",
+      "--cacert",
+      ca.cert,
+      "-X",
+      "POST",
+      `https://localhost:${server.httpPort}/session.v1.SessionService/GetSession`,
+      "-H",
+      "Content-Type: application/json",
+      "-d",
+      '{"id": "sec-grpcurl"}',
+      "-w",
+      "\n%{http_code}",
     ]);
     const [body, status] = missing.stdout.trim().split("\n");
     expect(status).toBe("401");
@@ -214,7 +259,12 @@ describe("TLS and API keys on both ports", () => {
   it("refuses a missing key, an unknown key and a key without the scope with the exact code and reason, on both ports", async () => {
     for (const [port, c] of bothPorts(server, { tls: caOnly() })) {
       const e = await callError(c.getSession({ id: "sec-grpcurl" }));
-      expect([port, e.code, e.errorInfo?.reason, e.errorInfo?.domain]).toEqual([port, Code.Unauthenticated, "API_KEY_MISSING", "session.v1"]);
+      expect([port, e.code, e.errorInfo?.reason, e.errorInfo?.domain]).toEqual([
+        port,
+        Code.Unauthenticated,
+        "API_KEY_MISSING",
+        "session.v1",
+      ]);
       c.close();
     }
     for (const [port, c] of bothPorts(server, { tls: caOnly(), secret: "not-a-key" })) {
@@ -224,7 +274,12 @@ describe("TLS and API keys on both ports", () => {
     }
     for (const [port, c] of bothPorts(server, { tls: caOnly(), secret: SECRETS.reader })) {
       const e = await callError(c.deleteSession({ id: "sec-grpcurl" }));
-      expect([port, e.code, e.errorInfo?.reason, e.errorInfo?.metadata.scope]).toEqual([port, Code.PermissionDenied, "SCOPE_MISSING", "sessions.write"]);
+      expect([port, e.code, e.errorInfo?.reason, e.errorInfo?.metadata.scope]).toEqual([
+        port,
+        Code.PermissionDenied,
+        "SCOPE_MISSING",
+        "sessions.write",
+      ]);
       expect(e.message).toContain("sessions.write");
       // The same key may read.
       expect((await c.getSession({ id: "sec-grpcurl" })).session?.id).toBe("sec-grpcurl");
@@ -232,7 +287,12 @@ describe("TLS and API keys on both ports", () => {
     }
     for (const [port, c] of bothPorts(server, { tls: caOnly(), secret: SECRETS.writer })) {
       const e = await callError(c.mergeProfiles({ sourceProfileIds: ["a"], targetProfileId: "b" }));
-      expect([port, e.code, e.errorInfo?.reason, e.errorInfo?.metadata.scope]).toEqual([port, Code.PermissionDenied, "SCOPE_MISSING", "profiles.merge"]);
+      expect([port, e.code, e.errorInfo?.reason, e.errorInfo?.metadata.scope]).toEqual([
+        port,
+        Code.PermissionDenied,
+        "SCOPE_MISSING",
+        "profiles.merge",
+      ]);
       c.close();
     }
   });
@@ -252,7 +312,10 @@ describe("TLS and API keys on both ports", () => {
     const admin = grpcClient(server.grpcPort, { tls: caOnly(), secret: SECRETS.admin });
     const created = await admin.createSession({ session: { id: "sec-resume" } });
     const after = created.session!.revision;
-    await admin.updateSession({ session: { id: "sec-resume", metadata: { channel: "resumed" } }, updateMask: { paths: ["metadata.channel"] } });
+    await admin.updateSession({
+      session: { id: "sec-resume", metadata: { channel: "resumed" } },
+      updateMask: { paths: ["metadata.channel"] },
+    });
     admin.close();
     const options = { tls: caOnly(), secret: SECRETS.reader };
     for (const [port, w] of [
@@ -284,7 +347,12 @@ describe("TLS and API keys on both ports", () => {
     const reader = connectClient(server.httpPort, { tls: caOnly(), secret: SECRETS.reader });
     audit.lines.length = 0;
     await admin.createSession({ session: { id: "sec-audit", profile: { id: "p-audit" } } });
-    await callError(grpcClient(server.grpcPort, { tls: caOnly(), secret: "guessed" }).updateSession({ session: { id: "sec-audit" }, updateMask: { paths: ["metadata.channel"] } }));
+    await callError(
+      grpcClient(server.grpcPort, { tls: caOnly(), secret: "guessed" }).updateSession({
+        session: { id: "sec-audit" },
+        updateMask: { paths: ["metadata.channel"] },
+      }),
+    );
     await admin.touchSession({ id: "sec-audit" });
     await callError(reader.deleteSession({ id: "sec-audit" }));
     await admin.mergeProfiles({ sourceProfileIds: ["p-audit"], targetProfileId: "p-target" });
@@ -293,12 +361,56 @@ describe("TLS and API keys on both ports", () => {
     admin.close();
     const lines = audit.lines.filter((l) => l.msg === "audit");
     expect(lines.map(({ time: _t, level: _l, ...rest }) => rest)).toEqual([
-      { msg: "audit", method: "session.v1.SessionService/CreateSession", key_id: "admin", client: "127.0.0.1", session_id: "sec-audit", profile_id: "p-audit", code: "OK" },
-      { msg: "audit", method: "session.v1.SessionService/UpdateSession", key_id: null, client: "127.0.0.1", session_id: "sec-audit", code: "UNAUTHENTICATED" },
-      { msg: "audit", method: "session.v1.SessionService/TouchSession", key_id: "admin", client: "127.0.0.1", session_id: "sec-audit", code: "OK" },
-      { msg: "audit", method: "session.v1.SessionService/DeleteSession", key_id: "reader", client: "127.0.0.1", session_id: "sec-audit", code: "PERMISSION_DENIED" },
-      { msg: "audit", method: "session.v1.SessionService/MergeProfiles", key_id: "admin", client: "127.0.0.1", source_profile_ids: ["p-audit"], target_profile_id: "p-target", code: "OK" },
-      { msg: "audit", method: "session.v1.SessionService/DeleteSession", key_id: "admin", client: "127.0.0.1", session_id: "sec-missing", code: "NOT_FOUND" },
+      {
+        msg: "audit",
+        method: "session.v1.SessionService/CreateSession",
+        key_id: "admin",
+        client: "127.0.0.1",
+        session_id: "sec-audit",
+        profile_id: "p-audit",
+        code: "OK",
+      },
+      {
+        msg: "audit",
+        method: "session.v1.SessionService/UpdateSession",
+        key_id: null,
+        client: "127.0.0.1",
+        session_id: "sec-audit",
+        code: "UNAUTHENTICATED",
+      },
+      {
+        msg: "audit",
+        method: "session.v1.SessionService/TouchSession",
+        key_id: "admin",
+        client: "127.0.0.1",
+        session_id: "sec-audit",
+        code: "OK",
+      },
+      {
+        msg: "audit",
+        method: "session.v1.SessionService/DeleteSession",
+        key_id: "reader",
+        client: "127.0.0.1",
+        session_id: "sec-audit",
+        code: "PERMISSION_DENIED",
+      },
+      {
+        msg: "audit",
+        method: "session.v1.SessionService/MergeProfiles",
+        key_id: "admin",
+        client: "127.0.0.1",
+        source_profile_ids: ["p-audit"],
+        target_profile_id: "p-target",
+        code: "OK",
+      },
+      {
+        msg: "audit",
+        method: "session.v1.SessionService/DeleteSession",
+        key_id: "admin",
+        client: "127.0.0.1",
+        session_id: "sec-missing",
+        code: "NOT_FOUND",
+      },
     ]);
     for (const secret of Object.values(SECRETS)) expect(JSON.stringify(audit.lines)).not.toContain(secret);
   });
@@ -323,13 +435,20 @@ describe("TLS and API keys on both ports", () => {
           throw err;
         }
       })();
-      expect([port, e.code, e.errorInfo?.reason, e.errorInfo?.metadata.key_id]).toEqual([port, Code.Unauthenticated, "API_KEY_INVALID", "reader"]);
+      expect([port, e.code, e.errorInfo?.reason, e.errorInfo?.metadata.key_id]).toEqual([
+        port,
+        Code.Unauthenticated,
+        "API_KEY_INVALID",
+        "reader",
+      ]);
     }
     expect(Date.now() - revokedAt).toBeLessThan(5000);
     // The next call with the revoked key fails too; the other keys go on.
     const e = await callError(grpcClient(server.grpcPort, options).getSession({ id: "sec-grpcurl" }));
     expect([e.code, e.errorInfo?.reason]).toEqual([Code.Unauthenticated, "API_KEY_INVALID"]);
-    expect((await grpcClient(server.grpcPort, { tls: caOnly(), secret: SECRETS.admin }).getSession({ id: "sec-grpcurl" })).session?.id).toBe("sec-grpcurl");
+    expect(
+      (await grpcClient(server.grpcPort, { tls: caOnly(), secret: SECRETS.admin }).getSession({ id: "sec-grpcurl" })).session?.id,
+    ).toBe("sec-grpcurl");
     await restoreKeys();
   }, 30_000);
 
@@ -417,9 +536,23 @@ describe("mTLS: client certificates on both ports", () => {
       c.close();
     }
     const r = await run("curl", [
-      "-sS", "--fail-with-body", "--cacert", ca.cert, "--cert", client.cert, "--key", client.key, "-X", "POST",
+      "-sS",
+      "--fail-with-body",
+      "--cacert",
+      ca.cert,
+      "--cert",
+      client.cert,
+      "--key",
+      client.key,
+      "-X",
+      "POST",
       `https://localhost:${server.httpPort}/session.v1.SessionService/ListSessions`,
-      "-H", "Content-Type: application/json", "-H", `Authorization: Bearer ${SECRETS.reader}`, "-d", "{}",
+      "-H",
+      "Content-Type: application/json",
+      "-H",
+      `Authorization: Bearer ${SECRETS.reader}`,
+      "-d",
+      "{}",
     ]);
     expectOk(r, "curl with a client certificate");
     expect((JSON.parse(r.stdout) as { sessions: unknown[] }).sessions.length).toBeGreaterThan(0);
@@ -434,7 +567,15 @@ describe("mTLS: client certificates on both ports", () => {
    */
   function handshakeOutcome(port: number, options: SecureOptions["tls"]): Promise<string> {
     return new Promise((resolve) => {
-      const socket = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: options!.ca, cert: options!.cert, key: options!.key, ALPNProtocols: ["h2"] });
+      const socket = tls.connect({
+        host: "127.0.0.1",
+        port,
+        servername: "localhost",
+        ca: options!.ca,
+        cert: options!.cert,
+        key: options!.key,
+        ALPNProtocols: ["h2"],
+      });
       // TLS 1.3: the server checks the client's certificate after the client's side of the
       // handshake is done, so its verdict arrives as the answer to the first bytes sent.
       socket.once("secureConnect", () => socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
@@ -448,7 +589,8 @@ describe("mTLS: client certificates on both ports", () => {
   }
 
   it("a client certificate of the CA is served at the TLS level (the check below is not vacuous)", async () => {
-    for (const port of [server.grpcPort, server.httpPort]) expect([port, await handshakeOutcome(port, withClientCert(client))]).toEqual([port, "served"]);
+    for (const port of [server.grpcPort, server.httpPort])
+      expect([port, await handshakeOutcome(port, withClientCert(client))]).toEqual([port, "served"]);
   });
 
   it.each([
@@ -456,7 +598,8 @@ describe("mTLS: client certificates on both ports", () => {
     ["an expired client certificate", () => withClientCert(expiredClient), "closed"],
     ["a client certificate of another CA", () => withClientCert(otherClient), "closed"],
   ])("refuses %s at the handshake on both ports", async (_what, tlsOptions, outcome) => {
-    for (const port of [server.grpcPort, server.httpPort]) expect([port, await handshakeOutcome(port, tlsOptions())]).toEqual([port, outcome]);
+    for (const port of [server.grpcPort, server.httpPort])
+      expect([port, await handshakeOutcome(port, tlsOptions())]).toEqual([port, outcome]);
     // Real clients fail without reaching the service: no status of the service (no ErrorInfo).
     // Which code each client library makes of a dropped connection is its own choice (grpc-js:
     // UNAVAILABLE; connect-node: INTERNAL, or CANCELLED over HTTP/2 when the server closes first).
@@ -466,7 +609,16 @@ describe("mTLS: client certificates on both ports", () => {
       if (port.startsWith("gRPC")) expect(e.code).toBe(Code.Unavailable);
       c.close();
     }
-    const r = await run("curl", ["-sS", "--cacert", ca.cert, "-X", "POST", `https://localhost:${server.httpPort}/session.v1.SessionService/ListSessions`, "-d", "{}"]);
+    const r = await run("curl", [
+      "-sS",
+      "--cacert",
+      ca.cert,
+      "-X",
+      "POST",
+      `https://localhost:${server.httpPort}/session.v1.SessionService/ListSessions`,
+      "-d",
+      "{}",
+    ]);
     expect(r.code).not.toBe(0);
     expect(r.stdout).toBe("");
   });
@@ -509,18 +661,26 @@ describe("rate limits and reflection with keys", () => {
     const results = await Promise.allSettled(Array.from({ length: 60 }, () => c.getSessionStats({})));
     const refused = results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => r.reason as CallError);
     expect(refused.length).toBeGreaterThanOrEqual(20);
-    expect(new Set(refused.map((e) => `${e.code} ${e.errorInfo?.reason}`))).toEqual(new Set([`${Code.ResourceExhausted} ADDRESS_RATE_LIMITED`]));
+    expect(new Set(refused.map((e) => `${e.code} ${e.errorInfo?.reason}`))).toEqual(
+      new Set([`${Code.ResourceExhausted} ADDRESS_RATE_LIMITED`]),
+    );
     c.close();
     // grpcurl would ask reflection (limited) first: health is called directly, its request an
     // empty message and SERVING the bytes 08 01 (field 1, value 1).
     const healthClient = new grpc.Client(`localhost:${server.grpcPort}`, grpc.credentials.createSsl(readFileSync(ca.cert)));
     const answers = await Promise.all(
-      Array.from({ length: 40 }, () =>
-        new Promise<string>((resolve, reject) =>
-          healthClient.makeUnaryRequest("/grpc.health.v1.Health/Check", (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (err, res) =>
-            err ? reject(err) : resolve((res as Buffer).toString("hex")),
+      Array.from(
+        { length: 40 },
+        () =>
+          new Promise<string>((resolve, reject) =>
+            healthClient.makeUnaryRequest(
+              "/grpc.health.v1.Health/Check",
+              (b: Buffer) => b,
+              (b: Buffer) => b,
+              Buffer.alloc(0),
+              (err, res) => (err ? reject(err) : resolve((res as Buffer).toString("hex"))),
+            ),
           ),
-        ),
       ),
     );
     healthClient.close();
@@ -532,14 +692,33 @@ describe("rate limits and reflection with keys", () => {
     const without = await run(grpcurlBin, ["-cacert", ca.cert, "-max-time", "10", `localhost:${server.grpcPort}`, "list"]);
     expect(without.code).not.toBe(0);
     expect(without.stderr).toContain("Unauthenticated");
-    const withKey = await run(grpcurlBin, ["-cacert", ca.cert, "-max-time", "10", "-H", `authorization: Bearer ${SECRETS.writer}`, `localhost:${server.grpcPort}`, "list"]);
+    const withKey = await run(grpcurlBin, [
+      "-cacert",
+      ca.cert,
+      "-max-time",
+      "10",
+      "-H",
+      `authorization: Bearer ${SECRETS.writer}`,
+      `localhost:${server.grpcPort}`,
+      "list",
+    ]);
     expectOk(withKey, "grpcurl list with a key");
     expect(withKey.stdout).toContain("session.v1.SessionService");
   });
 });
 
 describe("CORS on the HTTP port", () => {
-  const METHODS = ["GetSession", "ListSessions", "GetSessionStats", "WatchSessions", "CreateSession", "UpdateSession", "TouchSession", "DeleteSession", "MergeProfiles"];
+  const METHODS = [
+    "GetSession",
+    "ListSessions",
+    "GetSessionStats",
+    "WatchSessions",
+    "CreateSession",
+    "UpdateSession",
+    "TouchSession",
+    "DeleteSession",
+    "MergeProfiles",
+  ];
 
   async function corsHeaders(port: number, origin: string, method: string, preflight: boolean): Promise<Record<string, string>> {
     const res = await fetch(`http://127.0.0.1:${port}/session.v1.SessionService/${method}`, {
@@ -558,7 +737,11 @@ describe("CORS on the HTTP port", () => {
     try {
       for (const method of METHODS) {
         for (const preflight of [true, false]) {
-          expect([method, preflight, await corsHeaders(server.httpPort, "https://app.example", method, preflight)]).toEqual([method, preflight, {}]);
+          expect([method, preflight, await corsHeaders(server.httpPort, "https://app.example", method, preflight)]).toEqual([
+            method,
+            preflight,
+            {},
+          ]);
         }
       }
     } finally {
@@ -572,7 +755,11 @@ describe("CORS on the HTTP port", () => {
     try {
       for (const method of METHODS) {
         for (const preflight of [true, false]) {
-          expect([method, preflight, await corsHeaders(server.httpPort, "https://evil.example", method, preflight)]).toEqual([method, preflight, {}]);
+          expect([method, preflight, await corsHeaders(server.httpPort, "https://evil.example", method, preflight)]).toEqual([
+            method,
+            preflight,
+            {},
+          ]);
         }
         const allowed = await corsHeaders(server.httpPort, "https://app.example", method, true);
         expect(allowed["access-control-allow-origin"]).toBe("https://app.example");
@@ -609,7 +796,9 @@ describe("safe defaults and bad files (the built service)", () => {
     const dir = mkdtempSync(join(tmpdir(), "session-sec-"));
     const p = await startProcess({ HOST: "0.0.0.0", ALLOW_INSECURE: "true", DATA_DIR: dir });
     try {
-      const warning = p.lines.map((l) => (l.startsWith("{") ? (JSON.parse(l) as { level: string; msg: string }) : undefined)).find((l) => l?.level === "warn");
+      const warning = p.lines
+        .map((l) => (l.startsWith("{") ? (JSON.parse(l) as { level: string; msg: string }) : undefined))
+        .find((l) => l?.level === "warn");
       expect(warning?.msg).toMatch(/ALLOW_INSECURE=true.*without TLS and API keys/);
     } finally {
       await p.stop();
@@ -618,9 +807,21 @@ describe("safe defaults and bad files (the built service)", () => {
   });
 
   it.each([
-    ["a malformed keys file", (d: Deployment) => writeFileSync(d.keys, '{"keys": [{"id": "x"}]}'), /AUTH_KEYS_FILE .*keys\.json: keys\[0\]\.sha256/],
-    ["an expired server certificate", (d: Deployment) => d.installCertificate(expiredServer), /TLS_CERT_FILE .*server\.crt: the certificate expired/],
-    ["a key that is not the certificate's", (d: Deployment) => copyFileSync(client.key, d.key), /TLS_KEY_FILE .*server\.key is not the private key/],
+    [
+      "a malformed keys file",
+      (d: Deployment) => writeFileSync(d.keys, '{"keys": [{"id": "x"}]}'),
+      /AUTH_KEYS_FILE .*keys\.json: keys\[0\]\.sha256/,
+    ],
+    [
+      "an expired server certificate",
+      (d: Deployment) => d.installCertificate(expiredServer),
+      /TLS_CERT_FILE .*server\.crt: the certificate expired/,
+    ],
+    [
+      "a key that is not the certificate's",
+      (d: Deployment) => copyFileSync(client.key, d.key),
+      /TLS_KEY_FILE .*server\.key is not the private key/,
+    ],
   ])("stops at start on %s, naming the file and the problem (exit 2)", async (_what, spoil, message) => {
     const d = new Deployment(server1);
     try {
@@ -632,15 +833,18 @@ describe("safe defaults and bad files (the built service)", () => {
     }
   });
 
-  it("keeps the HTTP limits over TLS: headers trickled in on HTTP/1.1 are cut after HEADERS_TIMEOUT_MS with 408", async () => {
+  it("keeps the HTTP limits over TLS: headers trickled in on HTTP/1.1 are cut after HEADERS_TIMEOUT with 408", async () => {
     const d = new Deployment(server1);
-    const server = await startTestServer("sqlite", d.env({ HEADERS_TIMEOUT_MS: "500", HTTP_REQUEST_TIMEOUT_MS: "1000" }));
+    const server = await startTestServer("sqlite", d.env({ HEADERS_TIMEOUT: "500ms", HTTP_REQUEST_TIMEOUT: "1s" }));
     try {
       const started = Date.now();
       const answer = await new Promise<string>((resolve, reject) => {
-        const socket = tls.connect({ host: "127.0.0.1", port: server.httpPort, servername: "localhost", ca: readFileSync(ca.cert), ALPNProtocols: ["http/1.1"] }, () => {
-          socket.write("POST /session.v1.SessionService/GetSession HTTP/1.1\r\nHost: localhost\r\n");
-        });
+        const socket = tls.connect(
+          { host: "127.0.0.1", port: server.httpPort, servername: "localhost", ca: readFileSync(ca.cert), ALPNProtocols: ["http/1.1"] },
+          () => {
+            socket.write("POST /session.v1.SessionService/GetSession HTTP/1.1\r\nHost: localhost\r\n");
+          },
+        );
         let data = "";
         socket.setEncoding("utf8").on("data", (d: string) => (data += d));
         socket.once("error", reject);
@@ -656,9 +860,9 @@ describe("safe defaults and bad files (the built service)", () => {
     }
   });
 
-  it("closes a TLS connection that never finishes its handshake after HEADERS_TIMEOUT_MS, on both ports", async () => {
+  it("closes a TLS connection that never finishes its handshake after HEADERS_TIMEOUT, on both ports", async () => {
     const d = new Deployment(server1);
-    const server = await startTestServer("sqlite", d.env({ HEADERS_TIMEOUT_MS: "500" }));
+    const server = await startTestServer("sqlite", d.env({ HEADERS_TIMEOUT: "500ms" }));
     try {
       for (const port of [server.grpcPort, server.httpPort]) {
         const started = Date.now();

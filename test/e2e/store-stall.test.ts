@@ -98,7 +98,7 @@ describe("a slow or stalled embedded store stops nothing", () => {
     // The schema first, then the bulk rows, then the service on that file.
     await SqliteSessionStore.open(dir).close();
     bulkInsert(join(dir, "sessions.db"), BULK_SESSIONS);
-    server = await startTestServer("sqlite", { DATA_DIR: dir, HEALTH_PROBE_INTERVAL_MS: "100", HEALTH_PROBE_TIMEOUT_MS: "500" });
+    server = await startTestServer("sqlite", { DATA_DIR: dir, HEALTH_PROBE_INTERVAL: "100ms", HEALTH_PROBE_TIMEOUT: "500ms" });
     client = grpcClient(server.grpcPort);
     health = healthClient(server.grpcPort);
     await client.createSession({ session: { id: "seed" } });
@@ -212,7 +212,7 @@ describe("a full disk on the embedded store", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "store-full-"));
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", dir]);
-    server = await startTestServer("sqlite", { DATA_DIR: dir, HEALTH_PROBE_INTERVAL_MS: "100", HEALTH_PROBE_TIMEOUT_MS: "500" });
+    server = await startTestServer("sqlite", { DATA_DIR: dir, HEALTH_PROBE_INTERVAL: "100ms", HEALTH_PROBE_TIMEOUT: "500ms" });
     client = grpcClient(server.grpcPort);
     health = healthClient(server.grpcPort);
   });
@@ -229,7 +229,8 @@ describe("a full disk on the embedded store", () => {
     // About 80 KB each (ten 8,000-character values).
     const big = (i: number) => Object.fromEntries(Array.from({ length: 10 }, (_, k) => [`k${k}`, `${i}-${k}-`.padEnd(8000, "x")]));
     const acknowledged: string[] = [];
-    for (let i = 0; i < 5; i++) acknowledged.push((await client.createSession({ session: { id: `full-${i}`, properties: big(i) } })).session!.id);
+    for (let i = 0; i < 5; i++)
+      acknowledged.push((await client.createSession({ session: { id: `full-${i}`, properties: big(i) } })).session!.id);
     expect(await health.check()).toBe("SERVING");
 
     // Fill the file system to the last byte.
@@ -272,4 +273,3 @@ describe("a full disk on the embedded store", () => {
     for (const id of failed) await expect(client.getSession({ id })).rejects.toMatchObject({ code: Code.NotFound });
   }, 30_000);
 });
-

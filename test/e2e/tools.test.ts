@@ -64,7 +64,11 @@ describe("grpcurl, curl and health against a server on the embedded store", () =
     const methods = await grpcurl(server.grpcPort, ["list", "session.v1.SessionService"]);
     expectOk(methods, "grpcurl list session.v1.SessionService");
     expect(methods.stdout.trim().split("\n")).toEqual(
-      expect.arrayContaining(["session.v1.SessionService.CreateSession", "session.v1.SessionService.ListSessions", "session.v1.SessionService.WatchSessions"]),
+      expect.arrayContaining([
+        "session.v1.SessionService.CreateSession",
+        "session.v1.SessionService.ListSessions",
+        "session.v1.SessionService.WatchSessions",
+      ]),
     );
   });
 
@@ -73,13 +77,19 @@ describe("grpcurl, curl and health against a server on the embedded store", () =
     expectOk(session, "grpcurl describe session.v1.Session");
     expect(session.stdout).toContain("session.v1.Session is a message:");
     expect(session.stdout).toContain("// Session is one visit of a user to a site or app");
-    expect(session.stdout).toMatch(/\/\/ Unique identifier of the session; the server makes a UUID when a create leaves it empty\.\n\s*string id = 1;/);
-    expect(session.stdout).toMatch(/\/\/ Output only\. Store-wide increasing number stamped on every change of this session;[^\n]*\n[^\n]*\n\s*int64 revision = 13;/);
+    expect(session.stdout).toMatch(
+      /\/\/ Unique identifier of the session; the server makes a UUID when a create leaves it empty\.\n\s*string id = 1;/,
+    );
+    expect(session.stdout).toMatch(
+      /\/\/ Output only\. Store-wide increasing number stamped on every change of this session;[^\n]*\n[^\n]*\n\s*int64 revision = 13;/,
+    );
 
     const service = await grpcurl(server.grpcPort, ["describe", "session.v1.SessionService"]);
     expectOk(service, "grpcurl describe session.v1.SessionService");
     expect(service.stdout).toContain("// Returns one session by id; NOT_FOUND when absent.");
-    expect(service.stdout).toContain("rpc WatchSessions ( .session.v1.WatchSessionsRequest ) returns ( stream .session.v1.WatchSessionsResponse );");
+    expect(service.stdout).toContain(
+      "rpc WatchSessions ( .session.v1.WatchSessionsRequest ) returns ( stream .session.v1.WatchSessionsResponse );",
+    );
 
     // The error detail types resolve too (grpcurl prints details instead of "not recognized").
     const bad = await grpcurl(server.grpcPort, ["describe", "google.rpc.BadRequest.FieldViolation"]);
@@ -94,7 +104,9 @@ describe("grpcurl, curl and health against a server on the embedded store", () =
       "session.v1.SessionService/CreateSession",
     );
     expectOk(r, "grpcurl CreateSession");
-    const { session } = JSON.parse(r.stdout) as { session: { id: string; os: { name: string }; utm: { source: string }; revision: string } };
+    const { session } = JSON.parse(r.stdout) as {
+      session: { id: string; os: { name: string }; utm: { source: string }; revision: string };
+    };
     expect(session.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(session.os.name).toBe("iOS");
     expect(session.utm.source).toBe("news");
@@ -124,9 +136,17 @@ describe("grpcurl, curl and health against a server on the embedded store", () =
     expect(unknown.stderr).toContain("Code: NotFound");
     const list = await grpcurl(server.grpcPort, ["grpc.health.v1.Health/List"]);
     expectOk(list, "grpcurl Health/List");
-    expect(JSON.parse(list.stdout)).toEqual({ statuses: { "": { status: "SERVING" }, "session.v1.SessionService": { status: "SERVING" } } });
+    expect(JSON.parse(list.stdout)).toEqual({
+      statuses: { "": { status: "SERVING" }, "session.v1.SessionService": { status: "SERVING" } },
+    });
     // Watch of an unknown service: SERVICE_UNKNOWN, and the stream stays open.
-    const watch = spawnStreaming(grpcurlBin, ["-plaintext", "-d", '{"service": "no.such.Service"}', `127.0.0.1:${server.grpcPort}`, "grpc.health.v1.Health/Watch"]);
+    const watch = spawnStreaming(grpcurlBin, [
+      "-plaintext",
+      "-d",
+      '{"service": "no.such.Service"}',
+      `127.0.0.1:${server.grpcPort}`,
+      "grpc.health.v1.Health/Watch",
+    ]);
     try {
       await watch.waitFor((out) => out.includes('"status": "SERVICE_UNKNOWN"'), 10_000, "health watch: SERVICE_UNKNOWN");
       expect(watch.child.exitCode).toBeNull();
@@ -182,12 +202,33 @@ describe("grpcurl, curl and health against a server on the embedded store", () =
 
   it("makes a unary call with plain curl and JSON over the Connect protocol", async () => {
     const url = `http://127.0.0.1:${server.httpPort}/session.v1.SessionService/CreateSession`;
-    const ok = await run("curl", ["-sS", "--fail-with-body", "-X", "POST", url, "-H", "Content-Type: application/json", "-d", JSON.stringify({ userAgent: IPHONE_UA, session: { id: "curl-1", profile: { id: "p-curl" } } })]);
+    const ok = await run("curl", [
+      "-sS",
+      "--fail-with-body",
+      "-X",
+      "POST",
+      url,
+      "-H",
+      "Content-Type: application/json",
+      "-d",
+      JSON.stringify({ userAgent: IPHONE_UA, session: { id: "curl-1", profile: { id: "p-curl" } } }),
+    ]);
     expectOk(ok, "curl CreateSession");
     const { session } = JSON.parse(ok.stdout) as { session: { id: string; os: { name: string }; metadata: { status: string } } };
     expect(session).toMatchObject({ id: "curl-1", os: { name: "iOS" }, metadata: { status: "active" } });
 
-    const bad = await run("curl", ["-sS", "-w", "\n%{http_code}", "-X", "POST", url, "-H", "Content-Type: application/json", "-d", '{"session": {"id": "has space"}}']);
+    const bad = await run("curl", [
+      "-sS",
+      "-w",
+      "\n%{http_code}",
+      "-X",
+      "POST",
+      url,
+      "-H",
+      "Content-Type: application/json",
+      "-d",
+      '{"session": {"id": "has space"}}',
+    ]);
     expectOk(bad, "curl CreateSession (invalid)");
     const [body, httpCode] = bad.stdout.split("\n");
     expect(httpCode).toBe("400");
@@ -200,7 +241,13 @@ describe("grpcurl, curl and health against a server on the embedded store", () =
 describe("health during shutdown", () => {
   it("tells watchers NOT_SERVING and ends their streams without holding the shutdown up", async () => {
     const server = await startTestServer("sqlite");
-    const watch = spawnStreaming(grpcurlBin, ["-plaintext", "-d", '{"service": ""}', `127.0.0.1:${server.grpcPort}`, "grpc.health.v1.Health/Watch"]);
+    const watch = spawnStreaming(grpcurlBin, [
+      "-plaintext",
+      "-d",
+      '{"service": ""}',
+      `127.0.0.1:${server.grpcPort}`,
+      "grpc.health.v1.Health/Watch",
+    ]);
     try {
       await watch.waitFor((out) => out.includes('"status": "SERVING"'), 10_000, "health watch: SERVING");
       const started = Date.now();
@@ -240,7 +287,13 @@ describe("health follows the database", () => {
   it("is NOT_SERVING while FerretDB is stopped and SERVING again once it is back", async () => {
     const port = server.grpcPort;
     expect(await healthStatus(port)).toBe("SERVING");
-    const watch = spawnStreaming(grpcurlBin, ["-plaintext", "-d", '{"service": "session.v1.SessionService"}', `127.0.0.1:${port}`, "grpc.health.v1.Health/Watch"]);
+    const watch = spawnStreaming(grpcurlBin, [
+      "-plaintext",
+      "-d",
+      '{"service": "session.v1.SessionService"}',
+      `127.0.0.1:${port}`,
+      "grpc.health.v1.Health/Watch",
+    ]);
     try {
       await watch.waitFor((out) => out.includes('"status": "SERVING"'), 10_000, "health watch: SERVING");
 
@@ -253,7 +306,11 @@ describe("health follows the database", () => {
       await eventually(async () => (await healthStatus(port)) === "SERVING", 30_000, "Check: SERVING after FerretDB restarted");
       // The watch saw SERVING, NOT_SERVING, SERVING, in that order.
       await watch.waitFor((out) => (out.match(/"status": "[A-Z_]+"/g) ?? []).length >= 3, 10_000, "health watch: SERVING again");
-      expect(watch.output().match(/"status": "[A-Z_]+"/g)).toEqual(['"status": "SERVING"', '"status": "NOT_SERVING"', '"status": "SERVING"']);
+      expect(watch.output().match(/"status": "[A-Z_]+"/g)).toEqual([
+        '"status": "SERVING"',
+        '"status": "NOT_SERVING"',
+        '"status": "SERVING"',
+      ]);
     } finally {
       await watch.stop();
     }

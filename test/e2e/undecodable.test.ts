@@ -27,7 +27,9 @@ describe("gRPC port", () => {
 
   it.each(["GetSession", "CreateSession", "UpdateSession", "ListSessions", "GetSessionStats"])("%s: INVALID_ARGUMENT", async (method) => {
     const err = await new Promise<grpc.ServiceError>((resolve, reject) =>
-      client.makeUnaryRequest(`/session.v1.SessionService/${method}`, raw, raw, BAD, (e) => (e ? resolve(e) : reject(new Error("succeeded")))),
+      client.makeUnaryRequest(`/session.v1.SessionService/${method}`, raw, raw, BAD, (e) =>
+        e ? resolve(e) : reject(new Error("succeeded")),
+      ),
     );
     expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(err.details).toMatch(/^request: cannot be decoded/);
@@ -45,7 +47,11 @@ describe("gRPC port", () => {
 
 describe("HTTP port", () => {
   const post = (method: string, contentType: string, body: Buffer) =>
-    fetch(`http://127.0.0.1:${server.httpPort}/session.v1.SessionService/${method}`, { method: "POST", headers: { "content-type": contentType }, body });
+    fetch(`http://127.0.0.1:${server.httpPort}/session.v1.SessionService/${method}`, {
+      method: "POST",
+      headers: { "content-type": contentType },
+      body,
+    });
 
   it("Connect unary (application/proto): HTTP 400 invalid_argument with the field", async () => {
     const res = await post("GetSession", "application/proto", BAD);

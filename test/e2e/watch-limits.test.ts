@@ -14,11 +14,18 @@
 
 import * as net from "node:net";
 import * as http2 from "node:http2";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { ErrorInfoSchema, RetryInfoSchema, type ErrorInfo, type RetryInfo } from "../../gen/google/rpc/error_details_pb";
 import { StatusSchema } from "../../gen/google/rpc/status_pb";
-import { WatchSessionsRequestSchema, WatchSessionsResponseSchema, type WatchSessionsResponse } from "../../gen/session/v1/session_service_pb";
+import {
+  WatchSessionsRequestSchema,
+  WatchSessionsResponseSchema,
+  type WatchSessionsResponse,
+} from "../../gen/session/v1/session_service_pb";
 import { grpcFrame, healthClient, rssMb } from "../support/attack";
 import { grpcClient, grpcWatch, type SessionClient } from "../support/clients";
 import { startProcess, type ServiceProcess } from "../support/process";
@@ -47,7 +54,7 @@ interface Ended {
 /** Splits a body of length-prefixed frames (gRPC and Connect envelopes alike). */
 function frames(body: Buffer): Array<{ flags: number; data: Buffer }> {
   const out = [];
-  for (let at = 0; at + 5 <= body.length; ) {
+  for (let at = 0; at + 5 <= body.length;) {
     const len = body.readUInt32BE(at + 1);
     out.push({ flags: body[at]!, data: body.subarray(at + 5, at + 5 + len) });
     at += 5 + len;
@@ -105,7 +112,7 @@ const CONNECT_CODES: Record<string, number> = { resource_exhausted: 8, unavailab
 /** The body of a chunked HTTP/1.1 response (after the head). */
 function dechunk(raw: Buffer): Buffer {
   const parts: Buffer[] = [];
-  for (let at = 0; at < raw.length; ) {
+  for (let at = 0; at < raw.length;) {
     const eol = raw.indexOf("\r\n", at);
     if (eol < 0) break;
     const size = parseInt(raw.subarray(at, eol).toString(), 16);
@@ -156,7 +163,10 @@ function stalledConnect(port: number, json: string) {
           const bodyAt = raw.indexOf("\r\n\r\n") + 4;
           const all = frames(dechunk(raw.subarray(bodyAt)));
           const last = all[all.length - 1];
-          const endJson = last && last.flags & 2 ? (JSON.parse(last.data.toString()) as { error?: { code: string; details?: Array<{ type: string; value: string }> } }) : {};
+          const endJson =
+            last && last.flags & 2
+              ? (JSON.parse(last.data.toString()) as { error?: { code: string; details?: Array<{ type: string; value: string }> } })
+              : {};
           const infoDetail = endJson.error?.details?.find((d) => d.type === "google.rpc.ErrorInfo");
           resolve({
             code: endJson.error ? (CONNECT_CODES[endJson.error.code] ?? -2) : 0,
@@ -186,7 +196,7 @@ describe("WatchSessions with watchers that do not read", () => {
 
   beforeAll(async () => {
     svc = await startProcess({
-      DATA_DIR: require("node:fs").mkdtempSync(require("node:path").join(require("node:os").tmpdir(), "watch-limits-")),
+      DATA_DIR: mkdtempSync(join(tmpdir(), "watch-limits-")),
       LOG_LEVEL: "info",
       WATCH_STALL_TIMEOUT: `${STALL_MS}ms`,
       // Exactly the stalled ones plus the live one: one more is over the limit.
@@ -209,7 +219,11 @@ describe("WatchSessions with watchers that do not read", () => {
     // buffers take, so the HTTP/1.1 watchers stall too.
     const pad = "p".repeat(2500);
     for (let i = 0; i < SESSIONS; i += 200) {
-      await Promise.all(Array.from({ length: Math.min(200, SESSIONS - i) }, (_, j) => client.createSession({ session: { profile: { id: `p${(i + j) % 50}` }, properties: { pad, n: i + j } as never } })));
+      await Promise.all(
+        Array.from({ length: Math.min(200, SESSIONS - i) }, (_, j) =>
+          client.createSession({ session: { profile: { id: `p${(i + j) % 50}` }, properties: { pad, n: i + j } as never } }),
+        ),
+      );
     }
     step("created");
     const probe = (await client.createSession({})).session!;
@@ -241,12 +255,19 @@ describe("WatchSessions with watchers that do not read", () => {
     const openMs = performance.now() - opened;
     // Make the live watcher fall behind: 60 updates of ~3 KB, more than its 64 KB window.
     const updates: bigint[] = [];
-    for (let i = 0; i < 60; i++) updates.push((await client.updateSession({ session: { id: probe.id, properties: { pad, i } as never }, updateMask: { paths: ["properties"] } })).session!.revision);
+    for (let i = 0; i < 60; i++)
+      updates.push(
+        (await client.updateSession({ session: { id: probe.id, properties: { pad, i } as never }, updateMask: { paths: ["properties"] } }))
+          .session!.revision,
+      );
 
     step("updated");
     // One watcher over MAX_WATCHERS: RESOURCE_EXHAUSTED with RetryInfo, at once.
     const overStream = stalledGrpc(sessions[0]!, { sendInitial: true });
-    const over = await Promise.race([overStream.result(), new Promise<Ended>((r) => setTimeout(() => r({ code: -9, messages: [] }), 5000))]);
+    const over = await Promise.race([
+      overStream.result(),
+      new Promise<Ended>((r) => setTimeout(() => r({ code: -9, messages: [] }), 5000)),
+    ]);
     expect(over.code).toBe(8);
     expect(over.info?.reason).toBe("TOO_MANY_WATCHERS");
     expect(over.retry?.retryDelay).toBeDefined();
@@ -288,14 +309,19 @@ describe("WatchSessions with watchers that do not read", () => {
     // Read again: each stalled stream ends with RESOURCE_EXHAUSTED (WATCHER_TOO_SLOW).
     let endedG = 0;
     let endedC = 0;
-    const progress = setInterval(() => step(`ended: gRPC ${endedG}/${grpcStreams.length}, Connect ${endedC}/${connectStreams.length}`), 2000);
+    const progress = setInterval(
+      () => step(`ended: gRPC ${endedG}/${grpcStreams.length}, Connect ${endedC}/${connectStreams.length}`),
+      2000,
+    );
     const ends = await Promise.all([
       ...grpcStreams.map((w) => w.result().finally(() => endedG++)),
       ...connectStreams.map((w) => w.result().finally(() => endedC++)),
     ]).finally(() => clearInterval(progress));
     const codes = new Map<string, number>();
     for (const e of ends) codes.set(`${e.code}/${e.info?.reason}`, (codes.get(`${e.code}/${e.info?.reason}`) ?? 0) + 1);
-    console.log(`after the stall timeout: RSS ${freedRss.toFixed(0)} MB; stalled streams ended with ${JSON.stringify(Object.fromEntries(codes))}`);
+    console.log(
+      `after the stall timeout: RSS ${freedRss.toFixed(0)} MB; stalled streams ended with ${JSON.stringify(Object.fromEntries(codes))}`,
+    );
     expect([...codes.keys()]).toEqual(["8/WATCHER_TOO_SLOW"]);
 
     step("ends read");

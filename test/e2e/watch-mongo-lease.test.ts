@@ -16,7 +16,7 @@ const BOUND_MS = 20_000;
 describe("a writer that died mid-write on MongoDB", () => {
   it("holds watchers for at most the lease, then the next change arrives and the dead revision appears to nobody", async () => {
     const db = await freshDatabase();
-    const server = await startTestServer("mongodb", { MONGODB_DATABASE: db.dbName, WATCH_POLL_MS: "50" });
+    const server = await startTestServer("mongodb", { MONGODB_DATABASE: db.dbName, WATCH_POLL_INTERVAL: "50ms" });
     const client = grpcClient(server.grpcPort);
     try {
       const first = (await client.createSession({})).session!;

@@ -25,7 +25,8 @@ class Reader {
   async change(): Promise<{ kind: ChangeKind; id: string; revision: bigint; msg: Msg }> {
     for (;;) {
       const m = await this.next();
-      if (m.event.case === "change") return { kind: m.event.value.kind, id: m.event.value.session!.id, revision: m.event.value.revision, msg: m };
+      if (m.event.case === "change")
+        return { kind: m.event.value.kind, id: m.event.value.session!.id, revision: m.event.value.revision, msg: m };
       if (m.event.case !== "progress") throw new Error(`unexpected ${m.event.case}`);
     }
   }
@@ -58,7 +59,7 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
   let server: TestServer;
   let client: SessionClient;
   beforeAll(async () => {
-    server = await startTestServer(store, { WATCH_POLL_MS: "20", STORE_TIMEOUT_MS: "30000" });
+    server = await startTestServer(store, { WATCH_POLL_INTERVAL: "20ms", STORE_TIMEOUT: "30s" });
     client = grpcClient(server.grpcPort);
   });
   afterAll(async () => {
@@ -69,7 +70,10 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
 
   describe.each([
     ["grpc-js", (port: TestServer, req: Parameters<typeof grpcWatch>[1], o?: { timeoutMs?: number }) => grpcWatch(port.grpcPort, req, o)],
-    ["connect", (port: TestServer, req: Parameters<typeof grpcWatch>[1], o?: { timeoutMs?: number }) => connectWatch(port.httpPort, req, o)],
+    [
+      "connect",
+      (port: TestServer, req: Parameters<typeof grpcWatch>[1], o?: { timeoutMs?: number }) => connectWatch(port.httpPort, req, o),
+    ],
   ])("over %s", (_name, open) => {
     it("sends the initial state, the end marker, then live changes; resumes without gap or duplicate", async () => {
       const profile = `wp-${rid()}`;
@@ -78,8 +82,14 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
       await client.createSession({ session: { profile: { id: "someone-else" } } });
       const r = new Reader(open(server, { filter: { profileId: profile }, sendInitial: true }));
       const initial = [await r.next(), await r.next(), await r.next()];
-      expect(initial.map((m) => (m.event.case === "change" ? m.event.value.kind : null))).toEqual([ChangeKind.INITIAL, ChangeKind.INITIAL, ChangeKind.INITIAL]);
-      expect(new Set(initial.map((m) => (m.event.case === "change" ? m.event.value.session!.id : "")))).toEqual(new Set(created.map((s) => s.id)));
+      expect(initial.map((m) => (m.event.case === "change" ? m.event.value.kind : null))).toEqual([
+        ChangeKind.INITIAL,
+        ChangeKind.INITIAL,
+        ChangeKind.INITIAL,
+      ]);
+      expect(new Set(initial.map((m) => (m.event.case === "change" ? m.event.value.session!.id : "")))).toEqual(
+        new Set(created.map((s) => s.id)),
+      );
       const end = await r.next();
       expect(end.event.case).toBe("initialStateEnd");
       const snapshotRevision = end.event.case === "initialStateEnd" ? end.event.value.revision : -1n;
@@ -153,7 +163,11 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
      * Reads and applies messages until `stop` holds for one; returns the applied state and
      * every DELETED / LEFT_FILTER of a session the stream never had (there must be none).
      */
-    async function apply(r: Reader, state: Map<string, bigint>, stop: (m: Msg) => boolean): Promise<{ unknownRemovals: string[]; last: Msg }> {
+    async function apply(
+      r: Reader,
+      state: Map<string, bigint>,
+      stop: (m: Msg) => boolean,
+    ): Promise<{ unknownRemovals: string[]; last: Msg }> {
       const unknownRemovals: string[] = [];
       for (;;) {
         const m = await r.next();
@@ -173,7 +187,11 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
 
     it("two replicas, slow poll: a session created and deleted on B just before the watch on A is not sent as DELETED", async () => {
       // Replica A shares the store of `server` (replica B) and polls it every 3 s only.
-      const a = await startTestServer(store, { WATCH_POLL_MS: "3000", DATA_DIR: server.config.dataDir, MONGODB_DATABASE: server.config.mongodbDatabase });
+      const a = await startTestServer(store, {
+        WATCH_POLL_INTERVAL: "3s",
+        DATA_DIR: server.config.dataDir,
+        MONGODB_DATABASE: server.config.mongodbDatabase,
+      });
       try {
         // A watcher keeps A's feed reading (a first watcher would resync A's head to the store's).
         const keep = grpcWatch(a.grpcPort, { filter: { ids: [`keep-${rid()}`] } });
@@ -211,7 +229,9 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
       const N = store === "sqlite" ? 3000 : 600;
       // Created in parallel batches; insert order (the listing's order, newest first) is by id within a batch.
       for (let i = 0; i < N; i += 100) {
-        const batch = await Promise.all(Array.from({ length: Math.min(100, N - i) }, () => client.createSession({ session: { profile: { id: profile } } })));
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(100, N - i) }, () => client.createSession({ session: { profile: { id: profile } } })),
+        );
         ids.push(...batch.map((b) => b.session!.id));
       }
       const r = new Reader(grpcWatch(server.grpcPort, { filter: { profileId: profile }, sendInitial: true }));
@@ -248,7 +268,7 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
   });
 
   it("catches a slow consumer up from the store with a tiny buffer, in order and complete", async () => {
-    const small = await startTestServer(store, { WATCH_BUFFER_SIZE: "2", WATCH_POLL_MS: "20" });
+    const small = await startTestServer(store, { WATCH_BUFFER_SIZE: "2", WATCH_POLL_INTERVAL: "20ms" });
     try {
       const c = grpcClient(small.grpcPort);
       const head = BigInt(await small.store.headRevision());
@@ -312,7 +332,10 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
     const watcher = async (w: number) => {
       let cursor = start;
       while (writing || cursor < BigInt(await server.store.headRevision())) {
-        const stream = w % 2 ? grpcWatch(server.grpcPort, { filter: { profileId: profile }, afterRevision: cursor, heartbeatInterval: { seconds: 1n } }) : connectWatch(server.httpPort, { filter: { profileId: profile }, afterRevision: cursor, heartbeatInterval: { seconds: 1n } });
+        const stream =
+          w % 2
+            ? grpcWatch(server.grpcPort, { filter: { profileId: profile }, afterRevision: cursor, heartbeatInterval: { seconds: 1n } })
+            : connectWatch(server.httpPort, { filter: { profileId: profile }, afterRevision: cursor, heartbeatInterval: { seconds: 1n } });
         const r = new Reader(stream);
         const budget = 1 + Math.floor(rand() * 25);
         for (let n = 0; n < budget; n++) {
@@ -341,7 +364,7 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
 
     // What each watcher must have seen: every change of the profile after `start`.
     const all = [];
-    for (let after = Number(start), head = await server.store.headRevision(); after < head; ) {
+    for (let after = Number(start), head = await server.store.headRevision(); after < head;) {
       const batch = await server.store.readChanges(after, 200, { deadline: new Date(Date.now() + 30_000) });
       all.push(...batch.changes);
       after = batch.safeRevision;

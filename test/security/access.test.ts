@@ -37,7 +37,11 @@ describe("checkAccess", () => {
 
   it("answers UNAUTHENTICATED API_KEY_MISSING / API_KEY_INVALID", () => {
     expect(checkAccess(policy(), call(GET))).toMatchObject({ ok: false, code: "UNAUTHENTICATED", reason: "API_KEY_MISSING" });
-    expect(checkAccess(policy(), call(GET, "Bearer guess"))).toMatchObject({ ok: false, code: "UNAUTHENTICATED", reason: "API_KEY_INVALID" });
+    expect(checkAccess(policy(), call(GET, "Bearer guess"))).toMatchObject({
+      ok: false,
+      code: "UNAUTHENTICATED",
+      reason: "API_KEY_INVALID",
+    });
   });
 
   it("answers PERMISSION_DENIED SCOPE_MISSING naming the scope, and allows a method in scope", () => {
@@ -140,7 +144,13 @@ describe("KeyedCalls", () => {
       if (!auth.ok) throw new Error("ops must authenticate");
       const ended = new Promise<AuthFailure>((resolve) => calls.track(auth.key, WATCH, resolve));
       writeFileSync(path, JSON.stringify({ keys: [dash] }));
-      expect(await ended).toEqual({ ok: false, code: "UNAUTHENTICATED", reason: "API_KEY_INVALID", message: 'API key "ops" was revoked', metadata: { key_id: "ops" } });
+      expect(await ended).toEqual({
+        ok: false,
+        code: "UNAUTHENTICATED",
+        reason: "API_KEY_INVALID",
+        message: 'API key "ops" was revoked',
+        metadata: { key_id: "ops" },
+      });
     } finally {
       keys.close();
       rmSync(dir, { recursive: true, force: true });

@@ -93,7 +93,9 @@ interface ClientTls {
   key?: Buffer;
 }
 const trust = (authority: CertFiles, identity?: CertFiles): ClientTls =>
-  identity ? { ca: readFileSync(authority.cert), cert: readFileSync(identity.cert), key: readFileSync(identity.key) } : { ca: readFileSync(authority.cert) };
+  identity
+    ? { ca: readFileSync(authority.cert), cert: readFileSync(identity.cert), key: readFileSync(identity.key) }
+    : { ca: readFileSync(authority.cert) };
 
 /** Fingerprint of the certificate a new TLS connection to `port` is served (ALPN h2). */
 function servedFingerprint(port: number, creds: ClientTls): Promise<string> {
@@ -205,8 +207,24 @@ function http1Get(port: number, creds: ClientTls): Promise<string> {
 
 const raw = (b: Buffer): Buffer => b;
 const ECHO_SERVICE: grpc.ServiceDefinition = {
-  Echo: { path: "/test.Echo/Echo", requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
-  Chat: { path: "/test.Echo/Chat", requestStream: true, responseStream: true, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+  Echo: {
+    path: "/test.Echo/Echo",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: raw,
+    requestDeserialize: raw,
+    responseSerialize: raw,
+    responseDeserialize: raw,
+  },
+  Chat: {
+    path: "/test.Echo/Chat",
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: raw,
+    requestDeserialize: raw,
+    responseSerialize: raw,
+    responseDeserialize: raw,
+  },
 };
 const EchoClient = grpc.makeGenericClientConstructor(ECHO_SERVICE, "Echo");
 type EchoClientT = InstanceType<typeof EchoClient> & {
@@ -237,7 +255,7 @@ async function startGrpc(w: TlsWatcher): Promise<GrpcHandle> {
 }
 
 /**
- * As the service's gRPC port does it (src/rpc/grpc-server.ts listenGrpc): a net.Server of ours
+ * As the service's gRPC port does it (src/rpc/grpc-listen.ts): a net.Server of ours
  * reads the first bytes of each connection, puts them back with unshift and hands the socket to
  * grpc-js's connection injector, whose TLS handshake must then see the whole ClientHello.
  */
@@ -315,10 +333,18 @@ describe("TLS configuration", () => {
   it("takes TLS_CERT_FILE and TLS_KEY_FILE together or not at all", () => {
     expect(tlsFilesFromEnv({})).toBeUndefined();
     expect(tlsFilesFromEnv({ TLS_CERT_FILE: "/c", TLS_KEY_FILE: "/k" })).toEqual({ certFile: "/c", keyFile: "/k" });
-    expect(tlsFilesFromEnv({ TLS_CERT_FILE: "/c", TLS_KEY_FILE: "/k", TLS_CLIENT_CA_FILE: "/ca" })).toEqual({ certFile: "/c", keyFile: "/k", clientCaFile: "/ca" });
-    expect(() => tlsFilesFromEnv({ TLS_CERT_FILE: "/c" })).toThrow("TLS_CERT_FILE is set without TLS_KEY_FILE: set both (or neither, for plaintext)");
+    expect(tlsFilesFromEnv({ TLS_CERT_FILE: "/c", TLS_KEY_FILE: "/k", TLS_CLIENT_CA_FILE: "/ca" })).toEqual({
+      certFile: "/c",
+      keyFile: "/k",
+      clientCaFile: "/ca",
+    });
+    expect(() => tlsFilesFromEnv({ TLS_CERT_FILE: "/c" })).toThrow(
+      "TLS_CERT_FILE is set without TLS_KEY_FILE: set both (or neither, for plaintext)",
+    );
     expect(() => tlsFilesFromEnv({ TLS_KEY_FILE: "/k", TLS_CERT_FILE: " " })).toThrow("TLS_KEY_FILE is set without TLS_CERT_FILE");
-    expect(() => tlsFilesFromEnv({ TLS_CLIENT_CA_FILE: "/ca" })).toThrow("TLS_CLIENT_CA_FILE is set without TLS_CERT_FILE and TLS_KEY_FILE");
+    expect(() => tlsFilesFromEnv({ TLS_CLIENT_CA_FILE: "/ca" })).toThrow(
+      "TLS_CLIENT_CA_FILE is set without TLS_CERT_FILE and TLS_KEY_FILE",
+    );
   });
 
   it("loads a valid certificate, key and client CA", () => {
@@ -329,14 +355,34 @@ describe("TLS configuration", () => {
   });
 
   it.each([
-    ["an unreadable certificate", () => ({ certFile: "/nonexistent/server.crt", keyFile: server1.key }), "TLS_CERT_FILE /nonexistent/server.crt: cannot read it (ENOENT)"],
-    ["an unreadable key", () => ({ certFile: server1.cert, keyFile: "/nonexistent/server.key" }), "TLS_KEY_FILE /nonexistent/server.key: cannot read it (ENOENT)"],
-    ["an unreadable client CA", () => ({ certFile: server1.cert, keyFile: server1.key, clientCaFile: "/nonexistent/ca.crt" }), "TLS_CLIENT_CA_FILE /nonexistent/ca.crt: cannot read it (ENOENT)"],
+    [
+      "an unreadable certificate",
+      () => ({ certFile: "/nonexistent/server.crt", keyFile: server1.key }),
+      "TLS_CERT_FILE /nonexistent/server.crt: cannot read it (ENOENT)",
+    ],
+    [
+      "an unreadable key",
+      () => ({ certFile: server1.cert, keyFile: "/nonexistent/server.key" }),
+      "TLS_KEY_FILE /nonexistent/server.key: cannot read it (ENOENT)",
+    ],
+    [
+      "an unreadable client CA",
+      () => ({ certFile: server1.cert, keyFile: server1.key, clientCaFile: "/nonexistent/ca.crt" }),
+      "TLS_CLIENT_CA_FILE /nonexistent/ca.crt: cannot read it (ENOENT)",
+    ],
     ["a key in place of the certificate", () => ({ certFile: server1.key, keyFile: server1.key }), "no PEM certificate in it"],
     ["a certificate in place of the key", () => ({ certFile: server1.cert, keyFile: server1.cert }), "not an unencrypted PEM private key"],
-    ["the key of another certificate", () => ({ certFile: server1.cert, keyFile: server2.key }), "is not the private key of the certificate in TLS_CERT_FILE"],
+    [
+      "the key of another certificate",
+      () => ({ certFile: server1.cert, keyFile: server2.key }),
+      "is not the private key of the certificate in TLS_CERT_FILE",
+    ],
     ["an expired certificate", () => ({ certFile: expiredServer.cert, keyFile: expiredServer.key }), "the certificate expired on"],
-    ["a client CA file without a certificate", () => ({ certFile: server1.cert, keyFile: server1.key, clientCaFile: ca.key }), "TLS_CLIENT_CA_FILE"],
+    [
+      "a client CA file without a certificate",
+      () => ({ certFile: server1.cert, keyFile: server1.key, clientCaFile: ca.key }),
+      "TLS_CLIENT_CA_FILE",
+    ],
   ])("refuses %s, naming the file and the problem", (_name, files, message) => {
     const f = files();
     expect(() => loadTlsMaterial(f)).toThrow(message);
@@ -351,7 +397,11 @@ describe("TLS configuration", () => {
       expect(await w.reload()).toBe(false);
       expect(w.current.fingerprint256).toBe(fingerprint(server1));
       expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>)).toContainEqual(
-        expect.objectContaining({ level: "error", msg: "TLS files rejected; keeping the previous certificate", error: expect.stringContaining("is not the private key") }),
+        expect.objectContaining({
+          level: "error",
+          msg: "TLS files rejected; keeping the previous certificate",
+          error: expect.stringContaining("is not the private key"),
+        }),
       );
       copyFileSync(server2.key, live.files.keyFile); // and now its key
       expect(await w.reload()).toBe(true);

@@ -7,6 +7,7 @@ runStoreConformance("mongodb", async () => {
   const store = await MongoSessionStore.connect({ uri: db.uri, database: db.dbName });
   return {
     store,
+    openAnother: () => MongoSessionStore.connect({ uri: db.uri, database: db.dbName }),
     cleanup: async () => {
       await store.close();
       await db.drop();

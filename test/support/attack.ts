@@ -30,7 +30,12 @@ export interface ResetBurstResult {
  * server closes (e.g. nghttp2's reset-flood GOAWAY) is replaced. Resolves once every stream is
  * closed on the client side, i.e. every reset has been handed to the socket.
  */
-export async function resetBurst(port: number, total: number, connections: number, request: (i: number) => { path: string; body: Buffer }): Promise<ResetBurstResult> {
+export async function resetBurst(
+  port: number,
+  total: number,
+  connections: number,
+  request: (i: number) => { path: string; body: Buffer },
+): Promise<ResetBurstResult> {
   let next = 0;
   let opened = 0;
   const open = (): http2.ClientHttp2Session => {
@@ -71,7 +76,12 @@ export async function resetBurst(port: number, total: number, connections: numbe
  * Sends `total` HTTP/1.1 requests (Connect protocol, JSON), each on its own connection that is
  * destroyed as soon as the request is written; `parallel` at a time.
  */
-export async function destroyedRequestBurst(port: number, total: number, parallel: number, request: (i: number) => { path: string; json: string }): Promise<{ endedAt: number }> {
+export async function destroyedRequestBurst(
+  port: number,
+  total: number,
+  parallel: number,
+  request: (i: number) => { path: string; json: string },
+): Promise<{ endedAt: number }> {
   let next = 0;
   const lane = async (): Promise<void> => {
     while (next < total) {
@@ -129,15 +139,17 @@ export async function idleConnections(port: number, count: number): Promise<net.
   const batch = 200;
   for (let i = 0; i < count; i += batch) {
     await Promise.all(
-      Array.from({ length: Math.min(batch, count - i) }, () =>
-        new Promise<void>((resolve) => {
-          const socket = net.connect(port, "127.0.0.1");
-          sockets.push(socket);
-          socket.resume(); // read, so that a close by the server is seen at once
-          socket.on("error", () => resolve());
-          socket.once("connect", () => resolve());
-          socket.once("close", () => resolve());
-        }),
+      Array.from(
+        { length: Math.min(batch, count - i) },
+        () =>
+          new Promise<void>((resolve) => {
+            const socket = net.connect(port, "127.0.0.1");
+            sockets.push(socket);
+            socket.resume(); // read, so that a close by the server is seen at once
+            socket.on("error", () => resolve());
+            socket.once("connect", () => resolve());
+            socket.once("close", () => resolve());
+          }),
       ),
     );
   }

@@ -35,7 +35,7 @@ export class TestCertificates {
       execFileSync("openssl", args, { cwd: this.dir, stdio: ["ignore", "pipe", "pipe"] });
     } catch (err) {
       const e = err as { stderr?: Buffer; message: string };
-      throw new Error(`openssl ${args[0]} failed: ${e.stderr?.toString() || e.message}`);
+      throw new Error(`openssl ${args[0]} failed: ${e.stderr?.toString() || e.message}`, { cause: err });
     }
   }
 
@@ -48,9 +48,25 @@ export class TestCertificates {
     const base = this.next(name);
     const files = { cert: `${base}.crt`, key: `${base}.key` };
     this.openssl([
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-      "-keyout", files.key, "-out", files.cert, "-subj", `/CN=${name}`, "-days", "2",
-      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      files.key,
+      "-out",
+      files.cert,
+      "-subj",
+      `/CN=${name}`,
+      "-days",
+      "2",
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     return files;
   }
@@ -58,20 +74,52 @@ export class TestCertificates {
   private issue(ca: CertFiles, cn: string, extensions: string, options: IssueOptions): CertFiles {
     const base = this.next(cn);
     const files = { cert: `${base}.crt`, key: `${base}.key` };
-    this.openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", files.key, "-out", `${base}.csr`, "-subj", `/CN=${cn}`]);
+    this.openssl([
+      "req",
+      "-new",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      files.key,
+      "-out",
+      `${base}.csr`,
+      "-subj",
+      `/CN=${cn}`,
+    ]);
     writeFileSync(`${base}.ext`, extensions);
     this.openssl([
-      "x509", "-req", "-in", `${base}.csr`, "-CA", ca.cert, "-CAkey", ca.key,
+      "x509",
+      "-req",
+      "-in",
+      `${base}.csr`,
+      "-CA",
+      ca.cert,
+      "-CAkey",
+      ca.key,
       // A random serial: two certificates for the same name must differ (rotation tests).
-      "-set_serial", `0x${Date.now().toString(16)}${String(this.counter).padStart(4, "0")}`,
-      "-days", String(options.days ?? 2), "-extfile", `${base}.ext`, "-out", files.cert,
+      "-set_serial",
+      `0x${Date.now().toString(16)}${String(this.counter).padStart(4, "0")}`,
+      "-days",
+      String(options.days ?? 2),
+      "-extfile",
+      `${base}.ext`,
+      "-out",
+      files.cert,
     ]);
     return files;
   }
 
   /** A server certificate for localhost and 127.0.0.1 signed by `ca`. */
   server(ca: CertFiles, cn = "localhost", options: IssueOptions = {}): CertFiles {
-    return this.issue(ca, cn, "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n", options);
+    return this.issue(
+      ca,
+      cn,
+      "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
+      options,
+    );
   }
 
   /** A client certificate (for mTLS) signed by `ca`. */

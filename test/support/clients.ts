@@ -2,14 +2,17 @@
 // client (on the HTTP port), both typed from the generated code, with error details decoded.
 
 import * as grpc from "@grpc/grpc-js";
-import { fromBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { BadRequestSchema, ErrorInfoSchema, type BadRequest, type ErrorInfo } from "../../gen/google/rpc/error_details_pb";
 import { StatusSchema } from "../../gen/google/rpc/status_pb";
 import { SessionService } from "../../gen/session/v1/session_service_pb";
-import { grpcDefinitions } from "../../src/rpc/grpc-server";
+import { grpcDefinitions } from "../../src/rpc/grpc-codec";
+
+// grpc-js generic client methods: each takes (request, [metadata], [options], callback).
+type AnyFunction = (...args: unknown[]) => unknown;
 
 type Methods = (typeof SessionService)["method"];
 type In<K extends keyof Methods> = Methods[K]["input"];
@@ -32,7 +35,10 @@ export class CallError extends Error {
 }
 
 export type SessionClient = {
-  [K in keyof Methods]: (req: MessageInitShape<In<K> & DescMessage>, options?: { timeoutMs?: number }) => Promise<MessageShape<Out<K> & DescMessage>>;
+  [K in keyof Methods]: (
+    req: MessageInitShape<In<K> & DescMessage>,
+    options?: { timeoutMs?: number },
+  ) => Promise<MessageShape<Out<K> & DescMessage>>;
 } & { close(): void };
 
 function decodeGrpcError(err: grpc.ServiceError): CallError {
@@ -58,7 +64,9 @@ export interface SecureOptions {
 }
 
 function grpcCredentials(options: SecureOptions): grpc.ChannelCredentials {
-  return options.tls ? grpc.credentials.createSsl(options.tls.ca, options.tls.key ?? null, options.tls.cert ?? null) : grpc.credentials.createInsecure();
+  return options.tls
+    ? grpc.credentials.createSsl(options.tls.ca, options.tls.key ?? null, options.tls.cert ?? null)
+    : grpc.credentials.createInsecure();
 }
 
 function grpcMetadata(options: SecureOptions): grpc.Metadata {
@@ -73,16 +81,19 @@ const host = (options: SecureOptions): string => (options.tls ? "localhost" : "1
 export function grpcClient(port: number, options: SecureOptions = {}): SessionClient {
   const defs = grpcDefinitions(SessionService);
   const Ctor = grpc.makeGenericClientConstructor(defs, "SessionService");
-  const client = new Ctor(`${host(options)}:${port}`, grpcCredentials(options)) as unknown as Record<string, Function> & grpc.Client;
+  const client = new Ctor(`${host(options)}:${port}`, grpcCredentials(options)) as unknown as Record<string, AnyFunction> & grpc.Client;
   const out: Record<string, unknown> = { close: () => client.close() };
   for (const name of Object.keys(defs)) {
-    const { create } = require("@bufbuild/protobuf") as typeof import("@bufbuild/protobuf");
     const method = SessionService.methods.find((m) => m.localName === name)!;
     out[name] = (req: unknown, call?: { timeoutMs?: number }) =>
       new Promise((resolve, reject) => {
         const callOptions: grpc.CallOptions = call?.timeoutMs ? { deadline: Date.now() + call.timeoutMs } : {};
-        client[name].call(client, create(method.input, req as never), grpcMetadata(options), callOptions, (err: grpc.ServiceError | null, res: unknown) =>
-          err ? reject(decodeGrpcError(err)) : resolve(res),
+        client[name].call(
+          client,
+          create(method.input, req as never),
+          grpcMetadata(options),
+          callOptions,
+          (err: grpc.ServiceError | null, res: unknown) => (err ? reject(decodeGrpcError(err)) : resolve(res)),
         );
       });
   }
@@ -92,7 +103,7 @@ export function grpcClient(port: number, options: SecureOptions = {}): SessionCl
 function wrapConnect(client: Client<typeof SessionService>): SessionClient {
   const out: Record<string, unknown> = { close: () => undefined };
   for (const method of SessionService.methods) {
-    const fn = (client as unknown as Record<string, Function>)[method.localName];
+    const fn = (client as unknown as Record<string, AnyFunction>)[method.localName];
     out[method.localName] = async (req: unknown, options?: { timeoutMs?: number }) => {
       try {
         return await fn(req, options);
@@ -113,7 +124,7 @@ function connectTransportOptions(port: number, options: SecureOptions) {
       options.secret === undefined
         ? []
         : [
-            // eslint-disable-next-line @typescript-eslint/no-explicit-any
+            // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a Connect interceptor sees requests of every method
             (next: any) => async (req: any) => {
               req.header.set("authorization", `Bearer ${options.secret}`);
               return next(req);
@@ -124,7 +135,12 @@ function connectTransportOptions(port: number, options: SecureOptions) {
 
 /** A Connect-protocol client (JSON over HTTP/1.1, like curl or a browser; over HTTPS with `tls`). */
 export function connectClient(port: number, options: SecureOptions = {}): SessionClient {
-  return wrapConnect(createClient(SessionService, createConnectTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1", useBinaryFormat: false })));
+  return wrapConnect(
+    createClient(
+      SessionService,
+      createConnectTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1", useBinaryFormat: false }),
+    ),
+  );
 }
 
 /** A Connect-protocol client over HTTP/2 (TLS only: ALPN h2), binary. */
@@ -134,7 +150,9 @@ export function connectH2Client(port: number, options: SecureOptions): SessionCl
 
 /** A gRPC-Web client (binary over HTTP/1.1, like a browser; over HTTPS with `tls`). */
 export function grpcWebClient(port: number, options: SecureOptions = {}): SessionClient {
-  return wrapConnect(createClient(SessionService, createGrpcWebTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1" })));
+  return wrapConnect(
+    createClient(SessionService, createGrpcWebTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1" })),
+  );
 }
 
 /** A gRPC-protocol client of connect-node (HTTP/2), e.g. for the gRPC protocol on the HTTP port over TLS. */
@@ -152,12 +170,16 @@ type WatchInit = MessageInitShape<(typeof SessionService)["method"]["watchSessio
 
 /** A WatchSessions stream over grpc-js. */
 export function grpcWatch(port: number, req: WatchInit, options: { timeoutMs?: number } & SecureOptions = {}): WatchStream {
-  const { create } = require("@bufbuild/protobuf") as typeof import("@bufbuild/protobuf");
   const defs = grpcDefinitions(SessionService);
   const Ctor = grpc.makeGenericClientConstructor(defs, "SessionService");
-  const client = new Ctor(`${host(options)}:${port}`, grpcCredentials(options)) as unknown as Record<string, Function> & grpc.Client;
+  const client = new Ctor(`${host(options)}:${port}`, grpcCredentials(options)) as unknown as Record<string, AnyFunction> & grpc.Client;
   const callOptions: grpc.CallOptions = options.timeoutMs ? { deadline: Date.now() + options.timeoutMs } : {};
-  const call = client.watchSessions.call(client, create(SessionService.method.watchSessions.input, req), grpcMetadata(options), callOptions) as grpc.ClientReadableStream<never>;
+  const call = client.watchSessions.call(
+    client,
+    create(SessionService.method.watchSessions.input, req),
+    grpcMetadata(options),
+    callOptions,
+  ) as grpc.ClientReadableStream<never>;
   async function* iterate() {
     try {
       for await (const msg of call) yield msg;

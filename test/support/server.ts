@@ -19,7 +19,13 @@ let counter = 0;
 
 /** Environment for a server on `kind`; mongodb gets a fresh database per server. */
 export function testEnv(kind: StoreKind, extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = { HOST: "127.0.0.1", GRPC_PORT: "0", HTTP_PORT: "0", LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent", ...extra };
+  const env: Record<string, string> = {
+    HOST: "127.0.0.1",
+    GRPC_PORT: "0",
+    HTTP_PORT: "0",
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+    ...extra,
+  };
   if (kind === "mongodb") {
     const uri = extra.MONGODB_URI ?? process.env.MONGODB_URI;
     if (!uri) throw new Error("MONGODB_URI is not set: the jest global setup starts FerretDB; run the suite with `npm test`");
@@ -29,7 +35,11 @@ export function testEnv(kind: StoreKind, extra: Record<string, string> = {}): Re
   return env;
 }
 
-export async function startTestServer(kind: StoreKind, extra: Record<string, string> = {}, options: StartOptions = {}): Promise<TestServer> {
+export async function startTestServer(
+  kind: StoreKind,
+  extra: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<TestServer> {
   const dataDir = extra.DATA_DIR ?? mkdtempSync(join(tmpdir(), "session-e2e-"));
   const config = loadConfig({ DATA_DIR: dataDir, ...testEnv(kind, extra) });
   const server = await startServer(config, createLogger(config.logLevel), undefined, options);

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, parseDurationMs } from "../../src/config";
+import { ConfigError, deprecatedVariables, loadConfig, parseDurationMs, warnDeprecatedVariables } from "../../src/config";
 
 function configError(env: Record<string, string>): ConfigError {
   try {
@@ -31,6 +31,26 @@ const SECURITY_DEFAULTS = {
   rateLimitPerAddress: undefined,
   reflectionRequiresKey: false,
   allowInsecure: false,
+};
+
+/**
+ * Names deprecated by the naming rule (durations: the unit in the value, not the name): each
+ * old name with a value in its old unit, the new name and the same duration written with a unit.
+ */
+const OLD_NAMES: Record<string, [oldValue: string, name: string, value: string]> = {
+  MONGODB_RETENTION_DAYS: ["90", "MONGODB_RETENTION", "90d"],
+  STORE_TIMEOUT_MS: ["250", "STORE_TIMEOUT", "250ms"],
+  HEALTH_PROBE_INTERVAL_MS: ["200", "HEALTH_PROBE_INTERVAL", "200ms"],
+  HEALTH_PROBE_TIMEOUT_MS: ["300", "HEALTH_PROBE_TIMEOUT", "300ms"],
+  SHUTDOWN_GRACE_MS: ["1500", "SHUTDOWN_GRACE", "1500ms"],
+  WATCH_POLL_MS: ["50", "WATCH_POLL_INTERVAL", "50ms"],
+  WATCH_RETENTION_HOURS: ["2", "WATCH_RETENTION", "2h"],
+  HEADERS_TIMEOUT_MS: ["250", "HEADERS_TIMEOUT", "250ms"],
+  GRPC_IDLE_TIMEOUT_MS: ["1500", "GRPC_IDLE_TIMEOUT", "1500ms"],
+  GRPC_KEEPALIVE_TIME_MS: ["2000", "GRPC_KEEPALIVE_TIME", "2s"],
+  GRPC_KEEPALIVE_TIMEOUT_MS: ["500", "GRPC_KEEPALIVE_TIMEOUT", "500ms"],
+  HTTP_REQUEST_TIMEOUT_MS: ["45000", "HTTP_REQUEST_TIMEOUT", "45s"],
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: ["300", "HTTP_KEEP_ALIVE_TIMEOUT", "300ms"],
 };
 
 describe("loadConfig", () => {
@@ -73,12 +93,43 @@ describe("loadConfig", () => {
 
   it("treats empty values as unset", () => {
     const empty = Object.fromEntries(
-      ["HOST", "GRPC_PORT", "HTTP_PORT", "DATA_DIR", "MONGODB_URI", "MONGODB_DATABASE", "MONGODB_WRITE_CONCERN", "MONGODB_RETENTION_DAYS",
-        "STORE_TIMEOUT_MS", "SQLITE_READERS", "SQLITE_QUEUE_LIMIT", "HEALTH_PROBE_INTERVAL_MS", "HEALTH_PROBE_TIMEOUT_MS", "LOG_LEVEL", "MAX_MESSAGE_BYTES", "SHUTDOWN_GRACE_MS", "WATCH_POLL_MS", "WATCH_BUFFER_SIZE", "WATCH_RETENTION_HOURS",
-        "SESSION_IDLE_TIMEOUT", "SESSION_MAX_DURATION", "SESSION_EXPIRY_INTERVAL",
-        "MAX_SESSION_BYTES", "MAX_MASK_PATHS", "MAX_STRING_LENGTH", "MAX_FREE_FORM_KEYS", "CORS_ORIGINS",
-        "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE", "AUTH_KEYS_FILE", "RATE_LIMIT_PER_ADDRESS", "REFLECTION_REQUIRES_KEY",
-        "ALLOW_INSECURE"].map((k) => [k, ""]),
+      [
+        "HOST",
+        "GRPC_PORT",
+        "HTTP_PORT",
+        "DATA_DIR",
+        "MONGODB_URI",
+        "MONGODB_DATABASE",
+        "MONGODB_WRITE_CONCERN",
+        "MONGODB_RETENTION",
+        "STORE_TIMEOUT",
+        "SQLITE_READERS",
+        "SQLITE_QUEUE_LIMIT",
+        "HEALTH_PROBE_INTERVAL",
+        "HEALTH_PROBE_TIMEOUT",
+        "LOG_LEVEL",
+        "MAX_MESSAGE_BYTES",
+        "SHUTDOWN_GRACE",
+        "WATCH_POLL_INTERVAL",
+        "WATCH_BUFFER_SIZE",
+        "WATCH_RETENTION",
+        ...Object.keys(OLD_NAMES),
+        "SESSION_IDLE_TIMEOUT",
+        "SESSION_MAX_DURATION",
+        "SESSION_EXPIRY_INTERVAL",
+        "MAX_SESSION_BYTES",
+        "MAX_MASK_PATHS",
+        "MAX_STRING_LENGTH",
+        "MAX_FREE_FORM_KEYS",
+        "CORS_ORIGINS",
+        "TLS_CERT_FILE",
+        "TLS_KEY_FILE",
+        "TLS_CLIENT_CA_FILE",
+        "AUTH_KEYS_FILE",
+        "RATE_LIMIT_PER_ADDRESS",
+        "REFLECTION_REQUIRES_KEY",
+        "ALLOW_INSECURE",
+      ].map((k) => [k, ""]),
     );
     expect(loadConfig(empty)).toEqual(loadConfig({}));
   });
@@ -92,25 +143,25 @@ describe("loadConfig", () => {
       MONGODB_URI: "mongodb://db:27017/?replicaSet=rs0",
       MONGODB_DATABASE: "my_sessions-2",
       MONGODB_WRITE_CONCERN: "2",
-      MONGODB_RETENTION_DAYS: "90",
-      STORE_TIMEOUT_MS: "250",
+      MONGODB_RETENTION: "90d",
+      STORE_TIMEOUT: "250ms",
       SQLITE_READERS: "4",
       SQLITE_QUEUE_LIMIT: "100",
-      HEALTH_PROBE_INTERVAL_MS: "200",
-      HEALTH_PROBE_TIMEOUT_MS: "300",
+      HEALTH_PROBE_INTERVAL: "200ms",
+      HEALTH_PROBE_TIMEOUT: "300ms",
       LOG_LEVEL: "debug",
       MAX_MESSAGE_BYTES: "65536",
       MAX_SESSION_BYTES: "16384",
       MAX_MASK_PATHS: "50",
       MAX_STRING_LENGTH: "2048",
       MAX_FREE_FORM_KEYS: "500",
-      SHUTDOWN_GRACE_MS: "0",
+      SHUTDOWN_GRACE: "0",
       CORS_ORIGINS: "https://a.example, https://b.example,,",
-      WATCH_POLL_MS: "50",
+      WATCH_POLL_INTERVAL: "50ms",
       WATCH_BUFFER_SIZE: "16",
       MAX_WATCHERS: "7",
       WATCH_STALL_TIMEOUT: "45s",
-      WATCH_RETENTION_HOURS: "2",
+      WATCH_RETENTION: "2h",
       SESSION_IDLE_TIMEOUT: "45m",
       SESSION_MAX_DURATION: "12h",
       SESSION_EXPIRY_INTERVAL: "1500ms",
@@ -205,20 +256,24 @@ describe("loadConfig", () => {
     ["GRPC_PORT", "0x50"],
     ["HTTP_PORT", "abc"],
     ["HTTP_PORT", "99999"],
-    ["STORE_TIMEOUT_MS", "99"],
-    ["STORE_TIMEOUT_MS", "soon"],
+    ["STORE_TIMEOUT", "99ms"],
+    ["STORE_TIMEOUT", "soon"],
+    ["STORE_TIMEOUT", "11m"],
     ["SQLITE_READERS", "0"],
     ["SQLITE_READERS", "65"],
     ["SQLITE_QUEUE_LIMIT", "0"],
-    ["HEALTH_PROBE_INTERVAL_MS", "9"],
-    ["HEALTH_PROBE_TIMEOUT_MS", "soon"],
+    ["HEALTH_PROBE_INTERVAL", "9ms"],
+    ["HEALTH_PROBE_TIMEOUT", "soon"],
     ["MAX_MESSAGE_BYTES", "1023"],
     ["MAX_SESSION_BYTES", "4095"],
     ["MAX_SESSION_BYTES", "big"],
     ["MAX_MASK_PATHS", "0"],
     ["MAX_STRING_LENGTH", "100"],
     ["MAX_FREE_FORM_KEYS", "-1"],
-    ["SHUTDOWN_GRACE_MS", "-5"],
+    ["SHUTDOWN_GRACE", "-5s"],
+    ["WATCH_POLL_INTERVAL", "4ms"],
+    ["WATCH_RETENTION", "30m"],
+    ["WATCH_RETENTION", "366d"],
     ["LOG_LEVEL", "loud"],
     ["LOG_LEVEL", "INFO"],
     ["MONGODB_URI", "http://x"],
@@ -228,8 +283,9 @@ describe("loadConfig", () => {
     ["MONGODB_DATABASE", "a.b"],
     ["MONGODB_DATABASE", "with space"],
     ["MONGODB_DATABASE", "x".repeat(64)],
-    ["MONGODB_RETENTION_DAYS", "0"],
-    ["MONGODB_RETENTION_DAYS", "forever"],
+    ["MONGODB_RETENTION", "0"],
+    ["MONGODB_RETENTION", "23h"],
+    ["MONGODB_RETENTION", "forever"],
     ["SESSION_IDLE_TIMEOUT", "soon"],
     ["SESSION_IDLE_TIMEOUT", "10ms"],
     ["SESSION_MAX_DURATION", "400d"],
@@ -256,14 +312,14 @@ describe("loadConfig: connection and concurrency limits", () => {
   const LIMIT_VARS = {
     MAX_CONCURRENT_CALLS: "8",
     MAX_CONNECTIONS: "100",
-    HEADERS_TIMEOUT_MS: "250",
+    HEADERS_TIMEOUT: "250ms",
     MAX_HEADER_BYTES: "4096",
     GRPC_MAX_CONCURRENT_STREAMS: "16",
-    GRPC_IDLE_TIMEOUT_MS: "1500",
-    GRPC_KEEPALIVE_TIME_MS: "2000",
-    GRPC_KEEPALIVE_TIMEOUT_MS: "500",
-    HTTP_REQUEST_TIMEOUT_MS: "750",
-    HTTP_KEEP_ALIVE_TIMEOUT_MS: "300",
+    GRPC_IDLE_TIMEOUT: "1500ms",
+    GRPC_KEEPALIVE_TIME: "2s",
+    GRPC_KEEPALIVE_TIMEOUT: "500ms",
+    HTTP_REQUEST_TIMEOUT: "750ms",
+    HTTP_KEEP_ALIVE_TIMEOUT: "300ms",
   };
 
   it("reads every limit", () => {
@@ -290,25 +346,29 @@ describe("loadConfig: connection and concurrency limits", () => {
     ["MAX_CONCURRENT_CALLS", "0"],
     ["MAX_CONCURRENT_CALLS", "many"],
     ["MAX_CONNECTIONS", "0"],
-    ["HEADERS_TIMEOUT_MS", "99"],
+    ["HEADERS_TIMEOUT", "99ms"],
     ["MAX_HEADER_BYTES", "1023"],
     ["MAX_HEADER_BYTES", "2097152"],
     ["GRPC_MAX_CONCURRENT_STREAMS", "0"],
     ["GRPC_MAX_CONCURRENT_STREAMS", "1.5"],
-    ["GRPC_IDLE_TIMEOUT_MS", "10"],
-    ["GRPC_KEEPALIVE_TIME_MS", "-1"],
-    ["GRPC_KEEPALIVE_TIMEOUT_MS", "0"],
-    ["HTTP_REQUEST_TIMEOUT_MS", "forever"],
-    ["HTTP_KEEP_ALIVE_TIMEOUT_MS", "0"],
+    ["GRPC_IDLE_TIMEOUT", "10ms"],
+    ["GRPC_KEEPALIVE_TIME", "-1s"],
+    ["GRPC_KEEPALIVE_TIMEOUT", "0"],
+    ["HTTP_REQUEST_TIMEOUT", "forever"],
+    ["HTTP_KEEP_ALIVE_TIMEOUT", "0"],
   ])("rejects %s=%j naming the variable", (name, value) => {
     expect(configError({ [name]: value }).message).toContain(name);
   });
 
   it("rejects a headers timeout longer than the request timeout, naming both", () => {
-    const err = configError({ HEADERS_TIMEOUT_MS: "20000", HTTP_REQUEST_TIMEOUT_MS: "10000" });
-    expect(err.message).toContain("HEADERS_TIMEOUT_MS");
-    expect(err.message).toContain("HTTP_REQUEST_TIMEOUT_MS");
-    expect(loadConfig({ HEADERS_TIMEOUT_MS: "10000", HTTP_REQUEST_TIMEOUT_MS: "10000" }).httpRequestTimeoutMs).toBe(10_000);
+    const err = configError({ HEADERS_TIMEOUT: "20s", HTTP_REQUEST_TIMEOUT: "10s" });
+    expect(err.message).toContain("HEADERS_TIMEOUT");
+    expect(err.message).toContain("HTTP_REQUEST_TIMEOUT");
+    expect(loadConfig({ HEADERS_TIMEOUT: "10s", HTTP_REQUEST_TIMEOUT: "10s" }).httpRequestTimeoutMs).toBe(10_000);
+    // Under a deprecated name, the message names the variable as it was set.
+    expect(configError({ HEADERS_TIMEOUT_MS: "20000", HTTP_REQUEST_TIMEOUT: "10s" }).message).toMatch(
+      /HEADERS_TIMEOUT_MS .*HTTP_REQUEST_TIMEOUT\b/,
+    );
   });
 });
 
@@ -357,7 +417,11 @@ describe("loadConfig: security (TLS, keys, safe defaults, CORS)", () => {
 
   it("reads TLS with and without a client CA", () => {
     expect(loadConfig(TLS).tls).toEqual({ certFile: "/c.crt", keyFile: "/c.key" });
-    expect(loadConfig({ ...TLS, TLS_CLIENT_CA_FILE: "/ca.crt" }).tls).toEqual({ certFile: "/c.crt", keyFile: "/c.key", clientCaFile: "/ca.crt" });
+    expect(loadConfig({ ...TLS, TLS_CLIENT_CA_FILE: "/ca.crt" }).tls).toEqual({
+      certFile: "/c.crt",
+      keyFile: "/c.key",
+      clientCaFile: "/ca.crt",
+    });
   });
 
   it.each([
@@ -392,7 +456,10 @@ describe("loadConfig: security (TLS, keys, safe defaults, CORS)", () => {
 
   it("reads CORS_ORIGINS: none by default, listed origins, or * alone", () => {
     expect(loadConfig({}).corsOrigins).toEqual([]);
-    expect(loadConfig({ CORS_ORIGINS: "https://app.example, http://localhost:3000" }).corsOrigins).toEqual(["https://app.example", "http://localhost:3000"]);
+    expect(loadConfig({ CORS_ORIGINS: "https://app.example, http://localhost:3000" }).corsOrigins).toEqual([
+      "https://app.example",
+      "http://localhost:3000",
+    ]);
     expect(loadConfig({ CORS_ORIGINS: "*" }).corsOrigins).toEqual(["*"]);
   });
 
@@ -409,5 +476,58 @@ describe("loadConfig: security (TLS, keys, safe defaults, CORS)", () => {
     ["RATE_LIMIT_PER_ADDRESS", "fast"],
   ])("rejects %s=%j naming the variable", (name, value) => {
     expect(configError({ [name]: value }).message).toContain(name);
+  });
+});
+
+describe("loadConfig: deprecated names (a unit in the name)", () => {
+  it.each(Object.entries(OLD_NAMES))("reads %s in its old unit, as the new name with a unit", (old, [oldValue, name, value]) => {
+    expect(loadConfig({ [old]: oldValue })).toEqual(loadConfig({ [name]: value }));
+    expect(loadConfig({ [old]: oldValue })).not.toEqual(loadConfig({}));
+    expect(deprecatedVariables({ [old]: oldValue })).toEqual([
+      { old, name, value: `${oldValue}${old.endsWith("_DAYS") ? "d" : old.endsWith("_HOURS") ? "h" : "ms"}` },
+    ]);
+    expect(deprecatedVariables({ [name]: value })).toEqual([]);
+  });
+
+  it("logs one warning per deprecated name set, naming the old and the new variable", () => {
+    const warnings: Array<[string, Record<string, unknown> | undefined]> = [];
+    const env = { STORE_TIMEOUT_MS: "5000", WATCH_RETENTION_HOURS: " 48 ", WATCH_POLL_INTERVAL: "50ms", HEALTH_PROBE_TIMEOUT_MS: "" };
+    warnDeprecatedVariables({ warn: (msg, fields) => warnings.push([msg, fields]) }, env);
+    expect(warnings).toEqual([
+      ["STORE_TIMEOUT_MS is deprecated: set STORE_TIMEOUT=5000ms instead", { variable: "STORE_TIMEOUT_MS", replacement: "STORE_TIMEOUT" }],
+      [
+        "WATCH_RETENTION_HOURS is deprecated: set WATCH_RETENTION=48h instead",
+        { variable: "WATCH_RETENTION_HOURS", replacement: "WATCH_RETENTION" },
+      ],
+    ]);
+    expect(loadConfig(env)).toMatchObject({ storeTimeoutMs: 5000, watchRetentionMs: 48 * 3600_000, watchPollMs: 50 });
+  });
+
+  it.each(Object.entries(OLD_NAMES))("refuses %s set together with its new name, naming both", (old, [oldValue, name, value]) => {
+    const message = configError({ [old]: oldValue, [name]: value }).message;
+    expect(message).toContain(old);
+    expect(message).toContain(name);
+  });
+
+  it.each([
+    ["STORE_TIMEOUT_MS", "99"],
+    ["STORE_TIMEOUT_MS", "5s"],
+    ["STORE_TIMEOUT_MS", "1500.5"],
+    ["SHUTDOWN_GRACE_MS", "-5"],
+    ["WATCH_RETENTION_HOURS", "0"],
+    ["WATCH_RETENTION_HOURS", "1.5"],
+    ["MONGODB_RETENTION_DAYS", "0"],
+    ["MONGODB_RETENTION_DAYS", "forever"],
+    ["HTTP_KEEP_ALIVE_TIMEOUT_MS", "0"],
+  ])("rejects %s=%j (a whole number in the old unit, in the old range) naming the old variable", (name, value) => {
+    expect(configError({ [name]: value }).message).toContain(`${name}=`);
+  });
+
+  it("reads a bare number under a new name as seconds, and says the accepted range with units", () => {
+    expect(loadConfig({ SHUTDOWN_GRACE: "3" }).shutdownGraceMs).toBe(3000);
+    expect(loadConfig({ MONGODB_RETENTION: "36h" }).mongodbRetentionDays).toBe(1.5);
+    expect(configError({ STORE_TIMEOUT: "5000" }).message).toBe(
+      'STORE_TIMEOUT="5000" is invalid: expected a duration such as "500ms", "30s", "15m" or "24h", from 100ms to 10m',
+    );
   });
 });

@@ -180,7 +180,7 @@ describe("sessionToDoc", () => {
     expect(doc.revision).toBe(42);
   });
 
-  it("maps unset nullable fields to null and empty ones to \"\"", () => {
+  it('maps unset nullable fields to null and empty ones to ""', () => {
     const unset = sessionToDoc(fullSession("unset"));
     const empty = sessionToDoc(fullSession("empty"));
     expect(unset.profile).toEqual({ id: "p-1", primary_id: null, metadata: null });
@@ -251,7 +251,7 @@ describe("docToSession ∘ sessionToDoc", () => {
     expect(docToSession(sessionToDoc(s)).profile!.metadata).toEqual({});
   });
 
-  it("keeps unset and \"\" apart on the wire too", () => {
+  it('keeps unset and "" apart on the wire too', () => {
     const unset = fromBinary(SessionSchema, toBinary(SessionSchema, docToSession(sessionToDoc(fullSession("unset")))));
     const empty = fromBinary(SessionSchema, toBinary(SessionSchema, docToSession(sessionToDoc(fullSession("empty")))));
     for (const [name, get] of NULLABLE_MSG) expect([name, get(unset)]).toEqual([name, undefined]);
@@ -281,7 +281,7 @@ describe("sessionToDoc ∘ docToSession", () => {
     return doc;
   }
 
-  it("keeps every field of a stored document, null and \"\" apart", () => {
+  it('keeps every field of a stored document, null and "" apart', () => {
     const doc = fullDoc();
     expect(sessionToDoc(docToSession(doc))).toStrictEqual(doc);
   });

@@ -37,7 +37,12 @@ function keysJson(keys: unknown[]): string {
   return JSON.stringify({ keys });
 }
 
-const DASHBOARD = { id: "dashboard", sha256: secretSha256("dash-secret"), scopes: ["sessions.read", "sessions.watch"], rate_per_second: 50 };
+const DASHBOARD = {
+  id: "dashboard",
+  sha256: secretSha256("dash-secret"),
+  scopes: ["sessions.read", "sessions.watch"],
+  rate_per_second: 50,
+};
 const BACKEND = { id: "backend", sha256: secretSha256("backend-secret"), scopes: ["sessions.read", "sessions.write"] };
 const ADMIN = { id: "admin", sha256: secretSha256("admin-secret"), scopes: ["*"] };
 
@@ -80,7 +85,11 @@ describe("keys file", () => {
     ["a short hash", keysJson([{ ...DASHBOARD, sha256: "abc" }]), "keys[0].sha256 must be the SHA-256 of the secret as 64 hex characters"],
     ["a non-hex hash", keysJson([{ ...DASHBOARD, sha256: "g".repeat(64) }]), "keys[0].sha256 must be the SHA-256"],
     ["an upper-case hash", keysJson([{ ...DASHBOARD, sha256: DASHBOARD.sha256.toUpperCase() }]), "keys[0].sha256 must be lower-case hex"],
-    ["an unknown scope", keysJson([{ ...DASHBOARD, scopes: ["sessions.read", "sessions.delete"] }]), 'keys[0].scopes: unknown scope "sessions.delete"'],
+    [
+      "an unknown scope",
+      keysJson([{ ...DASHBOARD, scopes: ["sessions.read", "sessions.delete"] }]),
+      'keys[0].scopes: unknown scope "sessions.delete"',
+    ],
     ["no scopes", keysJson([{ ...DASHBOARD, scopes: [] }]), "keys[0].scopes must be a non-empty array"],
     ["a repeated scope", keysJson([{ ...DASHBOARD, scopes: ["*", "*"] }]), 'keys[0].scopes lists "*" twice'],
     ["a zero rate", keysJson([{ ...DASHBOARD, rate_per_second: 0 }]), "keys[0].rate_per_second must be a number above 0"],
@@ -92,7 +101,12 @@ describe("keys file", () => {
   });
 
   it("lists every problem of a file at once", () => {
-    const message = problemsOf(keysJson([{ ...DASHBOARD, scopes: ["nope"] }, { ...BACKEND, sha256: "xyz" }]));
+    const message = problemsOf(
+      keysJson([
+        { ...DASHBOARD, scopes: ["nope"] },
+        { ...BACKEND, sha256: "xyz" },
+      ]),
+    );
     expect(message).toContain('keys[0].scopes: unknown scope "nope"');
     expect(message).toContain("keys[1].sha256 must be");
   });
@@ -118,10 +132,16 @@ describe("authenticate", () => {
   });
 
   it("answers API_KEY_INVALID for an unknown secret, another scheme or several values, never echoing the secret", () => {
-    for (const value of ["Bearer wrong-secret", "Basic YWRtaW46YWRtaW4=", "Bearer", "admin-secret", ["Bearer admin-secret", "Bearer dash-secret"]]) {
+    for (const value of [
+      "Bearer wrong-secret",
+      "Basic YWRtaW46YWRtaW4=",
+      "Bearer",
+      "admin-secret",
+      ["Bearer admin-secret", "Bearer dash-secret"],
+    ]) {
       const result = registry.authenticate(value);
       expect(result).toMatchObject({ ok: false, code: "UNAUTHENTICATED", reason: "API_KEY_INVALID" });
-      expect(JSON.stringify(result)).not.toContain("secret\"");
+      expect(JSON.stringify(result)).not.toContain('secret"');
       expect(JSON.stringify(result)).not.toContain("admin-secret");
     }
   });
@@ -166,7 +186,9 @@ describe("authorize", () => {
   });
 
   it("has a scope for every method of the service (a new method without one fails here)", () => {
-    const missing = SessionService.methods.map((m) => `${SessionService.typeName}/${m.name}`).filter((path) => requiredScope(path) === undefined);
+    const missing = SessionService.methods
+      .map((m) => `${SessionService.typeName}/${m.name}`)
+      .filter((path) => requiredScope(path) === undefined);
     expect(missing).toEqual([]);
   });
 
@@ -253,7 +275,10 @@ describe("KeysWatcher", () => {
     expect(watcher.current.authenticate("Bearer new-admin-secret")).toMatchObject({ ok: true, key: { id: "admin" } });
     expect(watcher.current.authenticate("Bearer ops-secret")).toMatchObject({ ok: true, key: { id: "ops" } });
     const dash = watcher.current.authenticate("Bearer dash-secret");
-    expect(dash.ok && authorize(dash.key, "/session.v1.SessionService/WatchSessions")).toMatchObject({ ok: false, reason: "SCOPE_MISSING" });
+    expect(dash.ok && authorize(dash.key, "/session.v1.SessionService/WatchSessions")).toMatchObject({
+      ok: false,
+      reason: "SCOPE_MISSING",
+    });
   });
 
   it("follows a file replaced by a rename (editors, Kubernetes secrets)", async () => {
@@ -307,10 +332,14 @@ describe("watchFiles", () => {
     let calls = 0;
     let changed!: () => void;
     const seen = new Promise<void>((resolve) => (changed = resolve));
-    const watch = watchFiles([path], () => {
-      calls++;
-      changed();
-    }, { debounceMs: 10, pollMs: 50 });
+    const watch = watchFiles(
+      [path],
+      () => {
+        calls++;
+        changed();
+      },
+      { debounceMs: 10, pollMs: 50 },
+    );
     try {
       mkdirSync(join(root, "later"));
       writeFileSync(path, "{}");

@@ -45,7 +45,7 @@ describe("update_mask limits", () => {
     ]);
   });
 
-  it("counts 100,000 copies of \"*\" as one path and resolves them like one", () => {
+  it('counts 100,000 copies of "*" as one path and resolves them like one', () => {
     const many = resolveMask(Array.from({ length: 100_000 }, () => "*"));
     expect(many).toEqual(resolveMask(["*"]));
   });
@@ -93,7 +93,16 @@ describe("PathSet", () => {
   it("answers like isCovered", () => {
     const masked = [["device", "geo"], ["properties", "a", "b"], ["os"]];
     const set = new PathSet(masked);
-    for (const path of [["device"], ["device", "geo"], ["device", "geo", "city"], ["properties", "a"], ["properties", "a", "b", "c"], ["os", "name"], ["app"], []]) {
+    for (const path of [
+      ["device"],
+      ["device", "geo"],
+      ["device", "geo", "city"],
+      ["properties", "a"],
+      ["properties", "a", "b", "c"],
+      ["os", "name"],
+      ["app"],
+      [],
+    ]) {
       expect([path, set.covers(path)]).toEqual([path, isCovered(masked, path)]);
     }
   });
@@ -108,10 +117,18 @@ describe("free-form limits", () => {
   const wide = (n: number, key: (i: number) => string): JsonObject => Object.fromEntries(Array.from({ length: n }, (_, i) => [key(i), i]));
 
   it("stops at the key limit with one violation naming the object", () => {
-    expect(checkFreeForm("session.properties", wide(10_001, (i) => `k${i}`))).toEqual([
-      { field: "session.properties", description: expect.stringMatching(/at most 10000 keys .*MAX_FREE_FORM_KEYS/) },
-    ]);
-    expect(checkFreeForm("session.properties", wide(10_000, (i) => `k${i}`))).toEqual([]);
+    expect(
+      checkFreeForm(
+        "session.properties",
+        wide(10_001, (i) => `k${i}`),
+      ),
+    ).toEqual([{ field: "session.properties", description: expect.stringMatching(/at most 10000 keys .*MAX_FREE_FORM_KEYS/) }]);
+    expect(
+      checkFreeForm(
+        "session.properties",
+        wide(10_000, (i) => `k${i}`),
+      ),
+    ).toEqual([]);
   });
 
   it("counts keys and array items at every level", () => {
@@ -121,7 +138,11 @@ describe("free-form limits", () => {
   });
 
   it(`reports at most ${MAX_VIOLATIONS} bad keys of 100,000`, () => {
-    const v = checkFreeForm("session.context", wide(100_000, (i) => `$k${i}`), 1_000_000);
+    const v = checkFreeForm(
+      "session.context",
+      wide(100_000, (i) => `$k${i}`),
+      1_000_000,
+    );
     expect(v).toHaveLength(MAX_VIOLATIONS);
     const doc = emptySessionDoc("s", INSERT);
     doc.context = wide(50, (i) => `$c${i}`);
@@ -218,7 +239,9 @@ describe("request timestamps", () => {
 
   it("checks every timestamp of a request session, naming its path", () => {
     for (const name of ["insert", "create", "update"]) {
-      const err = thrown(() => sessionToDoc({ $typeName: "session.v1.Session", metadata: { time: { [name]: ts(2n ** 62n) } } } as never)) as InvalidArgumentError;
+      const err = thrown(() =>
+        sessionToDoc({ $typeName: "session.v1.Session", metadata: { time: { [name]: ts(2n ** 62n) } } } as never),
+      ) as InvalidArgumentError;
       expect(err.violations.map((v) => v.field)).toEqual([`session.metadata.time.${name}`]);
     }
   });

@@ -45,6 +45,51 @@ describe("createLogger", () => {
     log.info("hidden");
     log.warn("shown", { uri: redactUri("mongodb://u:pw@h/") });
     expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/\n$/);
+    expect(lines[0]!.slice(0, -1)).not.toContain("\n");
     expect(JSON.parse(lines[0]!)).toMatchObject({ level: "warn", msg: "shown", uri: "mongodb://***@h/" });
+  });
+
+  it("writes level, ISO time, message and the fields, nothing else", () => {
+    const lines: string[] = [];
+    const log = createLogger("debug", (l) => lines.push(l));
+    log.debug("a", { n: 1, nested: { ok: true }, none: null, gone: undefined });
+    log.error("b");
+    const [a, b] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(a).toEqual({
+      level: "debug",
+      time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      msg: "a",
+      n: 1,
+      nested: { ok: true },
+      none: null,
+    });
+    expect(b).toEqual({ level: "error", time: expect.any(String), msg: "b" });
+  });
+
+  it("writes nothing at level silent", () => {
+    const lines: string[] = [];
+    const log = createLogger("silent", (l) => lines.push(l));
+    log.error("hidden");
+    log.warn("hidden");
+    expect(lines).toEqual([]);
+  });
+
+  it("masks credentials and unredacted URIs should a caller pass them", () => {
+    const lines: string[] = [];
+    const log = createLogger("info", (l) => lines.push(l));
+    const fields = { uri: "mongodb://app:s3cret@db:27017/x?proxyPassword=pr0xy", password: "hunter2", token: "t0k", database: "x" };
+    log.info("opening store", fields);
+    expect(fields.password).toBe("hunter2"); // the caller's object is left as it was
+    expect(lines[0]).not.toMatch(/s3cret|pr0xy|hunter2|t0k/);
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      uri: "mongodb://***@db:27017/x?proxyPassword=***",
+      password: "***",
+      token: "***",
+      database: "x",
+    });
+    // A URI already redacted by the caller is logged as it is.
+    log.info("opening store", { uri: redactUri("mongodb://u:pw@h/?replicaSet=rs0") });
+    expect(JSON.parse(lines[1]!)).toMatchObject({ uri: "mongodb://***@h/?replicaSet=rs0" });
   });
 });

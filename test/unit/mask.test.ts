@@ -8,20 +8,57 @@ const names = (paths: string[][]): string[] => paths.map((x) => x.join(".")).sor
 
 /** Every client-writable leaf of the document. */
 const WRITABLE_LEAVES = [
-  "metadata.time.create", "metadata.channel", "metadata.aux", "metadata.status",
-  "profile.id", "profile.primary_id", "profile.metadata",
-  "device.name", "device.brand", "device.model", "device.type", "device.touch", "device.ip", "device.resolution",
-  "device.color_depth", "device.orientation",
-  "device.geo.country.name", "device.geo.country.code", "device.geo.city", "device.geo.county", "device.geo.postal",
-  "device.geo.latitude", "device.geo.longitude", "device.geo.location",
-  "os.name", "os.version",
-  "app.type", "app.name", "app.version", "app.language", "app.bot", "app.resolution",
-  "utm.source", "utm.medium", "utm.campaign", "utm.term", "utm.content",
-  "context", "properties", "traits", "aux",
+  "metadata.time.create",
+  "metadata.channel",
+  "metadata.aux",
+  "metadata.status",
+  "profile.id",
+  "profile.primary_id",
+  "profile.metadata",
+  "device.name",
+  "device.brand",
+  "device.model",
+  "device.type",
+  "device.touch",
+  "device.ip",
+  "device.resolution",
+  "device.color_depth",
+  "device.orientation",
+  "device.geo.country.name",
+  "device.geo.country.code",
+  "device.geo.city",
+  "device.geo.county",
+  "device.geo.postal",
+  "device.geo.latitude",
+  "device.geo.longitude",
+  "device.geo.location",
+  "os.name",
+  "os.version",
+  "app.type",
+  "app.name",
+  "app.version",
+  "app.language",
+  "app.bot",
+  "app.resolution",
+  "utm.source",
+  "utm.medium",
+  "utm.campaign",
+  "utm.term",
+  "utm.content",
+  "context",
+  "properties",
+  "traits",
+  "aux",
 ];
 const SERVER_SET = [
-  "id", "revision", "operation",
-  "metadata.time.insert", "metadata.time.update", "metadata.time.timestamp", "metadata.time.duration", "metadata.time.weekday",
+  "id",
+  "revision",
+  "operation",
+  "metadata.time.insert",
+  "metadata.time.update",
+  "metadata.time.timestamp",
+  "metadata.time.duration",
+  "metadata.time.weekday",
 ];
 
 function maskError(paths: string[]): InvalidArgumentError {
@@ -49,8 +86,19 @@ describe("resolveMask", () => {
     for (const leaf of WRITABLE_LEAVES) expect([leaf, isCovered(out, p(leaf))]).toEqual([leaf, true]);
     expect(names(out)).toEqual(
       [
-        "metadata.time.create", "metadata.channel", "metadata.aux", "metadata.status",
-        "profile", "device", "os", "app", "utm", "context", "properties", "traits", "aux",
+        "metadata.time.create",
+        "metadata.channel",
+        "metadata.aux",
+        "metadata.status",
+        "profile",
+        "device",
+        "os",
+        "app",
+        "utm",
+        "context",
+        "properties",
+        "traits",
+        "aux",
       ].sort(),
     );
   });
@@ -83,7 +131,10 @@ describe("resolveMask", () => {
     expect(resolveMask(["metadata.aux.x"])).toEqual([["metadata", "aux", "x"]]);
     expect(resolveMask(["profile.metadata.tier"])).toEqual([["profile", "metadata", "tier"]]);
     expect(resolveMask(["context.a$b.zażółć"])).toEqual([["context", "a$b", "zażółć"]]);
-    expect(resolveMask(["traits.x", "aux.y"])).toEqual([["traits", "x"], ["aux", "y"]]);
+    expect(resolveMask(["traits.x", "aux.y"])).toEqual([
+      ["traits", "x"],
+      ["aux", "y"],
+    ]);
   });
 
   it.each([
@@ -104,13 +155,19 @@ describe("resolveMask", () => {
     expect(err.violations[0].description).toContain(JSON.stringify(path));
   });
 
-  it.each(["metadata.time.insert", "metadata.time.update", "metadata.time.timestamp", "metadata.time.duration", "metadata.time.weekday", "revision", "id", "operation"])(
-    "rejects the server-set path %s",
-    (path) => {
-      const err = maskError([path]);
-      expect(err.violations).toEqual([{ field: "update_mask", description: expect.stringContaining(path) }]);
-    },
-  );
+  it.each([
+    "metadata.time.insert",
+    "metadata.time.update",
+    "metadata.time.timestamp",
+    "metadata.time.duration",
+    "metadata.time.weekday",
+    "revision",
+    "id",
+    "operation",
+  ])("rejects the server-set path %s", (path) => {
+    const err = maskError([path]);
+    expect(err.violations).toEqual([{ field: "update_mask", description: expect.stringContaining(path) }]);
+  });
 
   it("rejects a path below a server-set field", () => {
     expect(maskError(["operation.new"]).violations.map((v) => v.field)).toEqual(["update_mask"]);
@@ -148,7 +205,10 @@ describe("resolveMask", () => {
 });
 
 describe("isCovered", () => {
-  const masked = [["device", "geo"], ["properties", "a"]];
+  const masked = [
+    ["device", "geo"],
+    ["properties", "a"],
+  ];
   it("is true for a masked path and any path below it", () => {
     expect(isCovered(masked, ["device", "geo"])).toBe(true);
     expect(isCovered(masked, ["device", "geo", "city"])).toBe(true);
@@ -271,7 +331,10 @@ describe("copyPaths", () => {
     const target = sampleDoc();
     const source = sampleDoc();
     delete source.properties.a;
-    copyPaths(target, source, [["properties", "a"], ["properties", "nothere"]]);
+    copyPaths(target, source, [
+      ["properties", "a"],
+      ["properties", "nothere"],
+    ]);
     expect(target.properties).toEqual({ b: 2, cart: { value: 5, items: ["x"] } });
   });
 
@@ -280,7 +343,10 @@ describe("copyPaths", () => {
     const source = sampleDoc();
     source.properties.n = { deep: { x: 1 } };
     source.profile = { id: "p-1", primary_id: null, metadata: null };
-    copyPaths(target, source, [["properties", "n", "deep", "x"], ["profile", "id"]]);
+    copyPaths(target, source, [
+      ["properties", "n", "deep", "x"],
+      ["profile", "id"],
+    ]);
     expect(target.properties.n).toEqual({ deep: { x: 1 } });
     expect(target.profile).toEqual({ id: "p-1" });
   });
@@ -320,7 +386,11 @@ describe("buildPatch", () => {
     next.device.geo.city = "Kraków";
     next.metadata.channel = "mobile";
     next.properties.cart = { value: 7 };
-    const patch = buildPatch(current, next, [["device", "geo", "city"], ["metadata", "channel"], ["properties", "cart", "value"]]);
+    const patch = buildPatch(current, next, [
+      ["device", "geo", "city"],
+      ["metadata", "channel"],
+      ["properties", "cart", "value"],
+    ]);
     expect(patch.unset).toEqual([]);
     expect(patch.set).toHaveLength(3);
     expect(patch.set).toEqual(
@@ -341,7 +411,10 @@ describe("buildPatch", () => {
   it("writes null values with set, not unset", () => {
     const next = sampleDoc();
     next.device.geo.city = null;
-    expect(buildPatch(sampleDoc(), next, [["device", "geo", "city"]])).toEqual({ set: [{ path: ["device", "geo", "city"], value: null }], unset: [] });
+    expect(buildPatch(sampleDoc(), next, [["device", "geo", "city"]])).toEqual({
+      set: [{ path: ["device", "geo", "city"], value: null }],
+      unset: [],
+    });
   });
 
   it("lifts a path into a null profile to the whole profile", () => {
@@ -349,7 +422,10 @@ describe("buildPatch", () => {
     expect(current.profile).toBeNull();
     const next = sampleDoc();
     next.profile = { id: "p-1", primary_id: null, metadata: { tier: "gold" } };
-    const patch = buildPatch(current, next, [["profile", "id"], ["profile", "metadata", "tier"]]);
+    const patch = buildPatch(current, next, [
+      ["profile", "id"],
+      ["profile", "metadata", "tier"],
+    ]);
     expect(patch).toEqual({ set: [{ path: ["profile"], value: { id: "p-1", primary_id: null, metadata: { tier: "gold" } } }], unset: [] });
   });
 
@@ -357,7 +433,10 @@ describe("buildPatch", () => {
     const current = sampleDoc();
     const next = sampleDoc();
     next.properties.n = { deep: { x: 1 } };
-    expect(buildPatch(current, next, [["properties", "n", "deep", "x"]])).toEqual({ set: [{ path: ["properties", "n"], value: { deep: { x: 1 } } }], unset: [] });
+    expect(buildPatch(current, next, [["properties", "n", "deep", "x"]])).toEqual({
+      set: [{ path: ["properties", "n"], value: { deep: { x: 1 } } }],
+      unset: [],
+    });
   });
 
   it("lifts to the first missing step when a deeper part of the parent exists", () => {
@@ -365,14 +444,20 @@ describe("buildPatch", () => {
     current.properties.n = {};
     const next = sampleDoc();
     next.properties.n = { deep: { x: 1 } };
-    expect(buildPatch(current, next, [["properties", "n", "deep", "x"]])).toEqual({ set: [{ path: ["properties", "n", "deep"], value: { x: 1 } }], unset: [] });
+    expect(buildPatch(current, next, [["properties", "n", "deep", "x"]])).toEqual({
+      set: [{ path: ["properties", "n", "deep"], value: { x: 1 } }],
+      unset: [],
+    });
   });
 
   it("lifts a path below a non-object free-form value to that value", () => {
     const current = sampleDoc(); // properties.a is 1
     const next = sampleDoc();
     next.properties.a = { b: 2 };
-    expect(buildPatch(current, next, [["properties", "a", "b"]])).toEqual({ set: [{ path: ["properties", "a"], value: { b: 2 } }], unset: [] });
+    expect(buildPatch(current, next, [["properties", "a", "b"]])).toEqual({
+      set: [{ path: ["properties", "a"], value: { b: 2 } }],
+      unset: [],
+    });
   });
 
   it("unsets a free-form key that next no longer has", () => {
@@ -419,7 +504,10 @@ describe("buildPatch", () => {
     delete next.properties.b;
     const patch = buildPatch(current, next, [
       ...resolveMask(["*"]),
-      ["profile", "id"], ["properties", "b"], ["metadata", "time", "update"], ["metadata", "time", "duration"],
+      ["profile", "id"],
+      ["properties", "b"],
+      ["metadata", "time", "update"],
+      ["metadata", "time", "duration"],
     ]);
     const all = [...patch.set.map((s) => s.path), ...patch.unset];
     for (const a of all) for (const b of all) if (a !== b) expect([a, b, isCovered([a], b)]).toEqual([a, b, false]);
@@ -444,7 +532,11 @@ describe("buildPatch", () => {
     const current = sampleDoc();
     const next = sampleDoc();
     next.properties.n = { x: 1 };
-    buildPatch(current, next, [["profile", "id"], ["properties", "n", "x"], ["properties", "a"]]);
+    buildPatch(current, next, [
+      ["profile", "id"],
+      ["properties", "n", "x"],
+      ["properties", "a"],
+    ]);
     expect(current).toEqual(sampleDoc());
     expect(next.properties.n).toEqual({ x: 1 });
   });

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from "../../src/domain/errors";
-import { decodePageToken, encodePageToken, type ListInput } from "../../src/domain/sessions";
+import { decodePageToken, encodePageToken } from "../../src/domain/page-token";
+import type { ListInput } from "../../src/domain/sessions";
 
 const FILTERS: ListInput = {
   profileId: "p-1",
@@ -48,7 +49,8 @@ describe("page tokens", () => {
 
   it("do not depend on page size or the token passed in", () => {
     const token = encodePageToken(CURSOR, FILTERS);
-    expect(decodePageToken(token, { ...FILTERS, pageSize: 500, pageToken: token }).id).toBe(CURSOR.id);
+    const nextCall: ListInput = { ...FILTERS, pageSize: 500, pageToken: token };
+    expect(decodePageToken(token, nextCall).id).toBe(CURSOR.id);
   });
 
   it.each<[string, Partial<ListInput>]>([

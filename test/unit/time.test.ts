@@ -37,7 +37,9 @@ describe("insertTimeFields", () => {
     const dir = mkdtempSync(join(tmpdir(), "time-test-"));
     try {
       const source = readFileSync(join(__dirname, "../../src/domain/time.ts"), "utf8");
-      const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } }).outputText;
+      const js = ts.transpileModule(source, {
+        compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 },
+      }).outputText;
       const file = join(dir, "time.js");
       writeFileSync(file, js);
       const script =

@@ -1,6 +1,14 @@
 import { emptySessionDoc, type JsonObject, type JsonValue } from "../../src/domain/session";
 import { InvalidArgumentError, MAX_LISTED_VIOLATIONS } from "../../src/domain/errors";
-import { badKeyReason, checkFreeForm, checkId, checkRevision, checkSessionFreeForm, MAX_ID_LENGTH, MAX_REVISION } from "../../src/domain/validate";
+import {
+  badKeyReason,
+  checkFreeForm,
+  checkId,
+  checkRevision,
+  checkSessionFreeForm,
+  MAX_ID_LENGTH,
+  MAX_REVISION,
+} from "../../src/domain/validate";
 
 describe("checkId", () => {
   it("accepts a UUID, required or not", () => {
@@ -91,7 +99,7 @@ describe("checkFreeForm", () => {
     expect(checkFreeForm("session.context", null)).toEqual([]);
     expect(checkFreeForm("session.context", "text")).toEqual([]);
     expect(checkFreeForm("session.context", {})).toEqual([]);
-    expect(checkFreeForm("session.context", { a: 1, b: { "c$": [1, "x", null, true, { d: {} }] } })).toEqual([]);
+    expect(checkFreeForm("session.context", { a: 1, b: { c$: [1, "x", null, true, { d: {} }] } })).toEqual([]);
   });
 
   it("rejects a bad top-level key, naming the object", () => {
@@ -106,7 +114,7 @@ describe("checkFreeForm", () => {
   });
 
   it("finds bad keys inside arrays, naming the index", () => {
-    const v = checkFreeForm("session.context", { list: [{ ok: 1 }, { "$bad": 2 }], deep: [[{ "": 3 }]] });
+    const v = checkFreeForm("session.context", { list: [{ ok: 1 }, { $bad: 2 }], deep: [[{ "": 3 }]] });
     expect(v).toEqual([
       { field: "session.context.list[1]", description: expect.stringMatching(/\$bad/) },
       { field: "session.context.deep[0][0]", description: expect.stringMatching(/empty/) },
@@ -213,7 +221,10 @@ describe("checkRevision", () => {
 
 describe("InvalidArgumentError", () => {
   it("lists at most MAX_LISTED_VIOLATIONS violations and counts the rest, so the answer stays small", () => {
-    const many = Array.from({ length: 20_000 }, (_, i) => ({ field: `filter.ids[${i}]`, description: "must not contain whitespace or control characters" }));
+    const many = Array.from({ length: 20_000 }, (_, i) => ({
+      field: `filter.ids[${i}]`,
+      description: "must not contain whitespace or control characters",
+    }));
     const err = new InvalidArgumentError(many);
     expect(err.violations).toHaveLength(MAX_LISTED_VIOLATIONS);
     expect(err.violations[0].field).toBe("filter.ids[0]");

@@ -1,7 +1,9 @@
-// The script of the embedded store's worker threads (see src/store/sqlite/index.ts for the design).
+// The script of the embedded store's worker threads (see index.ts for the design), started by
+// threads.ts, and the messages it exchanges with the main thread.
+//
 // Each thread owns one SqliteEngine: the writer's opened read-write (group commit, trimming, the
 // write probe), a reader's read-only. Calls arrive as messages and are answered by id; errors
-// travel as plain data (see encodeError) and are rebuilt as the same classes on the main thread.
+// travel as plain data (errors.ts) and are rebuilt as the same classes on the main thread.
 //
 // Messages go in batches both ways (each costs a wake-up and an event of the other thread):
 // the main thread posts the calls of one event-loop turn as one array; this thread answers in
@@ -10,9 +12,11 @@
 // handled every message waiting for it.
 
 import { parentPort, workerData } from "node:worker_threads";
+
 import type { SessionDoc } from "../../domain/session";
-import { SqliteEngine } from "./engine";
 import type { CreateResult } from "../../domain/store";
+import { SqliteEngine } from "./engine";
+import { encodeError, type EncodedError } from "./errors";
 
 export type WorkerRole = "writer" | "reader";
 
@@ -26,14 +30,6 @@ export interface WorkerRequest {
   id: number;
   op: string;
   args: unknown[];
-}
-
-/** An error as data: the class name, its own fields, message and stack. */
-export interface EncodedError {
-  name: string;
-  message: string;
-  stack?: string;
-  fields: Record<string, unknown>;
 }
 
 export type WorkerAnswer = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: EncodedError };
@@ -50,24 +46,12 @@ export interface WorkerMessage {
  * A replayed create answers the stored session in full.
  */
 export type CreateAnswer =
-  | { created: true; revision: number; session_index: number; previous_session_id: string | null }
-  | { created: false; session: SessionDoc };
+  { created: true; revision: number; session_index: number; previous_session_id: string | null } | { created: false; session: SessionDoc };
 
 function createAnswer(result: CreateResult): CreateAnswer {
   if (!result.created) return { created: false, session: result.session };
   const { revision, session_index, previous_session_id } = result.session;
   return { created: true, revision, session_index, previous_session_id };
-}
-
-export function encodeError(err: unknown): EncodedError {
-  if (!(err instanceof Error)) return { name: "Error", message: String(err), fields: {} };
-  const fields: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(err)) {
-    // Only what structured cloning carries as is (the cause of a store error is a driver error).
-    if (key === "cause" || typeof value === "function") continue;
-    fields[key] = value;
-  }
-  return { name: err.constructor.name, message: err.message, stack: err.stack, fields };
 }
 
 function serve(init: WorkerInit): void {

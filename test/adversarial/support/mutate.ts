@@ -35,7 +35,12 @@ export function validRequest(method: string, r: Rng, pool: Pool): Record<string,
         session: {
           id: r.chance(0.7) ? pool.newId(r) : "",
           profile: { id: profile },
-          metadata: { channel: r.pick(CHANNELS), ...(r.chance(0.3) ? { time: { create: { seconds: BigInt(1_700_000_000 + r.int(0, 1e7)), nanos: r.int(0, 999_999_999) } } } : {}) },
+          metadata: {
+            channel: r.pick(CHANNELS),
+            ...(r.chance(0.3)
+              ? { time: { create: { seconds: BigInt(1_700_000_000 + r.int(0, 1e7)), nanos: r.int(0, 999_999_999) } } }
+              : {}),
+          },
           properties: { n: r.int(0, 100), tag: "fuzz" },
           traits: r.chance(0.5) ? { plan: r.pick(["free", "pro"]) } : undefined,
         },
@@ -47,7 +52,12 @@ export function validRequest(method: string, r: Rng, pool: Pool): Record<string,
       return { id };
     case "UpdateSession":
       return {
-        session: { id, traits: { v: r.int(0, 1e6) }, metadata: { channel: r.pick(CHANNELS), status: r.pick(STATUSES) }, profile: { id: profile } },
+        session: {
+          id,
+          traits: { v: r.int(0, 1e6) },
+          metadata: { channel: r.pick(CHANNELS), status: r.pick(STATUSES) },
+          profile: { id: profile },
+        },
         updateMask: { paths: r.pick([["traits"], ["metadata.channel"], ["traits", "profile.id"], ["metadata.status"], ["properties.x"]]) },
         ...(r.chance(0.2) ? { expectedRevision: BigInt(r.int(0, 5000)) } : {}),
       };
@@ -63,7 +73,11 @@ export function validRequest(method: string, r: Rng, pool: Pool): Record<string,
         heartbeatInterval: { seconds: 1n },
       };
     case "TouchSession":
-      return { id, pageUrl: r.pick(["", "https://shop.example/cart", "/relative"]), ...(r.chance(0.2) ? { at: { seconds: BigInt(Math.floor(Date.now() / 1000)) } } : {}) };
+      return {
+        id,
+        pageUrl: r.pick(["", "https://shop.example/cart", "/relative"]),
+        ...(r.chance(0.2) ? { at: { seconds: BigInt(Math.floor(Date.now() / 1000)) } } : {}),
+      };
     case "MergeProfiles":
       return { sourceProfileIds: [r.pick(pool.profiles)], targetProfileId: r.pick(pool.profiles) };
     case "GetSessionStats":
@@ -131,7 +145,20 @@ function extremeDouble(r: Rng): number {
 }
 
 export function extremeTimestamp(r: Rng) {
-  const seconds = r.pick([MIN_TS, MIN_TS - 1n, MAX_TS, MAX_TS + 1n, 2n ** 62n, -(2n ** 62n), I64_MAX, I64_MIN, 0n, -1n, BigInt(Math.floor(Date.now() / 1000)), 32503680000n /* year 3000 */]);
+  const seconds = r.pick([
+    MIN_TS,
+    MIN_TS - 1n,
+    MAX_TS,
+    MAX_TS + 1n,
+    2n ** 62n,
+    -(2n ** 62n),
+    I64_MAX,
+    I64_MIN,
+    0n,
+    -1n,
+    BigInt(Math.floor(Date.now() / 1000)),
+    32503680000n /* year 3000 */,
+  ]);
   const nanos = r.pick([0, 0, 999_999_999, -1, 1_000_000_000, 2147483647, -2147483648, 1]);
   return create(TimestampSchema, { seconds, nanos });
 }
@@ -149,8 +176,36 @@ function weirdMask(r: Rng): string[] {
   if (roll < 0.25) return Array.from({ length: r.pick([2, 100, 5000]) }, () => "*");
   if (roll < 0.4) return Array.from({ length: r.pick([2, 50, 2000]) }, () => r.pick(["traits", "properties", "metadata.channel"]));
   if (roll < 0.55) return Array.from({ length: r.pick([10, 500, 2000]) }, (_, i) => `properties.k${i}`);
-  if (roll < 0.7) return [r.pick(["id", "revision", "session.id", "metadata.time.insert", "metadata.time.create", "metadata.time.update", "operation.new", "activity.page_views", "merged_from_profile_ids", "session_index"])];
-  if (roll < 0.85) return [r.pick(["properties..x", "properties.$x", "traits.a.b.c.d.e.f", ".", "", "properties.", "*.*", "nope", "device.geo.country.code.x", "Properties"])];
+  if (roll < 0.7)
+    return [
+      r.pick([
+        "id",
+        "revision",
+        "session.id",
+        "metadata.time.insert",
+        "metadata.time.create",
+        "metadata.time.update",
+        "operation.new",
+        "activity.page_views",
+        "merged_from_profile_ids",
+        "session_index",
+      ]),
+    ];
+  if (roll < 0.85)
+    return [
+      r.pick([
+        "properties..x",
+        "properties.$x",
+        "traits.a.b.c.d.e.f",
+        ".",
+        "",
+        "properties.",
+        "*.*",
+        "nope",
+        "device.geo.country.code.x",
+        "Properties",
+      ]),
+    ];
   return [weirdString(r).slice(0, 5000)];
 }
 
@@ -222,7 +277,8 @@ function leaves(desc: DescMessage): { all: Leaf[]; special: Leaf[] } {
   const all: Leaf[] = [];
   const walk = (m: DescMessage, prefix: Leaf) => {
     for (const f of m.fields) {
-      if (f.fieldKind === "message" && !f.message.typeName.startsWith("google.protobuf.") && prefix.length < 4) walk(f.message, [...prefix, f]);
+      if (f.fieldKind === "message" && !f.message.typeName.startsWith("google.protobuf.") && prefix.length < 4)
+        walk(f.message, [...prefix, f]);
       else all.push([...prefix, f]);
     }
   };
@@ -255,7 +311,10 @@ function leafValue(f: DescField, r: Rng, binary: boolean): { value: unknown; sho
     }
     if (tn === "google.protobuf.FieldMask") {
       const paths = weirdMask(r);
-      return { value: create(FieldMaskSchema, { paths }), shown: `<mask ${paths.length}: ${JSON.stringify(paths.slice(0, 2)).slice(0, 60)}>` };
+      return {
+        value: create(FieldMaskSchema, { paths }),
+        shown: `<mask ${paths.length}: ${JSON.stringify(paths.slice(0, 2)).slice(0, 60)}>`,
+      };
     }
     if (tn === "google.protobuf.Struct") {
       const v = weirdStruct(r, binary);
@@ -272,7 +331,10 @@ function leafValue(f: DescField, r: Rng, binary: boolean): { value: unknown; sho
       const n = r.pick([0, 1, 2, 100, 1000, 20_000]);
       // Long lists of short strings, short lists of odd ones: a request stays within a few MB.
       const one = r.chance(0.5) ? weirdString(r).slice(0, n >= 1000 ? 20 : 1000) : "dup";
-      return { value: Array.from({ length: n }, (_, i) => (r.chance(0.5) ? one : `${one}${i}`)), shown: `[${n} x ${JSON.stringify(one.slice(0, 16))}]` };
+      return {
+        value: Array.from({ length: n }, (_, i) => (r.chance(0.5) ? one : `${one}${i}`)),
+        shown: `[${n} x ${JSON.stringify(one.slice(0, 16))}]`,
+      };
     }
     return { value: [], shown: "[]" };
   }
@@ -348,9 +410,27 @@ function jsonFieldValue(f: DescField, r: Rng): { value: JsonValue; label: string
     return { value: weirdJsonValue(r), label: "any" };
   }
   if (f.fieldKind === "enum") return { value: r.pick([-1, 99, "NOPE", "STATS_GROUP_BY_OS_NAME", 2147483648, null]), label: "enum" };
-  if (f.fieldKind === "list") return { value: Array.from({ length: r.pick([0, 1, 1000, 10_000]) }, () => (r.chance(0.8) ? "dup" : weirdString(r).slice(0, 20))), label: "list" };
+  if (f.fieldKind === "list")
+    return {
+      value: Array.from({ length: r.pick([0, 1, 1000, 10_000]) }, () => (r.chance(0.8) ? "dup" : weirdString(r).slice(0, 20))),
+      label: "list",
+    };
   if (f.fieldKind === "scalar" && f.scalar === ScalarType.STRING) return { value: weirdString(r), label: "string" };
-  return { value: r.pick<JsonValue>([0, -1, 2147483648, -2147483649, "9223372036854775807", "-9223372036854775808", "9223372036854775808", 1.5, "1e3", true]), label: "number" };
+  return {
+    value: r.pick<JsonValue>([
+      0,
+      -1,
+      2147483648,
+      -2147483649,
+      "9223372036854775807",
+      "-9223372036854775808",
+      "9223372036854775808",
+      1.5,
+      "1e3",
+      true,
+    ]),
+    label: "number",
+  };
 }
 
 /** Sets a weird value at a random leaf field of `json` (a request in proto3 JSON), following the descriptor. */
@@ -367,7 +447,10 @@ export function mutateJson(desc: DescMessage, json: Record<string, JsonValue>, r
   const { value, label } = jsonFieldValue(path[path.length - 1], r);
   o[names[names.length - 1]] = value;
   const text = JSON.stringify(value) ?? "undefined";
-  const shown = typeof value === "string" ? JSON.stringify(value.slice(0, 40)) + (value.length > 40 ? `…(${value.length})` : "") : `<${label} ${text.length > 40 ? `${text.slice(0, 40)}…(${text.length})` : text}>`;
+  const shown =
+    typeof value === "string"
+      ? JSON.stringify(value.slice(0, 40)) + (value.length > 40 ? `…(${value.length})` : "")
+      : `<${label} ${text.length > 40 ? `${text.slice(0, 40)}…(${text.length})` : text}>`;
   return `${names.join(".")}=${shown}`;
 }
 
@@ -378,14 +461,17 @@ export function mutateJsonText(text: string, r: Rng): { text: string; label: str
       return { text: text.slice(0, r.int(0, text.length)), label: "truncated" };
     case 1: {
       const at = r.int(0, text.length);
-      return { text: text.slice(0, at) + r.pick(["{", "}", "[", "\"", ",", "\\", "\u0000", "\ud800", "null"]) + text.slice(at), label: "char inserted" };
+      return {
+        text: text.slice(0, at) + r.pick(["{", "}", "[", '"', ",", "\\", "\u0000", "\ud800", "null"]) + text.slice(at),
+        label: "char inserted",
+      };
     }
     case 2:
       return { text: text.replace(/^\{/, `{"id":"dup-key",`), label: "duplicate key" };
     case 3:
       return { text: "\ufeff" + text, label: "BOM" };
     case 4:
-      return { text: r.pick(["", "null", "[]", "1", "\"x\"", "{}", "{\"a\":" + "[".repeat(5000)]), label: "odd document" };
+      return { text: r.pick(["", "null", "[]", "1", '"x"', "{}", '{"a":' + "[".repeat(5000)]), label: "odd document" };
     default:
       return { text: text + text, label: "doubled" };
   }
@@ -463,7 +549,10 @@ export function mutateBytes(valid: Buffer, r: Rng): { bytes: Buffer; label: stri
       if (!fields?.length) return { bytes: Buffer.concat([b, b]), label: "doubled" };
       const f = r.pick(fields);
       const times = r.pick([1, 2, 50, 2000]);
-      return { bytes: Buffer.concat([b, ...Array.from({ length: times }, () => f)]), label: `field duplicated x${times} (tag byte ${f[0]})` };
+      return {
+        bytes: Buffer.concat([b, ...Array.from({ length: times }, () => f)]),
+        label: `field duplicated x${times} (tag byte ${f[0]})`,
+      };
     }
     case 5: {
       const fields = splitFields(b);
@@ -472,17 +561,36 @@ export function mutateBytes(valid: Buffer, r: Rng): { bytes: Buffer; label: stri
     }
     case 6:
       // A length-delimited field that claims far more bytes than follow.
-      return { bytes: Buffer.concat([b, Buffer.from([0x0a]), varint(r.pick([0xffffffff, 2 ** 31, 1_000_000, 2 ** 53]))]), label: "huge length" };
+      return {
+        bytes: Buffer.concat([b, Buffer.from([0x0a]), varint(r.pick([0xffffffff, 2 ** 31, 1_000_000, 2 ** 53]))]),
+        label: "huge length",
+      };
     case 7:
       // Tags the parser must reject or skip: field 0, groups, wire type 7, a huge field number.
-      return { bytes: Buffer.concat([b, r.pick([Buffer.from([0x00, 0x01]), Buffer.from([0x0b, 0x0c]), Buffer.from([0x0b]), Buffer.from([0x0f]), Buffer.concat([varint((2 ** 29 - 1) * 8), Buffer.from([1])]), Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])])]), label: "odd tag" };
+      return {
+        bytes: Buffer.concat([
+          b,
+          r.pick([
+            Buffer.from([0x00, 0x01]),
+            Buffer.from([0x0b, 0x0c]),
+            Buffer.from([0x0b]),
+            Buffer.from([0x0f]),
+            Buffer.concat([varint((2 ** 29 - 1) * 8), Buffer.from([1])]),
+            Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+          ]),
+        ]),
+        label: "odd tag",
+      };
     default:
       return { bytes: Buffer.concat([b, b]), label: "doubled" };
   }
 }
 
 /** Encodes a request init for `method` to binary and to proto3 JSON text (undefined where JSON cannot express it). */
-export function encode(method: string, init: Record<string, unknown>): { msg: Record<string, unknown>; binary: Buffer; json: string | undefined } {
+export function encode(
+  method: string,
+  init: Record<string, unknown>,
+): { msg: Record<string, unknown>; binary: Buffer; json: string | undefined } {
   const desc = methodDesc(method).input;
   const msg = create(desc, init as never) as unknown as Record<string, unknown>;
   const binary = Buffer.from(toBinary(desc, msg as never));

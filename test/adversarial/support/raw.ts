@@ -84,7 +84,9 @@ export class RawGrpc {
     const t0 = performance.now();
     return new Promise((resolve) => {
       let done = false;
-      const call = this.client.makeServerStreamRequest(path, identity, identity, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs });
+      const call = this.client.makeServerStreamRequest(path, identity, identity, req, new grpc.Metadata(), {
+        deadline: Date.now() + timeoutMs,
+      });
       call.on("data", (msg: Buffer) => {
         if (done) return;
         done = true;
@@ -169,7 +171,13 @@ export function envelope(payload: Buffer, flags = 0): Buffer {
  * A Connect server-streaming call: waits for the first message (then aborts: OK) or the
  * end-of-stream message, whichever comes first.
  */
-export async function connectStreamFirst(port: number, method: string, payload: Buffer, format: ConnectFormat, timeoutMs: number): Promise<Outcome> {
+export async function connectStreamFirst(
+  port: number,
+  method: string,
+  payload: Buffer,
+  format: ConnectFormat,
+  timeoutMs: number,
+): Promise<Outcome> {
   const t0 = performance.now();
   const ac = new AbortController();
   // A server that ignores the timeout header: "client_error" after 10 s more (a violation).
@@ -177,7 +185,11 @@ export async function connectStreamFirst(port: number, method: string, payload: 
   try {
     const res = await fetch(`http://127.0.0.1:${port}/session.v1.SessionService/${method}`, {
       method: "POST",
-      headers: { "content-type": `application/connect+${format}`, "connect-protocol-version": "1", "connect-timeout-ms": String(timeoutMs) },
+      headers: {
+        "content-type": `application/connect+${format}`,
+        "connect-protocol-version": "1",
+        "connect-timeout-ms": String(timeoutMs),
+      },
       body: envelope(payload),
       signal: ac.signal,
     });
@@ -208,7 +220,13 @@ export async function connectStreamFirst(port: number, method: string, payload: 
         if (end.error) return { code: end.error.code ?? "missing_code", message: end.error.message ?? "", http: 200, ms };
         return { code: "ok", message: "(empty stream)", http: 200, ms };
       }
-      if (done) return { code: "truncated_stream", message: "the stream ended without an end-of-stream message", http: 200, ms: performance.now() - t0 };
+      if (done)
+        return {
+          code: "truncated_stream",
+          message: "the stream ended without an end-of-stream message",
+          http: 200,
+          ms: performance.now() - t0,
+        };
     }
   } catch (err) {
     return { code: "client_error", message: describeFetchError(err), ms: performance.now() - t0 };

@@ -1,4 +1,4 @@
-import { newSessionId, uuidV7Generator } from "../../src/domain/sessions";
+import { newSessionId, uuidV7Generator } from "../../src/domain/ids";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

@@ -1,0 +1,95 @@
+// Stats: counts grouped by one field, filters, and the online count.
+
+import type { SessionDoc } from "../../../src/domain/session";
+import type { SessionStore, StatsField, StatsQuery } from "../../../src/domain/store";
+import { at, fullDoc, type CurrentStore } from "./support";
+
+export function statsTests(current: CurrentStore): void {
+  let store: SessionStore;
+  beforeEach(() => {
+    store = current().store;
+  });
+
+  describe("stats", () => {
+    const ACTIVE_SINCE = at(20);
+    function statsFixtures(): SessionDoc[] {
+      const docs: SessionDoc[] = [];
+      const countries = ["PL", "DE", null];
+      for (let i = 0; i < 24; i++) {
+        const doc = fullDoc(`st${String(i).padStart(2, "0")}`, at(i), {
+          profileId: i % 4 === 0 ? "p-stats" : `p-${i}`,
+          status: i % 5 === 0 ? "ended" : "active",
+          channel: ["web", "app", "email"][i % 3],
+        });
+        doc.device.type = i % 2 === 0 ? "mobile" : null;
+        doc.device.geo.country.code = countries[i % 3];
+        doc.os.name = ["iOS", "Android", "Windows", "Other"][i % 4];
+        doc.app.name = i % 3 === 0 ? "Chrome" : "Safari";
+        doc.utm.source = i % 6 === 0 ? null : `src-${i % 2}`;
+        doc.metadata.time.update = i % 7 === 0 ? null : at(i + 3);
+        docs.push(doc);
+      }
+      return docs;
+    }
+    const activity = (d: SessionDoc) => d.metadata.time.update ?? d.metadata.time.insert;
+    const online = (d: SessionDoc, since = ACTIVE_SINCE) => d.metadata.status === "active" && activity(d) >= since;
+    const FIELDS: Array<[StatsField, (d: SessionDoc) => string | null]> = [
+      ["channel", (d) => d.metadata.channel],
+      ["status", (d) => d.metadata.status],
+      ["device_type", (d) => d.device.type],
+      ["os_name", (d) => d.os.name],
+      ["app_name", (d) => d.app.name],
+      ["country_code", (d) => d.device.geo.country.code],
+      ["utm_source", (d) => d.utm.source],
+    ];
+    function expected(docs: SessionDoc[], field: (d: SessionDoc) => string | null) {
+      const counts = new Map<string | null, number>();
+      for (const d of docs) counts.set(field(d), (counts.get(field(d)) ?? 0) + 1);
+      return [...counts].map(([key, count]) => ({ key, count }));
+    }
+    const sorted = (groups: Array<{ key: string | null; count: number }>) =>
+      [...groups].sort((a, b) => String(a.key).localeCompare(String(b.key)));
+
+    it.each(FIELDS)("counts by %s like a count over the raw documents", async (field, get) => {
+      const docs = statsFixtures();
+      for (const d of docs) await store.create(d);
+      const result = await store.stats({ groupBy: field, onlineSince: ACTIVE_SINCE });
+      expect(result.total).toBe(docs.length);
+      expect(result.online).toBe(docs.filter((d) => online(d)).length);
+      expect(sorted(result.groups)).toEqual(sorted(expected(docs, get)));
+    });
+
+    it("applies the filters and `insertFrom`, and gives no groups without groupBy", async () => {
+      const docs = statsFixtures();
+      for (const d of docs) await store.create(d);
+      const cases: Array<[StatsQuery, (d: SessionDoc) => boolean]> = [
+        [{ onlineSince: ACTIVE_SINCE, profileId: "p-stats" }, (d) => d.profile?.id === "p-stats"],
+        [{ onlineSince: ACTIVE_SINCE, status: "ended" }, (d) => d.metadata.status === "ended"],
+        [
+          { onlineSince: ACTIVE_SINCE, status: "active", channel: "web" },
+          (d) => d.metadata.status === "active" && d.metadata.channel === "web",
+        ],
+        [{ onlineSince: ACTIVE_SINCE, insertFrom: at(10) }, (d) => d.metadata.time.insert >= at(10)],
+        [{ onlineSince: at(0), channel: "none" }, () => false],
+        [{ onlineSince: at(0) }, () => true],
+      ];
+      for (const [query, match] of cases) {
+        const subset = docs.filter(match);
+        const got = await store.stats({ ...query, groupBy: "os_name" });
+        expect({ query, total: got.total, online: got.online, groups: sorted(got.groups) }).toEqual({
+          query,
+          total: subset.length,
+          online: subset.filter((d) => online(d, query.onlineSince)).length,
+          groups: sorted(expected(subset, (d) => d.os.name)),
+        });
+        const plain = await store.stats(query);
+        expect([plain.total, plain.online, plain.groups]).toEqual([got.total, got.online, []]);
+      }
+    });
+
+    it("counts nothing in an empty store", async () => {
+      expect(await store.stats({ onlineSince: at(0), groupBy: "channel" })).toEqual({ total: 0, groups: [], online: 0 });
+      expect(await store.stats({ onlineSince: at(0) })).toEqual({ total: 0, groups: [], online: 0 });
+    });
+  });
+}
