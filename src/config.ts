@@ -12,6 +12,8 @@ export interface Config {
   host: string;
   grpcPort: number;
   httpPort: number;
+  /** Prometheus metrics (GET /metrics, plain HTTP) on this port of HOST; undefined: off. */
+  metricsPort: number | undefined;
   dataDir: string;
   mongodbUri?: string;
   mongodbDatabase: string;
@@ -317,10 +319,13 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(`MONGODB_DATABASE=${JSON.stringify(database)} is invalid: use letters, digits, "_" or "-" (at most 63)`);
   }
   const host = env.HOST || "127.0.0.1";
+  const grpcPort = int(env, "GRPC_PORT", 50051, 0, 65535);
+  const httpPort = int(env, "HTTP_PORT", 8080, 0, 65535);
   return {
     host,
-    grpcPort: int(env, "GRPC_PORT", 50051, 0, 65535),
-    httpPort: int(env, "HTTP_PORT", 8080, 0, 65535),
+    grpcPort,
+    httpPort,
+    metricsPort: metricsPort(env, grpcPort, httpPort),
     dataDir: env.DATA_DIR || "./data",
     mongodbUri: uri,
     mongodbDatabase: database,
@@ -349,6 +354,20 @@ export function loadConfig(env: Env = process.env): Config {
     ...limits(env),
     ...security(env, host),
   };
+}
+
+/**
+ * METRICS_PORT: unset or empty, no metrics; 0 picks a free port (tests). A port of its own, not a
+ * path of the HTTP port: a scraper needs neither the API's keys nor its TLS, and operators can
+ * open it to the monitoring network only.
+ */
+function metricsPort(env: Env, grpcPort: number, httpPort: number): number | undefined {
+  if (env.METRICS_PORT === undefined || env.METRICS_PORT.trim() === "") return undefined;
+  const port = int(env, "METRICS_PORT", 0, 0, 65535);
+  if (port !== 0 && (port === grpcPort || port === httpPort)) {
+    throw new ConfigError(`METRICS_PORT=${port} is invalid: it must differ from GRPC_PORT (${grpcPort}) and HTTP_PORT (${httpPort})`);
+  }
+  return port;
 }
 
 /**

@@ -13,6 +13,7 @@ import { SessionStats } from "./domain/stats";
 import { ChangeFeed } from "./domain/watch/feed";
 import type { Logger } from "./log";
 import { createLogger, type Logger as LoggerT } from "./log";
+import { Metrics, type MetricsServer } from "./metrics";
 import { createHttpServer, type HttpServer } from "./rpc/connect-server";
 import { Admission } from "./rpc/admission";
 import { grpcService, guardedServices } from "./rpc/grpc-server";
@@ -33,6 +34,8 @@ export interface RunningServer {
   httpPort: number;
   store: SessionStore;
   feed: ChangeFeed;
+  /** The port of GET /metrics; undefined when METRICS_PORT is not set. */
+  metricsPort?: number;
   /** Stops accepting calls, lets in-flight calls finish (up to the grace period), closes the store. */
   close(): Promise<void>;
 }
@@ -89,7 +92,9 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     keyedCalls,
     auditLog,
   );
-  const sessionStore = store ?? (await openStore(config, log));
+  const openedStore = store ?? (await openStore(config, log));
+  const metrics = config.metricsPort === undefined ? undefined : new Metrics(SessionService, openedStore.kind);
+  const sessionStore = metrics ? metrics.store(openedStore) : openedStore;
   const feed = new ChangeFeed(sessionStore, log, {
     pollIntervalMs: config.watchPollMs,
     bufferSize: config.watchBufferSize,
@@ -97,6 +102,8 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     stallTimeoutMs: config.watchStallTimeoutMs,
   });
   void feed.start();
+  metrics?.observeFeed(feed);
+  metrics?.observeActiveSessions(openedStore, log);
   const shutdown = new AbortController();
   const lifecycle = new Lifecycle(sessionStore, {
     idleMs: config.sessionIdleTimeoutMs,
@@ -127,7 +134,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   // One limit of unary calls in flight for both ports (health and reflection are not counted).
   const admission = new Admission(config.maxConcurrentCalls);
   const { definition, implementation } = grpcService(SessionService, handlers, log, shutdown.signal, admission, guard);
-  grpcServer.addService(definition, implementation);
+  grpcServer.addService(definition, metrics ? metrics.grpcImplementation(definition, implementation) : implementation);
   const health = createHealth(sessionStore, log, { intervalMs: config.healthProbeIntervalMs, timeoutMs: config.healthProbeTimeoutMs });
   health.addTo(grpcServer);
   addReflection(guardedServices(grpcServer, guard, log), [SessionService.typeName, HEALTH_SERVICE]);
@@ -142,6 +149,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     admission,
     guard,
     tls,
+    interceptors: metrics ? [metrics.interceptor] : undefined,
     limits: {
       maxConnections: config.maxConnections,
       headersTimeoutMs: config.headersTimeoutMs,
@@ -154,6 +162,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   let grpcPort: number;
   let httpPort: number;
   let grpcListener: GrpcListener | undefined;
+  let metricsServer: MetricsServer | undefined;
   try {
     // The first health status is a measured one (bounded by the probe's timeout).
     await health.ready;
@@ -165,6 +174,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     });
     grpcPort = grpcListener.port;
     httpPort = await listenHttp(http.server, config.host, config.httpPort);
+    if (metrics) metricsServer = await metrics.listen(config.host, config.metricsPort!, log);
   } catch (err) {
     grpcListener?.close();
     grpcServer.forceShutdown();
@@ -186,10 +196,12 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     store: sessionStore.kind,
     tls: tls ? (tls.mutual ? "mtls" : "tls") : "off",
     api_keys: keys ? keys.current.keys.length : "off",
+    metrics_port: metricsServer?.port ?? "off",
   });
   // Expiry passes, the change-log trim and the store's retention sweep.
   const jobs = startJobs(sessionStore, lifecycle, log, {
     expiryIntervalMs: config.sessionExpiryIntervalMs,
+    onExpiryPass: metrics?.expiryObserver(),
     changeRetentionMs: config.watchRetentionMs,
   });
 
@@ -219,8 +231,9 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
       await jobs.stop();
       feed.close();
       await sessionStore.close();
+      await metricsServer?.close();
       log.info("stopped");
     })());
 
-  return { grpcPort, httpPort, store: sessionStore, feed, close };
+  return { grpcPort, httpPort, metricsPort: metricsServer?.port, store: sessionStore, feed, close };
 }

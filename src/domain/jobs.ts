@@ -7,7 +7,7 @@
 // itself in this process, and logs a failure and tries again on its next tick. Other replicas
 // run the same jobs; each one is safe to run concurrently (conditional writes, idempotent trims).
 
-import type { Lifecycle } from "./lifecycle";
+import type { ExpiryPass, Lifecycle } from "./lifecycle";
 import type { CallOptions, SessionStore } from "./store";
 
 interface JobLog {
@@ -27,6 +27,8 @@ export interface JobsOptions {
   changeRetentionMs: number;
   trimIntervalMs?: number;
   retentionIntervalMs?: number;
+  /** Told of every expiry pass: its outcome, or null when it failed (the metrics count them). */
+  onExpiryPass?: (pass: ExpiryPass | null) => void;
 }
 
 export interface Jobs {
@@ -37,7 +39,7 @@ export interface Jobs {
 export function startJobs(store: SessionStore, lifecycle: Lifecycle, log: JobLog, options: JobsOptions): Jobs {
   const stopping = new AbortController();
   const call: CallOptions = { signal: stopping.signal };
-  const expiry = startExpiry(lifecycle, options.expiryIntervalMs, log);
+  const expiry = startExpiry(lifecycle, options.expiryIntervalMs, log, options.onExpiryPass);
   const trim = every(options.trimIntervalMs ?? DEFAULT_TRIM_INTERVAL_MS, stopping.signal, async () => {
     try {
       await store.trimChanges(new Date(Date.now() - options.changeRetentionMs), call);
@@ -95,6 +97,7 @@ export function startExpiry(
   lifecycle: Lifecycle,
   intervalMs: number,
   log: { info(msg: string, fields?: Record<string, unknown>): void; warn(msg: string, fields?: Record<string, unknown>): void },
+  onPass?: (pass: ExpiryPass | null) => void,
 ): ExpiryRunner {
   let running: Promise<void> | undefined;
   let stopped = false;
@@ -104,10 +107,12 @@ export function startExpiry(
       .expire()
       .then(
         (pass) => {
+          onPass?.(pass);
           if (pass.ended > 0) log.info("sessions expired", { ended: pass.ended, skipped: pass.skipped });
           return pass.ended >= lifecycle.maxPerPass;
         },
         (err: unknown) => {
+          onPass?.(null);
           log.warn("expiry pass failed; the next one retries", { error: err instanceof Error ? err.message : String(err) });
           return false;
         },

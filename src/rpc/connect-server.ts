@@ -12,6 +12,7 @@ import {
   createContextValues,
   cors,
   type HandlerContext,
+  type Interceptor,
 } from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
@@ -54,6 +55,8 @@ export interface HttpServiceOptions {
   admission?: Admission;
   /** Connection limits and timeouts (config.ts); node's defaults where unset. */
   limits?: HttpLimits;
+  /** Around every call (the metrics); none by default. */
+  interceptors?: Interceptor[];
 }
 
 export interface HttpLimits {
@@ -192,7 +195,7 @@ export function createHttpServer(options: HttpServiceOptions): HttpServer {
   // The router and request/response plumbing of connect-node, dispatched here rather than with
   // connectNodeAdapter, which reports a failed response with console.error: a client that
   // disconnects while its stream is written is routine for watches, and our logs are JSON lines.
-  const router = createConnectRouter({ readMaxBytes: options.readMaxBytes });
+  const router = createConnectRouter({ readMaxBytes: options.readMaxBytes, interceptors: options.interceptors });
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Connect types a service implementation per generated method; the handlers are checked against the service in checkHandlers
   router.service(service, impl as any);
   const routes = new Map(router.handlers.map((h) => [h.requestPath, h]));

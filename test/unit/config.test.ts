@@ -59,6 +59,7 @@ describe("loadConfig", () => {
       host: "127.0.0.1",
       grpcPort: 50051,
       httpPort: 8080,
+      metricsPort: undefined,
       dataDir: "./data",
       mongodbUri: undefined,
       mongodbDatabase: "sessions",
@@ -129,6 +130,7 @@ describe("loadConfig", () => {
         "RATE_LIMIT_PER_ADDRESS",
         "REFLECTION_REQUIRES_KEY",
         "ALLOW_INSECURE",
+        "METRICS_PORT",
       ].map((k) => [k, ""]),
     );
     expect(loadConfig(empty)).toEqual(loadConfig({}));
@@ -139,6 +141,7 @@ describe("loadConfig", () => {
       HOST: "0.0.0.0",
       GRPC_PORT: "6000",
       HTTP_PORT: "0",
+      METRICS_PORT: "9464",
       DATA_DIR: "/var/lib/sessions",
       MONGODB_URI: "mongodb://db:27017/?replicaSet=rs0",
       MONGODB_DATABASE: "my_sessions-2",
@@ -176,6 +179,7 @@ describe("loadConfig", () => {
       host: "0.0.0.0",
       grpcPort: 6000,
       httpPort: 0,
+      metricsPort: 9464,
       dataDir: "/var/lib/sessions",
       mongodbUri: "mongodb://db:27017/?replicaSet=rs0",
       mongodbDatabase: "my_sessions-2",
@@ -528,6 +532,31 @@ describe("loadConfig: deprecated names (a unit in the name)", () => {
     expect(loadConfig({ MONGODB_RETENTION: "36h" }).mongodbRetentionDays).toBe(1.5);
     expect(configError({ STORE_TIMEOUT: "5000" }).message).toBe(
       'STORE_TIMEOUT="5000" is invalid: expected a duration such as "500ms", "30s", "15m" or "24h", from 100ms to 10m',
+    );
+  });
+});
+
+describe("loadConfig: METRICS_PORT", () => {
+  it("is off unless set; 0 picks a free port", () => {
+    expect(loadConfig({}).metricsPort).toBeUndefined();
+    expect(loadConfig({ METRICS_PORT: " " }).metricsPort).toBeUndefined();
+    expect(loadConfig({ METRICS_PORT: "9464" }).metricsPort).toBe(9464);
+    expect(loadConfig({ METRICS_PORT: "0", GRPC_PORT: "0", HTTP_PORT: "0" }).metricsPort).toBe(0);
+    expect(loadConfig({ METRICS_PORT: "65535" }).metricsPort).toBe(65535);
+  });
+
+  it.each(["-1", "65536", "abc", "9464.5", "0x10"])("rejects METRICS_PORT=%j", (raw) => {
+    expect(configError({ METRICS_PORT: raw }).message).toBe(
+      `METRICS_PORT=${JSON.stringify(raw)} is invalid: expected a whole number from 0 to 65535`,
+    );
+  });
+
+  it("rejects the port of the gRPC or HTTP port, naming both", () => {
+    expect(configError({ METRICS_PORT: "50051" }).message).toBe(
+      "METRICS_PORT=50051 is invalid: it must differ from GRPC_PORT (50051) and HTTP_PORT (8080)",
+    );
+    expect(configError({ METRICS_PORT: "9000", HTTP_PORT: "9000" }).message).toBe(
+      "METRICS_PORT=9000 is invalid: it must differ from GRPC_PORT (50051) and HTTP_PORT (9000)",
     );
   });
 });
