@@ -374,5 +374,7 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
       for (let i = 1; i < rec.length; i++) expect(rec[i].revision).toBeGreaterThan(rec[i - 1].revision);
       expect(rec.map((r) => Number(r.revision))).toEqual(expected.map((c) => c.revision));
     }
-  }, 60_000);
+    // A hang guard, not a target: the history's size is fixed; it takes 25-30 s on FerretDB on a
+    // quiet machine and more than 60 s when other work shares the 2 cores.
+  }, 180_000);
 });
