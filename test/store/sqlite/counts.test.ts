@@ -1,0 +1,84 @@
+// The statistics counts of the SQLite store (src/store/sqlite/counts.ts): a file made by older
+// code (no count tables) gets them filled from its sessions when opened, and the counts of a
+// file survive closing and opening it again; in both cases stats answer like a count over the
+// stored documents.
+
+import fs from "node:fs";
+import path from "node:path";
+import Database from "better-sqlite3";
+
+import type { StatsField } from "../../../src/domain/store";
+import { SqliteSessionStore } from "../../../src/store/sqlite";
+import { at } from "../conformance/support";
+import { fullDoc, tempDir } from "./support";
+
+const FIELDS: StatsField[] = ["channel", "status", "device_type", "os_name", "app_name", "country_code", "utm_source"];
+
+async function fill(store: SqliteSessionStore): Promise<void> {
+  for (let i = 0; i < 12; i++) {
+    const doc = fullDoc(`c${i}`, at(i * 50), { channel: ["web", "app"][i % 2], status: i % 4 === 0 ? "ended" : "active" });
+    doc.os.name = i % 3 === 0 ? "iOS" : "Android";
+    doc.utm.source = i % 5 === 0 ? null : "news";
+    await store.create(doc);
+  }
+  await store.update("c1", { set: [{ path: ["os", "name"], value: "Linux" }], unset: [] });
+  await store.delete("c2");
+}
+
+/** stats for every group_by, with and without an `insertFrom` inside an hour. */
+async function snapshot(store: SqliteSessionStore) {
+  const out = [];
+  for (const groupBy of FIELDS)
+    for (const insertFrom of [undefined, at(123)]) {
+      const r = await store.stats({ groupBy, insertFrom, onlineSince: at(0) });
+      out.push({
+        groupBy,
+        insertFrom,
+        total: r.total,
+        online: r.online,
+        groups: [...r.groups].sort((a, b) => String(a.key).localeCompare(String(b.key))),
+      });
+    }
+  return out;
+}
+
+describe("SqliteSessionStore: statistics counts", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = tempDir();
+  });
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("fills the count tables of a file that has none from its sessions, and keeps them across reopening", async () => {
+    const first = SqliteSessionStore.open(dir);
+    await fill(first);
+    const before = await snapshot(first);
+    await first.close();
+    expect(before.find((s) => s.groupBy === "os_name" && s.insertFrom === undefined)?.groups).toEqual([
+      { key: "Android", count: 6 },
+      { key: "iOS", count: 4 },
+      { key: "Linux", count: 1 },
+    ]);
+
+    const reopened = SqliteSessionStore.open(dir);
+    expect(await snapshot(reopened)).toEqual(before);
+    await reopened.close();
+
+    // As a file made before the counts existed.
+    const db = new Database(path.join(dir, "sessions.db"));
+    db.exec("DROP TABLE stats_totals; DROP TABLE stats_hourly");
+    db.close();
+    const migrated = SqliteSessionStore.open(dir);
+    try {
+      expect(await snapshot(migrated)).toEqual(before);
+      // And they are maintained from there on.
+      await migrated.update("c3", { set: [{ path: ["os", "name"], value: "Linux" }], unset: [] });
+      const r = await migrated.stats({ groupBy: "os_name", onlineSince: at(0) });
+      expect(r.groups.find((g) => g.key === "Linux")?.count).toBe(2);
+    } finally {
+      await migrated.close();
+    }
+  });
+});
