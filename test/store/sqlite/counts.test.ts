@@ -9,6 +9,7 @@ import Database from "better-sqlite3";
 
 import type { StatsField } from "../../../src/domain/store";
 import { SqliteSessionStore } from "../../../src/store/sqlite";
+import { AlreadyExistsError, NotFoundError, RevisionConflictError } from "../../../src/domain/errors";
 import { at } from "../conformance/support";
 import { fullDoc, tempDir } from "./support";
 
@@ -79,6 +80,40 @@ describe("SqliteSessionStore: statistics counts", () => {
       expect(r.groups.find((g) => g.key === "Linux")?.count).toBe(2);
     } finally {
       await migrated.close();
+    }
+  });
+
+  it("counts only the writes of a group commit that succeed", async () => {
+    const store = SqliteSessionStore.open(dir);
+    try {
+      const { session } = await store.create(fullDoc("base", at(0)));
+      const os = (name: string) => ({ set: [{ path: ["os", "name"], value: name }], unset: [] });
+      const results = await Promise.allSettled([
+        store.create(fullDoc("one", at(10))),
+        store.create(fullDoc("base", at(20))),
+        store.update("base", os("Windows"), { expectedRevision: session.revision + 5 }),
+        store.update("missing", os("Windows")),
+        store.delete("missing"),
+        store.update("one", os("Linux")),
+        store.create(fullDoc("two", at(30))),
+      ]);
+      expect(results.map((r) => (r.status === "rejected" ? (r.reason as Error).constructor : "ok"))).toEqual([
+        "ok",
+        AlreadyExistsError,
+        RevisionConflictError,
+        NotFoundError,
+        NotFoundError,
+        "ok",
+        "ok",
+      ]);
+      const docs = await store.list({ limit: 10 });
+      const r = await store.stats({ groupBy: "os_name", onlineSince: at(0) });
+      expect(r.total).toBe(3);
+      const want = new Map<string | null, number>();
+      for (const d of docs) want.set(d.os.name, (want.get(d.os.name) ?? 0) + 1);
+      expect(new Map(r.groups.map((g) => [g.key, g.count]))).toEqual(want);
+    } finally {
+      await store.close();
     }
   });
 });
