@@ -135,6 +135,8 @@ export class StatsCounts {
   private readonly deltas = new Map<string, number>();
   private upsertTotal: Database.Statement<unknown[]> | undefined;
   private upsertHourly: Database.Statement<unknown[]> | undefined;
+  private dropTotal: Database.Statement<unknown[]> | undefined;
+  private dropHourly: Database.Statement<unknown[]> | undefined;
 
   constructor(private readonly db: Database.Database) {}
 
@@ -168,11 +170,21 @@ export class StatsCounts {
     this.upsertHourly ??= this.db.prepare(
       "INSERT INTO stats_hourly (field, hour, status, channel, value, n) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
     );
+    // A row that comes down to 0 goes, so that deleted sessions leave no rows behind.
+    this.dropTotal ??= this.db.prepare("DELETE FROM stats_totals WHERE field = ? AND status = ? AND channel = ? AND value = ? AND n = 0");
+    this.dropHourly ??= this.db.prepare(
+      "DELETE FROM stats_hourly WHERE field = ? AND hour = ? AND status = ? AND channel = ? AND value = ? AND n = 0",
+    );
     for (const [key, delta] of this.deltas) {
       if (delta === 0) continue;
       const [hour, field, status, channel, value] = JSON.parse(key) as [number | null, string, string, string, string];
-      if (hour === null) this.upsertTotal.run(field, status, channel, value, delta);
-      else this.upsertHourly.run(field, hour, status, channel, value, delta);
+      if (hour === null) {
+        this.upsertTotal.run(field, status, channel, value, delta);
+        if (delta < 0) this.dropTotal.run(field, status, channel, value);
+      } else {
+        this.upsertHourly.run(field, hour, status, channel, value, delta);
+        if (delta < 0) this.dropHourly.run(field, hour, status, channel, value);
+      }
     }
     this.deltas.clear();
   }

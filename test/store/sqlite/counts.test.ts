@@ -1,7 +1,7 @@
 // The statistics counts of the SQLite store (src/store/sqlite/counts.ts): a file made by older
 // code (no count tables) gets them filled from its sessions when opened, and the counts of a
 // file survive closing and opening it again; in both cases stats answer like a count over the
-// stored documents.
+// stored documents; and rows that come down to 0 are removed.
 
 import fs from "node:fs";
 import path from "node:path";
@@ -114,6 +114,21 @@ describe("SqliteSessionStore: statistics counts", () => {
       expect(new Map(r.groups.map((g) => [g.key, g.count]))).toEqual(want);
     } finally {
       await store.close();
+    }
+  });
+
+  it("leaves no count rows behind once the sessions counted in them are gone", async () => {
+    const store = SqliteSessionStore.open(dir);
+    await fill(store);
+    await store.update("c3", { set: [{ path: ["metadata", "status"], value: "ended" }], unset: [] });
+    for (const d of await store.list({ limit: 100 })) await store.delete(d.id);
+    expect(await store.stats({ groupBy: "os_name", onlineSince: at(0) })).toEqual({ total: 0, groups: [], online: 0 });
+    await store.close();
+    const db = new Database(path.join(dir, "sessions.db"), { readonly: true });
+    try {
+      expect(db.prepare("SELECT (SELECT count(*) FROM stats_totals) + (SELECT count(*) FROM stats_hourly)").pluck().get()).toBe(0);
+    } finally {
+      db.close();
     }
   });
 });
