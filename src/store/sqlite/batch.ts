@@ -24,6 +24,7 @@ import type Database from "better-sqlite3";
 
 import { StoreUnavailableError } from "../../domain/errors";
 import type { ChangeLog } from "./changes";
+import type { StatsCounts } from "./counts";
 import { deadlineExceeded, toStoreError } from "./errors";
 import { BUSY_TIMEOUT_MS } from "./schema";
 import type { Visits } from "./visits";
@@ -72,6 +73,7 @@ export class GroupCommit {
     private readonly db: Database.Database,
     private readonly changes: ChangeLog,
     private readonly visits: Visits,
+    private readonly counts: StatsCounts,
     private readonly events: BatchEvents,
   ) {
     this.readRevisionStmt = db.prepare<[], number>("SELECT revision FROM meta WHERE id = 1").pluck();
@@ -82,6 +84,7 @@ export class GroupCommit {
       const first = (this.revision = this.readRevisionStmt.get() as number);
       this.changes.startBatch();
       this.visits.startBatch();
+      this.counts.startBatch();
       const outcomes = batch.map((write): Outcome => {
         if (write.deadlineMs <= now) return { ok: false, error: deadlineExceeded() };
         // Updates and deletes read and amend change rows (and visits): the creates' go in first.
@@ -99,6 +102,8 @@ export class GroupCommit {
       });
       this.insertDeferred();
       this.visits.endBatch();
+      // The statistics counts of the batch's writes (counts.ts), in the same transaction.
+      this.counts.endBatch();
       if (this.revision !== first) this.writeRevisionStmt.run(this.revision);
       return outcomes;
     });

@@ -6,8 +6,8 @@
 // list, stats, findExpired, readChanges, headRevision).
 //
 // The parts: schema.ts (tables, connection settings), batch.ts (group commit, revisions),
-// changes.ts (the change log), visits.ts (visit numbering), queries.ts (listings, expiry,
-// statistics), codec.ts (documents <-> rows), checkpoint.ts (the checkpointer thread), errors.ts
+// changes.ts (the change log), visits.ts (visit numbering), queries.ts (listings, expiry),
+// counts.ts and stats.ts (maintained counts and the statistics read from them), codec.ts (documents <-> rows), checkpoint.ts (the checkpointer thread), errors.ts
 // (typed errors). This class composes them and holds the writes themselves: each makes all its
 // checks before its first modifying statement (see batch.ts for why).
 //
@@ -40,8 +40,10 @@ import { ChangeLog, CommitListeners } from "./changes";
 import { Checkpointer } from "./checkpoint";
 import { activeMs, fromRow, toJson, type DocRow } from "./codec";
 import { deadlineExceeded, toStoreError } from "./errors";
+import { StatsCounts } from "./counts";
 import { Queries } from "./queries";
 import { BUSY_TIMEOUT_MS, openReadOnly, openReadWrite } from "./schema";
+import { Stats } from "./stats";
 import { Visits } from "./visits";
 
 /**
@@ -61,6 +63,8 @@ export class SqliteEngine implements SessionStore {
   private readonly visits: Visits;
   private readonly batch: GroupCommit;
   private readonly queries: Queries;
+  private readonly statsReader: Stats;
+  private readonly counts: StatsCounts;
   private readonly checkpointer: Checkpointer;
   private readonly commitListeners = new CommitListeners();
 
@@ -121,8 +125,10 @@ export class SqliteEngine implements SessionStore {
     this.changes = new ChangeLog(db);
     this.visits = new Visits(db);
     this.queries = new Queries(db);
+    this.statsReader = new Stats(db, this.queries);
+    this.counts = new StatsCounts(db);
     this.checkpointer = new Checkpointer(db, file);
-    this.batch = new GroupCommit(db, this.changes, this.visits, {
+    this.batch = new GroupCommit(db, this.changes, this.visits, this.counts, {
       committed: () => this.commitListeners.notify(),
       ran: () => this.checkpointer.afterBatch(),
     });
@@ -163,6 +169,7 @@ export class SqliteEngine implements SessionStore {
         );
         if (inserted.changes === 0) throw new AlreadyExistsError(session.id);
         this.batch.modified = true;
+        this.counts.created(session);
         // Both rows go in with the batch's (see batch.ts). The change row has doc = '': the
         // document is the session row's until the session changes again (see changes.ts).
         if (visitIn !== undefined) this.visits.defer(visitIn, session.session_index, session.id);
@@ -203,6 +210,7 @@ export class SqliteEngine implements SessionStore {
       this.batch.modified = true;
       this.updateStmt.run(json, revision, doc.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), activeMs(doc), id);
       this.changes.insert(revision, id, "updated", "", Date.now(), before.profile?.id ?? null, bm.status, bm.channel);
+      this.counts.updated(before, doc);
       if (visitIn !== undefined) this.visits.insert(visitIn, doc.session_index, id);
       doc.revision = this.batch.revision = revision;
       return doc;
@@ -222,6 +230,7 @@ export class SqliteEngine implements SessionStore {
       this.batch.modified = true;
       this.deleteStmt.run(id);
       this.changes.insert(revision, id, "deleted", row.doc, Date.now(), last.profile?.id ?? null, lm.status, lm.channel);
+      this.counts.deleted(last);
       this.batch.revision = revision;
       return { revision };
     });
@@ -236,7 +245,7 @@ export class SqliteEngine implements SessionStore {
   }
 
   async stats(query: StatsQuery, options?: CallOptions): Promise<StatsResult> {
-    return this.read(options, () => this.queries.stats(query));
+    return this.read(options, () => this.statsReader.stats(query));
   }
 
   async readChanges(after: number, limit: number, options?: CallOptions): Promise<ChangeBatch> {

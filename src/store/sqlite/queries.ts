@@ -1,6 +1,8 @@
 // The reads of sessions that scan: ListSessions' filtered keyset page, the expiry candidates and
-// statistics. Listings and statistics build their SQL from the filters given and keep one
-// prepared statement per combination; each filter has an index (schema.ts).
+// statistics over the sessions themselves (stats.ts uses it for a profile's sessions only; the
+// other statistics come from maintained counts). Listings and statistics build their SQL from
+// the filters given and keep one prepared statement per combination; each filter has an index
+// (schema.ts).
 
 import type Database from "better-sqlite3";
 

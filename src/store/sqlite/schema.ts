@@ -8,6 +8,8 @@ import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 
+import { migrateCounts } from "./counts";
+
 /** How long a write waits for another connection's write lock (unless its deadline is sooner). */
 export const BUSY_TIMEOUT_MS = 5000;
 
@@ -90,6 +92,8 @@ export function migrate(db: Database.Database): void {
   // the "online" count walk these, never the ended sessions that pile up over time.
   db.exec("CREATE INDEX IF NOT EXISTS sessions_active_by_activity ON sessions (active_ms) WHERE status = 'active'");
   db.exec("CREATE INDEX IF NOT EXISTS sessions_active_by_insert ON sessions (insert_ms) WHERE status = 'active'");
+  // The statistics counts (counts.ts), filled from the sessions when the file has none.
+  migrateCounts(db);
 }
 
 /**

@@ -12,6 +12,7 @@ import { expiryTests } from "./expiry";
 import { listTests } from "./list";
 import { revisionTests } from "./revisions";
 import { statsTests } from "./stats";
+import { statsWritesTests } from "./stats-writes";
 import type { StoreUnderTest } from "./support";
 import { visitTests } from "./visits";
 
@@ -36,6 +37,7 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
     visitTests(current);
     expiryTests(current);
     statsTests(current);
+    statsWritesTests(current);
     changeLogTests(current);
     availabilityTests(current);
   });
