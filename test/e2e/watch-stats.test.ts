@@ -204,6 +204,39 @@ describe.each<Port>(["grpc", "connect"])("WatchSessionStats over %s", (port) => 
   });
 });
 
+describe("WatchSessionStats limit (MAX_STATS_WATCHERS)", () => {
+  let server: TestServer;
+
+  beforeAll(async () => {
+    server = await startTestServer("sqlite", { MAX_STATS_WATCHERS: "2" });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await server?.cleanup();
+  });
+
+  it("refuses one stream more with RESOURCE_EXHAUSTED (TOO_MANY_STATS_WATCHERS), and takes one again once a place is free", async () => {
+    const readers = [
+      new Reader(grpcStatsWatch(server.grpcPort, {})),
+      new Reader(connectStatsWatch(server.httpPort, { groupBy: StatsGroupBy.OS_NAME })),
+    ];
+    try {
+      await Promise.all(readers.map((r) => r.stats(5000)));
+      const err = await expectCallError(new Reader(grpcStatsWatch(server.grpcPort, {})).next(5000), Code.ResourceExhausted);
+      expect(err.errorInfo?.reason).toBe("TOO_MANY_STATS_WATCHERS");
+      expect(err.errorInfo?.metadata.max_stats_watchers).toBe("2");
+      readers[0].stream.cancel();
+      await until(() => server.statsHub.subscribers === 1);
+      const again = new Reader(grpcStatsWatch(server.grpcPort, {}));
+      readers.push(again);
+      expect((await again.stats(5000)).total).toBe(0n);
+    } finally {
+      for (const r of readers) r.stream.cancel();
+    }
+  });
+});
+
 describe("WatchSessionStats on two replicas of one SQLite file", () => {
   let dir: string;
   let replicas: ServiceProcess[];
