@@ -124,6 +124,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   const merges = new Merges(sessionStore, { maxSessionBytes: config.maxSessionBytes });
   const stats = new SessionStats(sessionStore, { maxStringLength: config.maxStringLength });
   const statsHub = new StatsHub(feed, stats, { maxSubscribers: config.maxStatsWatchers });
+  metrics?.observeStatsHub(statsHub);
   const handlers = createSessionHandlers({ sessions, lifecycle, merges, stats, statsHub }, feed, sessionStore);
 
   const grpcServer = new grpc.Server({
