@@ -5,6 +5,7 @@ import { redactUri, scrubUriParts, type LogLevel, type Logger } from "./log";
 import { tlsFilesFromEnv, TlsConfigError, type TlsFiles } from "./security/tls";
 import { DEFAULT_LIFECYCLE } from "./domain/lifecycle";
 import { DEFAULT_FEED_OPTIONS } from "./domain/watch/feed";
+import { DEFAULT_MAX_STATS_WATCHERS } from "./domain/watch/stats";
 import { DEFAULT_SQLITE_QUEUE_LIMIT, DEFAULT_SQLITE_READERS } from "./store/sqlite";
 import { DEFAULT_LIMITS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_SESSION_BYTES } from "./domain/limits";
 
@@ -45,6 +46,8 @@ export interface Config {
   maxWatchers: number;
   /** A watch stream whose writes stay blocked this long ends with RESOURCE_EXHAUSTED (WATCHER_TOO_SLOW). */
   watchStallTimeoutMs: number;
+  /** Open WatchSessionStats streams per process; more are refused with RESOURCE_EXHAUSTED (RetryInfo). */
+  maxStatsWatchers: number;
   /** A session without activity for this long ends (idle expiry). */
   sessionIdleTimeoutMs: number;
   /** A session ends this long after it started, whatever its activity. */
@@ -346,6 +349,7 @@ export function loadConfig(env: Env = process.env): Config {
     watchRetentionMs: duration(env, "WATCH_RETENTION", 24 * 3600_000, 3600_000, 365 * DAY_MS),
     maxWatchers: int(env, "MAX_WATCHERS", DEFAULT_FEED_OPTIONS.maxWatchers, 1, 1_000_000),
     watchStallTimeoutMs: duration(env, "WATCH_STALL_TIMEOUT", DEFAULT_FEED_OPTIONS.stallTimeoutMs, 100, 3600_000),
+    maxStatsWatchers: int(env, "MAX_STATS_WATCHERS", DEFAULT_MAX_STATS_WATCHERS, 1, 100_000),
     sessionIdleTimeoutMs: duration(env, "SESSION_IDLE_TIMEOUT", DEFAULT_LIFECYCLE.idleMs, 100, 30 * 86_400_000),
     sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", DEFAULT_LIFECYCLE.maxDurationMs, 100, 365 * 86_400_000),
     sessionExpiryIntervalMs: duration(env, "SESSION_EXPIRY_INTERVAL", 60_000, 10, 3600_000),

@@ -11,6 +11,7 @@ import { Merges } from "./domain/merges";
 import { Sessions } from "./domain/sessions";
 import { SessionStats } from "./domain/stats";
 import { ChangeFeed } from "./domain/watch/feed";
+import { StatsHub } from "./domain/watch/stats";
 import type { Logger } from "./log";
 import { createLogger, type Logger as LoggerT } from "./log";
 import { Metrics, type MetricsServer } from "./metrics";
@@ -34,6 +35,8 @@ export interface RunningServer {
   httpPort: number;
   store: SessionStore;
   feed: ChangeFeed;
+  /** The shared computations of WatchSessionStats (open streams, for leak checks). */
+  statsHub: StatsHub;
   /** The port of GET /metrics; undefined when METRICS_PORT is not set. */
   metricsPort?: number;
   /** Stops accepting calls, lets in-flight calls finish (up to the grace period), closes the store. */
@@ -120,7 +123,9 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   });
   const merges = new Merges(sessionStore, { maxSessionBytes: config.maxSessionBytes });
   const stats = new SessionStats(sessionStore, { maxStringLength: config.maxStringLength });
-  const handlers = createSessionHandlers({ sessions, lifecycle, merges, stats }, feed, sessionStore);
+  const statsHub = new StatsHub(feed, stats, { maxSubscribers: config.maxStatsWatchers });
+  metrics?.observeStatsHub(statsHub);
+  const handlers = createSessionHandlers({ sessions, lifecycle, merges, stats, statsHub }, feed, sessionStore);
 
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": config.maxMessageBytes,
@@ -235,5 +240,5 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
       log.info("stopped");
     })());
 
-  return { grpcPort, httpPort, metricsPort: metricsServer?.port, store: sessionStore, feed, close };
+  return { grpcPort, httpPort, metricsPort: metricsServer?.port, store: sessionStore, feed, statsHub, close };
 }

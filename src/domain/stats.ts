@@ -42,8 +42,8 @@ export class SessionStats {
     this.options = { ...DEFAULT_STATS_OPTIONS, ...options };
   }
 
-  /** Session counts: see GetSessionStats in the contract. Groups come largest first. */
-  async compute(input: StatsInput, options: CallOptions = {}): Promise<Stats> {
+  /** Throws InvalidArgumentError naming the field when `input` is not a valid request. */
+  check(input: StatsInput): void {
     const violations = [
       ...checkId("filter.profile_id", input.profileId, false),
       ...checkLength("filter.status", input.status, this.options.maxStringLength),
@@ -52,6 +52,11 @@ export class SessionStats {
       ...(input.onlineWindowMs > MAX_ONLINE_WINDOW_MS ? [{ field: "online_window", description: "must be at most 24 hours" }] : []),
     ];
     fail(violations);
+  }
+
+  /** Session counts: see GetSessionStats in the contract. Groups come largest first. */
+  async compute(input: StatsInput, options: CallOptions = {}): Promise<Stats> {
+    this.check(input);
     const now = this.clock.now();
     const windowMs = input.onlineWindowMs === 0 ? DEFAULT_ONLINE_WINDOW_MS : input.onlineWindowMs;
     const result = await this.store.stats(

@@ -67,12 +67,21 @@ export class Metrics {
 
   /** Open watchers and the change feed's head revision, read at each scrape. */
   observeFeed(feed: { watchers: number; headRevision: number }): void {
-    this.metrics.gauge("session_service_watchers_open", "Open WatchSessions streams in this process.", () => feed.watchers);
+    this.metrics.gauge(
+      "session_service_watchers_open",
+      "Open watchers of the change feed in this process: WatchSessions streams and WatchSessionStats computations.",
+      () => feed.watchers,
+    );
     this.metrics.gauge(
       "session_service_feed_head_revision",
       "The change feed's head: every change up to this revision has been read by this process.",
       () => feed.headRevision,
     );
+  }
+
+  /** Open WatchSessionStats streams, read at each scrape. */
+  observeStatsHub(hub: { subscribers: number }): void {
+    this.metrics.gauge("session_service_stats_watchers_open", "Open WatchSessionStats streams in this process.", () => hub.subscribers);
   }
 
   /** The expiry passes' observer (src/domain/jobs.ts onExpiryPass): passes, and sessions they ended. */

@@ -21,6 +21,7 @@ import {
   ListSessionsResponseSchema,
   UpdateSessionResponseSchema,
   WatchSessionsResponseSchema,
+  WatchSessionStatsResponseSchema,
   ChangeKind,
   type CreateSessionRequest,
   type CreateSessionResponse,
@@ -34,16 +35,19 @@ import {
   type UpdateSessionResponse,
   type WatchSessionsRequest,
   type WatchSessionsResponse,
+  type WatchSessionStatsRequest,
+  type WatchSessionStatsResponse,
   type SessionService,
 } from "../../gen/session/v1/session_service_pb";
 import { InvalidArgumentError, ResourceExhaustedError } from "../domain/errors";
 import type { Lifecycle } from "../domain/lifecycle";
 import type { Merges } from "../domain/merges";
 import type { Sessions } from "../domain/sessions";
-import type { SessionStats } from "../domain/stats";
+import type { SessionStats, Stats } from "../domain/stats";
 import type { ChangeFeed } from "../domain/watch/feed";
 import type { ChangeEventKind } from "../domain/watch/filter";
 import { heartbeatInterval, watchSessions } from "../domain/watch/stream";
+import { watchSessionStats, type StatsHub } from "../domain/watch/stats";
 import type { SessionDoc } from "../domain/session";
 import type { SessionStore, StatsField } from "../domain/store";
 import { docToSession, optionalRequestDate, sessionToDoc } from "./convert";
@@ -82,6 +86,8 @@ export interface SessionDomain {
   lifecycle: Lifecycle;
   merges: Merges;
   stats: SessionStats;
+  /** The shared computations of WatchSessionStats. */
+  statsHub: StatsHub;
 }
 
 const revisionOf = (v: bigint | undefined): number | undefined => (v === undefined ? undefined : Number(v));
@@ -128,6 +134,15 @@ const GROUP_BY: Record<StatsGroupBy, StatsField | undefined> = {
   [StatsGroupBy.COUNTRY_CODE]: "country_code",
   [StatsGroupBy.UTM_SOURCE]: "utm_source",
 };
+
+function statsResponse(stats: Stats): GetSessionStatsResponse {
+  return create(GetSessionStatsResponseSchema, {
+    total: BigInt(stats.total),
+    groups: stats.groups.map((g) => ({ key: g.key ?? undefined, count: BigInt(g.count) })),
+    onlineNow: BigInt(stats.online),
+    computedAt: timestampFromDate(stats.computedAt),
+  });
+}
 
 function groupByField(value: StatsGroupBy): StatsField | undefined {
   if (!(value in GROUP_BY)) throw InvalidArgumentError.field("group_by", `unknown value ${value}`);
@@ -213,12 +228,42 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
         },
         { deadline: ctx.deadline, signal: ctx.signal },
       );
-      return create(GetSessionStatsResponseSchema, {
-        total: BigInt(stats.total),
-        groups: stats.groups.map((g) => ({ key: g.key ?? undefined, count: BigInt(g.count) })),
-        onlineNow: BigInt(stats.online),
-        computedAt: timestampFromDate(stats.computedAt),
-      });
+      return statsResponse(stats);
+    },
+
+    async *watchSessionStats(req: WatchSessionStatsRequest, ctx: CallContext): AsyncGenerator<WatchSessionStatsResponse> {
+      const stallMs = feed.options.stallTimeoutMs;
+      ctx.stall = {
+        timeoutMs: stallMs,
+        error: () =>
+          new ResourceExhaustedError(
+            "WATCHER_TOO_SLOW",
+            `the stats stream was not read for ${stallMs} ms (WATCH_STALL_TIMEOUT); watch again`,
+          ),
+      };
+      const events = watchSessionStats(
+        domain.statsHub,
+        {
+          profileId: req.filter?.profileId ?? "",
+          status: req.filter?.status ?? "",
+          channel: req.filter?.channel ?? "",
+          groupBy: groupByField(req.groupBy),
+          since: optionalRequestDate("since", req.since),
+          onlineWindowMs: durationMs(req.onlineWindow),
+          minIntervalMs: durationMs(req.minInterval),
+          heartbeatMs: heartbeatInterval(durationMs(req.heartbeatInterval)),
+        },
+        ctx.signal,
+      );
+      for await (const ev of events) {
+        if (ev.type === "stats") {
+          yield create(WatchSessionStatsResponseSchema, { event: { case: "stats", value: statsResponse(ev.stats) } });
+        } else {
+          yield create(WatchSessionStatsResponseSchema, {
+            event: { case: "heartbeat", value: { checkedAt: timestampFromDate(ev.checkedAt), revision: BigInt(ev.revision) } },
+          });
+        }
+      }
     },
 
     async *watchSessions(req: WatchSessionsRequest, ctx: CallContext): AsyncGenerator<WatchSessionsResponse> {

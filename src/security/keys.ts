@@ -21,6 +21,7 @@ export const METHOD_SCOPES: Readonly<Record<string, Scope>> = {
   "session.v1.SessionService/GetSession": "sessions.read",
   "session.v1.SessionService/ListSessions": "sessions.read",
   "session.v1.SessionService/GetSessionStats": "sessions.read",
+  "session.v1.SessionService/WatchSessionStats": "sessions.read",
   "session.v1.SessionService/WatchSessions": "sessions.watch",
   "session.v1.SessionService/CreateSession": "sessions.write",
   "session.v1.SessionService/UpdateSession": "sessions.write",

@@ -153,8 +153,11 @@ function capturingLogger(errors: Map<string, number>): Logger {
   return { debug: () => undefined, info: () => undefined, warn: () => undefined, error: note };
 }
 
+/** Server-streaming methods (WatchSessions, WatchSessionStats): only their first message is awaited. */
+const isStream = (method: string) => methodDesc(method).methodKind === "server_streaming";
+
 async function callCase(c: Case, raw: RawGrpc, httpPort: number): Promise<Outcome> {
-  const stream = c.method === "WatchSessions";
+  const stream = isStream(c.method);
   if (c.protocol === "grpc") {
     const path = `/session.v1.SessionService/${c.method}`;
     return stream ? raw.streamFirst(path, c.body, STREAM_TIMEOUT_MS) : raw.unary(path, c.body, UNARY_TIMEOUT_MS);
@@ -281,11 +284,11 @@ async function fuzz(kind: StoreKind): Promise<Run> {
           run.cases++;
           const codes = run.codes[c.protocol];
           codes[out.code] = (codes[out.code] ?? 0) + 1;
-          if (c.method !== "WatchSessions" && out.ms > run.worstUnaryMs) {
+          if (!isStream(c.method) && out.ms > run.worstUnaryMs) {
             run.worstUnaryMs = out.ms;
             run.worstUnary = `case ${index} ${c.method} ${c.protocol} ${c.label.slice(0, 120)} -> ${out.code}`;
           }
-          if (c.method !== "WatchSessions" && (out.code === "unavailable" || out.code === "deadline_exceeded")) {
+          if (!isStream(c.method) && (out.code === "unavailable" || out.code === "deadline_exceeded")) {
             const key = `${c.protocol} ${out.code} ${JSON.stringify(out.message.replace(/\d+/g, "N").slice(0, 100))}`;
             const seen = run.shed.get(key);
             run.shed.set(key, {
@@ -293,7 +296,7 @@ async function fuzz(kind: StoreKind): Promise<Run> {
               example: seen?.example ?? `case ${index} ${c.method} after ${out.ms.toFixed(0)} ms: ${c.label.slice(0, 80)}`,
             });
           }
-          if (c.method !== "WatchSessions" && out.ms > 2000)
+          if (!isStream(c.method) && out.ms > 2000)
             run.slow.push(`case ${index} ${c.method} ${c.protocol} ${out.ms.toFixed(0)} ms ${out.code}: ${c.label.slice(0, 100)}`);
           if (!DOCUMENTED_CODES.has(out.code)) {
             run.violations.push({

@@ -9,7 +9,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
 import { ChangeKind } from "../../gen/session/v1/session_service_pb";
-import { connectClient, connectWatch, grpcClient, grpcWatch, type SessionClient } from "../support/clients";
+import {
+  connectClient,
+  connectStatsWatch,
+  connectWatch,
+  grpcClient,
+  grpcStatsWatch,
+  grpcWatch,
+  type SessionClient,
+} from "../support/clients";
 import { expectCallError } from "../support/expect";
 import { startTestServer, type TestServer } from "../support/server";
 import { run } from "../support/tools";
@@ -223,6 +231,29 @@ describe("Prometheus metrics on METRICS_PORT", () => {
       closed = parseExposition((await scrape(server.metricsPort!)).body);
     }
     expect(ended(closed)).toBe(2);
+    expect(valueOf(closed, "session_service_watchers_open")).toBe(0);
+  });
+
+  it("shows open stats streams, and one feed watcher per distinct stats request", async () => {
+    const streams = [grpcStatsWatch(server.grpcPort, {}), connectStatsWatch(server.httpPort, {})];
+    const its = streams.map((w) => w.messages[Symbol.asyncIterator]());
+    for (const messages of its) expect((await messages.next()).value?.event.case).toBe("stats");
+    const open = parseExposition((await scrape(server.metricsPort!)).body);
+    expect(valueOf(open, "session_service_stats_watchers_open")).toBe(2);
+    // Equal requests share one computation: one watcher of the feed.
+    expect(valueOf(open, "session_service_watchers_open")).toBe(1);
+    for (const w of streams) w.cancel();
+    for (const messages of its) await messages.next().catch(() => undefined);
+    const deadline = Date.now() + 5000;
+    let closed = open;
+    while (
+      (valueOf(closed, "session_service_stats_watchers_open") !== 0 || valueOf(closed, "session_service_watchers_open") !== 0) &&
+      Date.now() < deadline
+    ) {
+      await new Promise((r) => setImmediate(r));
+      closed = parseExposition((await scrape(server.metricsPort!)).body);
+    }
+    expect(valueOf(closed, "session_service_stats_watchers_open")).toBe(0);
     expect(valueOf(closed, "session_service_watchers_open")).toBe(0);
   });
 });

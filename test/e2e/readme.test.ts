@@ -84,7 +84,8 @@ function parse(name?: string): Command[] {
 }
 
 const commands = parse();
-const isStream = (text: string) => /\/WatchSessions\b|Health\/Watch\b/.test(text);
+const isStream = (text: string) => /\/WatchSessions\b|\/WatchSessionStats\b|Health\/Watch\b/.test(text);
+const isStatsWatch = (text: string) => /\/WatchSessionStats\b/.test(text);
 const squash = (s: string) => s.replace(/\s+/g, " ").trim();
 const title = (c: Command) => squash(c.text).slice(0, 110);
 
@@ -92,6 +93,7 @@ describe("README: Calling it", () => {
   let server: TestServer;
   let env: NodeJS.ProcessEnv;
   const watches: StreamingProcess[] = [];
+  const statsWatches: StreamingProcess[] = [];
 
   const localize = (text: string) =>
     text.replaceAll("127.0.0.1:50051", `127.0.0.1:${server.grpcPort}`).replaceAll("127.0.0.1:8080", `127.0.0.1:${server.httpPort}`);
@@ -101,7 +103,7 @@ describe("README: Calling it", () => {
     server = await startTestServer("sqlite");
   }, 600_000);
   afterAll(async () => {
-    for (const w of watches) await w.stop();
+    for (const w of [...watches, ...statsWatches]) await w.stop();
     await server?.close();
     await server?.cleanup();
   });
@@ -130,7 +132,7 @@ describe("README: Calling it", () => {
       const text = localize(command.text);
       if (isStream(text)) {
         const watch = spawnStreaming("bash", ["-c", `exec ${text}`], { env });
-        watches.push(watch);
+        (isStatsWatch(text) ? statsWatches : watches).push(watch);
         // Open once it has printed its first message (sendInitial: the current state).
         await watch.waitFor((out) => /^\}$/m.test(out), 15_000, `README watch: ${title(command)}`);
         return;
@@ -155,6 +157,15 @@ describe("README: Calling it", () => {
       expect(out).toContain('"kind": "CHANGE_KIND_INITIAL"');
       expect(out).toContain('"initialStateEnd"');
       expect(out.slice(out.indexOf('"kind": "CHANGE_KIND_UPDATED"'))).toContain('"city": "Berlin"');
+    }
+  });
+
+  it("its stats watch printed the figures, then new ones for the channel set in the other terminal", async () => {
+    expect(statsWatches.length).toBeGreaterThan(0);
+    for (const watch of statsWatches) {
+      const out = await watch.waitFor((o) => o.includes('"key": "web"'), 10_000, "README stats watch: channel web");
+      expect(out).toContain('"onlineNow"');
+      expect(out.indexOf('"stats"')).toBeLessThan(out.indexOf('"key": "web"'));
     }
   });
 });

@@ -206,3 +206,50 @@ export function connectWatch(port: number, req: WatchInit, options: { timeoutMs?
   }
   return { messages: iterate(), cancel: () => abort.abort() };
 }
+
+export interface StatsStream {
+  /** The responses, in order; ends when the server ends the stream; throws CallError on an error status. */
+  messages: AsyncIterable<import("../../gen/session/v1/session_service_pb").WatchSessionStatsResponse>;
+  cancel(): void;
+}
+
+type StatsInit = MessageInitShape<(typeof SessionService)["method"]["watchSessionStats"]["input"]>;
+
+/** A WatchSessionStats stream over grpc-js. */
+export function grpcStatsWatch(port: number, req: StatsInit, options: { timeoutMs?: number } & SecureOptions = {}): StatsStream {
+  const defs = grpcDefinitions(SessionService);
+  const Ctor = grpc.makeGenericClientConstructor(defs, "SessionService");
+  const client = new Ctor(`${host(options)}:${port}`, grpcCredentials(options)) as unknown as Record<string, AnyFunction> & grpc.Client;
+  const callOptions: grpc.CallOptions = options.timeoutMs ? { deadline: Date.now() + options.timeoutMs } : {};
+  const call = client.watchSessionStats.call(
+    client,
+    create(SessionService.method.watchSessionStats.input, req),
+    grpcMetadata(options),
+    callOptions,
+  ) as grpc.ClientReadableStream<never>;
+  async function* iterate() {
+    try {
+      for await (const msg of call) yield msg;
+    } catch (err) {
+      throw decodeGrpcError(err as grpc.ServiceError);
+    } finally {
+      client.close();
+    }
+  }
+  return { messages: iterate(), cancel: () => call.cancel() };
+}
+
+/** A WatchSessionStats stream over the Connect protocol (HTTP/1.1, as a browser would). */
+export function connectStatsWatch(port: number, req: StatsInit, options: { timeoutMs?: number } & SecureOptions = {}): StatsStream {
+  const client = createClient(SessionService, createConnectTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1" }));
+  const abort = new AbortController();
+  async function* iterate() {
+    try {
+      yield* client.watchSessionStats(req, { signal: abort.signal, timeoutMs: options.timeoutMs });
+    } catch (err) {
+      const e = ConnectError.from(err);
+      throw new CallError(e.code, e.rawMessage, e.findDetails(ErrorInfoSchema)[0], e.findDetails(BadRequestSchema)[0]);
+    }
+  }
+  return { messages: iterate(), cancel: () => abort.abort() };
+}

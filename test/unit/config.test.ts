@@ -79,6 +79,7 @@ describe("loadConfig", () => {
       watchRetentionMs: 24 * 3600_000,
       maxWatchers: 10_000,
       watchStallTimeoutMs: 30_000,
+      maxStatsWatchers: 1000,
       sessionIdleTimeoutMs: 30 * 60_000,
       sessionMaxDurationMs: 24 * 3600_000,
       sessionExpiryIntervalMs: 60_000,
@@ -114,6 +115,8 @@ describe("loadConfig", () => {
         "WATCH_POLL_INTERVAL",
         "WATCH_BUFFER_SIZE",
         "WATCH_RETENTION",
+        "MAX_WATCHERS",
+        "MAX_STATS_WATCHERS",
         ...Object.keys(OLD_NAMES),
         "SESSION_IDLE_TIMEOUT",
         "SESSION_MAX_DURATION",
@@ -164,6 +167,7 @@ describe("loadConfig", () => {
       WATCH_BUFFER_SIZE: "16",
       MAX_WATCHERS: "7",
       WATCH_STALL_TIMEOUT: "45s",
+      MAX_STATS_WATCHERS: "9",
       WATCH_RETENTION: "2h",
       SESSION_IDLE_TIMEOUT: "45m",
       SESSION_MAX_DURATION: "12h",
@@ -202,6 +206,7 @@ describe("loadConfig", () => {
       watchBufferSize: 16,
       maxWatchers: 7,
       watchStallTimeoutMs: 45_000,
+      maxStatsWatchers: 9,
       watchRetentionMs: 2 * 3600_000,
       sessionIdleTimeoutMs: 45 * 60_000,
       sessionMaxDurationMs: 12 * 3600_000,
@@ -382,9 +387,17 @@ describe("loadConfig: watch limits", () => {
     expect(loadConfig({ WATCH_STALL_TIMEOUT: "2m" }).watchStallTimeoutMs).toBe(120_000);
   });
 
+  it("reads MAX_STATS_WATCHERS (WatchSessionStats streams per process)", () => {
+    expect(loadConfig({}).maxStatsWatchers).toBe(1000);
+    expect(loadConfig({ MAX_STATS_WATCHERS: "25" }).maxStatsWatchers).toBe(25);
+  });
+
   it.each([
     ["MAX_WATCHERS", "0"],
     ["MAX_WATCHERS", "lots"],
+    ["MAX_STATS_WATCHERS", "0"],
+    ["MAX_STATS_WATCHERS", "100001"],
+    ["MAX_STATS_WATCHERS", "-3"],
     ["WATCH_STALL_TIMEOUT", "50ms"],
     ["WATCH_STALL_TIMEOUT", "2h"],
     ["WATCH_STALL_TIMEOUT", "soon"],

@@ -165,6 +165,7 @@ describe("authorize", () => {
     ["GetSession", "sessions.read"],
     ["ListSessions", "sessions.read"],
     ["GetSessionStats", "sessions.read"],
+    ["WatchSessionStats", "sessions.read"],
     ["WatchSessions", "sessions.watch"],
     ["CreateSession", "sessions.write"],
     ["UpdateSession", "sessions.write"],

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file session/v1/session_service.proto.
  */
 export const file_session_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJbChNUb3VjaFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHBhZ2VfdXJsGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChRUb3VjaFNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIk0KFE1lcmdlUHJvZmlsZXNSZXF1ZXN0EhoKEnNvdXJjZV9wcm9maWxlX2lkcxgBIAMoCRIZChF0YXJnZXRfcHJvZmlsZV9pZBgCIAEoCSJKChVNZXJnZVByb2ZpbGVzUmVzcG9uc2USFgoObW92ZWRfc2Vzc2lvbnMYASABKAUSGQoRbW92ZWRfc2Vzc2lvbl9pZHMYAiADKAkiQgoLU3RhdHNGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCSLKAQoWR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iNQoKU3RhdHNHcm91cBIQCgNrZXkYASABKAlIAIgBARINCgVjb3VudBgCIAEoA0IGCgRfa2V5IpUBChdHZXRTZXNzaW9uU3RhdHNSZXNwb25zZRINCgV0b3RhbBgBIAEoAxImCgZncm91cHMYAiADKAsyFi5zZXNzaW9uLnYxLlN0YXRzR3JvdXASEgoKb25saW5lX25vdxgDIAEoAxIvCgtjb21wdXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidgoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhISCgp1c2VyX2FnZW50GAIgASgJEhAKCHBhZ2VfdXJsGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiPQoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iHwoRR2V0U2Vzc2lvblJlcXVlc3QSCgoCaWQYASABKAkiOgoSR2V0U2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iyQEKFFVwZGF0ZVNlc3Npb25SZXF1ZXN0EiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEh4KEWV4cGVjdGVkX3JldmlzaW9uGAMgASgDSACIAQESEgoKdXNlcl9hZ2VudBgEIAEoCRIQCghwYWdlX3VybBgFIAEoCUIUChJfZXhwZWN0ZWRfcmV2aXNpb24iPQoVVXBkYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iWAoURGVsZXRlU2Vzc2lvblJlcXVlc3QSCgoCaWQYASABKAkSHgoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKANIAIgBAUIUChJfZXhwZWN0ZWRfcmV2aXNpb24iKQoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlEhAKCHJldmlzaW9uGAEgASgDItEBChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhIKCnByb2ZpbGVfaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEg8KB2NoYW5uZWwYAyABKAkSLwoLaW5zZXJ0X2Zyb20YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWluc2VydF90bxgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkiVgoUTGlzdFNlc3Npb25zUmVzcG9uc2USJQoIc2Vzc2lvbnMYASADKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIk8KC1dhdGNoRmlsdGVyEhIKCnByb2ZpbGVfaWQYASABKAkSCwoDaWRzGAIgAygJEg4KBnN0YXR1cxgDIAEoCRIPCgdjaGFubmVsGAQgASgJIrwBChRXYXRjaFNlc3Npb25zUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLldhdGNoRmlsdGVyEhsKDmFmdGVyX3JldmlzaW9uGAIgASgDSACIAQESFAoMc2VuZF9pbml0aWFsGAMgASgIEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIRCg9fYWZ0ZXJfcmV2aXNpb24ibQoNU2Vzc2lvbkNoYW5nZRIkCgRraW5kGAEgASgOMhYuc2Vzc2lvbi52MS5DaGFuZ2VLaW5kEiQKB3Nlc3Npb24YAiABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SEAoIcmV2aXNpb24YAyABKAMiIwoPSW5pdGlhbFN0YXRlRW5kEhAKCHJldmlzaW9uGAEgASgDIhwKCFByb2dyZXNzEhAKCHJldmlzaW9uGAEgASgDIrEBChVXYXRjaFNlc3Npb25zUmVzcG9uc2USKwoGY2hhbmdlGAEgASgLMhkuc2Vzc2lvbi52MS5TZXNzaW9uQ2hhbmdlSAASOAoRaW5pdGlhbF9zdGF0ZV9lbmQYAiABKAsyGy5zZXNzaW9uLnYxLkluaXRpYWxTdGF0ZUVuZEgAEigKCHByb2dyZXNzGAMgASgLMhQuc2Vzc2lvbi52MS5Qcm9ncmVzc0gAQgcKBWV2ZW50Kv4BCgxTdGF0c0dyb3VwQnkSHgoaU1RBVFNfR1JPVVBfQllfVU5TUEVDSUZJRUQQABIaChZTVEFUU19HUk9VUF9CWV9DSEFOTkVMEAESGQoVU1RBVFNfR1JPVVBfQllfU1RBVFVTEAISHgoaU1RBVFNfR1JPVVBfQllfREVWSUNFX1RZUEUQAxIaChZTVEFUU19HUk9VUF9CWV9PU19OQU1FEAQSGwoXU1RBVFNfR1JPVVBfQllfQVBQX05BTUUQBRIfChtTVEFUU19HUk9VUF9CWV9DT1VOVFJZX0NPREUQBhIdChlTVEFUU19HUk9VUF9CWV9VVE1fU09VUkNFEAcqygEKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOR0VfS0lORF9JTklUSUFMEAESFwoTQ0hBTkdFX0tJTkRfQ1JFQVRFRBACEhcKE0NIQU5HRV9LSU5EX1VQREFURUQQAxIXChNDSEFOR0VfS0lORF9ERUxFVEVEEAQSHgoaQ0hBTkdFX0tJTkRfRU5URVJFRF9GSUxURVIQBRIbChdDSEFOR0VfS0lORF9MRUZUX0ZJTFRFUhAGMp4GCg5TZXNzaW9uU2VydmljZRJUCg1DcmVhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlElAKCkdldFNlc3Npb24SHS5zZXNzaW9uLnYxLkdldFNlc3Npb25SZXF1ZXN0Gh4uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVzcG9uc2UiA5ACARJUCg1VcGRhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5VcGRhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlc3BvbnNlElQKDURlbGV0ZVNlc3Npb24SIC5zZXNzaW9uLnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiEuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2USVgoMTGlzdFNlc3Npb25zEh8uc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBElYKDVdhdGNoU2Vzc2lvbnMSIC5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvbnNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVzcG9uc2UwARJRCgxUb3VjaFNlc3Npb24SHy5zZXNzaW9uLnYxLlRvdWNoU2Vzc2lvblJlcXVlc3QaIC5zZXNzaW9uLnYxLlRvdWNoU2Vzc2lvblJlc3BvbnNlElQKDU1lcmdlUHJvZmlsZXMSIC5zZXNzaW9uLnYxLk1lcmdlUHJvZmlsZXNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5NZXJnZVByb2ZpbGVzUmVzcG9uc2USXwoPR2V0U2Vzc2lvblN0YXRzEiIuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXF1ZXN0GiMuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
+  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJbChNUb3VjaFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHBhZ2VfdXJsGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChRUb3VjaFNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIk0KFE1lcmdlUHJvZmlsZXNSZXF1ZXN0EhoKEnNvdXJjZV9wcm9maWxlX2lkcxgBIAMoCRIZChF0YXJnZXRfcHJvZmlsZV9pZBgCIAEoCSJKChVNZXJnZVByb2ZpbGVzUmVzcG9uc2USFgoObW92ZWRfc2Vzc2lvbnMYASABKAUSGQoRbW92ZWRfc2Vzc2lvbl9pZHMYAiADKAkiQgoLU3RhdHNGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCSLKAQoWR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iNQoKU3RhdHNHcm91cBIQCgNrZXkYASABKAlIAIgBARINCgVjb3VudBgCIAEoA0IGCgRfa2V5IpUBChdHZXRTZXNzaW9uU3RhdHNSZXNwb25zZRINCgV0b3RhbBgBIAEoAxImCgZncm91cHMYAiADKAsyFi5zZXNzaW9uLnYxLlN0YXRzR3JvdXASEgoKb25saW5lX25vdxgDIAEoAxIvCgtjb21wdXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidgoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhISCgp1c2VyX2FnZW50GAIgASgJEhAKCHBhZ2VfdXJsGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiPQoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iHwoRR2V0U2Vzc2lvblJlcXVlc3QSCgoCaWQYASABKAkiOgoSR2V0U2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iyQEKFFVwZGF0ZVNlc3Npb25SZXF1ZXN0EiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEh4KEWV4cGVjdGVkX3JldmlzaW9uGAMgASgDSACIAQESEgoKdXNlcl9hZ2VudBgEIAEoCRIQCghwYWdlX3VybBgFIAEoCUIUChJfZXhwZWN0ZWRfcmV2aXNpb24iPQoVVXBkYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iWAoURGVsZXRlU2Vzc2lvblJlcXVlc3QSCgoCaWQYASABKAkSHgoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKANIAIgBAUIUChJfZXhwZWN0ZWRfcmV2aXNpb24iKQoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlEhAKCHJldmlzaW9uGAEgASgDItEBChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhIKCnByb2ZpbGVfaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEg8KB2NoYW5uZWwYAyABKAkSLwoLaW5zZXJ0X2Zyb20YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWluc2VydF90bxgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkiVgoUTGlzdFNlc3Npb25zUmVzcG9uc2USJQoIc2Vzc2lvbnMYASADKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIk8KC1dhdGNoRmlsdGVyEhIKCnByb2ZpbGVfaWQYASABKAkSCwoDaWRzGAIgAygJEg4KBnN0YXR1cxgDIAEoCRIPCgdjaGFubmVsGAQgASgJIrwBChRXYXRjaFNlc3Npb25zUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLldhdGNoRmlsdGVyEhsKDmFmdGVyX3JldmlzaW9uGAIgASgDSACIAQESFAoMc2VuZF9pbml0aWFsGAMgASgIEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIRCg9fYWZ0ZXJfcmV2aXNpb24ibQoNU2Vzc2lvbkNoYW5nZRIkCgRraW5kGAEgASgOMhYuc2Vzc2lvbi52MS5DaGFuZ2VLaW5kEiQKB3Nlc3Npb24YAiABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SEAoIcmV2aXNpb24YAyABKAMiIwoPSW5pdGlhbFN0YXRlRW5kEhAKCHJldmlzaW9uGAEgASgDIhwKCFByb2dyZXNzEhAKCHJldmlzaW9uGAEgASgDIrEBChVXYXRjaFNlc3Npb25zUmVzcG9uc2USKwoGY2hhbmdlGAEgASgLMhkuc2Vzc2lvbi52MS5TZXNzaW9uQ2hhbmdlSAASOAoRaW5pdGlhbF9zdGF0ZV9lbmQYAiABKAsyGy5zZXNzaW9uLnYxLkluaXRpYWxTdGF0ZUVuZEgAEigKCHByb2dyZXNzGAMgASgLMhQuc2Vzc2lvbi52MS5Qcm9ncmVzc0gAQgcKBWV2ZW50IrQCChhXYXRjaFNlc3Npb25TdGF0c1JlcXVlc3QSJwoGZmlsdGVyGAEgASgLMhcuc2Vzc2lvbi52MS5TdGF0c0ZpbHRlchIqCghncm91cF9ieRgCIAEoDjIYLnNlc3Npb24udjEuU3RhdHNHcm91cEJ5EikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg1vbmxpbmVfd2luZG93GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KDG1pbl9pbnRlcnZhbBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iUgoOU3RhdHNIZWFydGJlYXQSLgoKY2hlY2tlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmV2aXNpb24YAiABKAMiiwEKGVdhdGNoU2Vzc2lvblN0YXRzUmVzcG9uc2USNAoFc3RhdHMYASABKAsyIy5zZXNzaW9uLnYxLkdldFNlc3Npb25TdGF0c1Jlc3BvbnNlSAASLwoJaGVhcnRiZWF0GAIgASgLMhouc2Vzc2lvbi52MS5TdGF0c0hlYXJ0YmVhdEgAQgcKBWV2ZW50Kv4BCgxTdGF0c0dyb3VwQnkSHgoaU1RBVFNfR1JPVVBfQllfVU5TUEVDSUZJRUQQABIaChZTVEFUU19HUk9VUF9CWV9DSEFOTkVMEAESGQoVU1RBVFNfR1JPVVBfQllfU1RBVFVTEAISHgoaU1RBVFNfR1JPVVBfQllfREVWSUNFX1RZUEUQAxIaChZTVEFUU19HUk9VUF9CWV9PU19OQU1FEAQSGwoXU1RBVFNfR1JPVVBfQllfQVBQX05BTUUQBRIfChtTVEFUU19HUk9VUF9CWV9DT1VOVFJZX0NPREUQBhIdChlTVEFUU19HUk9VUF9CWV9VVE1fU09VUkNFEAcqygEKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOR0VfS0lORF9JTklUSUFMEAESFwoTQ0hBTkdFX0tJTkRfQ1JFQVRFRBACEhcKE0NIQU5HRV9LSU5EX1VQREFURUQQAxIXChNDSEFOR0VfS0lORF9ERUxFVEVEEAQSHgoaQ0hBTkdFX0tJTkRfRU5URVJFRF9GSUxURVIQBRIbChdDSEFOR0VfS0lORF9MRUZUX0ZJTFRFUhAGMoIHCg5TZXNzaW9uU2VydmljZRJUCg1DcmVhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlElAKCkdldFNlc3Npb24SHS5zZXNzaW9uLnYxLkdldFNlc3Npb25SZXF1ZXN0Gh4uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVzcG9uc2UiA5ACARJUCg1VcGRhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5VcGRhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlc3BvbnNlElQKDURlbGV0ZVNlc3Npb24SIC5zZXNzaW9uLnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiEuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2USVgoMTGlzdFNlc3Npb25zEh8uc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBElYKDVdhdGNoU2Vzc2lvbnMSIC5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvbnNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVzcG9uc2UwARJRCgxUb3VjaFNlc3Npb24SHy5zZXNzaW9uLnYxLlRvdWNoU2Vzc2lvblJlcXVlc3QaIC5zZXNzaW9uLnYxLlRvdWNoU2Vzc2lvblJlc3BvbnNlElQKDU1lcmdlUHJvZmlsZXMSIC5zZXNzaW9uLnYxLk1lcmdlUHJvZmlsZXNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5NZXJnZVByb2ZpbGVzUmVzcG9uc2USXwoPR2V0U2Vzc2lvblN0YXRzEiIuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXF1ZXN0GiMuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZSIDkAIBEmIKEVdhdGNoU2Vzc2lvblN0YXRzEiQuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25TdGF0c1JlcXVlc3QaJS5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvblN0YXRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
 
 /**
  * TouchSessionRequest records activity on a session.
@@ -807,6 +807,129 @@ export const WatchSessionsResponseSchema: GenMessage<WatchSessionsResponse> = /*
   messageDesc(file_session_v1_session_service, 23);
 
 /**
+ * WatchSessionStatsRequest opens a stream of live figures: what GetSessionStats counts, and how
+ * often the stream may speak.
+ *
+ * @generated from message session.v1.WatchSessionStatsRequest
+ */
+export type WatchSessionStatsRequest = Message<"session.v1.WatchSessionStatsRequest"> & {
+  /**
+   * Which sessions to count.
+   *
+   * @generated from field: session.v1.StatsFilter filter = 1;
+   */
+  filter?: StatsFilter | undefined;
+
+  /**
+   * The field to group the counts by; unspecified = no groups.
+   *
+   * @generated from field: session.v1.StatsGroupBy group_by = 2;
+   */
+  groupBy: StatsGroupBy;
+
+  /**
+   * Only sessions inserted at or after this time; unset = all.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 3;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * "Online now" = active sessions with activity within this window; default 15 minutes, at
+   * most 24 hours (as in GetSessionStatsRequest).
+   *
+   * @generated from field: google.protobuf.Duration online_window = 4;
+   */
+  onlineWindow?: Duration | undefined;
+
+  /**
+   * The shortest time between two messages with figures; default 1s, from 100ms to 60s.
+   *
+   * @generated from field: google.protobuf.Duration min_interval = 5;
+   */
+  minInterval?: Duration | undefined;
+
+  /**
+   * How often to send a heartbeat on a quiet stream; default 15s, clamped to 1s..5min.
+   *
+   * @generated from field: google.protobuf.Duration heartbeat_interval = 6;
+   */
+  heartbeatInterval?: Duration | undefined;
+};
+
+/**
+ * Describes the message session.v1.WatchSessionStatsRequest.
+ * Use `create(WatchSessionStatsRequestSchema)` to create a new message.
+ */
+export const WatchSessionStatsRequestSchema: GenMessage<WatchSessionStatsRequest> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 24);
+
+/**
+ * StatsHeartbeat says that the figures last sent are still the current ones.
+ *
+ * @generated from message session.v1.StatsHeartbeat
+ */
+export type StatsHeartbeat = Message<"session.v1.StatsHeartbeat"> & {
+  /**
+   * When the server last confirmed the figures (server clock).
+   *
+   * @generated from field: google.protobuf.Timestamp checked_at = 1;
+   */
+  checkedAt?: Timestamp | undefined;
+
+  /**
+   * The change-log revision the figures account for: every change up to it is counted.
+   *
+   * @generated from field: int64 revision = 2;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message session.v1.StatsHeartbeat.
+ * Use `create(StatsHeartbeatSchema)` to create a new message.
+ */
+export const StatsHeartbeatSchema: GenMessage<StatsHeartbeat> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 25);
+
+/**
+ * WatchSessionStatsResponse is one message of a stats stream.
+ *
+ * @generated from message session.v1.WatchSessionStatsResponse
+ */
+export type WatchSessionStatsResponse = Message<"session.v1.WatchSessionStatsResponse"> & {
+  /**
+   * New figures, or a heartbeat.
+   *
+   * @generated from oneof session.v1.WatchSessionStatsResponse.event
+   */
+  event: {
+    /**
+     * The figures, as GetSessionStats returns them; sent only when they differ from the last.
+     *
+     * @generated from field: session.v1.GetSessionStatsResponse stats = 1;
+     */
+    value: GetSessionStatsResponse;
+    case: "stats";
+  } | {
+    /**
+     * Nothing changed for heartbeat_interval.
+     *
+     * @generated from field: session.v1.StatsHeartbeat heartbeat = 2;
+     */
+    value: StatsHeartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message session.v1.WatchSessionStatsResponse.
+ * Use `create(WatchSessionStatsResponseSchema)` to create a new message.
+ */
+export const WatchSessionStatsResponseSchema: GenMessage<WatchSessionStatsResponse> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 26);
+
+/**
  * StatsGroupBy is the field GetSessionStats groups by.
  *
  * @generated from enum session.v1.StatsGroupBy
@@ -1045,6 +1168,18 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof GetSessionStatsRequestSchema;
     output: typeof GetSessionStatsResponseSchema;
+  },
+  /**
+   * Streams the figures of GetSessionStats: the current ones at once, then new ones whenever
+   * they change (at most one message per min_interval), plus a heartbeat on a quiet stream.
+   * "Online now" also moves when sessions go idle. See docs/watch.md, "WatchSessionStats".
+   *
+   * @generated from rpc session.v1.SessionService.WatchSessionStats
+   */
+  watchSessionStats: {
+    methodKind: "server_streaming";
+    input: typeof WatchSessionStatsRequestSchema;
+    output: typeof WatchSessionStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_session_v1_session_service, 0);

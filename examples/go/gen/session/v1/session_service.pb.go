@@ -1662,6 +1662,241 @@ func (*WatchSessionsResponse_InitialStateEnd) isWatchSessionsResponse_Event() {}
 
 func (*WatchSessionsResponse_Progress) isWatchSessionsResponse_Event() {}
 
+// WatchSessionStatsRequest opens a stream of live figures: what GetSessionStats counts, and how
+// often the stream may speak.
+type WatchSessionStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which sessions to count.
+	Filter *StatsFilter `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// The field to group the counts by; unspecified = no groups.
+	GroupBy StatsGroupBy `protobuf:"varint,2,opt,name=group_by,json=groupBy,proto3,enum=session.v1.StatsGroupBy" json:"group_by,omitempty"`
+	// Only sessions inserted at or after this time; unset = all.
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// "Online now" = active sessions with activity within this window; default 15 minutes, at
+	// most 24 hours (as in GetSessionStatsRequest).
+	OnlineWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=online_window,json=onlineWindow,proto3" json:"online_window,omitempty"`
+	// The shortest time between two messages with figures; default 1s, from 100ms to 60s.
+	MinInterval *durationpb.Duration `protobuf:"bytes,5,opt,name=min_interval,json=minInterval,proto3" json:"min_interval,omitempty"`
+	// How often to send a heartbeat on a quiet stream; default 15s, clamped to 1s..5min.
+	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,6,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *WatchSessionStatsRequest) Reset() {
+	*x = WatchSessionStatsRequest{}
+	mi := &file_session_v1_session_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSessionStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSessionStatsRequest) ProtoMessage() {}
+
+func (x *WatchSessionStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSessionStatsRequest.ProtoReflect.Descriptor instead.
+func (*WatchSessionStatsRequest) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *WatchSessionStatsRequest) GetFilter() *StatsFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *WatchSessionStatsRequest) GetGroupBy() StatsGroupBy {
+	if x != nil {
+		return x.GroupBy
+	}
+	return StatsGroupBy_STATS_GROUP_BY_UNSPECIFIED
+}
+
+func (x *WatchSessionStatsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *WatchSessionStatsRequest) GetOnlineWindow() *durationpb.Duration {
+	if x != nil {
+		return x.OnlineWindow
+	}
+	return nil
+}
+
+func (x *WatchSessionStatsRequest) GetMinInterval() *durationpb.Duration {
+	if x != nil {
+		return x.MinInterval
+	}
+	return nil
+}
+
+func (x *WatchSessionStatsRequest) GetHeartbeatInterval() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatInterval
+	}
+	return nil
+}
+
+// StatsHeartbeat says that the figures last sent are still the current ones.
+type StatsHeartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the server last confirmed the figures (server clock).
+	CheckedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+	// The change-log revision the figures account for: every change up to it is counted.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsHeartbeat) Reset() {
+	*x = StatsHeartbeat{}
+	mi := &file_session_v1_session_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsHeartbeat) ProtoMessage() {}
+
+func (x *StatsHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsHeartbeat.ProtoReflect.Descriptor instead.
+func (*StatsHeartbeat) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StatsHeartbeat) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
+func (x *StatsHeartbeat) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// WatchSessionStatsResponse is one message of a stats stream.
+type WatchSessionStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// New figures, or a heartbeat.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*WatchSessionStatsResponse_Stats
+	//	*WatchSessionStatsResponse_Heartbeat
+	Event         isWatchSessionStatsResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSessionStatsResponse) Reset() {
+	*x = WatchSessionStatsResponse{}
+	mi := &file_session_v1_session_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSessionStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSessionStatsResponse) ProtoMessage() {}
+
+func (x *WatchSessionStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSessionStatsResponse.ProtoReflect.Descriptor instead.
+func (*WatchSessionStatsResponse) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *WatchSessionStatsResponse) GetEvent() isWatchSessionStatsResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchSessionStatsResponse) GetStats() *GetSessionStatsResponse {
+	if x != nil {
+		if x, ok := x.Event.(*WatchSessionStatsResponse_Stats); ok {
+			return x.Stats
+		}
+	}
+	return nil
+}
+
+func (x *WatchSessionStatsResponse) GetHeartbeat() *StatsHeartbeat {
+	if x != nil {
+		if x, ok := x.Event.(*WatchSessionStatsResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+type isWatchSessionStatsResponse_Event interface {
+	isWatchSessionStatsResponse_Event()
+}
+
+type WatchSessionStatsResponse_Stats struct {
+	// The figures, as GetSessionStats returns them; sent only when they differ from the last.
+	Stats *GetSessionStatsResponse `protobuf:"bytes,1,opt,name=stats,proto3,oneof"`
+}
+
+type WatchSessionStatsResponse_Heartbeat struct {
+	// Nothing changed for heartbeat_interval.
+	Heartbeat *StatsHeartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
+}
+
+func (*WatchSessionStatsResponse_Stats) isWatchSessionStatsResponse_Event() {}
+
+func (*WatchSessionStatsResponse_Heartbeat) isWatchSessionStatsResponse_Event() {}
+
 var File_session_v1_session_service_proto protoreflect.FileDescriptor
 
 const file_session_v1_session_service_proto_rawDesc = "" +
@@ -1770,6 +2005,21 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x06change\x18\x01 \x01(\v2\x19.session.v1.SessionChangeH\x00R\x06change\x12I\n" +
 	"\x11initial_state_end\x18\x02 \x01(\v2\x1b.session.v1.InitialStateEndH\x00R\x0finitialStateEnd\x122\n" +
 	"\bprogress\x18\x03 \x01(\v2\x14.session.v1.ProgressH\x00R\bprogressB\a\n" +
+	"\x05event\"\xfa\x02\n" +
+	"\x18WatchSessionStatsRequest\x12/\n" +
+	"\x06filter\x18\x01 \x01(\v2\x17.session.v1.StatsFilterR\x06filter\x123\n" +
+	"\bgroup_by\x18\x02 \x01(\x0e2\x18.session.v1.StatsGroupByR\agroupBy\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12>\n" +
+	"\ronline_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fonlineWindow\x12<\n" +
+	"\fmin_interval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vminInterval\x12H\n" +
+	"\x12heartbeat_interval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"g\n" +
+	"\x0eStatsHeartbeat\x129\n" +
+	"\n" +
+	"checked_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x9d\x01\n" +
+	"\x19WatchSessionStatsResponse\x12;\n" +
+	"\x05stats\x18\x01 \x01(\v2#.session.v1.GetSessionStatsResponseH\x00R\x05stats\x12:\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x1a.session.v1.StatsHeartbeatH\x00R\theartbeatB\a\n" +
 	"\x05event*\xfe\x01\n" +
 	"\fStatsGroupBy\x12\x1e\n" +
 	"\x1aSTATS_GROUP_BY_UNSPECIFIED\x10\x00\x12\x1a\n" +
@@ -1788,7 +2038,7 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x13CHANGE_KIND_UPDATED\x10\x03\x12\x17\n" +
 	"\x13CHANGE_KIND_DELETED\x10\x04\x12\x1e\n" +
 	"\x1aCHANGE_KIND_ENTERED_FILTER\x10\x05\x12\x1b\n" +
-	"\x17CHANGE_KIND_LEFT_FILTER\x10\x062\x9e\x06\n" +
+	"\x17CHANGE_KIND_LEFT_FILTER\x10\x062\x82\a\n" +
 	"\x0eSessionService\x12T\n" +
 	"\rCreateSession\x12 .session.v1.CreateSessionRequest\x1a!.session.v1.CreateSessionResponse\x12P\n" +
 	"\n" +
@@ -1799,7 +2049,8 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\rWatchSessions\x12 .session.v1.WatchSessionsRequest\x1a!.session.v1.WatchSessionsResponse0\x01\x12Q\n" +
 	"\fTouchSession\x12\x1f.session.v1.TouchSessionRequest\x1a .session.v1.TouchSessionResponse\x12T\n" +
 	"\rMergeProfiles\x12 .session.v1.MergeProfilesRequest\x1a!.session.v1.MergeProfilesResponse\x12_\n" +
-	"\x0fGetSessionStats\x12\".session.v1.GetSessionStatsRequest\x1a#.session.v1.GetSessionStatsResponse\"\x03\x90\x02\x01B\xa4\x01\n" +
+	"\x0fGetSessionStats\x12\".session.v1.GetSessionStatsRequest\x1a#.session.v1.GetSessionStatsResponse\"\x03\x90\x02\x01\x12b\n" +
+	"\x11WatchSessionStats\x12$.session.v1.WatchSessionStatsRequest\x1a%.session.v1.WatchSessionStatsResponse0\x01B\xa4\x01\n" +
 	"\x0ecom.session.v1B\x13SessionServiceProtoP\x01Z4session-service/examples/go/gen/session/v1;sessionv1\xa2\x02\x03SXX\xaa\x02\n" +
 	"Session.V1\xca\x02\n" +
 	"Session\\V1\xe2\x02\x16Session\\V1\\GPBMetadata\xea\x02\vSession::V1b\x06proto3"
@@ -1817,87 +2068,101 @@ func file_session_v1_session_service_proto_rawDescGZIP() []byte {
 }
 
 var file_session_v1_session_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_session_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_session_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_session_v1_session_service_proto_goTypes = []any{
-	(StatsGroupBy)(0),               // 0: session.v1.StatsGroupBy
-	(ChangeKind)(0),                 // 1: session.v1.ChangeKind
-	(*TouchSessionRequest)(nil),     // 2: session.v1.TouchSessionRequest
-	(*TouchSessionResponse)(nil),    // 3: session.v1.TouchSessionResponse
-	(*MergeProfilesRequest)(nil),    // 4: session.v1.MergeProfilesRequest
-	(*MergeProfilesResponse)(nil),   // 5: session.v1.MergeProfilesResponse
-	(*StatsFilter)(nil),             // 6: session.v1.StatsFilter
-	(*GetSessionStatsRequest)(nil),  // 7: session.v1.GetSessionStatsRequest
-	(*StatsGroup)(nil),              // 8: session.v1.StatsGroup
-	(*GetSessionStatsResponse)(nil), // 9: session.v1.GetSessionStatsResponse
-	(*CreateSessionRequest)(nil),    // 10: session.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),   // 11: session.v1.CreateSessionResponse
-	(*GetSessionRequest)(nil),       // 12: session.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),      // 13: session.v1.GetSessionResponse
-	(*UpdateSessionRequest)(nil),    // 14: session.v1.UpdateSessionRequest
-	(*UpdateSessionResponse)(nil),   // 15: session.v1.UpdateSessionResponse
-	(*DeleteSessionRequest)(nil),    // 16: session.v1.DeleteSessionRequest
-	(*DeleteSessionResponse)(nil),   // 17: session.v1.DeleteSessionResponse
-	(*ListSessionsRequest)(nil),     // 18: session.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),    // 19: session.v1.ListSessionsResponse
-	(*WatchFilter)(nil),             // 20: session.v1.WatchFilter
-	(*WatchSessionsRequest)(nil),    // 21: session.v1.WatchSessionsRequest
-	(*SessionChange)(nil),           // 22: session.v1.SessionChange
-	(*InitialStateEnd)(nil),         // 23: session.v1.InitialStateEnd
-	(*Progress)(nil),                // 24: session.v1.Progress
-	(*WatchSessionsResponse)(nil),   // 25: session.v1.WatchSessionsResponse
-	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
-	(*Session)(nil),                 // 27: session.v1.Session
-	(*durationpb.Duration)(nil),     // 28: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),   // 29: google.protobuf.FieldMask
+	(StatsGroupBy)(0),                 // 0: session.v1.StatsGroupBy
+	(ChangeKind)(0),                   // 1: session.v1.ChangeKind
+	(*TouchSessionRequest)(nil),       // 2: session.v1.TouchSessionRequest
+	(*TouchSessionResponse)(nil),      // 3: session.v1.TouchSessionResponse
+	(*MergeProfilesRequest)(nil),      // 4: session.v1.MergeProfilesRequest
+	(*MergeProfilesResponse)(nil),     // 5: session.v1.MergeProfilesResponse
+	(*StatsFilter)(nil),               // 6: session.v1.StatsFilter
+	(*GetSessionStatsRequest)(nil),    // 7: session.v1.GetSessionStatsRequest
+	(*StatsGroup)(nil),                // 8: session.v1.StatsGroup
+	(*GetSessionStatsResponse)(nil),   // 9: session.v1.GetSessionStatsResponse
+	(*CreateSessionRequest)(nil),      // 10: session.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),     // 11: session.v1.CreateSessionResponse
+	(*GetSessionRequest)(nil),         // 12: session.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),        // 13: session.v1.GetSessionResponse
+	(*UpdateSessionRequest)(nil),      // 14: session.v1.UpdateSessionRequest
+	(*UpdateSessionResponse)(nil),     // 15: session.v1.UpdateSessionResponse
+	(*DeleteSessionRequest)(nil),      // 16: session.v1.DeleteSessionRequest
+	(*DeleteSessionResponse)(nil),     // 17: session.v1.DeleteSessionResponse
+	(*ListSessionsRequest)(nil),       // 18: session.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),      // 19: session.v1.ListSessionsResponse
+	(*WatchFilter)(nil),               // 20: session.v1.WatchFilter
+	(*WatchSessionsRequest)(nil),      // 21: session.v1.WatchSessionsRequest
+	(*SessionChange)(nil),             // 22: session.v1.SessionChange
+	(*InitialStateEnd)(nil),           // 23: session.v1.InitialStateEnd
+	(*Progress)(nil),                  // 24: session.v1.Progress
+	(*WatchSessionsResponse)(nil),     // 25: session.v1.WatchSessionsResponse
+	(*WatchSessionStatsRequest)(nil),  // 26: session.v1.WatchSessionStatsRequest
+	(*StatsHeartbeat)(nil),            // 27: session.v1.StatsHeartbeat
+	(*WatchSessionStatsResponse)(nil), // 28: session.v1.WatchSessionStatsResponse
+	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
+	(*Session)(nil),                   // 30: session.v1.Session
+	(*durationpb.Duration)(nil),       // 31: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),     // 32: google.protobuf.FieldMask
 }
 var file_session_v1_session_service_proto_depIdxs = []int32{
-	26, // 0: session.v1.TouchSessionRequest.at:type_name -> google.protobuf.Timestamp
-	27, // 1: session.v1.TouchSessionResponse.session:type_name -> session.v1.Session
+	29, // 0: session.v1.TouchSessionRequest.at:type_name -> google.protobuf.Timestamp
+	30, // 1: session.v1.TouchSessionResponse.session:type_name -> session.v1.Session
 	6,  // 2: session.v1.GetSessionStatsRequest.filter:type_name -> session.v1.StatsFilter
 	0,  // 3: session.v1.GetSessionStatsRequest.group_by:type_name -> session.v1.StatsGroupBy
-	26, // 4: session.v1.GetSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
-	28, // 5: session.v1.GetSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
+	29, // 4: session.v1.GetSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
+	31, // 5: session.v1.GetSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
 	8,  // 6: session.v1.GetSessionStatsResponse.groups:type_name -> session.v1.StatsGroup
-	26, // 7: session.v1.GetSessionStatsResponse.computed_at:type_name -> google.protobuf.Timestamp
-	27, // 8: session.v1.CreateSessionRequest.session:type_name -> session.v1.Session
-	27, // 9: session.v1.CreateSessionResponse.session:type_name -> session.v1.Session
-	27, // 10: session.v1.GetSessionResponse.session:type_name -> session.v1.Session
-	27, // 11: session.v1.UpdateSessionRequest.session:type_name -> session.v1.Session
-	29, // 12: session.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	27, // 13: session.v1.UpdateSessionResponse.session:type_name -> session.v1.Session
-	26, // 14: session.v1.ListSessionsRequest.insert_from:type_name -> google.protobuf.Timestamp
-	26, // 15: session.v1.ListSessionsRequest.insert_to:type_name -> google.protobuf.Timestamp
-	27, // 16: session.v1.ListSessionsResponse.sessions:type_name -> session.v1.Session
+	29, // 7: session.v1.GetSessionStatsResponse.computed_at:type_name -> google.protobuf.Timestamp
+	30, // 8: session.v1.CreateSessionRequest.session:type_name -> session.v1.Session
+	30, // 9: session.v1.CreateSessionResponse.session:type_name -> session.v1.Session
+	30, // 10: session.v1.GetSessionResponse.session:type_name -> session.v1.Session
+	30, // 11: session.v1.UpdateSessionRequest.session:type_name -> session.v1.Session
+	32, // 12: session.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	30, // 13: session.v1.UpdateSessionResponse.session:type_name -> session.v1.Session
+	29, // 14: session.v1.ListSessionsRequest.insert_from:type_name -> google.protobuf.Timestamp
+	29, // 15: session.v1.ListSessionsRequest.insert_to:type_name -> google.protobuf.Timestamp
+	30, // 16: session.v1.ListSessionsResponse.sessions:type_name -> session.v1.Session
 	20, // 17: session.v1.WatchSessionsRequest.filter:type_name -> session.v1.WatchFilter
-	28, // 18: session.v1.WatchSessionsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	31, // 18: session.v1.WatchSessionsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
 	1,  // 19: session.v1.SessionChange.kind:type_name -> session.v1.ChangeKind
-	27, // 20: session.v1.SessionChange.session:type_name -> session.v1.Session
+	30, // 20: session.v1.SessionChange.session:type_name -> session.v1.Session
 	22, // 21: session.v1.WatchSessionsResponse.change:type_name -> session.v1.SessionChange
 	23, // 22: session.v1.WatchSessionsResponse.initial_state_end:type_name -> session.v1.InitialStateEnd
 	24, // 23: session.v1.WatchSessionsResponse.progress:type_name -> session.v1.Progress
-	10, // 24: session.v1.SessionService.CreateSession:input_type -> session.v1.CreateSessionRequest
-	12, // 25: session.v1.SessionService.GetSession:input_type -> session.v1.GetSessionRequest
-	14, // 26: session.v1.SessionService.UpdateSession:input_type -> session.v1.UpdateSessionRequest
-	16, // 27: session.v1.SessionService.DeleteSession:input_type -> session.v1.DeleteSessionRequest
-	18, // 28: session.v1.SessionService.ListSessions:input_type -> session.v1.ListSessionsRequest
-	21, // 29: session.v1.SessionService.WatchSessions:input_type -> session.v1.WatchSessionsRequest
-	2,  // 30: session.v1.SessionService.TouchSession:input_type -> session.v1.TouchSessionRequest
-	4,  // 31: session.v1.SessionService.MergeProfiles:input_type -> session.v1.MergeProfilesRequest
-	7,  // 32: session.v1.SessionService.GetSessionStats:input_type -> session.v1.GetSessionStatsRequest
-	11, // 33: session.v1.SessionService.CreateSession:output_type -> session.v1.CreateSessionResponse
-	13, // 34: session.v1.SessionService.GetSession:output_type -> session.v1.GetSessionResponse
-	15, // 35: session.v1.SessionService.UpdateSession:output_type -> session.v1.UpdateSessionResponse
-	17, // 36: session.v1.SessionService.DeleteSession:output_type -> session.v1.DeleteSessionResponse
-	19, // 37: session.v1.SessionService.ListSessions:output_type -> session.v1.ListSessionsResponse
-	25, // 38: session.v1.SessionService.WatchSessions:output_type -> session.v1.WatchSessionsResponse
-	3,  // 39: session.v1.SessionService.TouchSession:output_type -> session.v1.TouchSessionResponse
-	5,  // 40: session.v1.SessionService.MergeProfiles:output_type -> session.v1.MergeProfilesResponse
-	9,  // 41: session.v1.SessionService.GetSessionStats:output_type -> session.v1.GetSessionStatsResponse
-	33, // [33:42] is the sub-list for method output_type
-	24, // [24:33] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	6,  // 24: session.v1.WatchSessionStatsRequest.filter:type_name -> session.v1.StatsFilter
+	0,  // 25: session.v1.WatchSessionStatsRequest.group_by:type_name -> session.v1.StatsGroupBy
+	29, // 26: session.v1.WatchSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
+	31, // 27: session.v1.WatchSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
+	31, // 28: session.v1.WatchSessionStatsRequest.min_interval:type_name -> google.protobuf.Duration
+	31, // 29: session.v1.WatchSessionStatsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	29, // 30: session.v1.StatsHeartbeat.checked_at:type_name -> google.protobuf.Timestamp
+	9,  // 31: session.v1.WatchSessionStatsResponse.stats:type_name -> session.v1.GetSessionStatsResponse
+	27, // 32: session.v1.WatchSessionStatsResponse.heartbeat:type_name -> session.v1.StatsHeartbeat
+	10, // 33: session.v1.SessionService.CreateSession:input_type -> session.v1.CreateSessionRequest
+	12, // 34: session.v1.SessionService.GetSession:input_type -> session.v1.GetSessionRequest
+	14, // 35: session.v1.SessionService.UpdateSession:input_type -> session.v1.UpdateSessionRequest
+	16, // 36: session.v1.SessionService.DeleteSession:input_type -> session.v1.DeleteSessionRequest
+	18, // 37: session.v1.SessionService.ListSessions:input_type -> session.v1.ListSessionsRequest
+	21, // 38: session.v1.SessionService.WatchSessions:input_type -> session.v1.WatchSessionsRequest
+	2,  // 39: session.v1.SessionService.TouchSession:input_type -> session.v1.TouchSessionRequest
+	4,  // 40: session.v1.SessionService.MergeProfiles:input_type -> session.v1.MergeProfilesRequest
+	7,  // 41: session.v1.SessionService.GetSessionStats:input_type -> session.v1.GetSessionStatsRequest
+	26, // 42: session.v1.SessionService.WatchSessionStats:input_type -> session.v1.WatchSessionStatsRequest
+	11, // 43: session.v1.SessionService.CreateSession:output_type -> session.v1.CreateSessionResponse
+	13, // 44: session.v1.SessionService.GetSession:output_type -> session.v1.GetSessionResponse
+	15, // 45: session.v1.SessionService.UpdateSession:output_type -> session.v1.UpdateSessionResponse
+	17, // 46: session.v1.SessionService.DeleteSession:output_type -> session.v1.DeleteSessionResponse
+	19, // 47: session.v1.SessionService.ListSessions:output_type -> session.v1.ListSessionsResponse
+	25, // 48: session.v1.SessionService.WatchSessions:output_type -> session.v1.WatchSessionsResponse
+	3,  // 49: session.v1.SessionService.TouchSession:output_type -> session.v1.TouchSessionResponse
+	5,  // 50: session.v1.SessionService.MergeProfiles:output_type -> session.v1.MergeProfilesResponse
+	9,  // 51: session.v1.SessionService.GetSessionStats:output_type -> session.v1.GetSessionStatsResponse
+	28, // 52: session.v1.SessionService.WatchSessionStats:output_type -> session.v1.WatchSessionStatsResponse
+	43, // [43:53] is the sub-list for method output_type
+	33, // [33:43] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_session_v1_session_service_proto_init() }
@@ -1915,13 +2180,17 @@ func file_session_v1_session_service_proto_init() {
 		(*WatchSessionsResponse_InitialStateEnd)(nil),
 		(*WatchSessionsResponse_Progress)(nil),
 	}
+	file_session_v1_session_service_proto_msgTypes[26].OneofWrappers = []any{
+		(*WatchSessionStatsResponse_Stats)(nil),
+		(*WatchSessionStatsResponse_Heartbeat)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_v1_session_service_proto_rawDesc), len(file_session_v1_session_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

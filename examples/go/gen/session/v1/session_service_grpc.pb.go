@@ -19,15 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SessionService_CreateSession_FullMethodName   = "/session.v1.SessionService/CreateSession"
-	SessionService_GetSession_FullMethodName      = "/session.v1.SessionService/GetSession"
-	SessionService_UpdateSession_FullMethodName   = "/session.v1.SessionService/UpdateSession"
-	SessionService_DeleteSession_FullMethodName   = "/session.v1.SessionService/DeleteSession"
-	SessionService_ListSessions_FullMethodName    = "/session.v1.SessionService/ListSessions"
-	SessionService_WatchSessions_FullMethodName   = "/session.v1.SessionService/WatchSessions"
-	SessionService_TouchSession_FullMethodName    = "/session.v1.SessionService/TouchSession"
-	SessionService_MergeProfiles_FullMethodName   = "/session.v1.SessionService/MergeProfiles"
-	SessionService_GetSessionStats_FullMethodName = "/session.v1.SessionService/GetSessionStats"
+	SessionService_CreateSession_FullMethodName     = "/session.v1.SessionService/CreateSession"
+	SessionService_GetSession_FullMethodName        = "/session.v1.SessionService/GetSession"
+	SessionService_UpdateSession_FullMethodName     = "/session.v1.SessionService/UpdateSession"
+	SessionService_DeleteSession_FullMethodName     = "/session.v1.SessionService/DeleteSession"
+	SessionService_ListSessions_FullMethodName      = "/session.v1.SessionService/ListSessions"
+	SessionService_WatchSessions_FullMethodName     = "/session.v1.SessionService/WatchSessions"
+	SessionService_TouchSession_FullMethodName      = "/session.v1.SessionService/TouchSession"
+	SessionService_MergeProfiles_FullMethodName     = "/session.v1.SessionService/MergeProfiles"
+	SessionService_GetSessionStats_FullMethodName   = "/session.v1.SessionService/GetSessionStats"
+	SessionService_WatchSessionStats_FullMethodName = "/session.v1.SessionService/WatchSessionStats"
 )
 
 // SessionServiceClient is the client API for SessionService service.
@@ -67,6 +68,10 @@ type SessionServiceClient interface {
 	MergeProfiles(ctx context.Context, in *MergeProfilesRequest, opts ...grpc.CallOption) (*MergeProfilesResponse, error)
 	// Counts sessions, grouped by one field, plus how many are online now.
 	GetSessionStats(ctx context.Context, in *GetSessionStatsRequest, opts ...grpc.CallOption) (*GetSessionStatsResponse, error)
+	// Streams the figures of GetSessionStats: the current ones at once, then new ones whenever
+	// they change (at most one message per min_interval), plus a heartbeat on a quiet stream.
+	// "Online now" also moves when sessions go idle. See docs/watch.md, "WatchSessionStats".
+	WatchSessionStats(ctx context.Context, in *WatchSessionStatsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchSessionStatsResponse], error)
 }
 
 type sessionServiceClient struct {
@@ -176,6 +181,25 @@ func (c *sessionServiceClient) GetSessionStats(ctx context.Context, in *GetSessi
 	return out, nil
 }
 
+func (c *sessionServiceClient) WatchSessionStats(ctx context.Context, in *WatchSessionStatsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchSessionStatsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SessionService_ServiceDesc.Streams[1], SessionService_WatchSessionStats_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchSessionStatsRequest, WatchSessionStatsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SessionService_WatchSessionStatsClient = grpc.ServerStreamingClient[WatchSessionStatsResponse]
+
 // SessionServiceServer is the server API for SessionService service.
 // All implementations must embed UnimplementedSessionServiceServer
 // for forward compatibility.
@@ -213,6 +237,10 @@ type SessionServiceServer interface {
 	MergeProfiles(context.Context, *MergeProfilesRequest) (*MergeProfilesResponse, error)
 	// Counts sessions, grouped by one field, plus how many are online now.
 	GetSessionStats(context.Context, *GetSessionStatsRequest) (*GetSessionStatsResponse, error)
+	// Streams the figures of GetSessionStats: the current ones at once, then new ones whenever
+	// they change (at most one message per min_interval), plus a heartbeat on a quiet stream.
+	// "Online now" also moves when sessions go idle. See docs/watch.md, "WatchSessionStats".
+	WatchSessionStats(*WatchSessionStatsRequest, grpc.ServerStreamingServer[WatchSessionStatsResponse]) error
 	mustEmbedUnimplementedSessionServiceServer()
 }
 
@@ -249,6 +277,9 @@ func (UnimplementedSessionServiceServer) MergeProfiles(context.Context, *MergePr
 }
 func (UnimplementedSessionServiceServer) GetSessionStats(context.Context, *GetSessionStatsRequest) (*GetSessionStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSessionStats not implemented")
+}
+func (UnimplementedSessionServiceServer) WatchSessionStats(*WatchSessionStatsRequest, grpc.ServerStreamingServer[WatchSessionStatsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchSessionStats not implemented")
 }
 func (UnimplementedSessionServiceServer) mustEmbedUnimplementedSessionServiceServer() {}
 func (UnimplementedSessionServiceServer) testEmbeddedByValue()                        {}
@@ -426,6 +457,17 @@ func _SessionService_GetSessionStats_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SessionService_WatchSessionStats_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchSessionStatsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SessionServiceServer).WatchSessionStats(m, &grpc.GenericServerStream[WatchSessionStatsRequest, WatchSessionStatsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SessionService_WatchSessionStatsServer = grpc.ServerStreamingServer[WatchSessionStatsResponse]
+
 // SessionService_ServiceDesc is the grpc.ServiceDesc for SessionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -470,6 +512,11 @@ var SessionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchSessions",
 			Handler:       _SessionService_WatchSessions_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchSessionStats",
+			Handler:       _SessionService_WatchSessionStats_Handler,
 			ServerStreams: true,
 		},
 	},

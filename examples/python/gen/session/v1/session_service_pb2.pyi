@@ -268,3 +268,35 @@ class WatchSessionsResponse(_message.Message):
     initial_state_end: InitialStateEnd
     progress: Progress
     def __init__(self, change: _Optional[_Union[SessionChange, _Mapping]] = ..., initial_state_end: _Optional[_Union[InitialStateEnd, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+
+class WatchSessionStatsRequest(_message.Message):
+    __slots__ = ("filter", "group_by", "since", "online_window", "min_interval", "heartbeat_interval")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MIN_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    filter: StatsFilter
+    group_by: StatsGroupBy
+    since: _timestamp_pb2.Timestamp
+    online_window: _duration_pb2.Duration
+    min_interval: _duration_pb2.Duration
+    heartbeat_interval: _duration_pb2.Duration
+    def __init__(self, filter: _Optional[_Union[StatsFilter, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., online_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class StatsHeartbeat(_message.Message):
+    __slots__ = ("checked_at", "revision")
+    CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    checked_at: _timestamp_pb2.Timestamp
+    revision: int
+    def __init__(self, checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class WatchSessionStatsResponse(_message.Message):
+    __slots__ = ("stats", "heartbeat")
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    stats: GetSessionStatsResponse
+    heartbeat: StatsHeartbeat
+    def __init__(self, stats: _Optional[_Union[GetSessionStatsResponse, _Mapping]] = ..., heartbeat: _Optional[_Union[StatsHeartbeat, _Mapping]] = ...) -> None: ...

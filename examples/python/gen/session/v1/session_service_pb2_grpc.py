@@ -83,6 +83,11 @@ class SessionServiceStub:
                 request_serializer=session_dot_v1_dot_session__service__pb2.GetSessionStatsRequest.SerializeToString,
                 response_deserializer=session_dot_v1_dot_session__service__pb2.GetSessionStatsResponse.FromString,
                 _registered_method=True)
+        self.WatchSessionStats = channel.unary_stream(
+                '/session.v1.SessionService/WatchSessionStats',
+                request_serializer=session_dot_v1_dot_session__service__pb2.WatchSessionStatsRequest.SerializeToString,
+                response_deserializer=session_dot_v1_dot_session__service__pb2.WatchSessionStatsResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -165,6 +170,15 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSessionStats(self, request, context):
+        """Streams the figures of GetSessionStats: the current ones at once, then new ones whenever
+        they change (at most one message per min_interval), plus a heartbeat on a quiet stream.
+        "Online now" also moves when sessions go idle. See docs/watch.md, "WatchSessionStats".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -212,6 +226,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.GetSessionStats,
                     request_deserializer=session_dot_v1_dot_session__service__pb2.GetSessionStatsRequest.FromString,
                     response_serializer=session_dot_v1_dot_session__service__pb2.GetSessionStatsResponse.SerializeToString,
+            ),
+            'WatchSessionStats': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSessionStats,
+                    request_deserializer=session_dot_v1_dot_session__service__pb2.WatchSessionStatsRequest.FromString,
+                    response_serializer=session_dot_v1_dot_session__service__pb2.WatchSessionStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -461,6 +480,33 @@ class SessionService:
             '/session.v1.SessionService/GetSessionStats',
             session_dot_v1_dot_session__service__pb2.GetSessionStatsRequest.SerializeToString,
             session_dot_v1_dot_session__service__pb2.GetSessionStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSessionStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/session.v1.SessionService/WatchSessionStats',
+            session_dot_v1_dot_session__service__pb2.WatchSessionStatsRequest.SerializeToString,
+            session_dot_v1_dot_session__service__pb2.WatchSessionStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
