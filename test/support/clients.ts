@@ -160,96 +160,79 @@ export function connectGrpcClient(port: number, options: SecureOptions): Session
   return wrapConnect(createClient(SessionService, createGrpcTransport({ ...connectTransportOptions(port, options) })));
 }
 
-export interface WatchStream {
-  /** The responses, in order; ends when the server ends the stream; throws CallError on an error status. */
-  messages: AsyncIterable<import("../../gen/session/v1/session_service_pb").WatchSessionsResponse>;
+/** The server-streaming methods of the service. */
+type StreamMethod = "watchSessions" | "watchSessionStats";
+type Method = (typeof SessionService)["method"];
+type StreamInit<M extends StreamMethod> = MessageInitShape<Method[M]["input"]>;
+
+/** A server stream: its responses in order; ends when the server ends it; throws CallError on an error status. */
+export interface ServerStream<T> {
+  messages: AsyncIterable<T>;
   cancel(): void;
 }
 
-type WatchInit = MessageInitShape<(typeof SessionService)["method"]["watchSessions"]["input"]>;
+export type WatchStream = ServerStream<MessageShape<Method["watchSessions"]["output"]>>;
+export type StatsStream = ServerStream<MessageShape<Method["watchSessionStats"]["output"]>>;
+type WatchInit = StreamInit<"watchSessions">;
+type StatsInit = StreamInit<"watchSessionStats">;
+type StreamOptions = { timeoutMs?: number } & SecureOptions;
+
+/** A server stream of `method` over grpc-js. */
+function grpcStream<M extends StreamMethod>(method: M, port: number, req: StreamInit<M>, options: StreamOptions) {
+  const defs = grpcDefinitions(SessionService);
+  const Ctor = grpc.makeGenericClientConstructor(defs, "SessionService");
+  const client = new Ctor(`${host(options)}:${port}`, grpcCredentials(options)) as unknown as Record<string, AnyFunction> & grpc.Client;
+  const callOptions: grpc.CallOptions = options.timeoutMs ? { deadline: Date.now() + options.timeoutMs } : {};
+  const input = SessionService.method[method].input as DescMessage;
+  const call = client[method].call(
+    client,
+    create(input, req as MessageInitShape<DescMessage>),
+    grpcMetadata(options),
+    callOptions,
+  ) as grpc.ClientReadableStream<MessageShape<Method[M]["output"]>>;
+  async function* iterate() {
+    try {
+      for await (const msg of call) yield msg as MessageShape<Method[M]["output"]>;
+    } catch (err) {
+      throw decodeGrpcError(err as grpc.ServiceError);
+    } finally {
+      client.close();
+    }
+  }
+  return { messages: iterate(), cancel: () => call.cancel() };
+}
+
+/** A server stream of `method` over the Connect protocol (HTTP/1.1, as a browser would). */
+function connectStream<M extends StreamMethod>(method: M, port: number, req: StreamInit<M>, options: StreamOptions) {
+  const client = createClient(SessionService, createConnectTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1" }));
+  const open = client[method] as (
+    req: StreamInit<M>,
+    opts: { signal: AbortSignal; timeoutMs?: number },
+  ) => AsyncIterable<MessageShape<Method[M]["output"]>>;
+  const abort = new AbortController();
+  async function* iterate() {
+    try {
+      yield* open(req, { signal: abort.signal, timeoutMs: options.timeoutMs });
+    } catch (err) {
+      const e = ConnectError.from(err);
+      throw new CallError(e.code, e.rawMessage, e.findDetails(ErrorInfoSchema)[0], e.findDetails(BadRequestSchema)[0]);
+    }
+  }
+  return { messages: iterate(), cancel: () => abort.abort() };
+}
 
 /** A WatchSessions stream over grpc-js. */
-export function grpcWatch(port: number, req: WatchInit, options: { timeoutMs?: number } & SecureOptions = {}): WatchStream {
-  const defs = grpcDefinitions(SessionService);
-  const Ctor = grpc.makeGenericClientConstructor(defs, "SessionService");
-  const client = new Ctor(`${host(options)}:${port}`, grpcCredentials(options)) as unknown as Record<string, AnyFunction> & grpc.Client;
-  const callOptions: grpc.CallOptions = options.timeoutMs ? { deadline: Date.now() + options.timeoutMs } : {};
-  const call = client.watchSessions.call(
-    client,
-    create(SessionService.method.watchSessions.input, req),
-    grpcMetadata(options),
-    callOptions,
-  ) as grpc.ClientReadableStream<never>;
-  async function* iterate() {
-    try {
-      for await (const msg of call) yield msg;
-    } catch (err) {
-      throw decodeGrpcError(err as grpc.ServiceError);
-    } finally {
-      client.close();
-    }
-  }
-  return { messages: iterate(), cancel: () => call.cancel() };
-}
+export const grpcWatch = (port: number, req: WatchInit, options: StreamOptions = {}): WatchStream =>
+  grpcStream("watchSessions", port, req, options);
 
-/** A WatchSessions stream over the Connect protocol (HTTP/1.1, as a browser would). */
-export function connectWatch(port: number, req: WatchInit, options: { timeoutMs?: number } & SecureOptions = {}): WatchStream {
-  const client = createClient(SessionService, createConnectTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1" }));
-  const abort = new AbortController();
-  async function* iterate() {
-    try {
-      yield* client.watchSessions(req, { signal: abort.signal, timeoutMs: options.timeoutMs });
-    } catch (err) {
-      const e = ConnectError.from(err);
-      throw new CallError(e.code, e.rawMessage, e.findDetails(ErrorInfoSchema)[0], e.findDetails(BadRequestSchema)[0]);
-    }
-  }
-  return { messages: iterate(), cancel: () => abort.abort() };
-}
-
-export interface StatsStream {
-  /** The responses, in order; ends when the server ends the stream; throws CallError on an error status. */
-  messages: AsyncIterable<import("../../gen/session/v1/session_service_pb").WatchSessionStatsResponse>;
-  cancel(): void;
-}
-
-type StatsInit = MessageInitShape<(typeof SessionService)["method"]["watchSessionStats"]["input"]>;
+/** A WatchSessions stream over the Connect protocol (HTTP/1.1). */
+export const connectWatch = (port: number, req: WatchInit, options: StreamOptions = {}): WatchStream =>
+  connectStream("watchSessions", port, req, options);
 
 /** A WatchSessionStats stream over grpc-js. */
-export function grpcStatsWatch(port: number, req: StatsInit, options: { timeoutMs?: number } & SecureOptions = {}): StatsStream {
-  const defs = grpcDefinitions(SessionService);
-  const Ctor = grpc.makeGenericClientConstructor(defs, "SessionService");
-  const client = new Ctor(`${host(options)}:${port}`, grpcCredentials(options)) as unknown as Record<string, AnyFunction> & grpc.Client;
-  const callOptions: grpc.CallOptions = options.timeoutMs ? { deadline: Date.now() + options.timeoutMs } : {};
-  const call = client.watchSessionStats.call(
-    client,
-    create(SessionService.method.watchSessionStats.input, req),
-    grpcMetadata(options),
-    callOptions,
-  ) as grpc.ClientReadableStream<never>;
-  async function* iterate() {
-    try {
-      for await (const msg of call) yield msg;
-    } catch (err) {
-      throw decodeGrpcError(err as grpc.ServiceError);
-    } finally {
-      client.close();
-    }
-  }
-  return { messages: iterate(), cancel: () => call.cancel() };
-}
+export const grpcStatsWatch = (port: number, req: StatsInit, options: StreamOptions = {}): StatsStream =>
+  grpcStream("watchSessionStats", port, req, options);
 
-/** A WatchSessionStats stream over the Connect protocol (HTTP/1.1, as a browser would). */
-export function connectStatsWatch(port: number, req: StatsInit, options: { timeoutMs?: number } & SecureOptions = {}): StatsStream {
-  const client = createClient(SessionService, createConnectTransport({ ...connectTransportOptions(port, options), httpVersion: "1.1" }));
-  const abort = new AbortController();
-  async function* iterate() {
-    try {
-      yield* client.watchSessionStats(req, { signal: abort.signal, timeoutMs: options.timeoutMs });
-    } catch (err) {
-      const e = ConnectError.from(err);
-      throw new CallError(e.code, e.rawMessage, e.findDetails(ErrorInfoSchema)[0], e.findDetails(BadRequestSchema)[0]);
-    }
-  }
-  return { messages: iterate(), cancel: () => abort.abort() };
-}
+/** A WatchSessionStats stream over the Connect protocol (HTTP/1.1). */
+export const connectStatsWatch = (port: number, req: StatsInit, options: StreamOptions = {}): StatsStream =>
+  connectStream("watchSessionStats", port, req, options);
