@@ -27,6 +27,14 @@ function imports(file: string): { target: string; typeOnly: boolean }[] {
 const sources = files("src", ".ts");
 
 describe("layout", () => {
+  it("reads the imports it checks (a parser that finds none would pass every rule)", () => {
+    expect(imports("src/domain/watch/feed.ts").map((i) => i.target)).toEqual(
+      expect.arrayContaining(["src/domain/store", "src/domain/errors", "src/log"]),
+    );
+    expect(imports("src/domain/watch/feed.ts").find((i) => i.target === "src/log")?.typeOnly).toBe(true);
+    expect(imports("src/server.ts").filter((i) => i.target.startsWith("src/store/")).length).toBeGreaterThan(0);
+  });
+
   it("the domain imports only the domain (and the Logger type)", () => {
     const outside = sources
       .filter((f) => f.startsWith("src/domain/"))
