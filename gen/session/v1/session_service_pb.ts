@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file session/v1/session_service.proto.
  */
 export const file_session_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJbChNUb3VjaFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHBhZ2VfdXJsGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChRUb3VjaFNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIk0KFE1lcmdlUHJvZmlsZXNSZXF1ZXN0EhoKEnNvdXJjZV9wcm9maWxlX2lkcxgBIAMoCRIZChF0YXJnZXRfcHJvZmlsZV9pZBgCIAEoCSJKChVNZXJnZVByb2ZpbGVzUmVzcG9uc2USFgoObW92ZWRfc2Vzc2lvbnMYASABKAUSGQoRbW92ZWRfc2Vzc2lvbl9pZHMYAiADKAkiQgoLU3RhdHNGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCSLKAQoWR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iNQoKU3RhdHNHcm91cBIQCgNrZXkYASABKAlIAIgBARINCgVjb3VudBgCIAEoA0IGCgRfa2V5IpUBChdHZXRTZXNzaW9uU3RhdHNSZXNwb25zZRINCgV0b3RhbBgBIAEoAxImCgZncm91cHMYAiADKAsyFi5zZXNzaW9uLnYxLlN0YXRzR3JvdXASEgoKb25saW5lX25vdxgDIAEoAxIvCgtjb21wdXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidgoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhISCgp1c2VyX2FnZW50GAIgASgJEhAKCHBhZ2VfdXJsGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiPQoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iHwoRR2V0U2Vzc2lvblJlcXVlc3QSCgoCaWQYASABKAkiOgoSR2V0U2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iyQEKFFVwZGF0ZVNlc3Npb25SZXF1ZXN0EiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEh4KEWV4cGVjdGVkX3JldmlzaW9uGAMgASgDSACIAQESEgoKdXNlcl9hZ2VudBgEIAEoCRIQCghwYWdlX3VybBgFIAEoCUIUChJfZXhwZWN0ZWRfcmV2aXNpb24iPQoVVXBkYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iWAoURGVsZXRlU2Vzc2lvblJlcXVlc3QSCgoCaWQYASABKAkSHgoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKANIAIgBAUIUChJfZXhwZWN0ZWRfcmV2aXNpb24iKQoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlEhAKCHJldmlzaW9uGAEgASgDItEBChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhIKCnByb2ZpbGVfaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEg8KB2NoYW5uZWwYAyABKAkSLwoLaW5zZXJ0X2Zyb20YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWluc2VydF90bxgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkiVgoUTGlzdFNlc3Npb25zUmVzcG9uc2USJQoIc2Vzc2lvbnMYASADKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIk8KC1dhdGNoRmlsdGVyEhIKCnByb2ZpbGVfaWQYASABKAkSCwoDaWRzGAIgAygJEg4KBnN0YXR1cxgDIAEoCRIPCgdjaGFubmVsGAQgASgJIrwBChRXYXRjaFNlc3Npb25zUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLldhdGNoRmlsdGVyEhsKDmFmdGVyX3JldmlzaW9uGAIgASgDSACIAQESFAoMc2VuZF9pbml0aWFsGAMgASgIEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIRCg9fYWZ0ZXJfcmV2aXNpb24ibQoNU2Vzc2lvbkNoYW5nZRIkCgRraW5kGAEgASgOMhYuc2Vzc2lvbi52MS5DaGFuZ2VLaW5kEiQKB3Nlc3Npb24YAiABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SEAoIcmV2aXNpb24YAyABKAMiIwoPSW5pdGlhbFN0YXRlRW5kEhAKCHJldmlzaW9uGAEgASgDIhwKCFByb2dyZXNzEhAKCHJldmlzaW9uGAEgASgDIrEBChVXYXRjaFNlc3Npb25zUmVzcG9uc2USKwoGY2hhbmdlGAEgASgLMhkuc2Vzc2lvbi52MS5TZXNzaW9uQ2hhbmdlSAASOAoRaW5pdGlhbF9zdGF0ZV9lbmQYAiABKAsyGy5zZXNzaW9uLnYxLkluaXRpYWxTdGF0ZUVuZEgAEigKCHByb2dyZXNzGAMgASgLMhQuc2Vzc2lvbi52MS5Qcm9ncmVzc0gAQgcKBWV2ZW50IrQCChhXYXRjaFNlc3Npb25TdGF0c1JlcXVlc3QSJwoGZmlsdGVyGAEgASgLMhcuc2Vzc2lvbi52MS5TdGF0c0ZpbHRlchIqCghncm91cF9ieRgCIAEoDjIYLnNlc3Npb24udjEuU3RhdHNHcm91cEJ5EikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg1vbmxpbmVfd2luZG93GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KDG1pbl9pbnRlcnZhbBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iUgoOU3RhdHNIZWFydGJlYXQSLgoKY2hlY2tlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmV2aXNpb24YAiABKAMiiwEKGVdhdGNoU2Vzc2lvblN0YXRzUmVzcG9uc2USNAoFc3RhdHMYASABKAsyIy5zZXNzaW9uLnYxLkdldFNlc3Npb25TdGF0c1Jlc3BvbnNlSAASLwoJaGVhcnRiZWF0GAIgASgLMhouc2Vzc2lvbi52MS5TdGF0c0hlYXJ0YmVhdEgAQgcKBWV2ZW50Kv4BCgxTdGF0c0dyb3VwQnkSHgoaU1RBVFNfR1JPVVBfQllfVU5TUEVDSUZJRUQQABIaChZTVEFUU19HUk9VUF9CWV9DSEFOTkVMEAESGQoVU1RBVFNfR1JPVVBfQllfU1RBVFVTEAISHgoaU1RBVFNfR1JPVVBfQllfREVWSUNFX1RZUEUQAxIaChZTVEFUU19HUk9VUF9CWV9PU19OQU1FEAQSGwoXU1RBVFNfR1JPVVBfQllfQVBQX05BTUUQBRIfChtTVEFUU19HUk9VUF9CWV9DT1VOVFJZX0NPREUQBhIdChlTVEFUU19HUk9VUF9CWV9VVE1fU09VUkNFEAcqygEKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOR0VfS0lORF9JTklUSUFMEAESFwoTQ0hBTkdFX0tJTkRfQ1JFQVRFRBACEhcKE0NIQU5HRV9LSU5EX1VQREFURUQQAxIXChNDSEFOR0VfS0lORF9ERUxFVEVEEAQSHgoaQ0hBTkdFX0tJTkRfRU5URVJFRF9GSUxURVIQBRIbChdDSEFOR0VfS0lORF9MRUZUX0ZJTFRFUhAGMoIHCg5TZXNzaW9uU2VydmljZRJUCg1DcmVhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlElAKCkdldFNlc3Npb24SHS5zZXNzaW9uLnYxLkdldFNlc3Npb25SZXF1ZXN0Gh4uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVzcG9uc2UiA5ACARJUCg1VcGRhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5VcGRhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlc3BvbnNlElQKDURlbGV0ZVNlc3Npb24SIC5zZXNzaW9uLnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiEuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2USVgoMTGlzdFNlc3Npb25zEh8uc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBElYKDVdhdGNoU2Vzc2lvbnMSIC5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvbnNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVzcG9uc2UwARJRCgxUb3VjaFNlc3Npb24SHy5zZXNzaW9uLnYxLlRvdWNoU2Vzc2lvblJlcXVlc3QaIC5zZXNzaW9uLnYxLlRvdWNoU2Vzc2lvblJlc3BvbnNlElQKDU1lcmdlUHJvZmlsZXMSIC5zZXNzaW9uLnYxLk1lcmdlUHJvZmlsZXNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5NZXJnZVByb2ZpbGVzUmVzcG9uc2USXwoPR2V0U2Vzc2lvblN0YXRzEiIuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXF1ZXN0GiMuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZSIDkAIBEmIKEVdhdGNoU2Vzc2lvblN0YXRzEiQuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25TdGF0c1JlcXVlc3QaJS5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvblN0YXRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
+  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJbChNUb3VjaFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHBhZ2VfdXJsGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChRUb3VjaFNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIk0KFE1lcmdlUHJvZmlsZXNSZXF1ZXN0EhoKEnNvdXJjZV9wcm9maWxlX2lkcxgBIAMoCRIZChF0YXJnZXRfcHJvZmlsZV9pZBgCIAEoCSJKChVNZXJnZVByb2ZpbGVzUmVzcG9uc2USFgoObW92ZWRfc2Vzc2lvbnMYASABKAUSGQoRbW92ZWRfc2Vzc2lvbl9pZHMYAiADKAkiQgoLU3RhdHNGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCSKUAgoWR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoKYnJlYWtkb3ducxgFIAMoDjIYLnNlc3Npb24udjEuU3RhdHNHcm91cEJ5EhoKEnN0YXJ0ZWRfcGVyX21pbnV0ZRgGIAEoCCI1CgpTdGF0c0dyb3VwEhAKA2tleRgBIAEoCUgAiAEBEg0KBWNvdW50GAIgASgDQgYKBF9rZXki+gEKF0dldFNlc3Npb25TdGF0c1Jlc3BvbnNlEg0KBXRvdGFsGAEgASgDEiYKBmdyb3VwcxgCIAMoCzIWLnNlc3Npb24udjEuU3RhdHNHcm91cBISCgpvbmxpbmVfbm93GAMgASgDEi8KC2NvbXB1dGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpicmVha2Rvd25zGAUgAygLMhouc2Vzc2lvbi52MS5TdGF0c0JyZWFrZG93bhIzChJzdGFydGVkX3Blcl9taW51dGUYBiADKAsyFy5zZXNzaW9uLnYxLk1pbnV0ZUNvdW50ImQKDlN0YXRzQnJlYWtkb3duEioKCGdyb3VwX2J5GAEgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSJgoGZ3JvdXBzGAIgAygLMhYuc2Vzc2lvbi52MS5TdGF0c0dyb3VwIkcKC01pbnV0ZUNvdW50EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVjb3VudBgCIAEoAyJ2ChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEhIKCnVzZXJfYWdlbnQYAiABKAkSEAoIcGFnZV91cmwYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoCSI9ChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiIfChFHZXRTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCSI6ChJHZXRTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiLJAQoUVXBkYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHgoRZXhwZWN0ZWRfcmV2aXNpb24YAyABKANIAIgBARISCgp1c2VyX2FnZW50GAQgASgJEhAKCHBhZ2VfdXJsGAUgASgJQhQKEl9leHBlY3RlZF9yZXZpc2lvbiI9ChVVcGRhdGVTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiJYChREZWxldGVTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIeChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoA0gAiAEBQhQKEl9leHBlY3RlZF9yZXZpc2lvbiIpChVEZWxldGVTZXNzaW9uUmVzcG9uc2USEAoIcmV2aXNpb24YASABKAMi0QEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCRIvCgtpbnNlcnRfZnJvbRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJaW5zZXJ0X3RvGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSJWChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIlCghzZXNzaW9ucxgBIAMoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTwoLV2F0Y2hGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRILCgNpZHMYAiADKAkSDgoGc3RhdHVzGAMgASgJEg8KB2NoYW5uZWwYBCABKAkivAEKFFdhdGNoU2Vzc2lvbnNSZXF1ZXN0EicKBmZpbHRlchgBIAEoCzIXLnNlc3Npb24udjEuV2F0Y2hGaWx0ZXISGwoOYWZ0ZXJfcmV2aXNpb24YAiABKANIAIgBARIUCgxzZW5kX2luaXRpYWwYAyABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhEKD19hZnRlcl9yZXZpc2lvbiJtCg1TZXNzaW9uQ2hhbmdlEiQKBGtpbmQYASABKA4yFi5zZXNzaW9uLnYxLkNoYW5nZUtpbmQSJAoHc2Vzc2lvbhgCIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIQCghyZXZpc2lvbhgDIAEoAyIjCg9Jbml0aWFsU3RhdGVFbmQSEAoIcmV2aXNpb24YASABKAMiHAoIUHJvZ3Jlc3MSEAoIcmV2aXNpb24YASABKAMisQEKFVdhdGNoU2Vzc2lvbnNSZXNwb25zZRIrCgZjaGFuZ2UYASABKAsyGS5zZXNzaW9uLnYxLlNlc3Npb25DaGFuZ2VIABI4ChFpbml0aWFsX3N0YXRlX2VuZBgCIAEoCzIbLnNlc3Npb24udjEuSW5pdGlhbFN0YXRlRW5kSAASKAoIcHJvZ3Jlc3MYAyABKAsyFC5zZXNzaW9uLnYxLlByb2dyZXNzSABCBwoFZXZlbnQi/gIKGFdhdGNoU2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoMbWluX2ludGVydmFsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgpicmVha2Rvd25zGAcgAygOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSGgoSc3RhcnRlZF9wZXJfbWludXRlGAggASgIIlIKDlN0YXRzSGVhcnRiZWF0Ei4KCmNoZWNrZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGAIgASgDIosBChlXYXRjaFNlc3Npb25TdGF0c1Jlc3BvbnNlEjQKBXN0YXRzGAEgASgLMiMuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZUgAEi8KCWhlYXJ0YmVhdBgCIAEoCzIaLnNlc3Npb24udjEuU3RhdHNIZWFydGJlYXRIAEIHCgVldmVudCr+AQoMU3RhdHNHcm91cEJ5Eh4KGlNUQVRTX0dST1VQX0JZX1VOU1BFQ0lGSUVEEAASGgoWU1RBVFNfR1JPVVBfQllfQ0hBTk5FTBABEhkKFVNUQVRTX0dST1VQX0JZX1NUQVRVUxACEh4KGlNUQVRTX0dST1VQX0JZX0RFVklDRV9UWVBFEAMSGgoWU1RBVFNfR1JPVVBfQllfT1NfTkFNRRAEEhsKF1NUQVRTX0dST1VQX0JZX0FQUF9OQU1FEAUSHwobU1RBVFNfR1JPVVBfQllfQ09VTlRSWV9DT0RFEAYSHQoZU1RBVFNfR1JPVVBfQllfVVRNX1NPVVJDRRAHKsoBCgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQ0hBTkdFX0tJTkRfSU5JVElBTBABEhcKE0NIQU5HRV9LSU5EX0NSRUFURUQQAhIXChNDSEFOR0VfS0lORF9VUERBVEVEEAMSFwoTQ0hBTkdFX0tJTkRfREVMRVRFRBAEEh4KGkNIQU5HRV9LSU5EX0VOVEVSRURfRklMVEVSEAUSGwoXQ0hBTkdFX0tJTkRfTEVGVF9GSUxURVIQBjKCBwoOU2Vzc2lvblNlcnZpY2USVAoNQ3JlYXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJQCgpHZXRTZXNzaW9uEh0uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVxdWVzdBoeLnNlc3Npb24udjEuR2V0U2Vzc2lvblJlc3BvbnNlIgOQAgESVAoNVXBkYXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLlVwZGF0ZVNlc3Npb25SZXNwb25zZRJUCg1EZWxldGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlElYKDExpc3RTZXNzaW9ucxIfLnNlc3Npb24udjEuTGlzdFNlc3Npb25zUmVxdWVzdBogLnNlc3Npb24udjEuTGlzdFNlc3Npb25zUmVzcG9uc2UiA5ACARJWCg1XYXRjaFNlc3Npb25zEiAuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVxdWVzdBohLnNlc3Npb24udjEuV2F0Y2hTZXNzaW9uc1Jlc3BvbnNlMAESUQoMVG91Y2hTZXNzaW9uEh8uc2Vzc2lvbi52MS5Ub3VjaFNlc3Npb25SZXF1ZXN0GiAuc2Vzc2lvbi52MS5Ub3VjaFNlc3Npb25SZXNwb25zZRJUCg1NZXJnZVByb2ZpbGVzEiAuc2Vzc2lvbi52MS5NZXJnZVByb2ZpbGVzUmVxdWVzdBohLnNlc3Npb24udjEuTWVyZ2VQcm9maWxlc1Jlc3BvbnNlEl8KD0dldFNlc3Npb25TdGF0cxIiLnNlc3Npb24udjEuR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBojLnNlc3Npb24udjEuR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2UiA5ACARJiChFXYXRjaFNlc3Npb25TdGF0cxIkLnNlc3Npb24udjEuV2F0Y2hTZXNzaW9uU3RhdHNSZXF1ZXN0GiUuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25TdGF0c1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
 
 /**
  * TouchSessionRequest records activity on a session.
@@ -200,6 +200,22 @@ export type GetSessionStatsRequest = Message<"session.v1.GetSessionStatsRequest"
    * @generated from field: google.protobuf.Duration online_window = 4;
    */
   onlineWindow?: Duration | undefined;
+
+  /**
+   * More fields to group the same sessions by, in the same snapshot: one entry each in
+   * `breakdowns`, in this order (at most 7, no repeats, not UNSPECIFIED).
+   *
+   * @generated from field: repeated session.v1.StatsGroupBy breakdowns = 5;
+   */
+  breakdowns: StatsGroupBy[];
+
+  /**
+   * Also count the sessions started (inserted) in each minute of the last hour, in
+   * `started_per_minute`.
+   *
+   * @generated from field: bool started_per_minute = 6;
+   */
+  startedPerMinute: boolean;
 };
 
 /**
@@ -270,6 +286,21 @@ export type GetSessionStatsResponse = Message<"session.v1.GetSessionStatsRespons
    * @generated from field: google.protobuf.Timestamp computed_at = 4;
    */
   computedAt?: Timestamp | undefined;
+
+  /**
+   * The counts per field asked for in the request's `breakdowns`, in that order.
+   *
+   * @generated from field: repeated session.v1.StatsBreakdown breakdowns = 5;
+   */
+  breakdowns: StatsBreakdown[];
+
+  /**
+   * With started_per_minute: 60 entries, oldest first, one per minute of the last hour (the last
+   * one is the current, partial minute); the filter and `since` apply.
+   *
+   * @generated from field: repeated session.v1.MinuteCount started_per_minute = 6;
+   */
+  startedPerMinute: MinuteCount[];
 };
 
 /**
@@ -278,6 +309,62 @@ export type GetSessionStatsResponse = Message<"session.v1.GetSessionStatsRespons
  */
 export const GetSessionStatsResponseSchema: GenMessage<GetSessionStatsResponse> = /*@__PURE__*/
   messageDesc(file_session_v1_session_service, 7);
+
+/**
+ * StatsBreakdown is the counts of the matching sessions grouped by one more field.
+ *
+ * @generated from message session.v1.StatsBreakdown
+ */
+export type StatsBreakdown = Message<"session.v1.StatsBreakdown"> & {
+  /**
+   * The field grouped by.
+   *
+   * @generated from field: session.v1.StatsGroupBy group_by = 1;
+   */
+  groupBy: StatsGroupBy;
+
+  /**
+   * Counts per value, largest first (then by key); their sum is the response's `total`.
+   *
+   * @generated from field: repeated session.v1.StatsGroup groups = 2;
+   */
+  groups: StatsGroup[];
+};
+
+/**
+ * Describes the message session.v1.StatsBreakdown.
+ * Use `create(StatsBreakdownSchema)` to create a new message.
+ */
+export const StatsBreakdownSchema: GenMessage<StatsBreakdown> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 8);
+
+/**
+ * MinuteCount is how many matching sessions started in one minute.
+ *
+ * @generated from message session.v1.MinuteCount
+ */
+export type MinuteCount = Message<"session.v1.MinuteCount"> & {
+  /**
+   * The start of the minute (server clock, whole minutes).
+   *
+   * @generated from field: google.protobuf.Timestamp start = 1;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * Sessions inserted in [start, start + 1 minute).
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message session.v1.MinuteCount.
+ * Use `create(MinuteCountSchema)` to create a new message.
+ */
+export const MinuteCountSchema: GenMessage<MinuteCount> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 9);
 
 /**
  * CreateSessionRequest carries the new session and the raw request data to enrich it from.
@@ -319,7 +406,7 @@ export type CreateSessionRequest = Message<"session.v1.CreateSessionRequest"> & 
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 8);
+  messageDesc(file_session_v1_session_service, 10);
 
 /**
  * CreateSessionResponse returns the stored session.
@@ -340,7 +427,7 @@ export type CreateSessionResponse = Message<"session.v1.CreateSessionResponse"> 
  * Use `create(CreateSessionResponseSchema)` to create a new message.
  */
 export const CreateSessionResponseSchema: GenMessage<CreateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 9);
+  messageDesc(file_session_v1_session_service, 11);
 
 /**
  * GetSessionRequest names the session to read.
@@ -361,7 +448,7 @@ export type GetSessionRequest = Message<"session.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 10);
+  messageDesc(file_session_v1_session_service, 12);
 
 /**
  * GetSessionResponse returns the stored session.
@@ -382,7 +469,7 @@ export type GetSessionResponse = Message<"session.v1.GetSessionResponse"> & {
  * Use `create(GetSessionResponseSchema)` to create a new message.
  */
 export const GetSessionResponseSchema: GenMessage<GetSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 11);
+  messageDesc(file_session_v1_session_service, 13);
 
 /**
  * UpdateSessionRequest changes the fields of a session named by update_mask.
@@ -433,7 +520,7 @@ export type UpdateSessionRequest = Message<"session.v1.UpdateSessionRequest"> & 
  * Use `create(UpdateSessionRequestSchema)` to create a new message.
  */
 export const UpdateSessionRequestSchema: GenMessage<UpdateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 12);
+  messageDesc(file_session_v1_session_service, 14);
 
 /**
  * UpdateSessionResponse returns the session after the update.
@@ -454,7 +541,7 @@ export type UpdateSessionResponse = Message<"session.v1.UpdateSessionResponse"> 
  * Use `create(UpdateSessionResponseSchema)` to create a new message.
  */
 export const UpdateSessionResponseSchema: GenMessage<UpdateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 13);
+  messageDesc(file_session_v1_session_service, 15);
 
 /**
  * DeleteSessionRequest names the session to delete.
@@ -482,7 +569,7 @@ export type DeleteSessionRequest = Message<"session.v1.DeleteSessionRequest"> & 
  * Use `create(DeleteSessionRequestSchema)` to create a new message.
  */
 export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 14);
+  messageDesc(file_session_v1_session_service, 16);
 
 /**
  * DeleteSessionResponse confirms a delete.
@@ -503,7 +590,7 @@ export type DeleteSessionResponse = Message<"session.v1.DeleteSessionResponse"> 
  * Use `create(DeleteSessionResponseSchema)` to create a new message.
  */
 export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 15);
+  messageDesc(file_session_v1_session_service, 17);
 
 /**
  * ListSessionsRequest filters and pages sessions; empty filters match everything.
@@ -566,7 +653,7 @@ export type ListSessionsRequest = Message<"session.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 16);
+  messageDesc(file_session_v1_session_service, 18);
 
 /**
  * ListSessionsResponse returns one page of sessions, newest first.
@@ -594,7 +681,7 @@ export type ListSessionsResponse = Message<"session.v1.ListSessionsResponse"> & 
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 17);
+  messageDesc(file_session_v1_session_service, 19);
 
 /**
  * WatchFilter selects the sessions a watcher receives; empty fields match everything and the
@@ -637,7 +724,7 @@ export type WatchFilter = Message<"session.v1.WatchFilter"> & {
  * Use `create(WatchFilterSchema)` to create a new message.
  */
 export const WatchFilterSchema: GenMessage<WatchFilter> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 18);
+  messageDesc(file_session_v1_session_service, 20);
 
 /**
  * WatchSessionsRequest opens a watch.
@@ -681,7 +768,7 @@ export type WatchSessionsRequest = Message<"session.v1.WatchSessionsRequest"> & 
  * Use `create(WatchSessionsRequestSchema)` to create a new message.
  */
 export const WatchSessionsRequestSchema: GenMessage<WatchSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 19);
+  messageDesc(file_session_v1_session_service, 21);
 
 /**
  * SessionChange is one change of one session (or one session of the initial state).
@@ -717,7 +804,7 @@ export type SessionChange = Message<"session.v1.SessionChange"> & {
  * Use `create(SessionChangeSchema)` to create a new message.
  */
 export const SessionChangeSchema: GenMessage<SessionChange> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 20);
+  messageDesc(file_session_v1_session_service, 22);
 
 /**
  * InitialStateEnd marks the end of the initial state sent for send_initial.
@@ -738,7 +825,7 @@ export type InitialStateEnd = Message<"session.v1.InitialStateEnd"> & {
  * Use `create(InitialStateEndSchema)` to create a new message.
  */
 export const InitialStateEndSchema: GenMessage<InitialStateEnd> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 21);
+  messageDesc(file_session_v1_session_service, 23);
 
 /**
  * Progress is a heartbeat: the watcher has received every matching change up to `revision`.
@@ -759,7 +846,7 @@ export type Progress = Message<"session.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 22);
+  messageDesc(file_session_v1_session_service, 24);
 
 /**
  * WatchSessionsResponse is one message of a watch stream.
@@ -804,7 +891,7 @@ export type WatchSessionsResponse = Message<"session.v1.WatchSessionsResponse"> 
  * Use `create(WatchSessionsResponseSchema)` to create a new message.
  */
 export const WatchSessionsResponseSchema: GenMessage<WatchSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 23);
+  messageDesc(file_session_v1_session_service, 25);
 
 /**
  * WatchSessionStatsRequest opens a stream of live figures: what GetSessionStats counts, and how
@@ -855,6 +942,20 @@ export type WatchSessionStatsRequest = Message<"session.v1.WatchSessionStatsRequ
    * @generated from field: google.protobuf.Duration heartbeat_interval = 6;
    */
   heartbeatInterval?: Duration | undefined;
+
+  /**
+   * As in GetSessionStatsRequest: more fields to group by, answered in `stats.breakdowns`.
+   *
+   * @generated from field: repeated session.v1.StatsGroupBy breakdowns = 7;
+   */
+  breakdowns: StatsGroupBy[];
+
+  /**
+   * As in GetSessionStatsRequest: the sessions started per minute over the last hour.
+   *
+   * @generated from field: bool started_per_minute = 8;
+   */
+  startedPerMinute: boolean;
 };
 
 /**
@@ -862,7 +963,7 @@ export type WatchSessionStatsRequest = Message<"session.v1.WatchSessionStatsRequ
  * Use `create(WatchSessionStatsRequestSchema)` to create a new message.
  */
 export const WatchSessionStatsRequestSchema: GenMessage<WatchSessionStatsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 24);
+  messageDesc(file_session_v1_session_service, 26);
 
 /**
  * StatsHeartbeat says that the figures last sent are still the current ones.
@@ -890,7 +991,7 @@ export type StatsHeartbeat = Message<"session.v1.StatsHeartbeat"> & {
  * Use `create(StatsHeartbeatSchema)` to create a new message.
  */
 export const StatsHeartbeatSchema: GenMessage<StatsHeartbeat> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 25);
+  messageDesc(file_session_v1_session_service, 27);
 
 /**
  * WatchSessionStatsResponse is one message of a stats stream.
@@ -927,7 +1028,7 @@ export type WatchSessionStatsResponse = Message<"session.v1.WatchSessionStatsRes
  * Use `create(WatchSessionStatsResponseSchema)` to create a new message.
  */
 export const WatchSessionStatsResponseSchema: GenMessage<WatchSessionStatsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 26);
+  messageDesc(file_session_v1_session_service, 28);
 
 /**
  * StatsGroupBy is the field GetSessionStats groups by.
