@@ -230,6 +230,10 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
         grpcServer.forceShutdown();
         http.closeAllConnections();
       }, config.shutdownGraceMs);
+      // A connection whose last call just ended (a watch ended by the shutdown) is idle only
+      // from then on: closed as it becomes idle, so a client that retries at once (the
+      // dashboard) cannot hold the shutdown for the whole grace period.
+      const idle = setInterval(() => http.closeIdleConnections(), 50);
       await Promise.all([
         new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())),
         new Promise<void>((resolve) => {
@@ -237,6 +241,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
           http.closeIdleConnections();
         }),
       ]);
+      clearInterval(idle);
       clearTimeout(grace);
       tls?.close();
       keys?.close();

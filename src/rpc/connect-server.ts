@@ -264,6 +264,8 @@ export function createHttpServer(options: HttpServiceOptions): HttpServer {
   const allowAny = options.corsOrigins.includes("*");
   const allowed = new Set(options.corsOrigins);
   const onRequest = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
+    // Shutting down: this is the connection's last answer (HTTP/2 gets GOAWAY instead).
+    if (options.shutdown.aborted && req.httpVersionMajor === 1) res.setHeader("Connection", "close");
     const origin = req.headers.origin;
     if (!allowAny && allowed.size > 0) res.setHeader("Vary", "Origin");
     if (origin && (allowAny || allowed.has(origin))) {
