@@ -109,7 +109,8 @@ export class Queries {
     return found;
   }
 
-  stats(query: StatsQuery): StatsResult {
+  /** Total, groups and online count over the sessions themselves (no breakdowns, no minutes). */
+  stats(query: StatsQuery): Pick<StatsResult, "total" | "groups" | "online"> {
     const { where, params } = filterTerms(query);
     params.unshift(query.onlineSince.getTime());
     const key = query.groupBy === undefined ? "NULL" : STATS_COLUMNS[query.groupBy];
@@ -123,7 +124,7 @@ export class Queries {
       this.statsStatements.set(sql, stmt);
     }
     const rows = stmt.all(...params);
-    const result: StatsResult = { total: 0, groups: [], online: 0 };
+    const result: Pick<StatsResult, "total" | "groups" | "online"> = { total: 0, groups: [], online: 0 };
     for (const row of rows) {
       result.total += row.n;
       result.online += row.online;

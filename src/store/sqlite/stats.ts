@@ -6,13 +6,16 @@
 // - online: the active sessions with activity at or after onlineSince, through the partial index
 //   on active sessions' activity: it costs what the online sessions cost;
 // - with a `profileId` filter: the profile's sessions, counted through the profile index
-//   (Queries.stats, a scan of that profile's sessions only).
+//   (Queries.stats, a scan of that profile's sessions only);
+// - breakdowns: each one more such sum (or profile scan), grouped by its field;
+// - sessions started per minute: one range read of the insert-time index over the asked minutes
+//   (the profile index with a profile), grouped by minute: it costs what those sessions cost.
 // All of one call's reads run in one read transaction: one snapshot of the file.
 
 import type Database from "better-sqlite3";
 
 import { STATUS_ACTIVE } from "../../domain/session";
-import type { StatsQuery, StatsResult } from "../../domain/store";
+import { MINUTE_MS, type StatsField, type StatsQuery, type StatsResult } from "../../domain/store";
 import { COUNTED_FIELDS, decodeValue, HOUR_MS, hourOf, type CountedField } from "./counts";
 import { filterTerms, STATS_COLUMNS, type Queries } from "./queries";
 
@@ -29,18 +32,41 @@ export class Stats {
     private readonly db: Database.Database,
     private readonly queries: Queries,
   ) {
-    this.inSnapshot = db.transaction((query: StatsQuery) => this.fromCounts(query));
+    this.inSnapshot = db.transaction((query: StatsQuery) => this.read(query));
   }
 
   stats(query: StatsQuery): StatsResult {
-    if (query.profileId !== undefined) return this.queries.stats(query);
     return this.inSnapshot.deferred(query);
   }
 
-  private fromCounts(query: StatsQuery): StatsResult {
+  private read(query: StatsQuery): StatsResult {
+    const result: StatsResult = { total: 0, groups: [], breakdowns: [], startedPerMinute: [], online: 0 };
+    if (query.profileId !== undefined) {
+      // A profile's sessions, through the profile index: one scan per grouping.
+      const main = this.queries.stats(query);
+      Object.assign(result, { total: main.total, groups: main.groups, online: main.online });
+      for (const field of query.breakdowns ?? []) {
+        result.breakdowns.push({ field, groups: this.queries.stats({ ...query, groupBy: field }).groups });
+      }
+    } else {
+      const counts = this.fromCounts(query, query.groupBy);
+      for (const [key, count] of counts) {
+        result.total += count;
+        if (query.groupBy !== undefined) result.groups.push({ key, count });
+      }
+      result.online = this.online(query);
+      for (const field of query.breakdowns ?? []) {
+        result.breakdowns.push({ field, groups: [...this.fromCounts(query, field)].map(([key, count]) => ({ key, count })) });
+      }
+    }
+    if (query.startedPerMinute !== undefined) result.startedPerMinute = this.perMinute(query, query.startedPerMinute);
+    return result;
+  }
+
+  /** The matching sessions per value of `groupBy` (one key, null, without it), from the counts. */
+  private fromCounts(query: StatsQuery, groupBy: StatsField | undefined): Map<string | null, number> {
     const counts = new Map<string | null, number>();
     const add = (key: string | null, n: number) => counts.set(key, (counts.get(key) ?? 0) + n);
-    const groupBy = query.groupBy;
     // The rows of one counted field: the grouped one, else any (each session is in each field's).
     const field: CountedField = groupBy !== undefined && groupBy in COUNTED_FIELDS ? (groupBy as CountedField) : "device_type";
     const keyColumn = groupBy === "status" || groupBy === "channel" ? groupBy : groupBy === undefined ? "NULL" : "value";
@@ -73,13 +99,27 @@ export class Stats {
     const sql = `SELECT ${keyColumn} AS key, sum(n) AS n FROM ${table} WHERE ${where.join(" AND ")} GROUP BY key`;
     for (const row of this.statement(sql).all(...params)) add(decode(row.key), row.n);
 
-    const result: StatsResult = { total: 0, groups: [], online: this.online(query) };
-    for (const [key, count] of counts) {
-      if (count <= 0) continue;
-      result.total += count;
-      if (groupBy !== undefined) result.groups.push({ key, count });
-    }
-    return result;
+    for (const [key, n] of counts) if (n <= 0) counts.delete(key);
+    return counts;
+  }
+
+  /**
+   * Sessions inserted per minute in [from, from + minutes), within the filters: one range read
+   * of the insert-time index (the profile index with a profile), grouped by minute, so that the
+   * cost follows the sessions inserted in the range.
+   */
+  private perMinute(query: StatsQuery, range: { from: Date; minutes: number }): number[] {
+    const from = range.from.getTime();
+    const to = from + range.minutes * MINUTE_MS;
+    const lower = query.insertFrom !== undefined && query.insertFrom.getTime() > from ? query.insertFrom : range.from;
+    const { where, params } = filterTerms({ ...query, insertFrom: lower });
+    where.push("insert_ms < ?");
+    params.push(to);
+    // Integer division (a bound number may arrive as a REAL, so it is cast).
+    const sql = `SELECT (insert_ms - CAST(? AS INTEGER)) / ${MINUTE_MS} AS key, count(*) AS n FROM sessions WHERE ${where.join(" AND ")} GROUP BY key`;
+    const out = new Array<number>(range.minutes).fill(0);
+    for (const row of this.statement(sql).all(from, ...params)) out[Number(row.key)] = row.n;
+    return out;
   }
 
   /** Active sessions with activity at or after onlineSince, within the filters. */
