@@ -103,22 +103,11 @@ export class Stats {
     return counts;
   }
 
-  /**
-   * Sessions inserted per minute in [from, from + minutes), within the filters: one range read
-   * of the insert-time index (the profile index with a profile), grouped by minute, so that the
-   * cost follows the sessions inserted in the range.
-   */
+  /** Sessions inserted per minute (see perMinuteQuery). */
   private perMinute(query: StatsQuery, range: { from: Date; minutes: number }): number[] {
-    const from = range.from.getTime();
-    const to = from + range.minutes * MINUTE_MS;
-    const lower = query.insertFrom !== undefined && query.insertFrom.getTime() > from ? query.insertFrom : range.from;
-    const { where, params } = filterTerms({ ...query, insertFrom: lower });
-    where.push("insert_ms < ?");
-    params.push(to);
-    // Integer division (a bound number may arrive as a REAL, so it is cast).
-    const sql = `SELECT (insert_ms - CAST(? AS INTEGER)) / ${MINUTE_MS} AS key, count(*) AS n FROM sessions WHERE ${where.join(" AND ")} GROUP BY key`;
+    const { sql, params } = perMinuteQuery(query, range);
     const out = new Array<number>(range.minutes).fill(0);
-    for (const row of this.statement(sql).all(from, ...params)) out[Number(row.key)] = row.n;
+    for (const row of this.statement(sql).all(...params)) out[Number(row.key)] = row.n;
     return out;
   }
 
@@ -148,4 +137,21 @@ export class Stats {
     }
     return stmt;
   }
+}
+
+/**
+ * The read of the sessions inserted per minute in [from, from + minutes), within the filters:
+ * one range of the insert-time index (the profile index with a profile; the status indexes with
+ * a status), grouped by minute (key: the minute's offset from `from`), so that the cost follows
+ * the sessions inserted in the range. Exported for the query-plan test.
+ */
+export function perMinuteQuery(query: StatsQuery, range: { from: Date; minutes: number }): { sql: string; params: unknown[] } {
+  const from = range.from.getTime();
+  const lower = query.insertFrom !== undefined && query.insertFrom.getTime() > from ? query.insertFrom : range.from;
+  const { where, params } = filterTerms({ ...query, insertFrom: lower });
+  where.push("insert_ms < ?");
+  params.push(from + range.minutes * MINUTE_MS);
+  // Integer division (a bound number may arrive as a REAL, so it is cast).
+  const sql = `SELECT (insert_ms - CAST(? AS INTEGER)) / ${MINUTE_MS} AS key, count(*) AS n FROM sessions WHERE ${where.join(" AND ")} GROUP BY key`;
+  return { sql, params: [from, ...params] };
 }
