@@ -1,9 +1,10 @@
 // WatchSessionStats: live GetSessionStats figures, pushed (docs/watch.md, "WatchSessionStats").
 //
 // Subscribers whose requests are the same once normalized (filter, group_by, breakdowns in
-// order, started_per_minute, since, online window, min interval) share one *computation*. A computation holds one watcher on the
-// process's change feed with the stats filter, and recomputes the figures through the store's
-// stats() (the port; the store maintains its counts, so a call does not scan the sessions):
+// order, started_per_minute, since, online window, min interval) share one *computation*. A
+// computation holds one watcher on the process's change feed with the stats filter, and
+// recomputes the figures through the store's stats() (the port; the store maintains its
+// counts, so a call does not scan the sessions):
 // - when the feed shows a change that can move them (a change of a session matching the filter
 //   before or after it), at most once per min_interval: a burst of changes costs one call;
 // - on a tick while "online now" is above zero, since sessions leave the online window by the
