@@ -21,7 +21,8 @@
 // GetSessionStats: --sizes 10000,100000,1000000, --calls N (default 1000), --warmup N (default 50).
 // WatchSessionStats: --min-intervals 1s,100ms, --latency-rate N (changes/s, default 200),
 // --latency-duration S (seconds of writes per phase, default 20), --latency-stored N (sessions
-// stored before the service starts, default 100000).
+// stored before the service starts, default 100000), --sparse N (isolated changes, one every
+// 1.5 s, min_interval 1s, default 10; 0 = none).
 
 import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
@@ -51,7 +52,7 @@ function parseOptions(argv: string[]): Options {
     sizes: [10_000, 100_000, 1_000_000],
     calls: 1000,
     warmup: 50,
-    latency: { rate: 200, durationS: 20, stored: 100_000, intervalsMs: [1000, 100] },
+    latency: { rate: 200, durationS: 20, stored: 100_000, intervalsMs: [1000, 100], sparse: 10 },
   };
   const interval = (x: string, n: string): number => {
     const v = durationMs(x.trim());
@@ -67,6 +68,7 @@ function parseOptions(argv: string[]): Options {
     "--latency-rate": (v, n) => (o.latency.rate = int(v(), n, 1, 5000)),
     "--latency-duration": (v, n) => (o.latency.durationS = int(v(), n, 1, 120)),
     "--latency-stored": (v, n) => (o.latency.stored = int(v(), n, 0)),
+    "--sparse": (v, n) => (o.latency.sparse = int(v(), n, 0, 1000)),
     "--json": (v) => (o.json = v()),
   });
   return o;

@@ -24,7 +24,9 @@
 // WatchSessions stream alone; each stats phase prints the extra CPU beside it. The expected
 // shape: the figures are recomputed at most once per min_interval, so a change waits for the next
 // recomputation: about uniform over [0, min_interval], i.e. p50 ≈ min_interval / 2 and p99 ≈
-// min_interval, plus the feed's delivery and one stats() read.
+// min_interval, plus the feed's delivery and one stats() read. A last, sparse phase (--sparse)
+// writes one change every 1.5 s with min_interval 1s: each comes after a quiet time longer than
+// the interval, so it should go out at once (the feed's delivery plus one read).
 
 import * as os from "node:os";
 import { StatsGroupBy } from "../gen/session/v1/session_service_pb";
@@ -44,7 +46,13 @@ export interface LatencyOptions {
   stored: number;
   /** The min_interval of each stats phase, ms. */
   intervalsMs: number[];
+  /** Changes of the sparse phase (one every SPARSE_GAP_MS, min_interval SPARSE_INTERVAL_MS); 0 = none. */
+  sparse: number;
 }
+
+/** The sparse phase: isolated changes, each after a quiet time longer than its min_interval. */
+export const SPARSE_GAP_MS = 1500;
+export const SPARSE_INTERVAL_MS = 1000;
 
 export interface Latency {
   count: number;
@@ -56,6 +64,8 @@ export interface Latency {
 
 export interface PhaseResult {
   label: string;
+  /** The rate the writer was asked for, changes/s. */
+  targetRate: number;
   /** The stats stream's min_interval, ms; undefined for the phase without a stats stream. */
   minIntervalMs?: number;
   writes: number;
@@ -174,9 +184,8 @@ async function createPool(writer: SessionClient, label: string, n: number): Prom
   return ids;
 }
 
-async function runPhase(setup: Setup, label: string, minIntervalMs: number | undefined, durationS: number): Promise<PhaseResult> {
-  const { server, writer, o } = setup;
-  const total = Math.round(o.rate * durationS);
+async function runPhase(setup: Setup, label: string, minIntervalMs: number | undefined, rate: number, total: number): Promise<PhaseResult> {
+  const { server, writer } = setup;
   const pool = await createPool(writer, label, Math.ceil(total / 2));
 
   // The baseline stream: every change, by revision.
@@ -216,7 +225,7 @@ async function runPhase(setup: Setup, label: string, minIntervalMs: number | und
   const pending: Promise<void>[] = [];
   const t0 = nowMs();
   for (let i = 0; i < total; i++) {
-    const due = t0 + (i * 1000) / o.rate;
+    const due = t0 + ((i + 1) * 1000) / rate;
     const wait = due - nowMs();
     if (wait > 1) await sleep(wait);
     const kind = i % 2 === 0 ? "create" : "update";
@@ -267,6 +276,7 @@ async function runPhase(setup: Setup, label: string, minIntervalMs: number | und
   const watchLat = writes.filter((w) => watchAt.has(w.revision)).map((w) => watchAt.get(w.revision)! - w.ack);
   const result: PhaseResult = {
     label,
+    targetRate: rate,
     minIntervalMs,
     writes: writes.length,
     errors,
@@ -329,9 +339,12 @@ export async function latencyBench(o: LatencyOptions, seed: (dir: string, n: num
   const phases: PhaseResult[] = [];
   try {
     // Warm-up (not reported): the same writes with a stats stream, short.
-    await runPhase(setup, "warmup", 100, Math.min(3, o.durationS));
-    phases.push(await runPhase(setup, "nostats", undefined, o.durationS));
-    for (const i of o.intervalsMs) phases.push(await runPhase(setup, `i${i}`, i, o.durationS));
+    const total = Math.round(o.rate * o.durationS);
+    await runPhase(setup, "warmup", 100, o.rate, Math.round(o.rate * Math.min(3, o.durationS)));
+    phases.push(await runPhase(setup, "nostats", undefined, o.rate, total));
+    for (const i of o.intervalsMs) phases.push(await runPhase(setup, `i${i}`, i, o.rate, total));
+    // Isolated changes: each comes after a quiet time longer than the interval.
+    if (o.sparse > 0) phases.push(await runPhase(setup, "sparse", SPARSE_INTERVAL_MS, 1000 / SPARSE_GAP_MS, o.sparse));
   } finally {
     writer.close();
     await server.stop();
@@ -351,6 +364,7 @@ export function renderLatency(r: LatencyResult): string {
       const i = p.minIntervalMs!;
       return [
         `${i} ms`,
+        p.label === "sparse" ? `1 per ${SPARSE_GAP_MS / 1000} s` : p.targetRate.toFixed(0),
         String(s.count),
         ms(s.p50),
         ms(s.p90),
@@ -363,26 +377,29 @@ export function renderLatency(r: LatencyResult): string {
         `${p.statsMissing} / ${p.beforeAck}`,
       ];
     });
-  const cpuRows = r.phases.map((p) => [
-    p.minIntervalMs === undefined ? "no stats stream" : `stats stream, ${p.minIntervalMs} ms`,
-    p.rate.toFixed(1),
-    `${p.errors}`,
-    pct(p.serverCpu),
-    base && p !== base ? `${p.serverCpu - base.serverCpu >= 0 ? "+" : ""}${(p.serverCpu - base.serverCpu).toFixed(1)} pts` : "",
-    p.serverUsPerChange.toFixed(0),
-    ms(p.loopP99),
-    `${ms(p.ack.p50)} / ${ms(p.ack.p99)}`,
-    `${ms(p.watch.p50)} / ${ms(p.watch.p99)}`,
-    pct(p.benchCpu),
-    pct(p.otherCpu),
-  ]);
+  const cpuRows = r.phases
+    .filter((p) => p.targetRate === r.options.rate)
+    .map((p) => [
+      p.minIntervalMs === undefined ? "no stats stream" : `stats stream, ${p.minIntervalMs} ms`,
+      p.rate.toFixed(1),
+      `${p.errors}`,
+      pct(p.serverCpu),
+      base && p !== base ? `${p.serverCpu - base.serverCpu >= 0 ? "+" : ""}${(p.serverCpu - base.serverCpu).toFixed(1)} pts` : "",
+      p.serverUsPerChange.toFixed(0),
+      ms(p.loopP99),
+      `${ms(p.ack.p50)} / ${ms(p.ack.p99)}`,
+      `${ms(p.watch.p50)} / ${ms(p.watch.p99)}`,
+      pct(p.benchCpu),
+      pct(p.otherCpu),
+    ]);
   const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(" ");
   return [
-    `WatchSessionStats update latency, ms (group_by CHANNEL, ${r.options.rate} changes/s for ${r.options.durationS} s per phase, ` +
-      `${r.options.stored} stored sessions, ${CORES} cores):`,
+    `WatchSessionStats update latency, ms (group_by CHANNEL, ${r.options.durationS} s of writes per phase, ` +
+      `${r.options.stored} stored sessions, ${CORES} cores; p50/interval and p99/interval: against the min_interval):`,
     table(
       [
         "min_interval",
+        "changes/s",
         "changes",
         "p50",
         "p90",
