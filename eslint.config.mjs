@@ -27,5 +27,7 @@ export default tseslint.config(
       sourceType: "commonjs",
       globals: { require: "readonly", module: "writable", process: "readonly", __dirname: "readonly", console: "readonly" },
     },
+    // CommonJS loads with require(); that is the point of these files.
+    rules: { "@typescript-eslint/no-require-imports": "off" },
   },
 );

@@ -12,6 +12,7 @@ if [[ ! -d node_modules ]]; then
   npm ci --no-audit --no-fund
 fi
 npx tsc -p tsconfig.json --noEmit
+npx tsc -p web/tsconfig.json
 npm run lint --silent
 # The contract must stay compatible with the last released one: proto/released.binpb is a buf
 # image of proto/ as released (`npx buf build --exclude-source-info -o proto/released.binpb`),

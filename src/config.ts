@@ -15,6 +15,8 @@ export interface Config {
   httpPort: number;
   /** Prometheus metrics (GET /metrics, plain HTTP) on this port of HOST; undefined: off. */
   metricsPort: number | undefined;
+  /** Serve the dashboard at `/` of the HTTP port (DASHBOARD, default true). */
+  dashboard: boolean;
   dataDir: string;
   mongodbUri?: string;
   mongodbDatabase: string;
@@ -329,6 +331,7 @@ export function loadConfig(env: Env = process.env): Config {
     grpcPort,
     httpPort,
     metricsPort: metricsPort(env, grpcPort, httpPort),
+    dashboard: isSet(env, "DASHBOARD") ? bool(env, "DASHBOARD") : true,
     dataDir: env.DATA_DIR || "./data",
     mongodbUri: uri,
     mongodbDatabase: database,

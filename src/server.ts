@@ -17,6 +17,7 @@ import { createLogger, type Logger as LoggerT } from "./log";
 import { Metrics, type MetricsServer } from "./metrics";
 import { createHttpServer, type HttpServer } from "./rpc/connect-server";
 import { Admission } from "./rpc/admission";
+import { BUILT_DASHBOARD_DIR, Dashboard } from "./rpc/dashboard";
 import { grpcService, guardedServices } from "./rpc/grpc-server";
 import { listenGrpc, type GrpcListener } from "./rpc/grpc-listen";
 import { CallGuard } from "./rpc/guard";
@@ -62,6 +63,8 @@ function listenHttp(server: HttpServer["server"], host: string, port: number): P
 export interface StartOptions {
   /** Where audit lines go (tests read them); default: stdout at level info whatever LOG_LEVEL says, none when it is silent. */
   auditLog?: Logger;
+  /** The dashboard's files; default: what `npm run build` wrote (dist/web). */
+  dashboardDir?: string;
 }
 
 export async function startServer(config: Config, log: Logger, store?: SessionStore, options: StartOptions = {}): Promise<RunningServer> {
@@ -144,7 +147,10 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   health.addTo(grpcServer);
   addReflection(guardedServices(grpcServer, guard, log), [SessionService.typeName, HEALTH_SERVICE]);
 
+  const dashboard = config.dashboard ? Dashboard.load(options.dashboardDir ?? BUILT_DASHBOARD_DIR) : undefined;
+  if (config.dashboard && !dashboard) log.warn("the dashboard is not built (npm run build): nothing is served at /");
   const http = createHttpServer({
+    dashboard,
     service: SessionService,
     handlers,
     log,
@@ -202,6 +208,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     tls: tls ? (tls.mutual ? "mtls" : "tls") : "off",
     api_keys: keys ? keys.current.keys.length : "off",
     metrics_port: metricsServer?.port ?? "off",
+    dashboard: dashboard ? "/" : "off",
   });
   // Expiry passes, the change-log trim and the store's retention sweep.
   const jobs = startJobs(sessionStore, lifecycle, log, {
@@ -223,6 +230,10 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
         grpcServer.forceShutdown();
         http.closeAllConnections();
       }, config.shutdownGraceMs);
+      // A connection whose last call just ended (a watch ended by the shutdown) is idle only
+      // from then on: closed as it becomes idle, so a client that retries at once (the
+      // dashboard) cannot hold the shutdown for the whole grace period.
+      const idle = setInterval(() => http.closeIdleConnections(), 50);
       await Promise.all([
         new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())),
         new Promise<void>((resolve) => {
@@ -230,6 +241,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
           http.closeIdleConnections();
         }),
       ]);
+      clearInterval(idle);
       clearTimeout(grace);
       tls?.close();
       keys?.close();

@@ -23,6 +23,7 @@ import { checkHandlers, type Handler, type StreamHandler, type UnaryHandler } fr
 import type { CallContext } from "./handlers";
 import { toRpcStatus } from "./status";
 import { Admission } from "./admission";
+import type { Dashboard } from "./dashboard";
 import { CallGuard, refusedKey } from "./guard";
 import { clientAddress } from "../security/rate-limit";
 import { httpsServerOptions, followRotation, type TlsWatcher } from "../security/tls";
@@ -57,6 +58,8 @@ export interface HttpServiceOptions {
   limits?: HttpLimits;
   /** Around every call (the metrics); none by default. */
   interceptors?: Interceptor[];
+  /** The static files served at `/` (the dashboard); none: 404. */
+  dashboard?: Dashboard;
 }
 
 export interface HttpLimits {
@@ -217,6 +220,7 @@ export function createHttpServer(options: HttpServiceOptions): HttpServer {
     });
     const handler = routes.get(req.url?.split("?", 2)[0] ?? "");
     if (!handler) {
+      if (options.dashboard?.serve(req, res)) return;
       res.writeHead(404).end();
       return;
     }
@@ -260,6 +264,8 @@ export function createHttpServer(options: HttpServiceOptions): HttpServer {
   const allowAny = options.corsOrigins.includes("*");
   const allowed = new Set(options.corsOrigins);
   const onRequest = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
+    // Shutting down: this is the connection's last answer (HTTP/2 gets GOAWAY instead).
+    if (options.shutdown.aborted && req.httpVersionMajor === 1) res.setHeader("Connection", "close");
     const origin = req.headers.origin;
     if (!allowAny && allowed.size > 0) res.setHeader("Vary", "Origin");
     if (origin && (allowAny || allowed.has(origin))) {

@@ -2,6 +2,7 @@
 // heartbeats, old cursors, slow consumers, cancellation and shutdown, and a seeded randomized
 // history checked for order, uniqueness, no gaps and final state.
 
+import * as http from "node:http";
 import { Code } from "@connectrpc/connect";
 import { ChangeKind, type WatchSessionsResponse } from "../../gen/session/v1/session_service_pb";
 import { CallError, connectWatch, grpcClient, grpcWatch, type SessionClient, type WatchStream } from "../support/clients";
@@ -308,6 +309,48 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
     expect(s2.feed.watchers).toBe(0);
     await s2.cleanup();
   });
+
+  it("does not let a client that reopens its stream at once hold the shutdown (HTTP/1.1 keep-alive)", async () => {
+    // The dashboard reopens a watch ended by a shutdown right away, on its kept-alive connection.
+    // With a 60 s grace period, close() must still end long before jest's timeout: the
+    // connection is closed once its stream ends, and later answers say Connection: close.
+    const s2 = await startTestServer(store, { SHUTDOWN_GRACE: "60s" });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const watchOnce = () =>
+      new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+        const req = http.request(
+          { host: "127.0.0.1", port: s2.httpPort, agent, method: "POST", path: "/session.v1.SessionService/WatchSessions" },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+            res.on("error", reject);
+          },
+        );
+        req.setHeader("Content-Type", "application/connect+json");
+        req.on("error", reject);
+        const body = Buffer.from("{}");
+        const frame = Buffer.alloc(5);
+        frame.writeUInt32BE(body.length, 1);
+        req.end(Buffer.concat([frame, body]));
+      });
+    const answers: Array<string | undefined> = [];
+    const retrying = (async () => {
+      for (let i = 0; i < 1000; i++) {
+        try {
+          answers.push((await watchOnce()).connection);
+        } catch {
+          return "connection refused or closed";
+        }
+      }
+      return "still answered after 1000 reopenings";
+    })();
+    await until(() => s2.feed.watchers === 1);
+    await s2.close();
+    expect(await retrying).toBe("connection refused or closed");
+    expect(answers.length).toBeGreaterThanOrEqual(1);
+    agent.destroy();
+    await s2.cleanup();
+  }, 30_000);
 
   it("keeps every stream ordered, unique and gap-free in a seeded random history with resumes", async () => {
     // A small deterministic PRNG (mulberry32) so failures can be replayed with the same seed.

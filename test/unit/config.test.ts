@@ -60,6 +60,7 @@ describe("loadConfig", () => {
       grpcPort: 50051,
       httpPort: 8080,
       metricsPort: undefined,
+      dashboard: true,
       dataDir: "./data",
       mongodbUri: undefined,
       mongodbDatabase: "sessions",
@@ -134,6 +135,7 @@ describe("loadConfig", () => {
         "REFLECTION_REQUIRES_KEY",
         "ALLOW_INSECURE",
         "METRICS_PORT",
+        "DASHBOARD",
       ].map((k) => [k, ""]),
     );
     expect(loadConfig(empty)).toEqual(loadConfig({}));
@@ -145,6 +147,7 @@ describe("loadConfig", () => {
       GRPC_PORT: "6000",
       HTTP_PORT: "0",
       METRICS_PORT: "9464",
+      DASHBOARD: "false",
       DATA_DIR: "/var/lib/sessions",
       MONGODB_URI: "mongodb://db:27017/?replicaSet=rs0",
       MONGODB_DATABASE: "my_sessions-2",
@@ -184,6 +187,7 @@ describe("loadConfig", () => {
       grpcPort: 6000,
       httpPort: 0,
       metricsPort: 9464,
+      dashboard: false,
       dataDir: "/var/lib/sessions",
       mongodbUri: "mongodb://db:27017/?replicaSet=rs0",
       mongodbDatabase: "my_sessions-2",
@@ -546,6 +550,18 @@ describe("loadConfig: deprecated names (a unit in the name)", () => {
     expect(configError({ STORE_TIMEOUT: "5000" }).message).toBe(
       'STORE_TIMEOUT="5000" is invalid: expected a duration such as "500ms", "30s", "15m" or "24h", from 100ms to 10m',
     );
+  });
+});
+
+describe("loadConfig: DASHBOARD", () => {
+  it("is on unless set to false", () => {
+    expect(loadConfig({}).dashboard).toBe(true);
+    expect(loadConfig({ DASHBOARD: "true" }).dashboard).toBe(true);
+    expect(loadConfig({ DASHBOARD: "false" }).dashboard).toBe(false);
+  });
+
+  it.each(["no", "0", "TRUE"])("rejects DASHBOARD=%j", (raw) => {
+    expect(configError({ DASHBOARD: raw }).message).toBe(`DASHBOARD=${JSON.stringify(raw)} is invalid: expected true or false`);
   });
 });
 
