@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Page } from "playwright-core";
+import type { Session } from "../../gen/session/v1/session_pb";
 import { secretSha256 } from "../../src/security/keys";
 import { TestBrowser, type TestPage } from "../support/browser";
 import { grpcClient, type SessionClient } from "../support/clients";
@@ -102,13 +103,6 @@ async function shot(page: Page, name: string): Promise<void> {
   expect(readFileSync(path).subarray(0, 8).toString("hex")).toBe("89504e470d0a1a0a");
 }
 
-/** Waits until the JavaScript expression `condition` holds in the page. */
-async function until(page: Page, condition: string, timeoutMs: number, what: string): Promise<void> {
-  await page.waitForFunction(condition, undefined, { timeout: timeoutMs }).catch((err: Error) => {
-    throw new Error(`${what}: not within ${timeoutMs} ms (${err.message.split("\n")[0]})`);
-  });
-}
-
 let created = 0;
 /** Creates a session through the API; returns it with the time the answer arrived. */
 async function createSession(
@@ -148,12 +142,7 @@ describe("dashboard on a server (embedded store)", () => {
 
     const ids = before.map((c) => c.session.id);
     await waitShown(t.page, { ...expectedFromStats(await service.stats()) }, Date.now() + LIVE_WITHIN_MS, "initial figures");
-    await until(
-      t.page,
-      `${JSON.stringify(ids)}.every((id) => document.querySelector(\`#log li.entry[data-kind=current][data-session="\${id}"]\`))`,
-      5_000,
-      "current entries",
-    );
+    await waitShown(t.page, { entries: ids.map((session) => ({ session, kinds: ["current"] })) }, Date.now() + 5_000, "current entries");
     const f = await figures(t.page);
     expect(f.log.limit).toBe(500);
     expect(f.perMinute.bins).toBe(60);
@@ -187,22 +176,38 @@ describe("dashboard on a server (embedded store)", () => {
       { channel: "email", mobile: true, utm: "mail", country: "DE" },
       { channel: "web", mobile: true, utm: "ads", country: "FR" },
     ];
-    const ids: string[] = [];
+    const sessions: Session[] = [];
     for (const [i, v] of variants.entries()) {
       const c = await createSession(service, v);
-      ids.push(c.session.id);
+      sessions.push(c.session);
       // What the page must show: GetSessionStats' figures now, and the new session in the log.
       const expected = { ...expectedFromStats(await service.stats()), created: [c.session.id] };
       const seen = await waitShown(t.page, expected, c.at + SHOWN_WITHIN_MS, `session ${i} (${c.session.id})`);
       latencies.push(seen - c.at);
     }
-    console.log(`dashboard: created session to log + figures shown, ms: ${latencies.join(", ")}`);
+    const ids = sessions.map((s) => s.id);
+    let f = await figures(t.page);
+    for (const id of ids) expect(f.log.entries.filter((e) => e.session === id).map((e) => e.kind)).toEqual(["created"]);
 
-    const f = await figures(t.page);
-    for (const id of ids) {
-      const entries = f.log.entries.filter((e) => e.session === id);
-      expect(entries.map((e) => e.kind)).toEqual(["created"]);
+    // The other kinds of change, each in the log (and the figures) within 1 s too.
+    const changes: Array<[string, string, () => Promise<unknown>]> = [
+      ["page_view", ids[0], () => service.api.touchSession({ id: ids[0], pageUrl: "https://shop.example/cart" })],
+      [
+        "merged",
+        ids[1],
+        () => service.api.mergeProfiles({ sourceProfileIds: [sessions[1].profile!.id], targetProfileId: sessions[2].profile!.id }),
+      ],
+      ["deleted", ids[3], () => service.api.deleteSession({ id: ids[3] })],
+    ];
+    for (const [kind, session, change] of changes) {
+      await change();
+      const at = Date.now();
+      const expected = { ...expectedFromStats(await service.stats()), entries: [{ session, kinds: [kind] }] };
+      latencies.push((await waitShown(t.page, expected, at + SHOWN_WITHIN_MS, `${kind} of ${session}`)) - at);
     }
+    console.log(`dashboard: change to log + figures shown, ms: ${latencies.join(", ")} (5 created, page view, merge, delete)`);
+
+    f = await figures(t.page);
     // Newest first: the live entries' revisions fall from the top.
     const revisions = f.log.entries.filter((e) => e.kind !== "current").map((e) => Number(e.revision));
     expect(revisions).toEqual([...revisions].sort((a, b) => b - a));
@@ -223,20 +228,38 @@ describe("dashboard on a server (embedded store)", () => {
     await waitShown(t.page, { created: [...visits.map((s) => s.id), other.id] }, Date.now() + 5_000, "the visits in the log");
 
     const expectedVisits = [...visits].reverse().map((s) => ({ session: s.id, visit: String(s.sessionIndex) }));
-    const visitsShown = `JSON.stringify([...document.querySelectorAll("#visits li[data-session]")].map((li) => ({ session: li.dataset.session, visit: li.dataset.visit })))`;
     for (const clicked of [visits[2], visits[0]]) {
       await t.page.locator(`#log li.entry[data-session="${clicked.id}"]`).first().click();
-      await t.page.waitForSelector(`#details[data-session="${clicked.id}"]`, { state: "visible", timeout: 5_000 });
-      await until(t.page, `${visitsShown} === ${JSON.stringify(JSON.stringify(expectedVisits))}`, 5_000, `#visits of ${clicked.id}`).catch(
-        async (err: Error) => {
-          throw new Error(
-            `${err.message}; shown: ${String(await t.page.evaluate(visitsShown))}, expected ${JSON.stringify(expectedVisits)}`,
-          );
-        },
-      );
+      await waitShown(t.page, { details: clicked.id, visits: expectedVisits }, Date.now() + 5_000, `details of ${clicked.id}`);
+      await t.page.waitForSelector("#details", { state: "visible", timeout: 5_000 });
     }
     expect(await t.page.locator("#details").textContent()).toContain(visits[0].id);
     await shot(t.page, "03-details");
+    expect(t.errors).toEqual([]);
+  });
+
+  it("restarts the log with the filter submitted", async () => {
+    const t = await open(service.url);
+    await waitState(t.page, "live", LIVE_WITHIN_MS);
+    const profile = `dash-filter-${Date.now()}`;
+    const mine = [(await createSession(service, { profile })).session.id, (await createSession(service, { profile })).session.id];
+    await createSession(service);
+
+    await t.page.locator("#log-filter input[name=profile]").fill(profile);
+    await t.page.evaluate(`document.querySelector("#log-filter").requestSubmit()`);
+    // The log starts over from the current state of that profile's active sessions.
+    const current = mine.map((session) => ({ session, kinds: ["current"] }));
+    await waitShown(t.page, { entries: current }, Date.now() + 5_000, "the filtered log's current state");
+    expect((await figures(t.page)).log.entries.map((e) => `${e.kind} ${e.profile}`)).toEqual(mine.map(() => `current ${profile}`));
+
+    // Then only that profile's changes: another profile's session never shows; one of this
+    // profile, created after it (so sent after it, were it sent), does within 1 s.
+    const elsewhere = await createSession(service);
+    const c = await createSession(service, { profile });
+    await waitShown(t.page, { created: [c.session.id] }, c.at + SHOWN_WITHIN_MS, "the filtered profile's new session");
+    const sessionsShown = (await figures(t.page)).log.entries.map((e) => e.session);
+    expect(sessionsShown).not.toContain(elsewhere.session.id);
+    expect(sessionsShown.sort()).toEqual([...mine, c.session.id].sort());
     expect(t.errors).toEqual([]);
   });
 
@@ -244,6 +267,14 @@ describe("dashboard on a server (embedded store)", () => {
     const t = await open(service.url);
     await waitState(t.page, "live", LIVE_WITHIN_MS);
     const base = Number((await service.stats()).total);
+    // The page's main-thread time (Chromium's own counters), to report what the load costs it.
+    const cdp = await t.page.context().newCDPSession(t.page);
+    await cdp.send("Performance.enable");
+    const busy = async () => {
+      const { metrics } = await cdp.send("Performance.getMetrics");
+      return metrics.find((m) => m.name === "TaskDuration")?.value ?? 0;
+    };
+    const busyBefore = await busy();
     const RATE = 1000;
     const SECONDS = 4;
 
@@ -284,22 +315,25 @@ describe("dashboard on a server (embedded store)", () => {
       rate: number;
     };
     clearTimeout(killer);
+    const busySeconds = (await busy()) - busyBefore;
     const sorted = [...rtts].sort((a, b) => a - b);
     console.log(
-      `dashboard under load: ${JSON.stringify(result)}; page round trip p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted[sorted.length - 1]} ms over ${rtts.length} samples`,
+      `dashboard under load: ${JSON.stringify(result)}; page round trip p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted[sorted.length - 1]} ms over ${rtts.length} samples; page main thread busy ${busySeconds.toFixed(2)} s`,
     );
     expect(result.errors).toBe(0);
     // The load really was about 1,000 changes a second (a generous floor for two shared cores).
-    expect(result.created + result.touched).toBeGreaterThanOrEqual(RATE * SECONDS * 0.75);
+    expect(result.created + result.touched).toBeGreaterThanOrEqual(RATE * SECONDS * 0.5);
     // Responsive: every round trip to the page under a generous bound; the log never over its limit.
     expect(sorted[sorted.length - 1]).toBeLessThan(2_000);
     expect(Math.max(...lengths)).toBeLessThanOrEqual(500);
 
     // Then it catches up: every created session counted, the log at the last revision, full.
-    await waitShown(t.page, { total: base + result.created }, Date.now() + 10_000, "total after the load");
-    await t.page.waitForFunction(`Number(document.querySelector("#log")?.dataset.revision) >= ${result.maxRevision}`, undefined, {
-      timeout: 10_000,
-    });
+    await waitShown(
+      t.page,
+      { total: base + result.created, logRevisionAtLeast: result.maxRevision },
+      Date.now() + 10_000,
+      "every change of the load counted and received",
+    );
     const f = await figures(t.page);
     expect(f.log.entries.length).toBe(f.log.limit);
     expect(f.state).toBe("live");
@@ -329,13 +363,8 @@ describe("dashboard and idle expiry", () => {
     console.log(`dashboard: online now at 0 ${ended - last.at} ms after the last create (idle timeout 2 s)`);
     for (const c of sessions) expect((await service.api.getSession({ id: c.session.id })).session?.metadata?.status).toBe("ended");
     // The log says so for each (the default filter is "active": an ended session leaves it).
-    const endedIds = JSON.stringify(sessions.map((c) => c.session.id));
-    await until(
-      t.page,
-      `${endedIds}.every((id) => document.querySelector(\`#log li.entry[data-session="\${id}"]:is([data-kind=ended], [data-kind=left])\`))`,
-      5_000,
-      "an ended (or left) log entry for each expired session",
-    );
+    const endedEntries = sessions.map((c) => ({ session: c.session.id, kinds: ["ended", "left"] }));
+    await waitShown(t.page, { entries: endedEntries }, Date.now() + 5_000, "an ended (or left) log entry for each expired session");
     await shot(t.page, "06-idle-after");
     expect(t.errors).toEqual([]);
   });

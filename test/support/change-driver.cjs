@@ -7,7 +7,6 @@
 // Each call has a deadline. Prints one JSON line at the end: counts, the rate reached and the
 // highest revision the service answered with.
 /* global setTimeout -- a Node global the lint config does not declare */
-/* eslint-disable @typescript-eslint/no-require-imports -- a plain CommonJS script that node runs as is */
 "use strict";
 
 const { join } = require("node:path");

@@ -1,8 +1,9 @@
-// Reading the dashboard in a real browser through its DOM contract (docs: the dashboard's
-// elements and data attributes), for test/e2e/dashboard.test.ts: the figures shown, the log,
-// the connection state and its history, and waits for what the page must show by a deadline.
-// The code that runs in the page is kept as JavaScript text (the tests compile without the DOM
-// library), each piece self-contained.
+// Reading the dashboard in a real browser through its DOM contract (the ids and data attributes
+// of web/index.html and web/src/), for test/e2e/dashboard.test.ts: the figures shown, the log,
+// the details, the connection state and its history, and waits for what the page must show by a
+// deadline. The function that runs in the page (probe) is self-contained: playwright sends its
+// source, and it runs as a function call, which the page's Content-Security-Policy allows (a
+// string to evaluate would not be).
 
 import type { Page } from "playwright-core";
 import { StatsGroupBy, type GetSessionStatsResponse } from "../../gen/session/v1/session_service_pb";
@@ -16,6 +17,9 @@ export const BREAKDOWNS: Record<string, StatsGroupBy> = {
   country_code: StatsGroupBy.COUNTRY_CODE,
   utm_source: StatsGroupBy.UTM_SOURCE,
 };
+
+/** Bars a breakdown shows at most (the largest; the page may sum the rest into another bar). */
+const BARS_SHOWN = 8;
 
 export interface LogEntry {
   kind: string;
@@ -38,34 +42,61 @@ export interface Figures {
   now: number;
 }
 
-/** Expected figures; only what is given is checked. */
+/** What the page must show; only what is given is checked. */
 export interface Expected {
   state?: string;
   total?: number;
   onlineNow?: number;
   perMinuteSum?: number;
+  /** `#breakdown-<field>`: bar key -> count, for the keys given. */
   bars?: Record<string, Record<string, number>>;
   /** Session ids that must have a `created` entry in the log. */
   created?: string[];
+  /** Log entries that must be there: for each session, an entry of one of `kinds`. */
+  entries?: Array<{ session: string; kinds: string[] }>;
+  /** `#log[data-revision]` at least this. */
+  logRevisionAtLeast?: number;
+  /** `#details[data-session]`. */
+  details?: string;
+  /** `#visits li[data-session]` with their `data-visit`, in order. */
+  visits?: Array<{ session: string; visit: string }>;
 }
 
-// In the page: reads the figures (a function expression, self-contained).
-const FIGURES_JS = `() => {
-  const one = (s) => document.querySelector(s);
-  const num = (s) => {
+// The little of the DOM that probe uses (the tests compile without the DOM library).
+interface PageElement {
+  dataset: Record<string, string | undefined>;
+  textContent: string | null;
+}
+declare const document: {
+  querySelector(selector: string): PageElement | null;
+  querySelectorAll(selector: string): Iterable<PageElement>;
+};
+
+interface ProbeResult {
+  figures: Figures;
+  mismatches: string[];
+}
+
+/**
+ * Runs in the page: reads what the page shows and compares it with `expected`. With `until` it
+ * answers as a waitForFunction predicate: the page's clock once everything matches, else false.
+ */
+function probe({ expected, until }: { expected: Expected; until: boolean }): ProbeResult | number | false {
+  const one = (s: string) => document.querySelector(s);
+  const num = (s: string) => {
     const t = one(s)?.textContent?.trim();
     return t === undefined || t === "" ? null : Number(t);
   };
   const conn = one("#conn");
   const log = one("#log");
-  const bars = {};
-  for (const field of ${JSON.stringify(Object.keys(BREAKDOWNS))}) {
-    const m = {};
-    for (const b of document.querySelectorAll("#breakdown-" + field + " .bar")) m[b.dataset.key] = Number(b.dataset.count);
+  const bars: Record<string, Record<string, number>> = {};
+  for (const field of ["channel", "device_type", "os_name", "app_name", "country_code", "utm_source"]) {
+    const m: Record<string, number> = {};
+    for (const b of document.querySelectorAll(`#breakdown-${field} .bar`)) m[b.dataset.key ?? ""] = Number(b.dataset.count);
     bars[field] = m;
   }
   const rects = [...document.querySelectorAll("#per-minute rect")];
-  return {
+  const figures: Figures = {
     state: conn?.dataset.state ?? null,
     reconnects: conn?.dataset.reconnects === undefined ? null : Number(conn.dataset.reconnects),
     total: num("#total"),
@@ -76,57 +107,69 @@ const FIGURES_JS = `() => {
       revision: log?.dataset.revision ?? null,
       limit: Number(log?.dataset.limit),
       entries: [...document.querySelectorAll("#log > li.entry")].map((li) => ({
-        kind: li.dataset.kind, session: li.dataset.session, profile: li.dataset.profile, revision: li.dataset.revision,
+        kind: li.dataset.kind ?? "",
+        session: li.dataset.session ?? "",
+        profile: li.dataset.profile ?? "",
+        revision: li.dataset.revision ?? "",
       })),
     },
     now: Date.now(),
   };
-}`;
 
-// In the page: what differs from the expected figures (a function expression of (figures, expected)).
-const MISMATCHES_JS = `(f, e) => {
-  const miss = [];
-  const eq = (what, got, want) => { if (want !== undefined && got !== want) miss.push(what + ": " + JSON.stringify(got) + " != " + JSON.stringify(want)); };
-  eq("#conn[data-state]", f.state, e.state);
-  eq("#total", f.total, e.total);
-  eq("#online-now", f.onlineNow, e.onlineNow);
-  eq("#per-minute sum", f.perMinute.sum, e.perMinuteSum);
+  const e = expected;
+  const miss: string[] = [];
+  const eq = (what: string, got: unknown, want: unknown) => {
+    if (want !== undefined && JSON.stringify(got) !== JSON.stringify(want))
+      miss.push(`${what}: ${JSON.stringify(got)} != ${JSON.stringify(want)}`);
+  };
+  eq("#conn[data-state]", figures.state, e.state);
+  eq("#total", figures.total, e.total);
+  eq("#online-now", figures.onlineNow, e.onlineNow);
+  eq("#per-minute sum", figures.perMinute.sum, e.perMinuteSum);
   for (const [field, want] of Object.entries(e.bars ?? {})) {
-    for (const [key, count] of Object.entries(want)) eq("#breakdown-" + field + " [" + key + "]", f.bars[field]?.[key], count);
+    for (const [key, count] of Object.entries(want)) eq(`#breakdown-${field} [${key}]`, bars[field]?.[key], count);
   }
-  if (e.created) {
-    const have = new Set(f.log.entries.filter((x) => x.kind === "created").map((x) => x.session));
-    const missing = e.created.filter((id) => !have.has(id));
-    if (missing.length) miss.push("#log created entries missing: " + missing.join(", "));
+  const wanted = [...(e.entries ?? []), ...(e.created ?? []).map((session) => ({ session, kinds: ["created"] }))];
+  const missing = wanted.filter((w) => !figures.log.entries.some((x) => x.session === w.session && w.kinds.includes(x.kind)));
+  if (missing.length) miss.push(`#log entries missing: ${missing.map((w) => `${w.kinds.join("|")} ${w.session}`).join(", ")}`);
+  if (e.logRevisionAtLeast !== undefined && !(Number(figures.log.revision) >= e.logRevisionAtLeast)) {
+    miss.push(`#log[data-revision]: ${figures.log.revision} < ${e.logRevisionAtLeast}`);
   }
-  return miss;
-}`;
-
-/** Reads what the page shows. */
-export function figures(page: Page): Promise<Figures> {
-  return page.evaluate(`(${FIGURES_JS})()`) as Promise<Figures>;
+  if (e.details !== undefined) eq("#details[data-session]", one("#details")?.dataset.session ?? null, e.details);
+  if (e.visits !== undefined) {
+    const visits = [...document.querySelectorAll("#visits li[data-session]")].map((li) => ({
+      session: li.dataset.session ?? "",
+      visit: li.dataset.visit ?? "",
+    }));
+    eq("#visits", visits, e.visits);
+  }
+  if (until) return miss.length === 0 && Date.now();
+  return { figures, mismatches: miss };
 }
 
-/** What the expected figures and `f` disagree on (empty: they agree). */
-async function mismatches(page: Page, expected: Expected): Promise<string[]> {
-  return (await page.evaluate(`(${MISMATCHES_JS})((${FIGURES_JS})(), ${JSON.stringify(expected)})`)) as string[];
+/** Reads what the page shows. */
+export async function figures(page: Page): Promise<Figures> {
+  return ((await page.evaluate(probe, { expected: {}, until: false })) as ProbeResult).figures;
 }
 
 /**
  * Waits until the page shows `expected`, at the latest by `deadline` (Date.now() time), checking
  * at every animation frame (or every `pollingMs`). Resolves with the page's clock when it first
- * showed them; rejects with what still differs.
+ * showed it all; rejects with what still differs.
  */
 export async function waitShown(page: Page, expected: Expected, deadline: number, what: string, pollingMs?: number): Promise<number> {
-  const check = `(() => (${MISMATCHES_JS})((${FIGURES_JS})(), ${JSON.stringify(expected)}).length === 0 && Date.now())()`;
   try {
-    const handle = await page.waitForFunction(check, undefined, {
-      timeout: Math.max(1, deadline - Date.now()),
-      polling: pollingMs ?? "raf",
-    });
+    const handle = await page.waitForFunction(
+      probe,
+      { expected, until: true },
+      { timeout: Math.max(1, deadline - Date.now()), polling: pollingMs ?? "raf" },
+    );
     return (await handle.jsonValue()) as number;
   } catch (err) {
-    const late = await mismatches(page, expected).catch((e: Error) => [`(page unreadable: ${e.message})`]);
+    const late = await page
+      .evaluate(probe, { expected, until: false })
+      .then((r) => (r as ProbeResult).mismatches)
+      .catch((e: Error) => [`(page unreadable: ${e.message})`]);
     throw new Error(
       `${what}: not shown by the deadline (${(err as Error).message.split("\n")[0]}); differing: ${late.join("; ") || "(none now: shown late)"}`,
       { cause: err },
@@ -134,13 +177,23 @@ export async function waitShown(page: Page, expected: Expected, deadline: number
   }
 }
 
-/** The figures GetSessionStats returned, in the dashboard's terms (null key = `(none)`). */
-export function expectedFromStats(stats: GetSessionStatsResponse): Required<Omit<Expected, "state" | "created">> {
+/** Waits until `#conn[data-state]` is `state`. */
+export function waitState(page: Page, state: string, timeoutMs: number): Promise<number> {
+  return waitShown(page, { state }, Date.now() + timeoutMs, `#conn[data-state=${state}]`);
+}
+
+/**
+ * The figures GetSessionStats returned, in the dashboard's terms (null key = `(none)`): the
+ * totals, the per-minute sum, and the largest groups of each breakdown (the bars shown).
+ */
+export function expectedFromStats(
+  stats: GetSessionStatsResponse,
+): Required<Pick<Expected, "total" | "onlineNow" | "perMinuteSum" | "bars">> {
   const bars: Record<string, Record<string, number>> = {};
   for (const [field, groupBy] of Object.entries(BREAKDOWNS)) {
     const breakdown = stats.breakdowns.find((b) => b.groupBy === groupBy);
     if (!breakdown) throw new Error(`GetSessionStats returned no breakdown for ${field}`);
-    bars[field] = Object.fromEntries(breakdown.groups.map((g) => [g.key ?? "(none)", Number(g.count)]));
+    bars[field] = Object.fromEntries(breakdown.groups.slice(0, BARS_SHOWN).map((g) => [g.key ?? "(none)", Number(g.count)]));
   }
   return {
     total: Number(stats.total),
@@ -152,7 +205,8 @@ export function expectedFromStats(stats: GetSessionStatsResponse): Required<Omit
 
 /**
  * An init script that records every `#conn[data-state]` the page takes, with the time, in
- * `window.__connStates` (a MutationObserver: no state is missed, however brief).
+ * `window.__connStates` (a MutationObserver: no state is missed, however brief). Init scripts
+ * are not subject to the page's Content-Security-Policy.
  */
 export const RECORD_STATES_JS = `(() => {
   const states = (window.__connStates = []);
@@ -166,14 +220,4 @@ export const RECORD_STATES_JS = `(() => {
 /** The `#conn` states the page went through, in order (needs RECORD_STATES_JS as init script). */
 export async function stateHistory(page: Page): Promise<Array<{ state: string; at: number }>> {
   return (await page.evaluate("window.__connStates ?? []")) as Array<{ state: string; at: number }>;
-}
-
-/** Waits until `#conn[data-state]` is `state`. */
-export async function waitState(page: Page, state: string, timeoutMs: number): Promise<void> {
-  await page
-    .waitForFunction(`document.querySelector("#conn")?.dataset.state === ${JSON.stringify(state)}`, undefined, { timeout: timeoutMs })
-    .catch(async (err: Error) => {
-      const now = await page.evaluate(`document.querySelector("#conn")?.dataset.state`).catch(() => "(unreadable)");
-      throw new Error(`#conn[data-state] not ${state} within ${timeoutMs} ms (it is ${String(now)}): ${err.message.split("\n")[0]}`);
-    });
 }
