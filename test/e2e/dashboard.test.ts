@@ -386,9 +386,12 @@ describe("dashboard across a server restart", () => {
     await shot(t.page, "07-restart-reconnecting");
 
     await service.restart();
-    // Created right after the start, before the page is back (it cannot be back sooner).
+    const restarted = Date.now();
+    // Created right after the start: the page must get them too, whether it is back yet or not.
     for (let i = 0; i < 3; i++) ids.push((await createSession(service, { channel: "email" })).session.id);
     await waitState(t.page, "live", 20_000);
+    const back = (await stateHistory(t.page)).filter((s) => s.state === "live").pop()!.at;
+    console.log(`dashboard: live again ${back - restarted} ms after the restarted service listened`);
     await waitShown(
       t.page,
       { state: "live", total: ids.length, onlineNow: ids.length, created: ids },
