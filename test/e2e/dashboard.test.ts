@@ -16,7 +16,8 @@ import type { Page } from "playwright-core";
 import type { Session } from "../../gen/session/v1/session_pb";
 import { secretSha256 } from "../../src/security/keys";
 import { TestBrowser, type TestPage } from "../support/browser";
-import { grpcClient, type SessionClient } from "../support/clients";
+import { TestCertificates } from "../support/certs";
+import { grpcClient, type SecureOptions, type SessionClient } from "../support/clients";
 import { BREAKDOWNS, RECORD_STATES_JS, expectedFromStats, figures, stateHistory, waitShown, waitState } from "../support/dashboard";
 import { startProcess, type ServiceProcess } from "../support/process";
 
@@ -51,26 +52,27 @@ class Service {
 
   private constructor(
     readonly env: Record<string, string>,
-    /** The API key the test's client sends, when keys are on. */
-    readonly secret: string | undefined,
+    /** What the test's API client needs: the CA with TLS on, a key with keys on. */
+    readonly client: SecureOptions,
   ) {}
 
-  static async start(env: Record<string, string> = {}, secret?: string): Promise<Service> {
-    const s = new Service(env, secret);
+  static async start(env: Record<string, string> = {}, client: SecureOptions = {}): Promise<Service> {
+    const s = new Service(env, client);
     services.add(s);
     await s.restart();
     return s;
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.proc.httpPort}/`;
+    // The test certificates are for localhost.
+    return this.client.tls ? `https://localhost:${this.proc.httpPort}/` : `http://127.0.0.1:${this.proc.httpPort}/`;
   }
 
   /** Starts the process (again, on the same database and ports after the first time). */
   async restart(): Promise<void> {
     const ports: Record<string, string> = this.proc ? { GRPC_PORT: String(this.proc.grpcPort), HTTP_PORT: String(this.proc.httpPort) } : {};
     this.proc = await startProcess({ DATA_DIR: this.dir, SHUTDOWN_GRACE: "1s", ...this.env, ...ports });
-    this.api = grpcClient(this.proc.grpcPort, { secret: this.secret });
+    this.api = grpcClient(this.proc.grpcPort, this.client);
   }
 
   /** SIGTERM, resolved when the process has exited. */
@@ -91,7 +93,7 @@ class Service {
 
 /** A new page (its own context) on `url`, recording its connection states. */
 async function open(url: string): Promise<TestPage> {
-  const t = await browser.newPage();
+  const t = await browser.newPage({ ignoreHTTPSErrors: url.startsWith("https:") });
   await t.page.addInitScript({ content: RECORD_STATES_JS });
   await t.page.goto(url, { waitUntil: "load" });
   return t;
@@ -414,13 +416,16 @@ describe("dashboard across a server restart", () => {
   });
 });
 
-describe("dashboard with API keys", () => {
+describe("dashboard with TLS and API keys", () => {
   const SECRETS = { writer: "dash-writer-s3cret", dashboard: "dash-reader-s3cret", readOnly: "dash-readonly-s3cret" };
   let service: Service;
+  let certs: TestCertificates;
 
   beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), "session-dashboard-keys-"));
-    const keys = join(dir, "keys.json");
+    certs = new TestCertificates();
+    const ca = certs.ca("Dashboard CA");
+    const server = certs.server(ca);
+    const keys = join(certs.dir, "keys.json");
     writeFileSync(
       keys,
       JSON.stringify({
@@ -431,15 +436,19 @@ describe("dashboard with API keys", () => {
         ],
       }),
     );
-    service = await Service.start({ AUTH_KEYS_FILE: keys }, SECRETS.writer);
+    service = await Service.start(
+      { AUTH_KEYS_FILE: keys, TLS_CERT_FILE: server.cert, TLS_KEY_FILE: server.key },
+      { secret: SECRETS.writer, tls: { ca: certs.read(ca.cert) } },
+    );
   });
+  afterAll(() => certs?.cleanup());
 
   async function submitKey(page: Page, key: string): Promise<void> {
     await page.locator("#key-form input[name=key]").fill(key);
     await page.locator("#key-form button[type=submit]").click();
   }
 
-  it("asks for a key, refuses one without the scopes, then goes live with the right one", async () => {
+  it("over HTTPS: asks for a key, refuses one without the scopes, then goes live with the right one", async () => {
     const t = await open(service.url);
     await waitState(t.page, "need-key", LIVE_WITHIN_MS);
     await t.page.waitForSelector("#key-form", { state: "visible", timeout: 5_000 });
@@ -477,7 +486,8 @@ describe("dashboard with API keys", () => {
     await shot(t.page, "10-key-accepted");
 
     // A reload of the tab keeps the key; another tab (a new context) is asked again.
-    await t.page.reload({ waitUntil: "load" });
+    const reloaded = await t.page.reload({ waitUntil: "load" });
+    expect((await reloaded?.securityDetails())?.protocol).toMatch(/^TLS/);
     await waitState(t.page, "live", LIVE_WITHIN_MS);
     const other = await open(service.url);
     await waitState(other.page, "need-key", LIVE_WITHIN_MS);

@@ -71,9 +71,16 @@ export class TestBrowser {
     return new TestBrowser(server, browser, artifacts);
   }
 
-  /** A new page in a context of its own (fresh storage), with bounded default timeouts. */
-  async newPage(): Promise<TestPage> {
-    const context = await within(this.browser.newContext({ viewport: { width: 1280, height: 900 } }), ACTION_TIMEOUT_MS, "new context");
+  /**
+   * A new page in a context of its own (fresh storage), with bounded default timeouts.
+   * `ignoreHTTPSErrors` accepts the test's own certificates (Chromium trusts the system's CAs).
+   */
+  async newPage(options: { ignoreHTTPSErrors?: boolean } = {}): Promise<TestPage> {
+    const context = await within(
+      this.browser.newContext({ viewport: { width: 1280, height: 900 }, ignoreHTTPSErrors: options.ignoreHTTPSErrors ?? false }),
+      ACTION_TIMEOUT_MS,
+      "new context",
+    );
     this.contexts.add(context);
     context.setDefaultTimeout(ACTION_TIMEOUT_MS);
     const page = await within(context.newPage(), ACTION_TIMEOUT_MS, "new page");
