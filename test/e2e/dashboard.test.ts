@@ -1,11 +1,13 @@
 // The dashboard in a real browser: headless Chromium (Debian's package, scripts/chromium.sh)
 // driven by playwright-core opens `/` of the built service (dist/src/main.js, embedded store) and
-// is read through its DOM contract (test/support/dashboard.ts). Sessions created through the API
-// must appear in the live log and in every figure within 1 s of the API's answer; an idle expiry
-// moves "online now"; a server restart on the same database and port is survived with every
-// created session in the log exactly once; a click shows a session and its profile's visits; with
-// API keys the page asks for one; at 1,000 changes a second the page stays responsive. PNG
-// screenshots of each moment are saved in test-artifacts/dashboard/.
+// reads it through its DOM contract (test/support/dashboard.ts). Sessions created, viewed,
+// merged and deleted through the API must be in the live log and every figure within 1 s of the
+// API's answer; an idle expiry moves "online now"; a server restart on the same database and
+// port is survived with every created session in the log exactly once; the log filter restarts
+// the log; a click shows a session and its profile's visits; over TLS with API keys the page asks
+// for a key and keeps it for the tab; at 1,000 changes a second (from a child process) the page
+// stays responsive with its log bounded. PNG screenshots of each moment go to
+// test-artifacts/dashboard/ (git-ignored).
 
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
