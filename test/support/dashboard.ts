@@ -34,7 +34,8 @@ export interface Figures {
   reconnects: number | null;
   total: number | null;
   onlineNow: number | null;
-  perMinute: { bins: number; sum: number };
+  /** `#per-minute rect`s: how many, the sum of their counts, and their `data-minute`s. */
+  perMinute: { bins: number; sum: number; minutes: string[] };
   /** `#breakdown-<field>`: bar key -> count. */
   bars: Record<string, Record<string, number>>;
   log: { revision: string | null; limit: number; entries: LogEntry[] };
@@ -101,7 +102,11 @@ function probe({ expected, until }: { expected: Expected; until: boolean }): Pro
     reconnects: conn?.dataset.reconnects === undefined ? null : Number(conn.dataset.reconnects),
     total: num("#total"),
     onlineNow: num("#online-now"),
-    perMinute: { bins: rects.length, sum: rects.reduce((a, r) => a + Number(r.dataset.count), 0) },
+    perMinute: {
+      bins: rects.length,
+      sum: rects.reduce((a, r) => a + Number(r.dataset.count), 0),
+      minutes: rects.map((r) => r.dataset.minute ?? ""),
+    },
     bars,
     log: {
       revision: log?.dataset.revision ?? null,
@@ -182,25 +187,25 @@ export function waitState(page: Page, state: string, timeoutMs: number): Promise
   return waitShown(page, { state }, Date.now() + timeoutMs, `#conn[data-state=${state}]`);
 }
 
+/** The totals GetSessionStats returned, as the page shows them. */
+export function expectedCounts(stats: GetSessionStatsResponse): Required<Pick<Expected, "total" | "onlineNow">> {
+  return { total: Number(stats.total), onlineNow: Number(stats.onlineNow) };
+}
+
 /**
- * The figures GetSessionStats returned, in the dashboard's terms (null key = `(none)`): the
- * totals, the per-minute sum, and the largest groups of each breakdown (the bars shown).
+ * The breakdowns and the per-minute series GetSessionStats returned, in the page's terms (a null
+ * key is `(none)`): the largest groups of each breakdown (the bars shown) and the sum of the
+ * minutes.
  */
-export function expectedFromStats(
-  stats: GetSessionStatsResponse,
-): Required<Pick<Expected, "total" | "onlineNow" | "perMinuteSum" | "bars">> {
+export function expectedBreakdowns(stats: GetSessionStatsResponse): Required<Pick<Expected, "perMinuteSum" | "bars">> {
   const bars: Record<string, Record<string, number>> = {};
   for (const [field, groupBy] of Object.entries(BREAKDOWNS)) {
     const breakdown = stats.breakdowns.find((b) => b.groupBy === groupBy);
     if (!breakdown) throw new Error(`GetSessionStats returned no breakdown for ${field}`);
     bars[field] = Object.fromEntries(breakdown.groups.slice(0, BARS_SHOWN).map((g) => [g.key ?? "(none)", Number(g.count)]));
   }
-  return {
-    total: Number(stats.total),
-    onlineNow: Number(stats.onlineNow),
-    perMinuteSum: stats.startedPerMinute.reduce((a, m) => a + Number(m.count), 0),
-    bars,
-  };
+  if (stats.startedPerMinute.length !== 60) throw new Error(`GetSessionStats returned ${stats.startedPerMinute.length} minutes, not 60`);
+  return { perMinuteSum: stats.startedPerMinute.reduce((a, m) => a + Number(m.count), 0), bars };
 }
 
 /**
