@@ -13,12 +13,13 @@
 //   client; at TouchSession it means stored (by the client, or by an earlier lookup).
 // - device.ip at CreateSession: session.device.ip when the client sent it, else client_ip, each
 //   anonymized. At TouchSession: client_ip, anonymized, replaces it (the latest address).
+// - Private, loopback, link-local and other addresses of no place (isLocalIp) are not looked up.
 // - An address that cannot be parsed: client_ip is INVALID_ARGUMENT; so is session.device.ip
 //   under "truncate" (nothing safe to keep); under "drop" it is dropped; under "off" it is
 //   stored as sent, as before, and not looked up.
 
 import { InvalidArgumentError, type FieldViolation } from "./errors";
-import { anonymizeIp, checkIp, parseIp, type IpAddress, type IpAnonymization } from "./ip";
+import { anonymizeIp, checkIp, isLocalIp, parseIp, type IpAddress, type IpAnonymization } from "./ip";
 import type { DeviceDoc, GeoDoc } from "./session";
 
 /** What a lookup found; null where the database knows nothing. */
@@ -90,10 +91,8 @@ export function applyVisitorIpOnCreate(device: DeviceDoc, clientIp: string, opti
   const sent = device.ip;
   const sentGiven = sent !== null && sent.trim() !== "";
   const full = parseIp(clientIp) ?? (sentGiven ? parseIp(sent) : undefined);
-  if (full && options.locator) {
-    const found = options.locator.lookup(full);
-    if (found) fillGeo(device.geo, found);
-  }
+  const found = full && !isLocalIp(full) ? options.locator?.lookup(full) : undefined;
+  if (found) fillGeo(device.geo, found);
   device.ip =
     sentGiven || !full ? storedDeviceIp("session.device.ip", sent, options.anonymization) : anonymizeIp(full, options.anonymization);
 }
@@ -106,7 +105,7 @@ export function visitorIpOnTouch(device: DeviceDoc, clientIp: string, options: V
   const full = parseIp(clientIp);
   const geo = structuredClone(device.geo);
   if (!full) return { ip: device.ip, geo };
-  const found = options.locator?.lookup(full);
+  const found = isLocalIp(full) ? undefined : options.locator?.lookup(full);
   if (found) fillGeo(geo, found);
   return { ip: anonymizeIp(full, options.anonymization), geo };
 }

@@ -142,6 +142,36 @@ export function maskIp(ip: IpAddress, bits: number): IpAddress {
   return { version: ip.version, bytes };
 }
 
+/** Networks of no place: private, shared (CGNAT), loopback, link-local, multicast, reserved. */
+const LOCAL_NETWORKS: readonly [version: 4 | 6, prefix: number[], bits: number][] = [
+  [4, [0], 8],
+  [4, [10], 8],
+  [4, [100, 64], 10],
+  [4, [127], 8],
+  [4, [169, 254], 16],
+  [4, [172, 16], 12],
+  [4, [192, 168], 16],
+  [4, [224], 4],
+  [4, [240], 4],
+  [6, [], 128], // :: (with the all-zero bytes below)
+  [6, [...new Array<number>(15).fill(0), 1], 128], // ::1
+  [6, [0xfc], 7],
+  [6, [0xfe, 0x80], 10],
+  [6, [0xff], 8],
+];
+
+/**
+ * Whether the address is of no place (see LOCAL_NETWORKS): such addresses are not looked up, as
+ * geo databases may still hold stray records for them. Documentation ranges are not local.
+ */
+export function isLocalIp(ip: IpAddress): boolean {
+  return LOCAL_NETWORKS.some(([version, prefix, bits]) => {
+    if (version !== ip.version) return false;
+    const masked = maskIp(ip, bits).bytes;
+    return masked.every((b, i) => b === (prefix[i] ?? 0));
+  });
+}
+
 /** What may be stored or logged of `ip` under `mode`: its canonical text, truncated, or null. */
 export function anonymizeIp(ip: IpAddress, mode: IpAnonymization): string | null {
   if (mode === "drop") return null;

@@ -101,7 +101,7 @@ async function openReader(path: string, label: string): Promise<Reader<Response>
   try {
     reader = await maxmind.open(path, { cache: { max: GEO_RECORD_CACHE_SIZE } });
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
+    const message = typeof (err as Error | undefined)?.message === "string" ? (err as Error).message : String(err);
     // A file system error says what it is (ENOENT: no such file...); the reader's own errors are
     // about the bytes, so the message says what was expected.
     const reason = (err as NodeJS.ErrnoException).code !== undefined ? message : `${message}: not a MaxMind DB (.mmdb) file`;
