@@ -15,12 +15,24 @@ const METHOD = "session.v1.SessionService.CreateSession";
 /** A realistic first-visit CreateSession request: no id (the server makes one), so every call inserts. */
 export const CREATE_REQUEST = { session: BENCH_SESSION, user_agent: BENCH_USER_AGENT, page_url: BENCH_PAGE_URL };
 
-export type ServerKind = "grpc-echo" | "connect-echo" | "create" | "create-baseline" | "create-secure";
+/**
+ * The create request with the visitor's address (client_ip): a random public-looking IPv4 address
+ * per call (ghz template functions), so that geo lookups spread over the database as real
+ * traffic does rather than hitting one cached record.
+ */
+export const GEO_CREATE_REQUEST = {
+  ...CREATE_REQUEST,
+  client_ip: "{{randomInt 1 224}}.{{randomInt 0 256}}.{{randomInt 0 256}}.{{randomInt 1 255}}",
+};
+
+export type ServerKind = "grpc-echo" | "connect-echo" | "create" | "create-baseline" | "create-secure" | "create-geo";
 
 /** How ghz reaches a server: plaintext on 127.0.0.1, or TLS (for the certificate's name) with a key. */
 export interface Target {
   address: string;
   args: string[];
+  /** Send GEO_CREATE_REQUEST (templated) instead of CREATE_REQUEST. */
+  geo?: boolean;
 }
 
 /** --pin: servers on the last core, ghz on the others. */
@@ -36,6 +48,7 @@ const SCRIPT: Record<ServerKind, string> = {
   create: "service-server.js",
   "create-baseline": "service-server.js",
   "create-secure": "service-server.js",
+  "create-geo": "service-server.js",
 };
 
 /** A server child (bench/*-server.ts) of one kind, from this checkout or another built one. */
@@ -52,6 +65,7 @@ export class ServerChild extends BenchChild {
 
   /** Where and how ghz calls this server. */
   get target(): Target {
+    if (this.kind === "create-geo") return { address: `127.0.0.1:${this.port}`, args: ["--insecure"], geo: true };
     if (!this.secure) return { address: `127.0.0.1:${this.port}`, args: ["--insecure"] };
     return {
       address: `localhost:${this.port}`,
@@ -114,6 +128,7 @@ export class Ghz {
     private readonly protoset: string,
     private readonly dataFile: string,
     private readonly o: GhzSettings,
+    private readonly geoDataFile: string,
   ) {}
 
   /** One call with a short timeout: does the server answer at all? Returns an error text, or undefined. */
@@ -138,9 +153,9 @@ export class Ghz {
       "--cpus",
       String(this.o.cpus),
       "-D",
-      this.dataFile,
-      "--disable-template-functions",
-      "--disable-template-data",
+      target.geo ? this.geoDataFile : this.dataFile,
+      // Templates only where the request has some (they cost ghz time).
+      ...(target.geo ? ["--disable-template-data"] : ["--disable-template-functions", "--disable-template-data"]),
       "--format",
       "json",
       target.address,
@@ -234,7 +249,9 @@ export function setupGhz(o: GhzSettings): { ghz: Ghz; tmp: string } {
   if (b.status !== 0) throw new Error(`buf build failed: ${b.stderr}`);
   const dataFile = path.join(tmp, "create-session.json");
   fs.writeFileSync(dataFile, JSON.stringify(CREATE_REQUEST));
-  return { ghz: new Ghz(ghzBin, protoset, dataFile, o), tmp };
+  const geoDataFile = path.join(tmp, "create-session-geo.json");
+  fs.writeFileSync(geoDataFile, JSON.stringify(GEO_CREATE_REQUEST));
+  return { ghz: new Ghz(ghzBin, protoset, dataFile, o, geoDataFile), tmp };
 }
 
 /**
