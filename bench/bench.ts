@@ -6,7 +6,7 @@
 //   grpc-js echo     bare grpc-js, same method path and protobuf-es codecs, echoes the session
 //   connect echo     bare connect-node over HTTP/2 cleartext (gRPC protocol), echoes the session
 //   CreateSession    the real service (startServer) on the embedded SQLite store, fresh DATA_DIR
-//   create-geo       the same with client_ip set (a random IPv4 address per call) and
+//   create-geo       the same with client_ip set (4096 random IPv4 addresses in turn) and
 //                    IP_ANONYMIZATION=truncate: the cost of geo from IP and anonymization per create
 // Every round runs the three back to back (echo, connect echo, create); the table shows the
 // medians over the rounds. Targets and latest figures: docs/performance.md.
