@@ -176,6 +176,9 @@ export class Sessions {
     const sent = input.session;
     // The mask first: its size limit is checked before any other work on the request.
     const masked = resolveMask(input.updateMask, this.limits.maxMaskPaths);
+    const maskSet = new PathSet(masked);
+    // A masked device.ip is stored anonymized like a created one (not looked up: geo is the client's to set here).
+    const ipMasked = maskSet.covers(["device", "ip"]);
     const { maxStringLength } = this.limits;
     fail([
       ...checkId("session.id", sent.id, true),
@@ -184,13 +187,11 @@ export class Sessions {
       ...checkSessionStrings(sent, maxStringLength),
       ...checkSessionFreeForm(sent, this.limits.maxFreeFormKeys),
       ...checkRevision("expected_revision", input.expectedRevision),
-      ...checkDeviceIp("session.device.ip", sent.device.ip, this.visitorIp.anonymization),
+      ...(ipMasked ? checkDeviceIp("session.device.ip", sent.device.ip, this.visitorIp.anonymization) : []),
     ]);
-    const maskSet = new PathSet(masked);
     const parsedUtm = parsePageUrl("page_url", input.pageUrl);
     const incoming = structuredClone(sent);
-    // A masked device.ip is stored anonymized like a created one (not looked up: geo is the client's to set here).
-    incoming.device.ip = storedDeviceIp("session.device.ip", incoming.device.ip, this.visitorIp.anonymization);
+    if (ipMasked) incoming.device.ip = storedDeviceIp("session.device.ip", incoming.device.ip, this.visitorIp.anonymization);
     incoming.utm = fillUtm(incoming.utm, parsedUtm);
     const utmMasked = masked.some((p) => p[0] === "utm");
     // A path into the profile of a session without one starts from an empty profile.
