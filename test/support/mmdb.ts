@@ -5,7 +5,7 @@
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, run } from "./tools";
 
@@ -21,11 +21,14 @@ export function mmdbWriter(): string {
   for (const f of SOURCES) hash.update(readFileSync(join(SOURCE_DIR, f)));
   const stamp = hash.digest("hex");
   if (existsSync(binary) && existsSync(stampFile) && readFileSync(stampFile, "utf8") === stamp) return binary;
-  execFileSync("go", ["build", "-buildvcs=false", "-o", binary, "."], {
+  // Built beside and renamed into place: test files in parallel workers may build it at once.
+  const building = `${binary}.${process.pid}.tmp`;
+  execFileSync("go", ["build", "-buildvcs=false", "-o", building, "."], {
     cwd: SOURCE_DIR,
     stdio: ["ignore", "ignore", "inherit"],
     timeout: 600_000,
   });
+  renameSync(building, binary);
   writeFileSync(stampFile, stamp);
   return binary;
 }
