@@ -8,6 +8,7 @@ import { DEFAULT_FEED_OPTIONS } from "./domain/watch/feed";
 import { DEFAULT_MAX_STATS_WATCHERS } from "./domain/watch/stats";
 import { DEFAULT_SQLITE_QUEUE_LIMIT, DEFAULT_SQLITE_READERS } from "./store/sqlite";
 import { DEFAULT_LIMITS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_SESSION_BYTES } from "./domain/limits";
+import { IP_ANONYMIZATION_MODES, type IpAnonymization } from "./domain/ip";
 
 export interface Config {
   host: string;
@@ -94,6 +95,10 @@ export interface Config {
   reflectionRequiresKey: boolean;
   /** Start on a non-loopback HOST without TLS or without keys (with a warning). */
   allowInsecure: boolean;
+  /** GEOIP_CITY_DB: a city database (MaxMind DB format) for device.geo; undefined: country only. */
+  geoipCityDb: string | undefined;
+  /** IP_ANONYMIZATION: what is kept of a visitor's address (device.ip, audit lines). */
+  ipAnonymization: IpAnonymization;
 }
 
 export class ConfigError extends Error {}
@@ -381,6 +386,8 @@ export function loadConfig(env: Env = process.env): Config {
     corsOrigins: corsOrigins(env),
     ...limits(env),
     ...security(env, host),
+    geoipCityDb: env.GEOIP_CITY_DB?.trim() || undefined,
+    ipAnonymization: oneOf(env, "IP_ANONYMIZATION", "off", IP_ANONYMIZATION_MODES),
   };
 }
 

@@ -29,6 +29,7 @@ import { createHealth, HEALTH_SERVICE } from "./rpc/health";
 import { addReflection } from "./rpc/reflection";
 import { createSessionHandlers } from "./rpc/handlers";
 import { openStore } from "./store/open";
+import { MmdbGeoLocator } from "./geo/mmdb";
 import type { SessionStore } from "./domain/store";
 
 export interface RunningServer {
@@ -97,7 +98,12 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     { keys: () => keys?.current, limiter, reflectionRequiresKey: config.reflectionRequiresKey },
     keyedCalls,
     auditLog,
+    config.ipAnonymization,
   );
+  // The geo databases are read before the store opens: a bad GEOIP_CITY_DB stops the service at
+  // once (GeoDatabaseError, naming the file).
+  const geo = await MmdbGeoLocator.open({ cityDatabase: config.geoipCityDb });
+  const visitorIp = { anonymization: config.ipAnonymization, locator: geo };
   const openedStore = store ?? (await openStore(config, log));
   const metrics = config.metricsPort === undefined ? undefined : new Metrics(SessionService, openedStore.kind);
   const sessionStore = metrics ? metrics.store(openedStore) : openedStore;
@@ -116,14 +122,21 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     maxDurationMs: config.sessionMaxDurationMs,
     maxSessionBytes: config.maxSessionBytes,
     maxStringLength: config.maxStringLength,
+    visitorIp,
   });
-  const sessions = new Sessions(sessionStore, undefined, undefined, {
-    maxSessionBytes: config.maxSessionBytes,
-    maxMaskPaths: config.maxMaskPaths,
-    maxStringLength: config.maxStringLength,
-    maxFreeFormKeys: config.maxFreeFormKeys,
-    listPageBytes: listPageBytes(config.maxMessageBytes),
-  });
+  const sessions = new Sessions(
+    sessionStore,
+    undefined,
+    undefined,
+    {
+      maxSessionBytes: config.maxSessionBytes,
+      maxMaskPaths: config.maxMaskPaths,
+      maxStringLength: config.maxStringLength,
+      maxFreeFormKeys: config.maxFreeFormKeys,
+      listPageBytes: listPageBytes(config.maxMessageBytes),
+    },
+    visitorIp,
+  );
   const merges = new Merges(sessionStore, { maxSessionBytes: config.maxSessionBytes });
   const stats = new SessionStats(sessionStore, { maxStringLength: config.maxStringLength });
   const statsHub = new StatsHub(feed, stats, { maxSubscribers: config.maxStatsWatchers });
@@ -209,6 +222,8 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     api_keys: keys ? keys.current.keys.length : "off",
     metrics_port: metricsServer?.port ?? "off",
     dashboard: dashboard ? "/" : "off",
+    ...geo.description,
+    ip_anonymization: config.ipAnonymization,
   });
   // Expiry passes, the change-log trim and the store's retention sweep.
   const jobs = startJobs(sessionStore, lifecycle, log, {

@@ -4,6 +4,7 @@
 // a keys file reload ends the watches of a revoked key. The engines (grpc-server.ts,
 // connect-server.ts) gather the method, the authorization value and the client address.
 
+import { anonymizeIp, parseIp, type IpAnonymization } from "../domain/ip";
 import { DomainError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from "../domain/errors";
 import type { Logger } from "../log";
 import { checkAccess, KeyedCalls, type AccessPolicy } from "../security/access";
@@ -88,7 +89,19 @@ export class CallGuard {
     private readonly calls: KeyedCalls,
     /** Where audit lines go (null: no audit, e.g. benchmarks of the bare engines). */
     private readonly auditLog: Logger | null,
+    /**
+     * IP_ANONYMIZATION applies to the caller's address in audit lines too: when browsers call
+     * the HTTP port directly, it is the visitor's address.
+     */
+    private readonly ipAnonymization: IpAnonymization = "off",
   ) {}
+
+  /** The caller's address as an audit line may show it (an unparsable one, e.g. "unknown", as is). */
+  private auditAddress(address: string): string | null {
+    if (this.ipAnonymization === "off") return address;
+    const ip = parseIp(address);
+    return ip ? anonymizeIp(ip, this.ipAnonymization) : this.ipAnonymization === "drop" ? null : address;
+  }
 
   /** Every call allowed, nothing audited: the engines' default when no guard is given. */
   static open(): CallGuard {
@@ -126,7 +139,7 @@ export class CallGuard {
     this.auditLog.info("audit", {
       method: method.startsWith("/") ? method.slice(1) : method,
       key_id: key?.id ?? null,
-      client: address,
+      client: this.auditAddress(address),
       ...auditIds(method, req, res),
       code: codeName(code),
     });

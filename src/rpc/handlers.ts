@@ -127,7 +127,13 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
   return {
     async createSession(req: CreateSessionRequest, ctx: CallContext): Promise<CreateSessionResponse> {
       const { session, operation } = await sessions.create(
-        { session: sessionToDoc(req.session), userAgent: req.userAgent, pageUrl: req.pageUrl, requestId: req.requestId },
+        {
+          session: sessionToDoc(req.session),
+          userAgent: req.userAgent,
+          pageUrl: req.pageUrl,
+          requestId: req.requestId,
+          clientIp: req.clientIp,
+        },
         { deadline: ctx.deadline, signal: ctx.signal },
       );
       return create(CreateSessionResponseSchema, { session: docToSession(session, operation) });
@@ -175,7 +181,7 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
 
     async touchSession(req: TouchSessionRequest, ctx: CallContext): Promise<TouchSessionResponse> {
       const { session, operation } = await lifecycle.touch(
-        { id: req.id, pageUrl: req.pageUrl, at: optionalRequestDate("at", req.at) },
+        { id: req.id, pageUrl: req.pageUrl, at: optionalRequestDate("at", req.at), clientIp: req.clientIp },
         { deadline: ctx.deadline, signal: ctx.signal },
       );
       return create(TouchSessionResponseSchema, { session: docToSession(session, operation) });

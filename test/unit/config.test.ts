@@ -91,6 +91,8 @@ describe("loadConfig", () => {
       maxMaskPaths: 1000,
       maxStringLength: 8192,
       maxFreeFormKeys: 10_000,
+      geoipCityDb: undefined,
+      ipAnonymization: "off",
     });
     expect(loadConfig({}).mongodbUri).toBeUndefined();
   });
@@ -138,6 +140,8 @@ describe("loadConfig", () => {
         "ALLOW_INSECURE",
         "METRICS_PORT",
         "DASHBOARD",
+        "GEOIP_CITY_DB",
+        "IP_ANONYMIZATION",
       ].map((k) => [k, ""]),
     );
     expect(loadConfig(empty)).toEqual(loadConfig({}));
@@ -183,6 +187,8 @@ describe("loadConfig", () => {
       AUTH_KEYS_FILE: "/etc/sessions/keys.json",
       RATE_LIMIT_PER_ADDRESS: "200",
       REFLECTION_REQUIRES_KEY: "true",
+      GEOIP_CITY_DB: "/var/lib/geo/GeoLite2-City.mmdb",
+      IP_ANONYMIZATION: "truncate",
     });
     expect(cfg).toEqual({
       host: "0.0.0.0",
@@ -223,6 +229,8 @@ describe("loadConfig", () => {
       rateLimitPerAddress: 200,
       reflectionRequiresKey: true,
       allowInsecure: false,
+      geoipCityDb: "/var/lib/geo/GeoLite2-City.mmdb",
+      ipAnonymization: "truncate",
     });
   });
 
@@ -602,6 +610,20 @@ describe("loadConfig: METRICS_PORT", () => {
     );
     expect(configError({ METRICS_PORT: "9000", HTTP_PORT: "9000" }).message).toBe(
       "METRICS_PORT=9000 is invalid: it must differ from GRPC_PORT (50051) and HTTP_PORT (9000)",
+    );
+  });
+});
+
+describe("loadConfig: GEOIP_CITY_DB and IP_ANONYMIZATION", () => {
+  it("reads the city database's path (checked when the service opens it) and the anonymization mode", () => {
+    expect(loadConfig({ GEOIP_CITY_DB: " /geo/city.mmdb " }).geoipCityDb).toBe("/geo/city.mmdb");
+    expect(loadConfig({ GEOIP_CITY_DB: " " }).geoipCityDb).toBeUndefined();
+    for (const mode of ["off", "truncate", "drop"]) expect(loadConfig({ IP_ANONYMIZATION: mode }).ipAnonymization).toBe(mode);
+  });
+
+  it.each(["on", "Truncate", "true", "hash"])("rejects IP_ANONYMIZATION=%j, naming the accepted values", (raw) => {
+    expect(configError({ IP_ANONYMIZATION: raw }).message).toBe(
+      `IP_ANONYMIZATION=${JSON.stringify(raw)} is invalid: expected one of off, truncate, drop`,
     );
   });
 });
