@@ -80,6 +80,8 @@ export async function openInBackground(kind: string, open: () => Promise<Session
       return opened.purgeRetained ? opened.purgeRetained(now, options) : 0;
     },
     ping: async (options) => ready().ping(options),
+    eraseSessions: async (profileId, limit, options) => ready().eraseSessions(profileId, limit, options),
+    eraseTraces: async (profileId, limit, options) => ready().eraseTraces(profileId, limit, options),
     onCommit(listener) {
       listeners.add(listener);
       if (store) unsubscribers.set(listener, store.onCommit(listener));

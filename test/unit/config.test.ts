@@ -81,6 +81,7 @@ describe("loadConfig", () => {
       maxWatchers: 10_000,
       watchStallTimeoutMs: 30_000,
       maxStatsWatchers: 1000,
+      eraseBatchSize: 200,
       sessionIdleTimeoutMs: 30 * 60_000,
       sessionMaxDurationMs: 24 * 3600_000,
       sessionExpiryIntervalMs: 60_000,
@@ -118,6 +119,7 @@ describe("loadConfig", () => {
         "WATCH_RETENTION",
         "MAX_WATCHERS",
         "MAX_STATS_WATCHERS",
+        "ERASE_BATCH_SIZE",
         ...Object.keys(OLD_NAMES),
         "SESSION_IDLE_TIMEOUT",
         "SESSION_MAX_DURATION",
@@ -171,6 +173,7 @@ describe("loadConfig", () => {
       MAX_WATCHERS: "7",
       WATCH_STALL_TIMEOUT: "45s",
       MAX_STATS_WATCHERS: "9",
+      ERASE_BATCH_SIZE: "25",
       WATCH_RETENTION: "2h",
       SESSION_IDLE_TIMEOUT: "45m",
       SESSION_MAX_DURATION: "12h",
@@ -211,6 +214,7 @@ describe("loadConfig", () => {
       maxWatchers: 7,
       watchStallTimeoutMs: 45_000,
       maxStatsWatchers: 9,
+      eraseBatchSize: 25,
       watchRetentionMs: 2 * 3600_000,
       sessionIdleTimeoutMs: 45 * 60_000,
       sessionMaxDurationMs: 12 * 3600_000,
@@ -587,5 +591,17 @@ describe("loadConfig: METRICS_PORT", () => {
     expect(configError({ METRICS_PORT: "9000", HTTP_PORT: "9000" }).message).toBe(
       "METRICS_PORT=9000 is invalid: it must differ from GRPC_PORT (50051) and HTTP_PORT (9000)",
     );
+  });
+});
+
+describe("loadConfig: erasure", () => {
+  it("reads ERASE_BATCH_SIZE (sessions per store write of EraseProfile)", () => {
+    expect(loadConfig({}).eraseBatchSize).toBe(200);
+    expect(loadConfig({ ERASE_BATCH_SIZE: "1" }).eraseBatchSize).toBe(1);
+    expect(loadConfig({ ERASE_BATCH_SIZE: "10000" }).eraseBatchSize).toBe(10_000);
+  });
+
+  it.each([["0"], ["10001"], ["-1"], ["many"], ["2.5"]])("rejects ERASE_BATCH_SIZE=%j naming the variable", (value) => {
+    expect(() => loadConfig({ ERASE_BATCH_SIZE: value })).toThrow("ERASE_BATCH_SIZE");
   });
 });

@@ -21,6 +21,8 @@
 import { ChangesTrimmedError, ResourceExhaustedError } from "../errors";
 import type { Logger } from "../../log";
 import type { ChangeRecord, SessionStore } from "../store";
+import type { ErasureWatchers } from "../erasure";
+import { forgetErasedProfile, HeadWaiters, scrubErasedIds } from "./erased";
 import { classify, compile, type Matcher, type WatchFilter } from "./filter";
 
 /** Changes per read of the change log or of the feed's buffer. */
@@ -101,7 +103,7 @@ function own(w: Watcher): FeedWatcher {
 }
 
 /** The per-process reader of the change log, shared by every watcher of the process. */
-export class ChangeFeed {
+export class ChangeFeed implements ErasureWatchers {
   /** Every change with revision <= head has been read into the buffer (or before it). */
   private head = 0;
   /** The buffer holds the changes with revision in (bufferStart, head]. */
@@ -117,6 +119,7 @@ export class ChangeFeed {
   /** Open watchers, for leak checks and metrics. */
   watchers = 0;
   private resync: Promise<void> | undefined;
+  private readonly headWaiters = new HeadWaiters();
 
   // The index of open watchers (see the header). A watcher is in exactly one of byId (under
   // each of its ids), byProfile or unindexed, and always in `all`.
@@ -275,6 +278,7 @@ export class ChangeFeed {
         if (this.head !== from) continue;
         if (batch.changes.length > 0) {
           this.buffer.push(...batch.changes);
+          scrubErasedIds(this.buffer, batch.changes);
           const excess = this.buffer.length - this.options.bufferSize;
           if (excess > 0) {
             this.bufferStart = this.buffer[excess - 1].revision;
@@ -287,6 +291,7 @@ export class ChangeFeed {
         if (this.buffer.length === 0) this.bufferStart = this.head;
         // Once per batch, after the head has moved: a woken watcher reads up to the new head.
         if (advanced) this.wakeMarked();
+        if (advanced) this.headWaiters.reached(this.head);
         if (this.failing) {
           this.failing = false;
           this.log.info("change feed reading again", { head: this.head });
@@ -417,7 +422,19 @@ export class ChangeFeed {
     return this.buffer.slice(lo, lo + limit);
   }
 
+  caughtUp(revision: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.watchers === 0 || this.head >= revision || this.closed) return Promise.resolve();
+    const waiting = this.headWaiters.wait(revision, timeoutMs, signal);
+    this.kick();
+    return waiting;
+  }
+
+  forgetProfile(profileId: string): void {
+    forgetErasedProfile(this.buffer, profileId);
+  }
+
   close(): void {
+    this.headWaiters.closeAll();
     this.closed = true;
     clearInterval(this.pollTimer);
     this.unsubscribe?.();

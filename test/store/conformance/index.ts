@@ -8,6 +8,7 @@
 import { availabilityTests } from "./availability";
 import { changeLogTests } from "./changes";
 import { crudTests } from "./crud";
+import { erasureTests } from "./erasure";
 import { expiryTests } from "./expiry";
 import { listTests } from "./list";
 import { revisionTests } from "./revisions";
@@ -39,6 +40,7 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
     statsTests(current);
     statsWritesTests(current);
     changeLogTests(current);
+    erasureTests(current);
     availabilityTests(current);
   });
 }
