@@ -36,7 +36,7 @@ export class MongoErasure {
   ) {}
 
   async eraseSessions(profileId: string, limit: number, options: CallOptions): Promise<EraseSessionsResult> {
-    const { sessions, visits } = this.collections;
+    const { sessions } = this.collections;
     const found = await this.calls.run(options, (call) =>
       sessions
         .find({ "profile.id": profileId }, { ...call.opts, projection: { _id: 1, session_index: 1 } })
@@ -44,24 +44,29 @@ export class MongoErasure {
         .limit(Math.max(1, limit))
         .toArray(),
     );
-    let erased = 0;
-    let revision = 0;
-    for (const s of found) {
-      try {
-        const done = await this.calls.run(options, true, (call) => this.writer.erase(s._id, profileId, call));
-        erased++;
-        revision = Math.max(revision, done.revision);
-        const index = done.doc.session_index;
-        if (index > 0) {
-          await this.calls.run(options, true, (call) => visits.deleteOne({ _id: visitId(profileId, index), session_id: s._id }, call.opts));
-        }
-      } catch (err) {
-        // Deleted, or moved to another profile, since it was listed: not this erasure's.
-        if (!(err instanceof NotFoundError || err instanceof RevisionConflictError)) throw err;
-      }
-    }
+    // The sessions of a batch at once (each its own conditional write; `limit` bounds them).
+    const revisions = await Promise.all(found.map((s) => this.eraseOne(s._id, profileId, options)));
+    const done = revisions.filter((r) => r > 0);
     // A short page: none was left when it was read.
-    return { erased, revision, more: found.length >= Math.max(1, limit) };
+    return { erased: done.length, revision: Math.max(0, ...done), more: found.length >= Math.max(1, limit) };
+  }
+
+  /** Erases one session and its visit claim; 0 when it is gone or no longer the profile's. */
+  private async eraseOne(id: string, profileId: string, options: CallOptions): Promise<number> {
+    try {
+      const done = await this.calls.run(options, true, (call) => this.writer.erase(id, profileId, call));
+      const index = done.doc.session_index;
+      if (index > 0) {
+        await this.calls.run(options, true, (call) =>
+          this.collections.visits.deleteOne({ _id: visitId(profileId, index), session_id: id }, call.opts),
+        );
+      }
+      return done.revision;
+    } catch (err) {
+      // Deleted, or moved to another profile, since it was listed: not this erasure's.
+      if (err instanceof NotFoundError || err instanceof RevisionConflictError) return 0;
+      throw err;
+    }
   }
 
   async eraseTraces(profileId: string, limit: number, options: CallOptions): Promise<EraseTracesResult> {
