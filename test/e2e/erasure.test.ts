@@ -22,9 +22,11 @@ const SECRET = "secret-note-of-the-person";
 
 type Change = { kind: ChangeKind; session: Session; revision: bigint; erased: boolean };
 
-/** The changes of a watch stream, as they come (heartbeats and the initial-state end skipped). */
+/** The changes of a watch stream, as they come (heartbeats skipped). */
 class Changes {
   readonly got: Change[] = [];
+  /** The initial state (send_initial) has ended: the stream is live. */
+  initialEnded = false;
   private wake: (() => void) | undefined;
   private failure: unknown;
 
@@ -32,9 +34,11 @@ class Changes {
     void (async () => {
       try {
         for await (const m of stream.messages as AsyncIterable<WatchSessionsResponse>) {
-          if (m.event.case !== "change") continue;
-          const { kind, session, revision, erased } = m.event.value;
-          this.got.push({ kind, session: session!, revision, erased });
+          if (m.event.case === "initialStateEnd") this.initialEnded = true;
+          if (m.event.case === "change") {
+            const { kind, session, revision, erased } = m.event.value;
+            this.got.push({ kind, session: session!, revision, erased });
+          }
           this.wake?.();
         }
       } catch (err) {
@@ -124,15 +128,19 @@ describe.each(STORES)("EraseProfile on %s", (kind) => {
 
     it("sends open watchers erased DELETED changes with only the id and profile id; history keeps tombstones only", async () => {
       const person = `person-${protocol}`;
+      // A watcher from before the person's sessions exist: this process's change feed then
+      // holds their changes in memory too.
+      const start = await client.createSession({ session: { id: `start-${protocol}`, profile: { id: "someone-else" } } });
+      const everything = new Changes(watch({ afterRevision: start.session!.revision - 1n }));
+      await everything.until((got) => got.length === 1);
       const mine = await createSessions(client, person, `mine-${protocol}`, 4);
       await client.updateSession({ session: { id: mine[1], properties: { more: SECRET } }, updateMask: { paths: ["properties.more"] } });
       const other = await client.createSession({ session: { id: `other-${protocol}`, profile: { id: "someone-else" } } });
-
-      // Two watchers, live before the erasure (their initial state has ended): one filtered by the person.
+      // And one filtered by the person, live (its initial state has ended) before the erasure.
       const byProfile = new Changes(watch({ filter: { profileId: person }, sendInitial: true }));
-      const everything = new Changes(watch({ sendInitial: true }));
-      await byProfile.until((got) => got.length === 4);
-      await everything.until((got) => got.length >= 5);
+      await byProfile.until((got) => got.length === 4 && byProfile.initialEnded);
+      await everything.until((got) => got.length === 7);
+      const firstOfMine = everything.got.find((c) => mine.includes(c.session.id))!.revision;
       const before = [byProfile.got.length, everything.got.length];
 
       expect(await client.eraseProfile({ profileId: person })).toMatchObject({ erasedSessions: 4n });
@@ -146,8 +154,13 @@ describe.each(STORES)("EraseProfile on %s", (kind) => {
         for (const c of live) expect(bytes(c.session)).toEqual(only(c.session.id, person));
       }
       byProfile.stream.cancel();
-      everything.stream.cancel();
       const head = everything.got[everything.got.length - 1].revision;
+
+      // Resumed from before the person's first change, while the feed still holds it in memory.
+      const recent = await history(watch({ afterRevision: firstOfMine - 1n }), head);
+      expect(recent.filter((c) => mine.includes(c.session.id))).toHaveLength(4 + 1 + 4);
+      for (const c of recent.filter((c) => mine.includes(c.session.id))) expect(bytes(c.session)).toEqual(only(c.session.id));
+      everything.stream.cancel();
 
       // Resumed from 0, unfiltered and filtered by the person: tombstones of the id only.
       for (const filter of [{}, { profileId: person }]) {
