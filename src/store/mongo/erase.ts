@@ -6,8 +6,8 @@
 // that live watchers filtered by it see the deletion. The session's idempotency key goes with
 // its document; its visit claim is deleted.
 //
-// eraseTraces then works through the erasure reservations whose `before` still names the
-// profile (the work list; a reservation exists before its session is touched, so a crash
+// eraseTraces then works through the erasure reservations and outcomes whose `before` still
+// names the profile (the work list; a reservation exists before its session is touched, so a crash
 // between the deletion and its outcome leaves nothing behind unlisted): for each erased session
 // it turns the earlier outcomes of its id into tombstones (no doc, no before; those after the
 // last plain deletion of the id only: an earlier session with the same id is someone else's),
@@ -78,13 +78,24 @@ export class MongoErasure {
     if (left) return { done: false, sessionsLeft: true };
     this.visitNumbers.forget(profileId);
 
-    const listed = { erased: true as const, "before.profileId": profileId } as Filter<Reservation>;
-    const pending = await this.calls.run(options, (call) =>
-      revisions
-        .find(listed, { ...call.opts, projection: { _id: 1, id: 1 } })
+    // The work list: erasures whose reservation or outcome still names the profile (an outcome
+    // inserted after another replica's clean-up of the same profile took the reservation's off).
+    const listed = { erased: true as const, "before.profileId": profileId };
+    const pending = await this.calls.run(options, async (call) => {
+      const found = new Map<string, { _id: string; id: string }>();
+      const opts = { ...call.opts, projection: { _id: 1, id: 1 } };
+      for (const r of await revisions
+        .find(listed as Filter<Reservation>, opts)
         .limit(n)
-        .toArray(),
-    );
+        .toArray())
+        found.set(r._id, r);
+      for (const o of await changes
+        .find(listed as Filter<Outcome>, opts)
+        .limit(n)
+        .toArray())
+        found.set(o._id, o);
+      return [...found.values()];
+    });
     if (pending.length > 0) {
       await this.calls.run(options, true, async (call) => {
         // The erasure of each id (the latest listed, if one id was erased twice).

@@ -81,6 +81,18 @@ class MergeProfilesResponse(_message.Message):
     moved_session_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, moved_sessions: _Optional[int] = ..., moved_session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class EraseProfileRequest(_message.Message):
+    __slots__ = ("profile_id",)
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    def __init__(self, profile_id: _Optional[str] = ...) -> None: ...
+
+class EraseProfileResponse(_message.Message):
+    __slots__ = ("erased_sessions",)
+    ERASED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    erased_sessions: int
+    def __init__(self, erased_sessions: _Optional[int] = ...) -> None: ...
+
 class StatsFilter(_message.Message):
     __slots__ = ("profile_id", "status", "channel")
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -92,16 +104,20 @@ class StatsFilter(_message.Message):
     def __init__(self, profile_id: _Optional[str] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
 
 class GetSessionStatsRequest(_message.Message):
-    __slots__ = ("filter", "group_by", "since", "online_window")
+    __slots__ = ("filter", "group_by", "since", "online_window", "breakdowns", "started_per_minute")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     ONLINE_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWNS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     filter: StatsFilter
     group_by: StatsGroupBy
     since: _timestamp_pb2.Timestamp
     online_window: _duration_pb2.Duration
-    def __init__(self, filter: _Optional[_Union[StatsFilter, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., online_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    breakdowns: _containers.RepeatedScalarFieldContainer[StatsGroupBy]
+    started_per_minute: bool
+    def __init__(self, filter: _Optional[_Union[StatsFilter, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., online_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., breakdowns: _Optional[_Iterable[_Union[StatsGroupBy, str]]] = ..., started_per_minute: _Optional[bool] = ...) -> None: ...
 
 class StatsGroup(_message.Message):
     __slots__ = ("key", "count")
@@ -112,16 +128,36 @@ class StatsGroup(_message.Message):
     def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetSessionStatsResponse(_message.Message):
-    __slots__ = ("total", "groups", "online_now", "computed_at")
+    __slots__ = ("total", "groups", "online_now", "computed_at", "breakdowns", "started_per_minute")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     ONLINE_NOW_FIELD_NUMBER: _ClassVar[int]
     COMPUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWNS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     total: int
     groups: _containers.RepeatedCompositeFieldContainer[StatsGroup]
     online_now: int
     computed_at: _timestamp_pb2.Timestamp
-    def __init__(self, total: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[StatsGroup, _Mapping]]] = ..., online_now: _Optional[int] = ..., computed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    breakdowns: _containers.RepeatedCompositeFieldContainer[StatsBreakdown]
+    started_per_minute: _containers.RepeatedCompositeFieldContainer[MinuteCount]
+    def __init__(self, total: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[StatsGroup, _Mapping]]] = ..., online_now: _Optional[int] = ..., computed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., breakdowns: _Optional[_Iterable[_Union[StatsBreakdown, _Mapping]]] = ..., started_per_minute: _Optional[_Iterable[_Union[MinuteCount, _Mapping]]] = ...) -> None: ...
+
+class StatsBreakdown(_message.Message):
+    __slots__ = ("group_by", "groups")
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    group_by: StatsGroupBy
+    groups: _containers.RepeatedCompositeFieldContainer[StatsGroup]
+    def __init__(self, group_by: _Optional[_Union[StatsGroupBy, str]] = ..., groups: _Optional[_Iterable[_Union[StatsGroup, _Mapping]]] = ...) -> None: ...
+
+class MinuteCount(_message.Message):
+    __slots__ = ("start", "count")
+    START_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    count: int
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
     __slots__ = ("session", "user_agent", "page_url", "request_id")
@@ -238,14 +274,16 @@ class WatchSessionsRequest(_message.Message):
     def __init__(self, filter: _Optional[_Union[WatchFilter, _Mapping]] = ..., after_revision: _Optional[int] = ..., send_initial: _Optional[bool] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SessionChange(_message.Message):
-    __slots__ = ("kind", "session", "revision")
+    __slots__ = ("kind", "session", "revision", "erased")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    ERASED_FIELD_NUMBER: _ClassVar[int]
     kind: ChangeKind
     session: _session_pb2.Session
     revision: int
-    def __init__(self, kind: _Optional[_Union[ChangeKind, str]] = ..., session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    erased: bool
+    def __init__(self, kind: _Optional[_Union[ChangeKind, str]] = ..., session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., revision: _Optional[int] = ..., erased: _Optional[bool] = ...) -> None: ...
 
 class InitialStateEnd(_message.Message):
     __slots__ = ("revision",)
@@ -270,20 +308,24 @@ class WatchSessionsResponse(_message.Message):
     def __init__(self, change: _Optional[_Union[SessionChange, _Mapping]] = ..., initial_state_end: _Optional[_Union[InitialStateEnd, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
 
 class WatchSessionStatsRequest(_message.Message):
-    __slots__ = ("filter", "group_by", "since", "online_window", "min_interval", "heartbeat_interval")
+    __slots__ = ("filter", "group_by", "since", "online_window", "min_interval", "heartbeat_interval", "breakdowns", "started_per_minute")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     ONLINE_WINDOW_FIELD_NUMBER: _ClassVar[int]
     MIN_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWNS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     filter: StatsFilter
     group_by: StatsGroupBy
     since: _timestamp_pb2.Timestamp
     online_window: _duration_pb2.Duration
     min_interval: _duration_pb2.Duration
     heartbeat_interval: _duration_pb2.Duration
-    def __init__(self, filter: _Optional[_Union[StatsFilter, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., online_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    breakdowns: _containers.RepeatedScalarFieldContainer[StatsGroupBy]
+    started_per_minute: bool
+    def __init__(self, filter: _Optional[_Union[StatsFilter, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., online_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., breakdowns: _Optional[_Iterable[_Union[StatsGroupBy, str]]] = ..., started_per_minute: _Optional[bool] = ...) -> None: ...
 
 class StatsHeartbeat(_message.Message):
     __slots__ = ("checked_at", "revision")
