@@ -60,6 +60,11 @@ export function erasureTests(current: CurrentStore): void {
       for (const id of mine) expect(await rejection(store.get(id))).toBeInstanceOf(NotFoundError);
       expect(await store.list({ profileId: PERSON, limit: 100 })).toEqual([]);
       expect((await store.stats({ profileId: PERSON, onlineSince: at(0) })).total).toBe(0);
+      // The maintained counts (unfiltered statistics) lost the erased sessions too.
+      const all = await store.stats({ groupBy: "channel", onlineSince: at(0) });
+      const listed = await store.list({ limit: 1000 });
+      expect(all.total).toBe(listed.length);
+      expect(all.groups.reduce((n, g) => n + g.count, 0)).toBe(listed.length);
       for (const t of theirs) expect(await store.get(t.id)).toStrictEqual(t);
 
       const log = await allChanges(store);
