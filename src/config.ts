@@ -3,6 +3,7 @@
 
 import { redactUri, scrubUriParts, type LogLevel } from "./log";
 import { tlsFilesFromEnv, TlsConfigError, type TlsFiles } from "./security/tls";
+import { DEFAULT_ERASURE_OPTIONS } from "./domain/erasure";
 import { DEFAULT_LIFECYCLE } from "./domain/lifecycle";
 import { DEFAULT_FEED_OPTIONS } from "./domain/watch/feed";
 import { DEFAULT_MAX_STATS_WATCHERS } from "./domain/watch/stats";
@@ -55,6 +56,8 @@ export interface Config {
   watchStallTimeoutMs: number;
   /** Open WatchSessionStats streams per process; more are refused with RESOURCE_EXHAUSTED (RetryInfo). */
   maxStatsWatchers: number;
+  /** EraseProfile: sessions per store write (and traces per cleanup step). */
+  eraseBatchSize: number;
   /** A session without activity for this long ends (idle expiry). */
   sessionIdleTimeoutMs: number;
   /** A session ends this long after it started, whatever its activity. */
@@ -234,6 +237,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxWatchers: int(env, "MAX_WATCHERS", DEFAULT_FEED_OPTIONS.maxWatchers, 1, 1_000_000),
     watchStallTimeoutMs: duration(env, "WATCH_STALL_TIMEOUT", DEFAULT_FEED_OPTIONS.stallTimeoutMs, 100, 3600_000),
     maxStatsWatchers: int(env, "MAX_STATS_WATCHERS", DEFAULT_MAX_STATS_WATCHERS, 1, 100_000),
+    eraseBatchSize: int(env, "ERASE_BATCH_SIZE", DEFAULT_ERASURE_OPTIONS.batchSize, 1, 10_000),
     sessionIdleTimeoutMs: duration(env, "SESSION_IDLE_TIMEOUT", DEFAULT_LIFECYCLE.idleMs, 100, 30 * 86_400_000),
     sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", DEFAULT_LIFECYCLE.maxDurationMs, 100, 365 * 86_400_000),
     sessionExpiryIntervalMs: duration(env, "SESSION_EXPIRY_INTERVAL", 60_000, 10, 3600_000),

@@ -7,6 +7,7 @@ import { isLoopbackHost, type Config } from "./config";
 import { startJobs } from "./domain/jobs";
 import { Lifecycle } from "./domain/lifecycle";
 import { listPageBytes } from "./domain/limits";
+import { Erasure } from "./domain/erasure";
 import { Merges } from "./domain/merges";
 import { Sessions } from "./domain/sessions";
 import { SessionStats } from "./domain/stats";
@@ -138,10 +139,11 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     visitorIp,
   );
   const merges = new Merges(sessionStore, { maxSessionBytes: config.maxSessionBytes });
+  const erasure = new Erasure(sessionStore, feed, { batchSize: config.eraseBatchSize });
   const stats = new SessionStats(sessionStore, { maxStringLength: config.maxStringLength });
   const statsHub = new StatsHub(feed, stats, { maxSubscribers: config.maxStatsWatchers });
   metrics?.observeStatsHub(statsHub);
-  const handlers = createSessionHandlers({ sessions, lifecycle, merges, stats, statsHub }, feed, sessionStore);
+  const handlers = createSessionHandlers({ sessions, lifecycle, merges, erasure, stats, statsHub }, feed, sessionStore);
 
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": config.maxMessageBytes,

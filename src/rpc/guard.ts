@@ -60,6 +60,11 @@ function auditIds(method: string, req: Message, res: Message): Record<string, un
       return { session_id: req?.id || undefined };
     case "MergeProfiles":
       return { source_profile_ids: req?.sourceProfileIds, target_profile_id: req?.targetProfileId || undefined };
+    case "EraseProfile":
+      return {
+        profile_id: req?.profileId || undefined,
+        erased_sessions: res?.erasedSessions === undefined ? undefined : Number(res.erasedSessions),
+      };
     default:
       return {};
   }
@@ -127,15 +132,15 @@ export class CallGuard {
   }
 
   /**
-   * One JSON line for a state-changing call (a method whose scope is sessions.write or
-   * profiles.merge), whatever its outcome, refusals included: who (key id, never the secret;
+   * One JSON line for a state-changing call (a method whose scope is sessions.write,
+   * profiles.merge or profiles.erase), whatever its outcome, refusals included: who (key id, never the secret;
    * null without keys), from where, what, on which ids, and the result code. Ids are the
    * client's strings; JSON encoding keeps them from forging lines.
    */
   audit(method: string, key: { id: string } | undefined, address: string, code: number, req: Message, res?: Message): void {
     if (this.auditLog === null) return;
     const scope = requiredScope(method);
-    if (scope !== "sessions.write" && scope !== "profiles.merge") return;
+    if (scope !== "sessions.write" && scope !== "profiles.merge" && scope !== "profiles.erase") return;
     this.auditLog.info("audit", {
       method: method.startsWith("/") ? method.slice(1) : method,
       key_id: key?.id ?? null,

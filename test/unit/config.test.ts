@@ -82,6 +82,7 @@ describe("loadConfig", () => {
       maxWatchers: 10_000,
       watchStallTimeoutMs: 30_000,
       maxStatsWatchers: 1000,
+      eraseBatchSize: 200,
       sessionIdleTimeoutMs: 30 * 60_000,
       sessionMaxDurationMs: 24 * 3600_000,
       sessionExpiryIntervalMs: 60_000,
@@ -122,6 +123,7 @@ describe("loadConfig", () => {
         "WATCH_RETENTION",
         "MAX_WATCHERS",
         "MAX_STATS_WATCHERS",
+        "ERASE_BATCH_SIZE",
         ...Object.keys(OLD_NAMES),
         "SESSION_IDLE_TIMEOUT",
         "SESSION_MAX_DURATION",
@@ -177,6 +179,7 @@ describe("loadConfig", () => {
       MAX_WATCHERS: "7",
       WATCH_STALL_TIMEOUT: "45s",
       MAX_STATS_WATCHERS: "9",
+      ERASE_BATCH_SIZE: "25",
       WATCH_RETENTION: "2h",
       SESSION_IDLE_TIMEOUT: "45m",
       SESSION_MAX_DURATION: "12h",
@@ -219,6 +222,7 @@ describe("loadConfig", () => {
       maxWatchers: 7,
       watchStallTimeoutMs: 45_000,
       maxStatsWatchers: 9,
+      eraseBatchSize: 25,
       watchRetentionMs: 2 * 3600_000,
       sessionIdleTimeoutMs: 45 * 60_000,
       sessionMaxDurationMs: 12 * 3600_000,
@@ -625,5 +629,17 @@ describe("loadConfig: GEOIP_CITY_DB and IP_ANONYMIZATION", () => {
     expect(configError({ IP_ANONYMIZATION: raw }).message).toBe(
       `IP_ANONYMIZATION=${JSON.stringify(raw)} is invalid: expected one of off, truncate, drop`,
     );
+  });
+});
+
+describe("loadConfig: erasure", () => {
+  it("reads ERASE_BATCH_SIZE (sessions per store write of EraseProfile)", () => {
+    expect(loadConfig({}).eraseBatchSize).toBe(200);
+    expect(loadConfig({ ERASE_BATCH_SIZE: "1" }).eraseBatchSize).toBe(1);
+    expect(loadConfig({ ERASE_BATCH_SIZE: "10000" }).eraseBatchSize).toBe(10_000);
+  });
+
+  it.each([["0"], ["10001"], ["-1"], ["many"], ["2.5"]])("rejects ERASE_BATCH_SIZE=%j naming the variable", (value) => {
+    expect(() => loadConfig({ ERASE_BATCH_SIZE: value })).toThrow("ERASE_BATCH_SIZE");
   });
 });

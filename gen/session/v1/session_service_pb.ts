@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file session/v1/session_service.proto.
  */
 export const file_session_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJuChNUb3VjaFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHBhZ2VfdXJsGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgljbGllbnRfaXAYBCABKAkiPAoUVG91Y2hTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiJNChRNZXJnZVByb2ZpbGVzUmVxdWVzdBIaChJzb3VyY2VfcHJvZmlsZV9pZHMYASADKAkSGQoRdGFyZ2V0X3Byb2ZpbGVfaWQYAiABKAkiSgoVTWVyZ2VQcm9maWxlc1Jlc3BvbnNlEhYKDm1vdmVkX3Nlc3Npb25zGAEgASgFEhkKEW1vdmVkX3Nlc3Npb25faWRzGAIgAygJIkIKC1N0YXRzRmlsdGVyEhIKCnByb2ZpbGVfaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEg8KB2NoYW5uZWwYAyABKAkilAIKFkdldFNlc3Npb25TdGF0c1JlcXVlc3QSJwoGZmlsdGVyGAEgASgLMhcuc2Vzc2lvbi52MS5TdGF0c0ZpbHRlchIqCghncm91cF9ieRgCIAEoDjIYLnNlc3Npb24udjEuU3RhdHNHcm91cEJ5EikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg1vbmxpbmVfd2luZG93GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCmJyZWFrZG93bnMYBSADKA4yGC5zZXNzaW9uLnYxLlN0YXRzR3JvdXBCeRIaChJzdGFydGVkX3Blcl9taW51dGUYBiABKAgiNQoKU3RhdHNHcm91cBIQCgNrZXkYASABKAlIAIgBARINCgVjb3VudBgCIAEoA0IGCgRfa2V5IvoBChdHZXRTZXNzaW9uU3RhdHNSZXNwb25zZRINCgV0b3RhbBgBIAEoAxImCgZncm91cHMYAiADKAsyFi5zZXNzaW9uLnYxLlN0YXRzR3JvdXASEgoKb25saW5lX25vdxgDIAEoAxIvCgtjb21wdXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKYnJlYWtkb3ducxgFIAMoCzIaLnNlc3Npb24udjEuU3RhdHNCcmVha2Rvd24SMwoSc3RhcnRlZF9wZXJfbWludXRlGAYgAygLMhcuc2Vzc2lvbi52MS5NaW51dGVDb3VudCJkCg5TdGF0c0JyZWFrZG93bhIqCghncm91cF9ieRgBIAEoDjIYLnNlc3Npb24udjEuU3RhdHNHcm91cEJ5EiYKBmdyb3VwcxgCIAMoCzIWLnNlc3Npb24udjEuU3RhdHNHcm91cCJHCgtNaW51dGVDb3VudBIpCgVzdGFydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFY291bnQYAiABKAMiiQEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0EiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SEgoKdXNlcl9hZ2VudBgCIAEoCRIQCghwYWdlX3VybBgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJEhEKCWNsaWVudF9pcBgFIAEoCSI9ChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiIfChFHZXRTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCSI6ChJHZXRTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiLJAQoUVXBkYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHgoRZXhwZWN0ZWRfcmV2aXNpb24YAyABKANIAIgBARISCgp1c2VyX2FnZW50GAQgASgJEhAKCHBhZ2VfdXJsGAUgASgJQhQKEl9leHBlY3RlZF9yZXZpc2lvbiI9ChVVcGRhdGVTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiJYChREZWxldGVTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIeChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoA0gAiAEBQhQKEl9leHBlY3RlZF9yZXZpc2lvbiIpChVEZWxldGVTZXNzaW9uUmVzcG9uc2USEAoIcmV2aXNpb24YASABKAMi0QEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCRIvCgtpbnNlcnRfZnJvbRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJaW5zZXJ0X3RvGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSJWChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIlCghzZXNzaW9ucxgBIAMoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTwoLV2F0Y2hGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRILCgNpZHMYAiADKAkSDgoGc3RhdHVzGAMgASgJEg8KB2NoYW5uZWwYBCABKAkivAEKFFdhdGNoU2Vzc2lvbnNSZXF1ZXN0EicKBmZpbHRlchgBIAEoCzIXLnNlc3Npb24udjEuV2F0Y2hGaWx0ZXISGwoOYWZ0ZXJfcmV2aXNpb24YAiABKANIAIgBARIUCgxzZW5kX2luaXRpYWwYAyABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhEKD19hZnRlcl9yZXZpc2lvbiJtCg1TZXNzaW9uQ2hhbmdlEiQKBGtpbmQYASABKA4yFi5zZXNzaW9uLnYxLkNoYW5nZUtpbmQSJAoHc2Vzc2lvbhgCIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIQCghyZXZpc2lvbhgDIAEoAyIjCg9Jbml0aWFsU3RhdGVFbmQSEAoIcmV2aXNpb24YASABKAMiHAoIUHJvZ3Jlc3MSEAoIcmV2aXNpb24YASABKAMisQEKFVdhdGNoU2Vzc2lvbnNSZXNwb25zZRIrCgZjaGFuZ2UYASABKAsyGS5zZXNzaW9uLnYxLlNlc3Npb25DaGFuZ2VIABI4ChFpbml0aWFsX3N0YXRlX2VuZBgCIAEoCzIbLnNlc3Npb24udjEuSW5pdGlhbFN0YXRlRW5kSAASKAoIcHJvZ3Jlc3MYAyABKAsyFC5zZXNzaW9uLnYxLlByb2dyZXNzSABCBwoFZXZlbnQi/gIKGFdhdGNoU2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoMbWluX2ludGVydmFsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgpicmVha2Rvd25zGAcgAygOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSGgoSc3RhcnRlZF9wZXJfbWludXRlGAggASgIIlIKDlN0YXRzSGVhcnRiZWF0Ei4KCmNoZWNrZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGAIgASgDIosBChlXYXRjaFNlc3Npb25TdGF0c1Jlc3BvbnNlEjQKBXN0YXRzGAEgASgLMiMuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZUgAEi8KCWhlYXJ0YmVhdBgCIAEoCzIaLnNlc3Npb24udjEuU3RhdHNIZWFydGJlYXRIAEIHCgVldmVudCr+AQoMU3RhdHNHcm91cEJ5Eh4KGlNUQVRTX0dST1VQX0JZX1VOU1BFQ0lGSUVEEAASGgoWU1RBVFNfR1JPVVBfQllfQ0hBTk5FTBABEhkKFVNUQVRTX0dST1VQX0JZX1NUQVRVUxACEh4KGlNUQVRTX0dST1VQX0JZX0RFVklDRV9UWVBFEAMSGgoWU1RBVFNfR1JPVVBfQllfT1NfTkFNRRAEEhsKF1NUQVRTX0dST1VQX0JZX0FQUF9OQU1FEAUSHwobU1RBVFNfR1JPVVBfQllfQ09VTlRSWV9DT0RFEAYSHQoZU1RBVFNfR1JPVVBfQllfVVRNX1NPVVJDRRAHKsoBCgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQ0hBTkdFX0tJTkRfSU5JVElBTBABEhcKE0NIQU5HRV9LSU5EX0NSRUFURUQQAhIXChNDSEFOR0VfS0lORF9VUERBVEVEEAMSFwoTQ0hBTkdFX0tJTkRfREVMRVRFRBAEEh4KGkNIQU5HRV9LSU5EX0VOVEVSRURfRklMVEVSEAUSGwoXQ0hBTkdFX0tJTkRfTEVGVF9GSUxURVIQBjKCBwoOU2Vzc2lvblNlcnZpY2USVAoNQ3JlYXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJQCgpHZXRTZXNzaW9uEh0uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVxdWVzdBoeLnNlc3Npb24udjEuR2V0U2Vzc2lvblJlc3BvbnNlIgOQAgESVAoNVXBkYXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLlVwZGF0ZVNlc3Npb25SZXNwb25zZRJUCg1EZWxldGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlElYKDExpc3RTZXNzaW9ucxIfLnNlc3Npb24udjEuTGlzdFNlc3Npb25zUmVxdWVzdBogLnNlc3Npb24udjEuTGlzdFNlc3Npb25zUmVzcG9uc2UiA5ACARJWCg1XYXRjaFNlc3Npb25zEiAuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVxdWVzdBohLnNlc3Npb24udjEuV2F0Y2hTZXNzaW9uc1Jlc3BvbnNlMAESUQoMVG91Y2hTZXNzaW9uEh8uc2Vzc2lvbi52MS5Ub3VjaFNlc3Npb25SZXF1ZXN0GiAuc2Vzc2lvbi52MS5Ub3VjaFNlc3Npb25SZXNwb25zZRJUCg1NZXJnZVByb2ZpbGVzEiAuc2Vzc2lvbi52MS5NZXJnZVByb2ZpbGVzUmVxdWVzdBohLnNlc3Npb24udjEuTWVyZ2VQcm9maWxlc1Jlc3BvbnNlEl8KD0dldFNlc3Npb25TdGF0cxIiLnNlc3Npb24udjEuR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBojLnNlc3Npb24udjEuR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2UiA5ACARJiChFXYXRjaFNlc3Npb25TdGF0cxIkLnNlc3Npb24udjEuV2F0Y2hTZXNzaW9uU3RhdHNSZXF1ZXN0GiUuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25TdGF0c1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
+  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJuChNUb3VjaFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHBhZ2VfdXJsGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgljbGllbnRfaXAYBCABKAkiPAoUVG91Y2hTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiJNChRNZXJnZVByb2ZpbGVzUmVxdWVzdBIaChJzb3VyY2VfcHJvZmlsZV9pZHMYASADKAkSGQoRdGFyZ2V0X3Byb2ZpbGVfaWQYAiABKAkiSgoVTWVyZ2VQcm9maWxlc1Jlc3BvbnNlEhYKDm1vdmVkX3Nlc3Npb25zGAEgASgFEhkKEW1vdmVkX3Nlc3Npb25faWRzGAIgAygJIikKE0VyYXNlUHJvZmlsZVJlcXVlc3QSEgoKcHJvZmlsZV9pZBgBIAEoCSIvChRFcmFzZVByb2ZpbGVSZXNwb25zZRIXCg9lcmFzZWRfc2Vzc2lvbnMYASABKAMiQgoLU3RhdHNGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCSKUAgoWR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoKYnJlYWtkb3ducxgFIAMoDjIYLnNlc3Npb24udjEuU3RhdHNHcm91cEJ5EhoKEnN0YXJ0ZWRfcGVyX21pbnV0ZRgGIAEoCCI1CgpTdGF0c0dyb3VwEhAKA2tleRgBIAEoCUgAiAEBEg0KBWNvdW50GAIgASgDQgYKBF9rZXki+gEKF0dldFNlc3Npb25TdGF0c1Jlc3BvbnNlEg0KBXRvdGFsGAEgASgDEiYKBmdyb3VwcxgCIAMoCzIWLnNlc3Npb24udjEuU3RhdHNHcm91cBISCgpvbmxpbmVfbm93GAMgASgDEi8KC2NvbXB1dGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpicmVha2Rvd25zGAUgAygLMhouc2Vzc2lvbi52MS5TdGF0c0JyZWFrZG93bhIzChJzdGFydGVkX3Blcl9taW51dGUYBiADKAsyFy5zZXNzaW9uLnYxLk1pbnV0ZUNvdW50ImQKDlN0YXRzQnJlYWtkb3duEioKCGdyb3VwX2J5GAEgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSJgoGZ3JvdXBzGAIgAygLMhYuc2Vzc2lvbi52MS5TdGF0c0dyb3VwIkcKC01pbnV0ZUNvdW50EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVjb3VudBgCIAEoAyKJAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhISCgp1c2VyX2FnZW50GAIgASgJEhAKCHBhZ2VfdXJsGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkSEQoJY2xpZW50X2lwGAUgASgJIj0KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIh8KEUdldFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJIjoKEkdldFNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIskBChRVcGRhdGVTZXNzaW9uUmVxdWVzdBIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxIeChFleHBlY3RlZF9yZXZpc2lvbhgDIAEoA0gAiAEBEhIKCnVzZXJfYWdlbnQYBCABKAkSEAoIcGFnZV91cmwYBSABKAlCFAoSX2V4cGVjdGVkX3JldmlzaW9uIj0KFVVwZGF0ZVNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIlgKFERlbGV0ZVNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEh4KEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDSACIAQFCFAoSX2V4cGVjdGVkX3JldmlzaW9uIikKFURlbGV0ZVNlc3Npb25SZXNwb25zZRIQCghyZXZpc2lvbhgBIAEoAyLRAQoTTGlzdFNlc3Npb25zUmVxdWVzdBISCgpwcm9maWxlX2lkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIPCgdjaGFubmVsGAMgASgJEi8KC2luc2VydF9mcm9tGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglpbnNlcnRfdG8YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJIlYKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEiUKCHNlc3Npb25zGAEgAygLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJPCgtXYXRjaEZpbHRlchISCgpwcm9maWxlX2lkGAEgASgJEgsKA2lkcxgCIAMoCRIOCgZzdGF0dXMYAyABKAkSDwoHY2hhbm5lbBgEIAEoCSK8AQoUV2F0Y2hTZXNzaW9uc1JlcXVlc3QSJwoGZmlsdGVyGAEgASgLMhcuc2Vzc2lvbi52MS5XYXRjaEZpbHRlchIbCg5hZnRlcl9yZXZpc2lvbhgCIAEoA0gAiAEBEhQKDHNlbmRfaW5pdGlhbBgDIAEoCBI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CEQoPX2FmdGVyX3JldmlzaW9uIn0KDVNlc3Npb25DaGFuZ2USJAoEa2luZBgBIAEoDjIWLnNlc3Npb24udjEuQ2hhbmdlS2luZBIkCgdzZXNzaW9uGAIgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEhAKCHJldmlzaW9uGAMgASgDEg4KBmVyYXNlZBgEIAEoCCIjCg9Jbml0aWFsU3RhdGVFbmQSEAoIcmV2aXNpb24YASABKAMiHAoIUHJvZ3Jlc3MSEAoIcmV2aXNpb24YASABKAMisQEKFVdhdGNoU2Vzc2lvbnNSZXNwb25zZRIrCgZjaGFuZ2UYASABKAsyGS5zZXNzaW9uLnYxLlNlc3Npb25DaGFuZ2VIABI4ChFpbml0aWFsX3N0YXRlX2VuZBgCIAEoCzIbLnNlc3Npb24udjEuSW5pdGlhbFN0YXRlRW5kSAASKAoIcHJvZ3Jlc3MYAyABKAsyFC5zZXNzaW9uLnYxLlByb2dyZXNzSABCBwoFZXZlbnQi/gIKGFdhdGNoU2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoMbWluX2ludGVydmFsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgpicmVha2Rvd25zGAcgAygOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSGgoSc3RhcnRlZF9wZXJfbWludXRlGAggASgIIlIKDlN0YXRzSGVhcnRiZWF0Ei4KCmNoZWNrZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGAIgASgDIosBChlXYXRjaFNlc3Npb25TdGF0c1Jlc3BvbnNlEjQKBXN0YXRzGAEgASgLMiMuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZUgAEi8KCWhlYXJ0YmVhdBgCIAEoCzIaLnNlc3Npb24udjEuU3RhdHNIZWFydGJlYXRIAEIHCgVldmVudCr+AQoMU3RhdHNHcm91cEJ5Eh4KGlNUQVRTX0dST1VQX0JZX1VOU1BFQ0lGSUVEEAASGgoWU1RBVFNfR1JPVVBfQllfQ0hBTk5FTBABEhkKFVNUQVRTX0dST1VQX0JZX1NUQVRVUxACEh4KGlNUQVRTX0dST1VQX0JZX0RFVklDRV9UWVBFEAMSGgoWU1RBVFNfR1JPVVBfQllfT1NfTkFNRRAEEhsKF1NUQVRTX0dST1VQX0JZX0FQUF9OQU1FEAUSHwobU1RBVFNfR1JPVVBfQllfQ09VTlRSWV9DT0RFEAYSHQoZU1RBVFNfR1JPVVBfQllfVVRNX1NPVVJDRRAHKsoBCgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQ0hBTkdFX0tJTkRfSU5JVElBTBABEhcKE0NIQU5HRV9LSU5EX0NSRUFURUQQAhIXChNDSEFOR0VfS0lORF9VUERBVEVEEAMSFwoTQ0hBTkdFX0tJTkRfREVMRVRFRBAEEh4KGkNIQU5HRV9LSU5EX0VOVEVSRURfRklMVEVSEAUSGwoXQ0hBTkdFX0tJTkRfTEVGVF9GSUxURVIQBjLVBwoOU2Vzc2lvblNlcnZpY2USVAoNQ3JlYXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJQCgpHZXRTZXNzaW9uEh0uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVxdWVzdBoeLnNlc3Npb24udjEuR2V0U2Vzc2lvblJlc3BvbnNlIgOQAgESVAoNVXBkYXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLlVwZGF0ZVNlc3Npb25SZXNwb25zZRJUCg1EZWxldGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlElYKDExpc3RTZXNzaW9ucxIfLnNlc3Npb24udjEuTGlzdFNlc3Npb25zUmVxdWVzdBogLnNlc3Npb24udjEuTGlzdFNlc3Npb25zUmVzcG9uc2UiA5ACARJWCg1XYXRjaFNlc3Npb25zEiAuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVxdWVzdBohLnNlc3Npb24udjEuV2F0Y2hTZXNzaW9uc1Jlc3BvbnNlMAESUQoMVG91Y2hTZXNzaW9uEh8uc2Vzc2lvbi52MS5Ub3VjaFNlc3Npb25SZXF1ZXN0GiAuc2Vzc2lvbi52MS5Ub3VjaFNlc3Npb25SZXNwb25zZRJUCg1NZXJnZVByb2ZpbGVzEiAuc2Vzc2lvbi52MS5NZXJnZVByb2ZpbGVzUmVxdWVzdBohLnNlc3Npb24udjEuTWVyZ2VQcm9maWxlc1Jlc3BvbnNlElEKDEVyYXNlUHJvZmlsZRIfLnNlc3Npb24udjEuRXJhc2VQcm9maWxlUmVxdWVzdBogLnNlc3Npb24udjEuRXJhc2VQcm9maWxlUmVzcG9uc2USXwoPR2V0U2Vzc2lvblN0YXRzEiIuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXF1ZXN0GiMuc2Vzc2lvbi52MS5HZXRTZXNzaW9uU3RhdHNSZXNwb25zZSIDkAIBEmIKEVdhdGNoU2Vzc2lvblN0YXRzEiQuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25TdGF0c1JlcXVlc3QaJS5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvblN0YXRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
 
 /**
  * TouchSessionRequest records activity on a session.
@@ -141,6 +141,48 @@ export const MergeProfilesResponseSchema: GenMessage<MergeProfilesResponse> = /*
   messageDesc(file_session_v1_session_service, 3);
 
 /**
+ * EraseProfileRequest names the person to forget.
+ *
+ * @generated from message session.v1.EraseProfileRequest
+ */
+export type EraseProfileRequest = Message<"session.v1.EraseProfileRequest"> & {
+  /**
+   * The profile (profile.id) whose sessions and their traces are erased.
+   *
+   * @generated from field: string profile_id = 1;
+   */
+  profileId: string;
+};
+
+/**
+ * Describes the message session.v1.EraseProfileRequest.
+ * Use `create(EraseProfileRequestSchema)` to create a new message.
+ */
+export const EraseProfileRequestSchema: GenMessage<EraseProfileRequest> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 4);
+
+/**
+ * EraseProfileResponse says what this call erased.
+ *
+ * @generated from message session.v1.EraseProfileResponse
+ */
+export type EraseProfileResponse = Message<"session.v1.EraseProfileResponse"> & {
+  /**
+   * How many sessions this call erased (a retry counts only what it erased itself).
+   *
+   * @generated from field: int64 erased_sessions = 1;
+   */
+  erasedSessions: bigint;
+};
+
+/**
+ * Describes the message session.v1.EraseProfileResponse.
+ * Use `create(EraseProfileResponseSchema)` to create a new message.
+ */
+export const EraseProfileResponseSchema: GenMessage<EraseProfileResponse> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 5);
+
+/**
  * StatsFilter selects the sessions counted; empty fields match everything.
  *
  * @generated from message session.v1.StatsFilter
@@ -173,7 +215,7 @@ export type StatsFilter = Message<"session.v1.StatsFilter"> & {
  * Use `create(StatsFilterSchema)` to create a new message.
  */
 export const StatsFilterSchema: GenMessage<StatsFilter> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 4);
+  messageDesc(file_session_v1_session_service, 6);
 
 /**
  * GetSessionStatsRequest says what to count.
@@ -232,7 +274,7 @@ export type GetSessionStatsRequest = Message<"session.v1.GetSessionStatsRequest"
  * Use `create(GetSessionStatsRequestSchema)` to create a new message.
  */
 export const GetSessionStatsRequestSchema: GenMessage<GetSessionStatsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 5);
+  messageDesc(file_session_v1_session_service, 7);
 
 /**
  * StatsGroup is the count of one value of the grouped field.
@@ -260,7 +302,7 @@ export type StatsGroup = Message<"session.v1.StatsGroup"> & {
  * Use `create(StatsGroupSchema)` to create a new message.
  */
 export const StatsGroupSchema: GenMessage<StatsGroup> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 6);
+  messageDesc(file_session_v1_session_service, 8);
 
 /**
  * GetSessionStatsResponse carries the counts.
@@ -317,7 +359,7 @@ export type GetSessionStatsResponse = Message<"session.v1.GetSessionStatsRespons
  * Use `create(GetSessionStatsResponseSchema)` to create a new message.
  */
 export const GetSessionStatsResponseSchema: GenMessage<GetSessionStatsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 7);
+  messageDesc(file_session_v1_session_service, 9);
 
 /**
  * StatsBreakdown is the counts of the matching sessions grouped by one more field.
@@ -345,7 +387,7 @@ export type StatsBreakdown = Message<"session.v1.StatsBreakdown"> & {
  * Use `create(StatsBreakdownSchema)` to create a new message.
  */
 export const StatsBreakdownSchema: GenMessage<StatsBreakdown> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 8);
+  messageDesc(file_session_v1_session_service, 10);
 
 /**
  * MinuteCount is how many matching sessions started in one minute.
@@ -373,7 +415,7 @@ export type MinuteCount = Message<"session.v1.MinuteCount"> & {
  * Use `create(MinuteCountSchema)` to create a new message.
  */
 export const MinuteCountSchema: GenMessage<MinuteCount> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 9);
+  messageDesc(file_session_v1_session_service, 11);
 
 /**
  * CreateSessionRequest carries the new session and the raw request data to enrich it from.
@@ -424,7 +466,7 @@ export type CreateSessionRequest = Message<"session.v1.CreateSessionRequest"> & 
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 10);
+  messageDesc(file_session_v1_session_service, 12);
 
 /**
  * CreateSessionResponse returns the stored session.
@@ -445,7 +487,7 @@ export type CreateSessionResponse = Message<"session.v1.CreateSessionResponse"> 
  * Use `create(CreateSessionResponseSchema)` to create a new message.
  */
 export const CreateSessionResponseSchema: GenMessage<CreateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 11);
+  messageDesc(file_session_v1_session_service, 13);
 
 /**
  * GetSessionRequest names the session to read.
@@ -466,7 +508,7 @@ export type GetSessionRequest = Message<"session.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 12);
+  messageDesc(file_session_v1_session_service, 14);
 
 /**
  * GetSessionResponse returns the stored session.
@@ -487,7 +529,7 @@ export type GetSessionResponse = Message<"session.v1.GetSessionResponse"> & {
  * Use `create(GetSessionResponseSchema)` to create a new message.
  */
 export const GetSessionResponseSchema: GenMessage<GetSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 13);
+  messageDesc(file_session_v1_session_service, 15);
 
 /**
  * UpdateSessionRequest changes the fields of a session named by update_mask.
@@ -538,7 +580,7 @@ export type UpdateSessionRequest = Message<"session.v1.UpdateSessionRequest"> & 
  * Use `create(UpdateSessionRequestSchema)` to create a new message.
  */
 export const UpdateSessionRequestSchema: GenMessage<UpdateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 14);
+  messageDesc(file_session_v1_session_service, 16);
 
 /**
  * UpdateSessionResponse returns the session after the update.
@@ -559,7 +601,7 @@ export type UpdateSessionResponse = Message<"session.v1.UpdateSessionResponse"> 
  * Use `create(UpdateSessionResponseSchema)` to create a new message.
  */
 export const UpdateSessionResponseSchema: GenMessage<UpdateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 15);
+  messageDesc(file_session_v1_session_service, 17);
 
 /**
  * DeleteSessionRequest names the session to delete.
@@ -587,7 +629,7 @@ export type DeleteSessionRequest = Message<"session.v1.DeleteSessionRequest"> & 
  * Use `create(DeleteSessionRequestSchema)` to create a new message.
  */
 export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 16);
+  messageDesc(file_session_v1_session_service, 18);
 
 /**
  * DeleteSessionResponse confirms a delete.
@@ -608,7 +650,7 @@ export type DeleteSessionResponse = Message<"session.v1.DeleteSessionResponse"> 
  * Use `create(DeleteSessionResponseSchema)` to create a new message.
  */
 export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 17);
+  messageDesc(file_session_v1_session_service, 19);
 
 /**
  * ListSessionsRequest filters and pages sessions; empty filters match everything.
@@ -671,7 +713,7 @@ export type ListSessionsRequest = Message<"session.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 18);
+  messageDesc(file_session_v1_session_service, 20);
 
 /**
  * ListSessionsResponse returns one page of sessions, newest first.
@@ -699,7 +741,7 @@ export type ListSessionsResponse = Message<"session.v1.ListSessionsResponse"> & 
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 19);
+  messageDesc(file_session_v1_session_service, 21);
 
 /**
  * WatchFilter selects the sessions a watcher receives; empty fields match everything and the
@@ -742,7 +784,7 @@ export type WatchFilter = Message<"session.v1.WatchFilter"> & {
  * Use `create(WatchFilterSchema)` to create a new message.
  */
 export const WatchFilterSchema: GenMessage<WatchFilter> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 20);
+  messageDesc(file_session_v1_session_service, 22);
 
 /**
  * WatchSessionsRequest opens a watch.
@@ -786,7 +828,7 @@ export type WatchSessionsRequest = Message<"session.v1.WatchSessionsRequest"> & 
  * Use `create(WatchSessionsRequestSchema)` to create a new message.
  */
 export const WatchSessionsRequestSchema: GenMessage<WatchSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 21);
+  messageDesc(file_session_v1_session_service, 23);
 
 /**
  * SessionChange is one change of one session (or one session of the initial state).
@@ -815,6 +857,14 @@ export type SessionChange = Message<"session.v1.SessionChange"> & {
    * @generated from field: int64 revision = 3;
    */
   revision: bigint;
+
+  /**
+   * The change is an erasure (EraseProfile; kind DELETED): `session` carries only the id and
+   * profile.id when sent live, only the id when read back from the history.
+   *
+   * @generated from field: bool erased = 4;
+   */
+  erased: boolean;
 };
 
 /**
@@ -822,7 +872,7 @@ export type SessionChange = Message<"session.v1.SessionChange"> & {
  * Use `create(SessionChangeSchema)` to create a new message.
  */
 export const SessionChangeSchema: GenMessage<SessionChange> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 22);
+  messageDesc(file_session_v1_session_service, 24);
 
 /**
  * InitialStateEnd marks the end of the initial state sent for send_initial.
@@ -843,7 +893,7 @@ export type InitialStateEnd = Message<"session.v1.InitialStateEnd"> & {
  * Use `create(InitialStateEndSchema)` to create a new message.
  */
 export const InitialStateEndSchema: GenMessage<InitialStateEnd> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 23);
+  messageDesc(file_session_v1_session_service, 25);
 
 /**
  * Progress is a heartbeat: the watcher has received every matching change up to `revision`.
@@ -864,7 +914,7 @@ export type Progress = Message<"session.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 24);
+  messageDesc(file_session_v1_session_service, 26);
 
 /**
  * WatchSessionsResponse is one message of a watch stream.
@@ -909,7 +959,7 @@ export type WatchSessionsResponse = Message<"session.v1.WatchSessionsResponse"> 
  * Use `create(WatchSessionsResponseSchema)` to create a new message.
  */
 export const WatchSessionsResponseSchema: GenMessage<WatchSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 25);
+  messageDesc(file_session_v1_session_service, 27);
 
 /**
  * WatchSessionStatsRequest opens a stream of live figures: what GetSessionStats counts, and how
@@ -981,7 +1031,7 @@ export type WatchSessionStatsRequest = Message<"session.v1.WatchSessionStatsRequ
  * Use `create(WatchSessionStatsRequestSchema)` to create a new message.
  */
 export const WatchSessionStatsRequestSchema: GenMessage<WatchSessionStatsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 26);
+  messageDesc(file_session_v1_session_service, 28);
 
 /**
  * StatsHeartbeat says that the figures last sent are still the current ones.
@@ -1009,7 +1059,7 @@ export type StatsHeartbeat = Message<"session.v1.StatsHeartbeat"> & {
  * Use `create(StatsHeartbeatSchema)` to create a new message.
  */
 export const StatsHeartbeatSchema: GenMessage<StatsHeartbeat> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 27);
+  messageDesc(file_session_v1_session_service, 29);
 
 /**
  * WatchSessionStatsResponse is one message of a stats stream.
@@ -1046,7 +1096,7 @@ export type WatchSessionStatsResponse = Message<"session.v1.WatchSessionStatsRes
  * Use `create(WatchSessionStatsResponseSchema)` to create a new message.
  */
 export const WatchSessionStatsResponseSchema: GenMessage<WatchSessionStatsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 28);
+  messageDesc(file_session_v1_session_service, 30);
 
 /**
  * StatsGroupBy is the field GetSessionStats groups by.
@@ -1277,6 +1327,19 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof MergeProfilesRequestSchema;
     output: typeof MergeProfilesResponseSchema;
+  },
+  /**
+   * Erases a person: deletes every session of the profile and removes their data from the
+   * change log (the watch history keeps tombstones with the id and revision only), from
+   * idempotency records and from visit claims. Idempotent: a retry (also after a failure
+   * half-way) finishes the job. Needs the scope profiles.erase when API keys are on.
+   *
+   * @generated from rpc session.v1.SessionService.EraseProfile
+   */
+  eraseProfile: {
+    methodKind: "unary";
+    input: typeof EraseProfileRequestSchema;
+    output: typeof EraseProfileResponseSchema;
   },
   /**
    * Counts sessions, grouped by one field, plus how many are online now.

@@ -71,7 +71,9 @@ export const SCHEMA = `
     at_ms             INTEGER NOT NULL,
     before_profile_id TEXT,
     before_status     TEXT,
-    before_channel    TEXT
+    before_channel    TEXT,
+    -- 1: a tombstone of an erased session (doc '-'); see erase.ts.
+    erased            INTEGER NOT NULL DEFAULT 0
   );
   -- Trimming scans from the oldest change (revision order follows at_ms closely enough).
   DROP INDEX IF EXISTS changes_by_time;
@@ -92,6 +94,14 @@ export function migrate(db: Database.Database): void {
   // the "online" count walk these, never the ended sessions that pile up over time.
   db.exec("CREATE INDEX IF NOT EXISTS sessions_active_by_activity ON sessions (active_ms) WHERE status = 'active'");
   db.exec("CREATE INDEX IF NOT EXISTS sessions_active_by_insert ON sessions (insert_ms) WHERE status = 'active'");
+  // Erasure (erase.ts): tombstones in the change log, the log by session id, and the erased
+  // changes whose before-fields (the profile id) are still to be cleared.
+  const changeColumns = db.prepare("SELECT name FROM pragma_table_info('changes')").pluck().all() as string[];
+  if (!changeColumns.includes("erased")) db.exec("ALTER TABLE changes ADD COLUMN erased INTEGER NOT NULL DEFAULT 0");
+  db.exec("CREATE INDEX IF NOT EXISTS changes_by_id ON changes (id)");
+  db.exec(
+    "CREATE TABLE IF NOT EXISTS erasures (profile_id TEXT NOT NULL, revision INTEGER NOT NULL, PRIMARY KEY (profile_id, revision)) WITHOUT ROWID",
+  );
   // The statistics counts (counts.ts), filled from the sessions when the file has none.
   migrateCounts(db);
 }

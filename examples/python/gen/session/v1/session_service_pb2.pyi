@@ -83,6 +83,18 @@ class MergeProfilesResponse(_message.Message):
     moved_session_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, moved_sessions: _Optional[int] = ..., moved_session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class EraseProfileRequest(_message.Message):
+    __slots__ = ("profile_id",)
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    def __init__(self, profile_id: _Optional[str] = ...) -> None: ...
+
+class EraseProfileResponse(_message.Message):
+    __slots__ = ("erased_sessions",)
+    ERASED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    erased_sessions: int
+    def __init__(self, erased_sessions: _Optional[int] = ...) -> None: ...
+
 class StatsFilter(_message.Message):
     __slots__ = ("profile_id", "status", "channel")
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -266,14 +278,16 @@ class WatchSessionsRequest(_message.Message):
     def __init__(self, filter: _Optional[_Union[WatchFilter, _Mapping]] = ..., after_revision: _Optional[int] = ..., send_initial: _Optional[bool] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SessionChange(_message.Message):
-    __slots__ = ("kind", "session", "revision")
+    __slots__ = ("kind", "session", "revision", "erased")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    ERASED_FIELD_NUMBER: _ClassVar[int]
     kind: ChangeKind
     session: _session_pb2.Session
     revision: int
-    def __init__(self, kind: _Optional[_Union[ChangeKind, str]] = ..., session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    erased: bool
+    def __init__(self, kind: _Optional[_Union[ChangeKind, str]] = ..., session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., revision: _Optional[int] = ..., erased: _Optional[bool] = ...) -> None: ...
 
 class InitialStateEnd(_message.Message):
     __slots__ = ("revision",)
