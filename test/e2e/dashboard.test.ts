@@ -4,7 +4,8 @@
 // merged and deleted through the API must be in the live log and every figure within 1 s of the
 // API's answer; an idle expiry moves "online now"; a server restart on the same database and
 // port is survived with every created session in the log exactly once; the log filter restarts
-// the log; a click shows a session and its profile's visits; over TLS with API keys the page asks
+// the log; a click shows a session and its profile's visits; an erased person (EraseProfile) leaves
+// the page, one erased entry per session; over TLS with API keys the page asks
 // for a key and keeps it for the tab; at 1,000 changes a second (from a child process) the page
 // stays responsive with its log bounded. PNG screenshots of each moment go to
 // test-artifacts/dashboard/ (git-ignored).
@@ -276,6 +277,31 @@ describe("dashboard on a server (embedded store)", () => {
     }
     expect(await t.page.locator("#details").textContent()).toContain(visits[0].id);
     await shot(t.page, "04-details");
+    expect(t.errors).toEqual([]);
+  });
+
+  it("drops an erased person's sessions from the log and the details, showing one erased entry each", async () => {
+    const t = await open(service.url);
+    await waitState(t.page, "live", LIVE_WITHIN_MS);
+    const profile = `dash-erase-${Date.now()}`;
+    const gone: Session[] = [];
+    for (let i = 0; i < 2; i++) gone.push((await createSession(service, { profile })).session);
+    const kept = (await createSession(service, { profile: `${profile}-kept` })).session;
+    await waitShown(t.page, { created: [...gone.map((s) => s.id), kept.id] }, Date.now() + 5_000, "the sessions in the log");
+    await t.page.locator(`#log li.entry[data-session="${gone[0].id}"]`).first().click();
+    await waitShown(t.page, { details: gone[0].id }, Date.now() + 5_000, "the details of the session to erase");
+
+    expect((await service.api.eraseProfile({ profileId: profile })).erasedSessions).toBe(2n);
+    const entries = gone.map((g) => ({ session: g.id, kinds: ["erased"] }));
+    await waitShown(t.page, { entries }, Date.now() + 5_000, "an erased entry per erased session");
+    expect(await t.page.locator("#details").getAttribute("data-session")).toBe("");
+    const shown = await figures(t.page);
+    const texts = await t.page.locator("#log, #details, #visits").allTextContents();
+    // Nothing of the erased person stays on the page: not the profile id, not a created entry.
+    expect(texts.join(" ")).not.toContain(profile + " ");
+    expect(shown.log.entries.filter((e) => gone.some((s) => s.id === e.session)).map((e) => e.kind)).toEqual(["erased", "erased"]);
+    expect(shown.log.entries.some((e) => e.session === kept.id && e.kind === "created")).toBe(true);
+    await shot(t.page, "04b-erased");
     expect(t.errors).toEqual([]);
   });
 

@@ -19,6 +19,17 @@ export class Details {
     });
   }
 
+  /** Clears the panel when it shows an erased session or one of its profile's visits. */
+  forget(id: string): void {
+    const shown = byId("details").dataset.session === id || byId("visits").querySelector(`li[data-session="${CSS.escape(id)}"]`);
+    if (!shown) return;
+    this.shown++;
+    byId("details").dataset.session = "";
+    byId("details").replaceChildren();
+    byId("visits").replaceChildren();
+    byId("details-hint").hidden = false;
+  }
+
   async showId(id: string): Promise<void> {
     try {
       const { session } = await this.api.getSession({ id });

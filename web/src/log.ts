@@ -26,7 +26,7 @@ const PER_DRAW = 100;
 /** Sessions remembered to tell a page view, an end or a merge from another update. */
 const REMEMBERED = 5000;
 
-export type EntryKind = "current" | "created" | "page_view" | "updated" | "ended" | "merged" | "deleted" | "left" | "entered";
+export type EntryKind = "current" | "created" | "page_view" | "updated" | "ended" | "merged" | "deleted" | "erased" | "left" | "entered";
 
 interface Entry {
   kind: EntryKind;
@@ -55,6 +55,7 @@ export class LiveLog {
   constructor(
     private readonly api: Api,
     private readonly onSelect: (session: Session) => void,
+    private readonly onErase: (id: string) => void = () => undefined,
   ) {
     this.list.dataset.limit = String(LIMIT);
     this.list.addEventListener("click", (e) => {
@@ -131,8 +132,9 @@ export class LiveLog {
     // this keeps the log exact even if it were).
     if (!initial && this.cursor !== undefined && change.revision <= this.cursor) return;
     this.received += 1;
+    if (change.erased) this.forget(session.id);
     const kind = classify(change, this.seen.get(session.id));
-    this.remember(session);
+    if (!change.erased) this.remember(session);
     const entry = { kind, revision: change.revision, session };
     if (initial) {
       if (this.shownInitial < LIMIT) {
@@ -156,6 +158,16 @@ export class LiveLog {
       const oldest = this.seen.keys().next().value;
       if (oldest !== undefined) this.seen.delete(oldest);
     }
+  }
+
+  /** An erased session (EraseProfile): the page drops what it shows and keeps of it. */
+  private forget(id: string): void {
+    this.seen.delete(id);
+    const drop = (e: Entry) => e.session.id !== id;
+    this.queue = this.queue.filter(drop);
+    this.initialQueue = this.initialQueue.filter(drop);
+    for (const li of this.list.querySelectorAll(`li[data-session="${CSS.escape(id)}"]`)) li.remove();
+    this.onErase(id);
   }
 
   private scheduleDraw(): void {
@@ -197,6 +209,7 @@ export class LiveLog {
 /** What a change means for a person watching: a page view, an end and a merge are updates too. */
 export function classify(change: SessionChange, before: Session | undefined): EntryKind {
   const s = change.session;
+  if (change.erased) return "erased";
   switch (change.kind) {
     case ChangeKind.INITIAL:
       return "current";

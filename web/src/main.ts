@@ -14,7 +14,11 @@ function start(): void {
   const keyError = byId("key-error");
   const conn = new Connection(byId("conn"), keyForm);
   const details = new Details(api);
-  const log = new LiveLog(api, (session) => void details.show(session));
+  const log = new LiveLog(
+    api,
+    (session) => void details.show(session),
+    (id) => details.forget(id),
+  );
   const signal = new AbortController().signal;
   const onError = (err: unknown) => {
     keyError.textContent = needsKey(err) ? describe(err) : "";
