@@ -12,7 +12,8 @@
 // Queries: each group_by (and none) with no filter; os_name with status=active, with
 // channel=web, with since 90 and 25 minutes before now (a partial first hour: those sessions are
 // counted from the sessions table, so that case follows the sessions inserted per hour), and with
-// a profile filter (the profile's sessions).
+// a profile filter (the profile's sessions); and the dashboard's query (six breakdowns and the
+// sessions started per minute over the last hour, in one call).
 //
 // Then the update latency of WatchSessionStats at a fixed rate of changes, per min_interval,
 // against the built service (bench/stats-latency.ts has its design).
@@ -30,6 +31,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { emptySessionDoc, STATUS_ACTIVE, STATUS_ENDED, type SessionDoc } from "../src/domain/session";
+import { firstMinute, STARTED_MINUTES } from "../src/domain/stats";
 import type { StatsField, StatsQuery } from "../src/domain/store";
 import { SqliteSessionStore } from "../src/store/sqlite";
 import { durationMs, int, list, oneOf, parseArgs } from "./lib/options";
@@ -143,6 +145,16 @@ function queries(): Array<[string, boolean, StatsQuery]> {
   q.push(["os_name, since 25 min", false, { ...os, insertFrom: new Date(NOW - 25 * 60_000) }]);
   q.push(["os_name, since 3 days", false, { ...os, insertFrom: new Date(NOW - 3 * 24 * 3600_000 - 17 * 60_000) }]);
   q.push(["os_name, profile", false, { ...os, profileId: PROFILE }]);
+  // What the dashboard asks for in one call: six breakdowns and the minute series.
+  q.push([
+    "dashboard: 6 breakdowns + per minute",
+    false,
+    {
+      onlineSince: ONLINE_SINCE,
+      breakdowns: ["channel", "device_type", "os_name", "app_name", "country_code", "utm_source"],
+      startedPerMinute: { from: firstMinute(new Date(NOW)), minutes: STARTED_MINUTES },
+    },
+  ]);
   return q;
 }
 
