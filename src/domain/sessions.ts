@@ -10,6 +10,7 @@ import { buildPatch, copyPaths, PathSet, resolveMask, setIn } from "./mask";
 import { STATUS_ACTIVE, UNKNOWN_NAME, type OperationFlags, type ProfileDoc, type SessionDoc, type UtmDoc } from "./session";
 import { durationSeconds, insertTimeFields, systemClock, type Clock } from "./time";
 import { decodePageToken, encodePageToken, type PageFilters } from "./page-token";
+import { classifyTraffic, DomainMap, type TrafficOptions } from "./traffic";
 import { checkId, checkLength, checkRevision, checkSessionFreeForm, checkSessionStrings, fail, parsePageUrl } from "./validate";
 import type { CallOptions, SessionStore } from "./store";
 
@@ -33,6 +34,8 @@ export interface CreateInput {
   userAgent: string;
   pageUrl: string;
   requestId: string;
+  /** The visit's referrer ("" = none); classified with the page URL into `traffic`. */
+  referrer?: string;
 }
 
 export interface UpdateInput {
@@ -108,14 +111,17 @@ const USER_AGENT_PATHS: string[][] = [
 
 export class Sessions {
   private readonly limits: InputLimits;
+  private readonly traffic: TrafficOptions;
 
   constructor(
     private readonly store: SessionStore,
     private readonly clock: Clock = systemClock,
     private readonly newId: () => string = newSessionId,
     limits: Partial<InputLimits> = {},
+    traffic: Partial<TrafficOptions> = {},
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.traffic = { ownDomains: new DomainMap<true>(), ...traffic };
   }
 
   async create(input: CreateInput, options: CallOptions = {}): Promise<SessionResult> {
@@ -127,6 +133,7 @@ export class Sessions {
       ...checkId("request_id", input.requestId, false),
       ...checkLength("user_agent", input.userAgent, maxStringLength),
       ...checkLength("page_url", input.pageUrl, maxStringLength),
+      ...checkLength("referrer", input.referrer, maxStringLength),
       ...checkSessionStrings(doc, maxStringLength),
       ...checkSessionFreeForm(doc, this.limits.maxFreeFormKeys),
     ]);
@@ -137,6 +144,8 @@ export class Sessions {
     doc.metadata.status = STATUS_ACTIVE;
     fillFromUserAgent(doc, input.userAgent);
     doc.utm = fillUtm(doc.utm, parsedUtm);
+    // Output only: whatever the client sent is replaced by the classification.
+    doc.traffic = classifyTraffic({ pageUrl: input.pageUrl, referrer: input.referrer ?? "", utm: doc.utm }, this.traffic);
     doc.revision = 0;
     // Lifecycle fields are the server's: the visit starts on its first page, and the store
     // numbers it among its profile's visits.
@@ -241,6 +250,7 @@ export class Sessions {
       ...checkLength("profile_id", input.profileId, maxStringLength),
       ...checkLength("status", input.status, maxStringLength),
       ...checkLength("channel", input.channel, maxStringLength),
+      ...checkLength("channel_group", input.channelGroup, maxStringLength),
     ];
     if (input.pageSize < 0) violations.push({ field: "page_size", description: "must not be negative" });
     if (input.pageToken.length > MAX_PAGE_TOKEN_LENGTH)
@@ -265,6 +275,7 @@ export class Sessions {
           profileId: input.profileId || undefined,
           status: input.status || undefined,
           channel: input.channel || undefined,
+          channelGroup: input.channelGroup || undefined,
           insertFrom: input.insertFrom,
           insertTo: input.insertTo,
           after,

@@ -103,6 +103,8 @@ export interface ListQuery {
   profileId?: string;
   status?: string;
   channel?: string;
+  /** traffic.channel_group (sessions without traffic never match). */
+  channelGroup?: string;
   /** Inclusive lower bound on metadata.time.insert. */
   insertFrom?: Date;
   /** Exclusive upper bound on metadata.time.insert. */
@@ -167,6 +169,8 @@ export interface FilterFields {
   profileId: string | null;
   status: string;
   channel: string;
+  /** traffic.channel_group; null for a session without traffic. */
+  channelGroup: string | null;
 }
 
 /** One committed change, as kept in the change log. */

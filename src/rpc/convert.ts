@@ -16,6 +16,7 @@ import type {
   Session,
   SessionMetadata,
   SessionTime,
+  Traffic,
   Utm,
 } from "../../gen/session/v1/session_pb";
 import type { OperationFlags, SessionDoc } from "../domain/session";
@@ -134,6 +135,8 @@ export function sessionToDoc(s: Session | undefined, field = "session"): Session
       end_reason: s?.activity?.endReason ?? "",
     },
     merged_from_profile_ids: s ? [...s.mergedFromProfileIds] : [],
+    // Output only: CreateSession classifies it, no write takes it from a client.
+    traffic: null,
   };
 }
 
@@ -246,6 +249,17 @@ export function docToSession(doc: SessionDoc, op?: OperationFlags): Session {
       endReason: doc.activity.end_reason,
     }),
     mergedFromProfileIds: doc.merged_from_profile_ids,
+    traffic: doc.traffic
+      ? message<Traffic>({
+          $typeName: "session.v1.Traffic",
+          referrer: orUndefined(doc.traffic.referrer),
+          referrerHost: orUndefined(doc.traffic.referrer_host),
+          source: doc.traffic.source,
+          medium: doc.traffic.medium,
+          channelGroup: doc.traffic.channel_group,
+          clickId: orUndefined(doc.traffic.click_id),
+        })
+      : undefined,
   });
 }
 

@@ -133,6 +133,9 @@ const GROUP_BY: Record<StatsGroupBy, StatsField | undefined> = {
   [StatsGroupBy.APP_NAME]: "app_name",
   [StatsGroupBy.COUNTRY_CODE]: "country_code",
   [StatsGroupBy.UTM_SOURCE]: "utm_source",
+  // Not counted yet (the stats part of the traffic work): refused below.
+  [StatsGroupBy.CHANNEL_GROUP]: undefined,
+  [StatsGroupBy.SOURCE]: undefined,
 };
 
 function statsResponse(stats: Stats): GetSessionStatsResponse {
@@ -146,6 +149,9 @@ function statsResponse(stats: Stats): GetSessionStatsResponse {
 
 function groupByField(value: StatsGroupBy): StatsField | undefined {
   if (!(value in GROUP_BY)) throw InvalidArgumentError.field("group_by", `unknown value ${value}`);
+  if (value === StatsGroupBy.CHANNEL_GROUP || value === StatsGroupBy.SOURCE) {
+    throw InvalidArgumentError.field("group_by", "grouping by traffic is not supported yet");
+  }
   return GROUP_BY[value];
 }
 
@@ -154,7 +160,13 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
   return {
     async createSession(req: CreateSessionRequest, ctx: CallContext): Promise<CreateSessionResponse> {
       const { session, operation } = await sessions.create(
-        { session: sessionToDoc(req.session), userAgent: req.userAgent, pageUrl: req.pageUrl, requestId: req.requestId },
+        {
+          session: sessionToDoc(req.session),
+          userAgent: req.userAgent,
+          pageUrl: req.pageUrl,
+          requestId: req.requestId,
+          referrer: req.referrer,
+        },
         { deadline: ctx.deadline, signal: ctx.signal },
       );
       return create(CreateSessionResponseSchema, { session: docToSession(session, operation) });
@@ -190,6 +202,7 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
           profileId: req.profileId,
           status: req.status,
           channel: req.channel,
+          channelGroup: req.channelGroup,
           insertFrom: optionalRequestDate("insert_from", req.insertFrom),
           insertTo: optionalRequestDate("insert_to", req.insertTo),
           pageSize: req.pageSize,
@@ -294,6 +307,7 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
             ids: req.filter?.ids ?? [],
             status: req.filter?.status ?? "",
             channel: req.filter?.channel ?? "",
+            channelGroup: req.filter?.channelGroup ?? "",
           },
           afterRevision: after,
           sendInitial: req.sendInitial,

@@ -153,6 +153,7 @@ describe("sessionToDoc", () => {
     previous_session_id: null,
     activity: { page_views: 0, entry_page: null, exit_page: null, end_reason: "" },
     merged_from_profile_ids: [],
+    traffic: null,
   };
 
   it("gives neutral values for a missing session", () => {
@@ -193,6 +194,47 @@ describe("sessionToDoc", () => {
     expect(empty.utm).toEqual({ source: "", medium: "", campaign: "", term: "", content: "" });
     expect(unset.metadata.time.create).toBeNull();
     expect(unset.metadata.time.update).toBeNull();
+  });
+});
+
+describe("traffic (output only)", () => {
+  it("ignores a traffic object sent by the client", () => {
+    const sent = create(SessionSchema, { id: "t-1", traffic: { source: "forged", medium: "cpc", channelGroup: "Paid Search" } });
+    expect(sessionToDoc(sent).traffic).toBeNull();
+  });
+
+  it("returns the stored traffic field by field, nullable ones unset when null", () => {
+    const doc: SessionDoc = {
+      ...emptySessionDoc("t-2", INSERT),
+      traffic: {
+        referrer: "https://www.google.de/",
+        referrer_host: "google.de",
+        source: "google",
+        medium: "organic",
+        channel_group: "Organic Search",
+        click_id: null,
+      },
+    };
+    const t = docToSession(doc).traffic!;
+    expect([t.referrer, t.referrerHost, t.source, t.medium, t.channelGroup, t.clickId]).toEqual([
+      "https://www.google.de/",
+      "google.de",
+      "google",
+      "organic",
+      "Organic Search",
+      undefined,
+    ]);
+    expect(
+      docToSession({ ...doc, traffic: { ...doc.traffic!, referrer: null, referrer_host: null, click_id: "gclid" } }).traffic,
+    ).toMatchObject({
+      referrer: undefined,
+      referrerHost: undefined,
+      clickId: "gclid",
+    });
+  });
+
+  it("leaves traffic unset for a session stored without it", () => {
+    expect(docToSession(emptySessionDoc("t-3", INSERT)).traffic).toBeUndefined();
   });
 });
 

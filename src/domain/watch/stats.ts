@@ -200,7 +200,7 @@ export class StatsHub {
   /** The computation's loop, for as long as it has subscribers. */
   private async run(c: Computation): Promise<void> {
     const signal = c.abort.signal;
-    const filter = { profileId: c.input.profileId, ids: [], status: c.input.status, channel: c.input.channel };
+    const filter = { profileId: c.input.profileId, ids: [], status: c.input.status, channel: c.input.channel, channelGroup: "" };
     let w: Watcher | undefined;
     try {
       w = await this.feed.openWatcher(filter, onlineTickMs(c.minIntervalMs, c.input.onlineWindowMs), signal);

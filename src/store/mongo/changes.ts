@@ -59,7 +59,12 @@ const CLAIM_LEASE_MS = MAX_WRITE_MS + SERVER_TIME_MARGIN_MS + CLOCK_SKEW_MS;
 const READ_BATCH = 500;
 
 export function filterFields(s: StoredSession): FilterFields {
-  return { profileId: s.profile?.id ?? null, status: s.metadata?.status ?? "", channel: s.metadata?.channel ?? "" };
+  return {
+    profileId: s.profile?.id ?? null,
+    status: s.metadata?.status ?? "",
+    channel: s.metadata?.channel ?? "",
+    channelGroup: s.traffic?.channel_group ?? null,
+  };
 }
 
 /** The stored session as kept in the log: stamped with the change's revision, no request_id. */
@@ -75,7 +80,8 @@ function toChangeRecord(o: Outcome): ChangeRecord {
     kind: o.kind,
     id: o.id,
     doc: fromStoredDocument({ ...(o.doc as unknown as Raw), _id: o.id, revision }),
-    before: o.before ?? null,
+    // Entries written before channelGroup was kept: null, as for a session without traffic.
+    before: o.before ? { ...o.before, channelGroup: o.before.channelGroup ?? null } : null,
   };
 }
 

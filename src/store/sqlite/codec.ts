@@ -23,6 +23,7 @@ export interface ChangeRow {
   before_profile_id: string | null;
   before_status: string | null;
   before_channel: string | null;
+  before_channel_group: string | null;
 }
 
 export function toJson(doc: SessionDoc): string {
@@ -49,6 +50,8 @@ export function fromRow(row: DocRow): SessionDoc {
     doc.activity = emptyActivity();
     doc.merged_from_profile_ids = [];
   }
+  // Sessions stored before traffic was classified have none.
+  doc.traffic ??= null;
   return doc;
 }
 
@@ -67,7 +70,14 @@ export function fromChangeRow(row: ChangeRow): ChangeRecord {
   }
   if (row.doc === null) throw new Error(`change log: change ${row.revision} of session "${row.id}" has no document (the session is gone)`);
   const before: FilterFields | null =
-    row.before_status === null ? null : { profileId: row.before_profile_id, status: row.before_status, channel: row.before_channel ?? "" };
+    row.before_status === null
+      ? null
+      : {
+          profileId: row.before_profile_id,
+          status: row.before_status,
+          channel: row.before_channel ?? "",
+          channelGroup: row.before_channel_group,
+        };
   return { revision: row.revision, kind: row.kind, id: row.id, doc: fromRow({ doc: row.doc, revision: row.revision }), before };
 }
 

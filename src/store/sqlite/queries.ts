@@ -28,7 +28,7 @@ export const STATS_COLUMNS: Record<StatsField, string> = {
 };
 
 /** The WHERE terms (and their parameters) of the filters listings and statistics share. */
-export function filterTerms(query: { profileId?: string; status?: string; channel?: string; insertFrom?: Date }): {
+export function filterTerms(query: { profileId?: string; status?: string; channel?: string; channelGroup?: string; insertFrom?: Date }): {
   where: string[];
   params: unknown[];
 } {
@@ -46,6 +46,10 @@ export function filterTerms(query: { profileId?: string; status?: string; channe
   if (query.channel !== undefined) {
     where.push("channel = ?");
     params.push(query.channel);
+  }
+  if (query.channelGroup !== undefined) {
+    where.push("channel_group = ?");
+    params.push(query.channelGroup);
   }
   if (query.insertFrom !== undefined) {
     where.push("insert_ms >= ?");

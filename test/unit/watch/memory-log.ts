@@ -75,7 +75,7 @@ export class MemoryLog {
     const before: FilterFields | null =
       kind === "created" || repaired || !old
         ? null
-        : { profileId: old.profile?.id ?? null, status: old.metadata.status, channel: old.metadata.channel };
+        : { profileId: old.profile?.id ?? null, status: old.metadata.status, channel: old.metadata.channel, channelGroup: null };
     const after =
       kind === "deleted"
         ? doc(id, { profileId: old!.profile?.id ?? null, status: old!.metadata.status, channel: old!.metadata.channel }, revision)
@@ -90,7 +90,14 @@ export class MemoryLog {
 }
 
 const silent = createLogger("silent");
-export const filter = (f: Partial<WatchFilter>): WatchFilter => ({ profileId: "", ids: [], status: "", channel: "", ...f });
+export const filter = (f: Partial<WatchFilter>): WatchFilter => ({
+  profileId: "",
+  ids: [],
+  status: "",
+  channel: "",
+  channelGroup: "",
+  ...f,
+});
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {

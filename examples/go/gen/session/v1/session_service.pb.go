@@ -44,6 +44,10 @@ const (
 	StatsGroupBy_STATS_GROUP_BY_COUNTRY_CODE StatsGroupBy = 6
 	// utm.source
 	StatsGroupBy_STATS_GROUP_BY_UTM_SOURCE StatsGroupBy = 7
+	// traffic.channel_group
+	StatsGroupBy_STATS_GROUP_BY_CHANNEL_GROUP StatsGroupBy = 8
+	// traffic.source
+	StatsGroupBy_STATS_GROUP_BY_SOURCE StatsGroupBy = 9
 )
 
 // Enum value maps for StatsGroupBy.
@@ -57,16 +61,20 @@ var (
 		5: "STATS_GROUP_BY_APP_NAME",
 		6: "STATS_GROUP_BY_COUNTRY_CODE",
 		7: "STATS_GROUP_BY_UTM_SOURCE",
+		8: "STATS_GROUP_BY_CHANNEL_GROUP",
+		9: "STATS_GROUP_BY_SOURCE",
 	}
 	StatsGroupBy_value = map[string]int32{
-		"STATS_GROUP_BY_UNSPECIFIED":  0,
-		"STATS_GROUP_BY_CHANNEL":      1,
-		"STATS_GROUP_BY_STATUS":       2,
-		"STATS_GROUP_BY_DEVICE_TYPE":  3,
-		"STATS_GROUP_BY_OS_NAME":      4,
-		"STATS_GROUP_BY_APP_NAME":     5,
-		"STATS_GROUP_BY_COUNTRY_CODE": 6,
-		"STATS_GROUP_BY_UTM_SOURCE":   7,
+		"STATS_GROUP_BY_UNSPECIFIED":   0,
+		"STATS_GROUP_BY_CHANNEL":       1,
+		"STATS_GROUP_BY_STATUS":        2,
+		"STATS_GROUP_BY_DEVICE_TYPE":   3,
+		"STATS_GROUP_BY_OS_NAME":       4,
+		"STATS_GROUP_BY_APP_NAME":      5,
+		"STATS_GROUP_BY_COUNTRY_CODE":  6,
+		"STATS_GROUP_BY_UTM_SOURCE":    7,
+		"STATS_GROUP_BY_CHANNEL_GROUP": 8,
+		"STATS_GROUP_BY_SOURCE":        9,
 	}
 )
 
@@ -464,9 +472,15 @@ type GetSessionStatsRequest struct {
 	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
 	// "Online now" = active sessions (status "active") with activity within this window; default
 	// 15 minutes (Tracardi's dashboard figure), at most 24 hours.
-	OnlineWindow  *durationpb.Duration `protobuf:"bytes,4,opt,name=online_window,json=onlineWindow,proto3" json:"online_window,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OnlineWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=online_window,json=onlineWindow,proto3" json:"online_window,omitempty"`
+	// More fields to group the same sessions by, in the same snapshot: one entry each in
+	// `breakdowns`, in this order (at most 7, no repeats, not UNSPECIFIED).
+	Breakdowns []StatsGroupBy `protobuf:"varint,5,rep,packed,name=breakdowns,proto3,enum=session.v1.StatsGroupBy" json:"breakdowns,omitempty"`
+	// Also count the sessions started (inserted) in each minute of the last hour, in
+	// `started_per_minute`.
+	StartedPerMinute bool `protobuf:"varint,6,opt,name=started_per_minute,json=startedPerMinute,proto3" json:"started_per_minute,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetSessionStatsRequest) Reset() {
@@ -525,6 +539,20 @@ func (x *GetSessionStatsRequest) GetOnlineWindow() *durationpb.Duration {
 		return x.OnlineWindow
 	}
 	return nil
+}
+
+func (x *GetSessionStatsRequest) GetBreakdowns() []StatsGroupBy {
+	if x != nil {
+		return x.Breakdowns
+	}
+	return nil
+}
+
+func (x *GetSessionStatsRequest) GetStartedPerMinute() bool {
+	if x != nil {
+		return x.StartedPerMinute
+	}
+	return false
 }
 
 // StatsGroup is the count of one value of the grouped field.
@@ -592,9 +620,14 @@ type GetSessionStatsResponse struct {
 	// How many of the matching sessions are online now (see online_window).
 	OnlineNow int64 `protobuf:"varint,3,opt,name=online_now,json=onlineNow,proto3" json:"online_now,omitempty"`
 	// The time the figures were computed at (server clock).
-	ComputedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ComputedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
+	// The counts per field asked for in the request's `breakdowns`, in that order.
+	Breakdowns []*StatsBreakdown `protobuf:"bytes,5,rep,name=breakdowns,proto3" json:"breakdowns,omitempty"`
+	// With started_per_minute: 60 entries, oldest first, one per minute of the last hour (the last
+	// one is the current, partial minute); the filter and `since` apply.
+	StartedPerMinute []*MinuteCount `protobuf:"bytes,6,rep,name=started_per_minute,json=startedPerMinute,proto3" json:"started_per_minute,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetSessionStatsResponse) Reset() {
@@ -655,6 +688,130 @@ func (x *GetSessionStatsResponse) GetComputedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *GetSessionStatsResponse) GetBreakdowns() []*StatsBreakdown {
+	if x != nil {
+		return x.Breakdowns
+	}
+	return nil
+}
+
+func (x *GetSessionStatsResponse) GetStartedPerMinute() []*MinuteCount {
+	if x != nil {
+		return x.StartedPerMinute
+	}
+	return nil
+}
+
+// StatsBreakdown is the counts of the matching sessions grouped by one more field.
+type StatsBreakdown struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The field grouped by.
+	GroupBy StatsGroupBy `protobuf:"varint,1,opt,name=group_by,json=groupBy,proto3,enum=session.v1.StatsGroupBy" json:"group_by,omitempty"`
+	// Counts per value, largest first (then by key); their sum is the response's `total`.
+	Groups        []*StatsGroup `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsBreakdown) Reset() {
+	*x = StatsBreakdown{}
+	mi := &file_session_v1_session_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsBreakdown) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsBreakdown) ProtoMessage() {}
+
+func (x *StatsBreakdown) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsBreakdown.ProtoReflect.Descriptor instead.
+func (*StatsBreakdown) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StatsBreakdown) GetGroupBy() StatsGroupBy {
+	if x != nil {
+		return x.GroupBy
+	}
+	return StatsGroupBy_STATS_GROUP_BY_UNSPECIFIED
+}
+
+func (x *StatsBreakdown) GetGroups() []*StatsGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// MinuteCount is how many matching sessions started in one minute.
+type MinuteCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The start of the minute (server clock, whole minutes).
+	Start *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	// Sessions inserted in [start, start + 1 minute).
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MinuteCount) Reset() {
+	*x = MinuteCount{}
+	mi := &file_session_v1_session_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MinuteCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MinuteCount) ProtoMessage() {}
+
+func (x *MinuteCount) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MinuteCount.ProtoReflect.Descriptor instead.
+func (*MinuteCount) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MinuteCount) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *MinuteCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // CreateSessionRequest carries the new session and the raw request data to enrich it from.
 type CreateSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -665,14 +822,18 @@ type CreateSessionRequest struct {
 	// The URL of the page that started the visit; its utm_* query parameters fill utm.
 	PageUrl string `protobuf:"bytes,3,opt,name=page_url,json=pageUrl,proto3" json:"page_url,omitempty"`
 	// Optional idempotency key: a retry with the same request_id returns the first result.
-	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The referrer of the visit's first page (document.referrer, the Referer header); classified
+	// with the page URL into `traffic` (docs/traffic.md). At most MAX_STRING_LENGTH characters;
+	// one that is not a readable URL is kept as given and classified as far as it can be.
+	Referrer      string `protobuf:"bytes,6,opt,name=referrer,proto3" json:"referrer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateSessionRequest) Reset() {
 	*x = CreateSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[8]
+	mi := &file_session_v1_session_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +845,7 @@ func (x *CreateSessionRequest) String() string {
 func (*CreateSessionRequest) ProtoMessage() {}
 
 func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[8]
+	mi := &file_session_v1_session_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +858,7 @@ func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{8}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateSessionRequest) GetSession() *Session {
@@ -728,6 +889,13 @@ func (x *CreateSessionRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *CreateSessionRequest) GetReferrer() string {
+	if x != nil {
+		return x.Referrer
+	}
+	return ""
+}
+
 // CreateSessionResponse returns the stored session.
 type CreateSessionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -739,7 +907,7 @@ type CreateSessionResponse struct {
 
 func (x *CreateSessionResponse) Reset() {
 	*x = CreateSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[9]
+	mi := &file_session_v1_session_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +919,7 @@ func (x *CreateSessionResponse) String() string {
 func (*CreateSessionResponse) ProtoMessage() {}
 
 func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[9]
+	mi := &file_session_v1_session_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +932,7 @@ func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{9}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateSessionResponse) GetSession() *Session {
@@ -785,7 +953,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[10]
+	mi := &file_session_v1_session_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +965,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[10]
+	mi := &file_session_v1_session_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +978,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{10}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetSessionRequest) GetId() string {
@@ -831,7 +999,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[11]
+	mi := &file_session_v1_session_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +1011,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[11]
+	mi := &file_session_v1_session_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1024,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{11}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetSessionResponse) GetSession() *Session {
@@ -887,7 +1055,7 @@ type UpdateSessionRequest struct {
 
 func (x *UpdateSessionRequest) Reset() {
 	*x = UpdateSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[12]
+	mi := &file_session_v1_session_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1067,7 @@ func (x *UpdateSessionRequest) String() string {
 func (*UpdateSessionRequest) ProtoMessage() {}
 
 func (x *UpdateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[12]
+	mi := &file_session_v1_session_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1080,7 @@ func (x *UpdateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{12}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateSessionRequest) GetSession() *Session {
@@ -961,7 +1129,7 @@ type UpdateSessionResponse struct {
 
 func (x *UpdateSessionResponse) Reset() {
 	*x = UpdateSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[13]
+	mi := &file_session_v1_session_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1141,7 @@ func (x *UpdateSessionResponse) String() string {
 func (*UpdateSessionResponse) ProtoMessage() {}
 
 func (x *UpdateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[13]
+	mi := &file_session_v1_session_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1154,7 @@ func (x *UpdateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{13}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateSessionResponse) GetSession() *Session {
@@ -1009,7 +1177,7 @@ type DeleteSessionRequest struct {
 
 func (x *DeleteSessionRequest) Reset() {
 	*x = DeleteSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[14]
+	mi := &file_session_v1_session_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1189,7 @@ func (x *DeleteSessionRequest) String() string {
 func (*DeleteSessionRequest) ProtoMessage() {}
 
 func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[14]
+	mi := &file_session_v1_session_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1202,7 @@ func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{14}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteSessionRequest) GetId() string {
@@ -1062,7 +1230,7 @@ type DeleteSessionResponse struct {
 
 func (x *DeleteSessionResponse) Reset() {
 	*x = DeleteSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[15]
+	mi := &file_session_v1_session_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1242,7 @@ func (x *DeleteSessionResponse) String() string {
 func (*DeleteSessionResponse) ProtoMessage() {}
 
 func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[15]
+	mi := &file_session_v1_session_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1255,7 @@ func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{15}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteSessionResponse) GetRevision() int64 {
@@ -1113,14 +1281,16 @@ type ListSessionsRequest struct {
 	// Maximum number of sessions to return: default 50, capped at 1000; negative is invalid.
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous call with the same filters; empty for the first page.
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only sessions with this traffic.channel_group (e.g. "Organic Search").
+	ChannelGroup  string `protobuf:"bytes,8,opt,name=channel_group,json=channelGroup,proto3" json:"channel_group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[16]
+	mi := &file_session_v1_session_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1302,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[16]
+	mi := &file_session_v1_session_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1315,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{16}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListSessionsRequest) GetProfileId() string {
@@ -1197,6 +1367,13 @@ func (x *ListSessionsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListSessionsRequest) GetChannelGroup() string {
+	if x != nil {
+		return x.ChannelGroup
+	}
+	return ""
+}
+
 // ListSessionsResponse returns one page of sessions, newest first.
 type ListSessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1210,7 +1387,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[17]
+	mi := &file_session_v1_session_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1399,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[17]
+	mi := &file_session_v1_session_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1412,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{17}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -1263,14 +1440,16 @@ type WatchFilter struct {
 	// Only sessions with this metadata.status.
 	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
 	// Only sessions with this metadata.channel.
-	Channel       string `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	Channel string `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Only sessions with this traffic.channel_group (e.g. "Organic Search").
+	ChannelGroup  string `protobuf:"bytes,5,opt,name=channel_group,json=channelGroup,proto3" json:"channel_group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchFilter) Reset() {
 	*x = WatchFilter{}
-	mi := &file_session_v1_session_service_proto_msgTypes[18]
+	mi := &file_session_v1_session_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1461,7 @@ func (x *WatchFilter) String() string {
 func (*WatchFilter) ProtoMessage() {}
 
 func (x *WatchFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[18]
+	mi := &file_session_v1_session_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1474,7 @@ func (x *WatchFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchFilter.ProtoReflect.Descriptor instead.
 func (*WatchFilter) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{18}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchFilter) GetProfileId() string {
@@ -1326,6 +1505,13 @@ func (x *WatchFilter) GetChannel() string {
 	return ""
 }
 
+func (x *WatchFilter) GetChannelGroup() string {
+	if x != nil {
+		return x.ChannelGroup
+	}
+	return ""
+}
+
 // WatchSessionsRequest opens a watch.
 type WatchSessionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1345,7 +1531,7 @@ type WatchSessionsRequest struct {
 
 func (x *WatchSessionsRequest) Reset() {
 	*x = WatchSessionsRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[19]
+	mi := &file_session_v1_session_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1543,7 @@ func (x *WatchSessionsRequest) String() string {
 func (*WatchSessionsRequest) ProtoMessage() {}
 
 func (x *WatchSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[19]
+	mi := &file_session_v1_session_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1556,7 @@ func (x *WatchSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionsRequest.ProtoReflect.Descriptor instead.
 func (*WatchSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{19}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchSessionsRequest) GetFilter() *WatchFilter {
@@ -1417,7 +1603,7 @@ type SessionChange struct {
 
 func (x *SessionChange) Reset() {
 	*x = SessionChange{}
-	mi := &file_session_v1_session_service_proto_msgTypes[20]
+	mi := &file_session_v1_session_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1615,7 @@ func (x *SessionChange) String() string {
 func (*SessionChange) ProtoMessage() {}
 
 func (x *SessionChange) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[20]
+	mi := &file_session_v1_session_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1628,7 @@ func (x *SessionChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionChange.ProtoReflect.Descriptor instead.
 func (*SessionChange) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{20}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SessionChange) GetKind() ChangeKind {
@@ -1477,7 +1663,7 @@ type InitialStateEnd struct {
 
 func (x *InitialStateEnd) Reset() {
 	*x = InitialStateEnd{}
-	mi := &file_session_v1_session_service_proto_msgTypes[21]
+	mi := &file_session_v1_session_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1675,7 @@ func (x *InitialStateEnd) String() string {
 func (*InitialStateEnd) ProtoMessage() {}
 
 func (x *InitialStateEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[21]
+	mi := &file_session_v1_session_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1688,7 @@ func (x *InitialStateEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitialStateEnd.ProtoReflect.Descriptor instead.
 func (*InitialStateEnd) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{21}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *InitialStateEnd) GetRevision() int64 {
@@ -1523,7 +1709,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_session_v1_session_service_proto_msgTypes[22]
+	mi := &file_session_v1_session_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1721,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[22]
+	mi := &file_session_v1_session_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1734,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{22}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Progress) GetRevision() int64 {
@@ -1575,7 +1761,7 @@ type WatchSessionsResponse struct {
 
 func (x *WatchSessionsResponse) Reset() {
 	*x = WatchSessionsResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[23]
+	mi := &file_session_v1_session_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1773,7 @@ func (x *WatchSessionsResponse) String() string {
 func (*WatchSessionsResponse) ProtoMessage() {}
 
 func (x *WatchSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[23]
+	mi := &file_session_v1_session_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1786,7 @@ func (x *WatchSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionsResponse.ProtoReflect.Descriptor instead.
 func (*WatchSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{23}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchSessionsResponse) GetEvent() isWatchSessionsResponse_Event {
@@ -1679,13 +1865,17 @@ type WatchSessionStatsRequest struct {
 	MinInterval *durationpb.Duration `protobuf:"bytes,5,opt,name=min_interval,json=minInterval,proto3" json:"min_interval,omitempty"`
 	// How often to send a heartbeat on a quiet stream; default 15s, clamped to 1s..5min.
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,6,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// As in GetSessionStatsRequest: more fields to group by, answered in `stats.breakdowns`.
+	Breakdowns []StatsGroupBy `protobuf:"varint,7,rep,packed,name=breakdowns,proto3,enum=session.v1.StatsGroupBy" json:"breakdowns,omitempty"`
+	// As in GetSessionStatsRequest: the sessions started per minute over the last hour.
+	StartedPerMinute bool `protobuf:"varint,8,opt,name=started_per_minute,json=startedPerMinute,proto3" json:"started_per_minute,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WatchSessionStatsRequest) Reset() {
 	*x = WatchSessionStatsRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[24]
+	mi := &file_session_v1_session_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1887,7 @@ func (x *WatchSessionStatsRequest) String() string {
 func (*WatchSessionStatsRequest) ProtoMessage() {}
 
 func (x *WatchSessionStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[24]
+	mi := &file_session_v1_session_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1900,7 @@ func (x *WatchSessionStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionStatsRequest.ProtoReflect.Descriptor instead.
 func (*WatchSessionStatsRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{24}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WatchSessionStatsRequest) GetFilter() *StatsFilter {
@@ -1755,6 +1945,20 @@ func (x *WatchSessionStatsRequest) GetHeartbeatInterval() *durationpb.Duration {
 	return nil
 }
 
+func (x *WatchSessionStatsRequest) GetBreakdowns() []StatsGroupBy {
+	if x != nil {
+		return x.Breakdowns
+	}
+	return nil
+}
+
+func (x *WatchSessionStatsRequest) GetStartedPerMinute() bool {
+	if x != nil {
+		return x.StartedPerMinute
+	}
+	return false
+}
+
 // StatsHeartbeat says that the figures last sent are still the current ones.
 type StatsHeartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1768,7 +1972,7 @@ type StatsHeartbeat struct {
 
 func (x *StatsHeartbeat) Reset() {
 	*x = StatsHeartbeat{}
-	mi := &file_session_v1_session_service_proto_msgTypes[25]
+	mi := &file_session_v1_session_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +1984,7 @@ func (x *StatsHeartbeat) String() string {
 func (*StatsHeartbeat) ProtoMessage() {}
 
 func (x *StatsHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[25]
+	mi := &file_session_v1_session_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +1997,7 @@ func (x *StatsHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsHeartbeat.ProtoReflect.Descriptor instead.
 func (*StatsHeartbeat) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{25}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatsHeartbeat) GetCheckedAt() *timestamppb.Timestamp {
@@ -1826,7 +2030,7 @@ type WatchSessionStatsResponse struct {
 
 func (x *WatchSessionStatsResponse) Reset() {
 	*x = WatchSessionStatsResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[26]
+	mi := &file_session_v1_session_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +2042,7 @@ func (x *WatchSessionStatsResponse) String() string {
 func (*WatchSessionStatsResponse) ProtoMessage() {}
 
 func (x *WatchSessionStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[26]
+	mi := &file_session_v1_session_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +2055,7 @@ func (x *WatchSessionStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionStatsResponse.ProtoReflect.Descriptor instead.
 func (*WatchSessionStatsResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{26}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchSessionStatsResponse) GetEvent() isWatchSessionStatsResponse_Event {
@@ -1919,31 +2123,46 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\n" +
 	"profile_id\x18\x01 \x01(\tR\tprofileId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
-	"\achannel\x18\x03 \x01(\tR\achannel\"\xf0\x01\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\"\xd8\x02\n" +
 	"\x16GetSessionStatsRequest\x12/\n" +
 	"\x06filter\x18\x01 \x01(\v2\x17.session.v1.StatsFilterR\x06filter\x123\n" +
 	"\bgroup_by\x18\x02 \x01(\x0e2\x18.session.v1.StatsGroupByR\agroupBy\x120\n" +
 	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12>\n" +
-	"\ronline_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fonlineWindow\"A\n" +
+	"\ronline_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fonlineWindow\x128\n" +
+	"\n" +
+	"breakdowns\x18\x05 \x03(\x0e2\x18.session.v1.StatsGroupByR\n" +
+	"breakdowns\x12,\n" +
+	"\x12started_per_minute\x18\x06 \x01(\bR\x10startedPerMinute\"A\n" +
 	"\n" +
 	"StatsGroup\x12\x15\n" +
 	"\x03key\x18\x01 \x01(\tH\x00R\x03key\x88\x01\x01\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05countB\x06\n" +
-	"\x04_key\"\xbb\x01\n" +
+	"\x04_key\"\xbe\x02\n" +
 	"\x17GetSessionStatsResponse\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x03R\x05total\x12.\n" +
 	"\x06groups\x18\x02 \x03(\v2\x16.session.v1.StatsGroupR\x06groups\x12\x1d\n" +
 	"\n" +
 	"online_now\x18\x03 \x01(\x03R\tonlineNow\x12;\n" +
 	"\vcomputed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"computedAt\"\x9e\x01\n" +
+	"computedAt\x12:\n" +
+	"\n" +
+	"breakdowns\x18\x05 \x03(\v2\x1a.session.v1.StatsBreakdownR\n" +
+	"breakdowns\x12E\n" +
+	"\x12started_per_minute\x18\x06 \x03(\v2\x17.session.v1.MinuteCountR\x10startedPerMinute\"u\n" +
+	"\x0eStatsBreakdown\x123\n" +
+	"\bgroup_by\x18\x01 \x01(\x0e2\x18.session.v1.StatsGroupByR\agroupBy\x12.\n" +
+	"\x06groups\x18\x02 \x03(\v2\x16.session.v1.StatsGroupR\x06groups\"U\n" +
+	"\vMinuteCount\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xba\x01\n" +
 	"\x14CreateSessionRequest\x12-\n" +
 	"\asession\x18\x01 \x01(\v2\x13.session.v1.SessionR\asession\x12\x1d\n" +
 	"\n" +
 	"user_agent\x18\x02 \x01(\tR\tuserAgent\x12\x19\n" +
 	"\bpage_url\x18\x03 \x01(\tR\apageUrl\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"F\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12\x1a\n" +
+	"\breferrer\x18\x06 \x01(\tR\breferrer\"F\n" +
 	"\x15CreateSessionResponse\x12-\n" +
 	"\asession\x18\x01 \x01(\v2\x13.session.v1.SessionR\asession\"#\n" +
 	"\x11GetSessionRequest\x12\x0e\n" +
@@ -1966,7 +2185,7 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x11expected_revision\x18\x02 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01B\x14\n" +
 	"\x12_expected_revision\"3\n" +
 	"\x15DeleteSessionResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\x98\x02\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xbd\x02\n" +
 	"\x13ListSessionsRequest\x12\x1d\n" +
 	"\n" +
 	"profile_id\x18\x01 \x01(\tR\tprofileId\x12\x16\n" +
@@ -1977,16 +2196,18 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\tinsert_to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\binsertTo\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"o\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12#\n" +
+	"\rchannel_group\x18\b \x01(\tR\fchannelGroup\"o\n" +
 	"\x14ListSessionsResponse\x12/\n" +
 	"\bsessions\x18\x01 \x03(\v2\x13.session.v1.SessionR\bsessions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"p\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x95\x01\n" +
 	"\vWatchFilter\x12\x1d\n" +
 	"\n" +
 	"profile_id\x18\x01 \x01(\tR\tprofileId\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x16\n" +
 	"\x06status\x18\x03 \x01(\tR\x06status\x12\x18\n" +
-	"\achannel\x18\x04 \x01(\tR\achannel\"\xf3\x01\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12#\n" +
+	"\rchannel_group\x18\x05 \x01(\tR\fchannelGroup\"\xf3\x01\n" +
 	"\x14WatchSessionsRequest\x12/\n" +
 	"\x06filter\x18\x01 \x01(\v2\x17.session.v1.WatchFilterR\x06filter\x12*\n" +
 	"\x0eafter_revision\x18\x02 \x01(\x03H\x00R\rafterRevision\x88\x01\x01\x12!\n" +
@@ -2005,14 +2226,18 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x06change\x18\x01 \x01(\v2\x19.session.v1.SessionChangeH\x00R\x06change\x12I\n" +
 	"\x11initial_state_end\x18\x02 \x01(\v2\x1b.session.v1.InitialStateEndH\x00R\x0finitialStateEnd\x122\n" +
 	"\bprogress\x18\x03 \x01(\v2\x14.session.v1.ProgressH\x00R\bprogressB\a\n" +
-	"\x05event\"\xfa\x02\n" +
+	"\x05event\"\xe2\x03\n" +
 	"\x18WatchSessionStatsRequest\x12/\n" +
 	"\x06filter\x18\x01 \x01(\v2\x17.session.v1.StatsFilterR\x06filter\x123\n" +
 	"\bgroup_by\x18\x02 \x01(\x0e2\x18.session.v1.StatsGroupByR\agroupBy\x120\n" +
 	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12>\n" +
 	"\ronline_window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fonlineWindow\x12<\n" +
 	"\fmin_interval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vminInterval\x12H\n" +
-	"\x12heartbeat_interval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"g\n" +
+	"\x12heartbeat_interval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x128\n" +
+	"\n" +
+	"breakdowns\x18\a \x03(\x0e2\x18.session.v1.StatsGroupByR\n" +
+	"breakdowns\x12,\n" +
+	"\x12started_per_minute\x18\b \x01(\bR\x10startedPerMinute\"g\n" +
 	"\x0eStatsHeartbeat\x129\n" +
 	"\n" +
 	"checked_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\x12\x1a\n" +
@@ -2020,7 +2245,7 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x19WatchSessionStatsResponse\x12;\n" +
 	"\x05stats\x18\x01 \x01(\v2#.session.v1.GetSessionStatsResponseH\x00R\x05stats\x12:\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1a.session.v1.StatsHeartbeatH\x00R\theartbeatB\a\n" +
-	"\x05event*\xfe\x01\n" +
+	"\x05event*\xbb\x02\n" +
 	"\fStatsGroupBy\x12\x1e\n" +
 	"\x1aSTATS_GROUP_BY_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16STATS_GROUP_BY_CHANNEL\x10\x01\x12\x19\n" +
@@ -2029,7 +2254,9 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x16STATS_GROUP_BY_OS_NAME\x10\x04\x12\x1b\n" +
 	"\x17STATS_GROUP_BY_APP_NAME\x10\x05\x12\x1f\n" +
 	"\x1bSTATS_GROUP_BY_COUNTRY_CODE\x10\x06\x12\x1d\n" +
-	"\x19STATS_GROUP_BY_UTM_SOURCE\x10\a*\xca\x01\n" +
+	"\x19STATS_GROUP_BY_UTM_SOURCE\x10\a\x12 \n" +
+	"\x1cSTATS_GROUP_BY_CHANNEL_GROUP\x10\b\x12\x19\n" +
+	"\x15STATS_GROUP_BY_SOURCE\x10\t*\xca\x01\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2068,7 +2295,7 @@ func file_session_v1_session_service_proto_rawDescGZIP() []byte {
 }
 
 var file_session_v1_session_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_session_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_session_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_session_v1_session_service_proto_goTypes = []any{
 	(StatsGroupBy)(0),                 // 0: session.v1.StatsGroupBy
 	(ChangeKind)(0),                   // 1: session.v1.ChangeKind
@@ -2080,89 +2307,98 @@ var file_session_v1_session_service_proto_goTypes = []any{
 	(*GetSessionStatsRequest)(nil),    // 7: session.v1.GetSessionStatsRequest
 	(*StatsGroup)(nil),                // 8: session.v1.StatsGroup
 	(*GetSessionStatsResponse)(nil),   // 9: session.v1.GetSessionStatsResponse
-	(*CreateSessionRequest)(nil),      // 10: session.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),     // 11: session.v1.CreateSessionResponse
-	(*GetSessionRequest)(nil),         // 12: session.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),        // 13: session.v1.GetSessionResponse
-	(*UpdateSessionRequest)(nil),      // 14: session.v1.UpdateSessionRequest
-	(*UpdateSessionResponse)(nil),     // 15: session.v1.UpdateSessionResponse
-	(*DeleteSessionRequest)(nil),      // 16: session.v1.DeleteSessionRequest
-	(*DeleteSessionResponse)(nil),     // 17: session.v1.DeleteSessionResponse
-	(*ListSessionsRequest)(nil),       // 18: session.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),      // 19: session.v1.ListSessionsResponse
-	(*WatchFilter)(nil),               // 20: session.v1.WatchFilter
-	(*WatchSessionsRequest)(nil),      // 21: session.v1.WatchSessionsRequest
-	(*SessionChange)(nil),             // 22: session.v1.SessionChange
-	(*InitialStateEnd)(nil),           // 23: session.v1.InitialStateEnd
-	(*Progress)(nil),                  // 24: session.v1.Progress
-	(*WatchSessionsResponse)(nil),     // 25: session.v1.WatchSessionsResponse
-	(*WatchSessionStatsRequest)(nil),  // 26: session.v1.WatchSessionStatsRequest
-	(*StatsHeartbeat)(nil),            // 27: session.v1.StatsHeartbeat
-	(*WatchSessionStatsResponse)(nil), // 28: session.v1.WatchSessionStatsResponse
-	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
-	(*Session)(nil),                   // 30: session.v1.Session
-	(*durationpb.Duration)(nil),       // 31: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),     // 32: google.protobuf.FieldMask
+	(*StatsBreakdown)(nil),            // 10: session.v1.StatsBreakdown
+	(*MinuteCount)(nil),               // 11: session.v1.MinuteCount
+	(*CreateSessionRequest)(nil),      // 12: session.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),     // 13: session.v1.CreateSessionResponse
+	(*GetSessionRequest)(nil),         // 14: session.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),        // 15: session.v1.GetSessionResponse
+	(*UpdateSessionRequest)(nil),      // 16: session.v1.UpdateSessionRequest
+	(*UpdateSessionResponse)(nil),     // 17: session.v1.UpdateSessionResponse
+	(*DeleteSessionRequest)(nil),      // 18: session.v1.DeleteSessionRequest
+	(*DeleteSessionResponse)(nil),     // 19: session.v1.DeleteSessionResponse
+	(*ListSessionsRequest)(nil),       // 20: session.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),      // 21: session.v1.ListSessionsResponse
+	(*WatchFilter)(nil),               // 22: session.v1.WatchFilter
+	(*WatchSessionsRequest)(nil),      // 23: session.v1.WatchSessionsRequest
+	(*SessionChange)(nil),             // 24: session.v1.SessionChange
+	(*InitialStateEnd)(nil),           // 25: session.v1.InitialStateEnd
+	(*Progress)(nil),                  // 26: session.v1.Progress
+	(*WatchSessionsResponse)(nil),     // 27: session.v1.WatchSessionsResponse
+	(*WatchSessionStatsRequest)(nil),  // 28: session.v1.WatchSessionStatsRequest
+	(*StatsHeartbeat)(nil),            // 29: session.v1.StatsHeartbeat
+	(*WatchSessionStatsResponse)(nil), // 30: session.v1.WatchSessionStatsResponse
+	(*timestamppb.Timestamp)(nil),     // 31: google.protobuf.Timestamp
+	(*Session)(nil),                   // 32: session.v1.Session
+	(*durationpb.Duration)(nil),       // 33: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),     // 34: google.protobuf.FieldMask
 }
 var file_session_v1_session_service_proto_depIdxs = []int32{
-	29, // 0: session.v1.TouchSessionRequest.at:type_name -> google.protobuf.Timestamp
-	30, // 1: session.v1.TouchSessionResponse.session:type_name -> session.v1.Session
+	31, // 0: session.v1.TouchSessionRequest.at:type_name -> google.protobuf.Timestamp
+	32, // 1: session.v1.TouchSessionResponse.session:type_name -> session.v1.Session
 	6,  // 2: session.v1.GetSessionStatsRequest.filter:type_name -> session.v1.StatsFilter
 	0,  // 3: session.v1.GetSessionStatsRequest.group_by:type_name -> session.v1.StatsGroupBy
-	29, // 4: session.v1.GetSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
-	31, // 5: session.v1.GetSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
-	8,  // 6: session.v1.GetSessionStatsResponse.groups:type_name -> session.v1.StatsGroup
-	29, // 7: session.v1.GetSessionStatsResponse.computed_at:type_name -> google.protobuf.Timestamp
-	30, // 8: session.v1.CreateSessionRequest.session:type_name -> session.v1.Session
-	30, // 9: session.v1.CreateSessionResponse.session:type_name -> session.v1.Session
-	30, // 10: session.v1.GetSessionResponse.session:type_name -> session.v1.Session
-	30, // 11: session.v1.UpdateSessionRequest.session:type_name -> session.v1.Session
-	32, // 12: session.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	30, // 13: session.v1.UpdateSessionResponse.session:type_name -> session.v1.Session
-	29, // 14: session.v1.ListSessionsRequest.insert_from:type_name -> google.protobuf.Timestamp
-	29, // 15: session.v1.ListSessionsRequest.insert_to:type_name -> google.protobuf.Timestamp
-	30, // 16: session.v1.ListSessionsResponse.sessions:type_name -> session.v1.Session
-	20, // 17: session.v1.WatchSessionsRequest.filter:type_name -> session.v1.WatchFilter
-	31, // 18: session.v1.WatchSessionsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	1,  // 19: session.v1.SessionChange.kind:type_name -> session.v1.ChangeKind
-	30, // 20: session.v1.SessionChange.session:type_name -> session.v1.Session
-	22, // 21: session.v1.WatchSessionsResponse.change:type_name -> session.v1.SessionChange
-	23, // 22: session.v1.WatchSessionsResponse.initial_state_end:type_name -> session.v1.InitialStateEnd
-	24, // 23: session.v1.WatchSessionsResponse.progress:type_name -> session.v1.Progress
-	6,  // 24: session.v1.WatchSessionStatsRequest.filter:type_name -> session.v1.StatsFilter
-	0,  // 25: session.v1.WatchSessionStatsRequest.group_by:type_name -> session.v1.StatsGroupBy
-	29, // 26: session.v1.WatchSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
-	31, // 27: session.v1.WatchSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
-	31, // 28: session.v1.WatchSessionStatsRequest.min_interval:type_name -> google.protobuf.Duration
-	31, // 29: session.v1.WatchSessionStatsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	29, // 30: session.v1.StatsHeartbeat.checked_at:type_name -> google.protobuf.Timestamp
-	9,  // 31: session.v1.WatchSessionStatsResponse.stats:type_name -> session.v1.GetSessionStatsResponse
-	27, // 32: session.v1.WatchSessionStatsResponse.heartbeat:type_name -> session.v1.StatsHeartbeat
-	10, // 33: session.v1.SessionService.CreateSession:input_type -> session.v1.CreateSessionRequest
-	12, // 34: session.v1.SessionService.GetSession:input_type -> session.v1.GetSessionRequest
-	14, // 35: session.v1.SessionService.UpdateSession:input_type -> session.v1.UpdateSessionRequest
-	16, // 36: session.v1.SessionService.DeleteSession:input_type -> session.v1.DeleteSessionRequest
-	18, // 37: session.v1.SessionService.ListSessions:input_type -> session.v1.ListSessionsRequest
-	21, // 38: session.v1.SessionService.WatchSessions:input_type -> session.v1.WatchSessionsRequest
-	2,  // 39: session.v1.SessionService.TouchSession:input_type -> session.v1.TouchSessionRequest
-	4,  // 40: session.v1.SessionService.MergeProfiles:input_type -> session.v1.MergeProfilesRequest
-	7,  // 41: session.v1.SessionService.GetSessionStats:input_type -> session.v1.GetSessionStatsRequest
-	26, // 42: session.v1.SessionService.WatchSessionStats:input_type -> session.v1.WatchSessionStatsRequest
-	11, // 43: session.v1.SessionService.CreateSession:output_type -> session.v1.CreateSessionResponse
-	13, // 44: session.v1.SessionService.GetSession:output_type -> session.v1.GetSessionResponse
-	15, // 45: session.v1.SessionService.UpdateSession:output_type -> session.v1.UpdateSessionResponse
-	17, // 46: session.v1.SessionService.DeleteSession:output_type -> session.v1.DeleteSessionResponse
-	19, // 47: session.v1.SessionService.ListSessions:output_type -> session.v1.ListSessionsResponse
-	25, // 48: session.v1.SessionService.WatchSessions:output_type -> session.v1.WatchSessionsResponse
-	3,  // 49: session.v1.SessionService.TouchSession:output_type -> session.v1.TouchSessionResponse
-	5,  // 50: session.v1.SessionService.MergeProfiles:output_type -> session.v1.MergeProfilesResponse
-	9,  // 51: session.v1.SessionService.GetSessionStats:output_type -> session.v1.GetSessionStatsResponse
-	28, // 52: session.v1.SessionService.WatchSessionStats:output_type -> session.v1.WatchSessionStatsResponse
-	43, // [43:53] is the sub-list for method output_type
-	33, // [33:43] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	31, // 4: session.v1.GetSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
+	33, // 5: session.v1.GetSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
+	0,  // 6: session.v1.GetSessionStatsRequest.breakdowns:type_name -> session.v1.StatsGroupBy
+	8,  // 7: session.v1.GetSessionStatsResponse.groups:type_name -> session.v1.StatsGroup
+	31, // 8: session.v1.GetSessionStatsResponse.computed_at:type_name -> google.protobuf.Timestamp
+	10, // 9: session.v1.GetSessionStatsResponse.breakdowns:type_name -> session.v1.StatsBreakdown
+	11, // 10: session.v1.GetSessionStatsResponse.started_per_minute:type_name -> session.v1.MinuteCount
+	0,  // 11: session.v1.StatsBreakdown.group_by:type_name -> session.v1.StatsGroupBy
+	8,  // 12: session.v1.StatsBreakdown.groups:type_name -> session.v1.StatsGroup
+	31, // 13: session.v1.MinuteCount.start:type_name -> google.protobuf.Timestamp
+	32, // 14: session.v1.CreateSessionRequest.session:type_name -> session.v1.Session
+	32, // 15: session.v1.CreateSessionResponse.session:type_name -> session.v1.Session
+	32, // 16: session.v1.GetSessionResponse.session:type_name -> session.v1.Session
+	32, // 17: session.v1.UpdateSessionRequest.session:type_name -> session.v1.Session
+	34, // 18: session.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	32, // 19: session.v1.UpdateSessionResponse.session:type_name -> session.v1.Session
+	31, // 20: session.v1.ListSessionsRequest.insert_from:type_name -> google.protobuf.Timestamp
+	31, // 21: session.v1.ListSessionsRequest.insert_to:type_name -> google.protobuf.Timestamp
+	32, // 22: session.v1.ListSessionsResponse.sessions:type_name -> session.v1.Session
+	22, // 23: session.v1.WatchSessionsRequest.filter:type_name -> session.v1.WatchFilter
+	33, // 24: session.v1.WatchSessionsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	1,  // 25: session.v1.SessionChange.kind:type_name -> session.v1.ChangeKind
+	32, // 26: session.v1.SessionChange.session:type_name -> session.v1.Session
+	24, // 27: session.v1.WatchSessionsResponse.change:type_name -> session.v1.SessionChange
+	25, // 28: session.v1.WatchSessionsResponse.initial_state_end:type_name -> session.v1.InitialStateEnd
+	26, // 29: session.v1.WatchSessionsResponse.progress:type_name -> session.v1.Progress
+	6,  // 30: session.v1.WatchSessionStatsRequest.filter:type_name -> session.v1.StatsFilter
+	0,  // 31: session.v1.WatchSessionStatsRequest.group_by:type_name -> session.v1.StatsGroupBy
+	31, // 32: session.v1.WatchSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
+	33, // 33: session.v1.WatchSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
+	33, // 34: session.v1.WatchSessionStatsRequest.min_interval:type_name -> google.protobuf.Duration
+	33, // 35: session.v1.WatchSessionStatsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	0,  // 36: session.v1.WatchSessionStatsRequest.breakdowns:type_name -> session.v1.StatsGroupBy
+	31, // 37: session.v1.StatsHeartbeat.checked_at:type_name -> google.protobuf.Timestamp
+	9,  // 38: session.v1.WatchSessionStatsResponse.stats:type_name -> session.v1.GetSessionStatsResponse
+	29, // 39: session.v1.WatchSessionStatsResponse.heartbeat:type_name -> session.v1.StatsHeartbeat
+	12, // 40: session.v1.SessionService.CreateSession:input_type -> session.v1.CreateSessionRequest
+	14, // 41: session.v1.SessionService.GetSession:input_type -> session.v1.GetSessionRequest
+	16, // 42: session.v1.SessionService.UpdateSession:input_type -> session.v1.UpdateSessionRequest
+	18, // 43: session.v1.SessionService.DeleteSession:input_type -> session.v1.DeleteSessionRequest
+	20, // 44: session.v1.SessionService.ListSessions:input_type -> session.v1.ListSessionsRequest
+	23, // 45: session.v1.SessionService.WatchSessions:input_type -> session.v1.WatchSessionsRequest
+	2,  // 46: session.v1.SessionService.TouchSession:input_type -> session.v1.TouchSessionRequest
+	4,  // 47: session.v1.SessionService.MergeProfiles:input_type -> session.v1.MergeProfilesRequest
+	7,  // 48: session.v1.SessionService.GetSessionStats:input_type -> session.v1.GetSessionStatsRequest
+	28, // 49: session.v1.SessionService.WatchSessionStats:input_type -> session.v1.WatchSessionStatsRequest
+	13, // 50: session.v1.SessionService.CreateSession:output_type -> session.v1.CreateSessionResponse
+	15, // 51: session.v1.SessionService.GetSession:output_type -> session.v1.GetSessionResponse
+	17, // 52: session.v1.SessionService.UpdateSession:output_type -> session.v1.UpdateSessionResponse
+	19, // 53: session.v1.SessionService.DeleteSession:output_type -> session.v1.DeleteSessionResponse
+	21, // 54: session.v1.SessionService.ListSessions:output_type -> session.v1.ListSessionsResponse
+	27, // 55: session.v1.SessionService.WatchSessions:output_type -> session.v1.WatchSessionsResponse
+	3,  // 56: session.v1.SessionService.TouchSession:output_type -> session.v1.TouchSessionResponse
+	5,  // 57: session.v1.SessionService.MergeProfiles:output_type -> session.v1.MergeProfilesResponse
+	9,  // 58: session.v1.SessionService.GetSessionStats:output_type -> session.v1.GetSessionStatsResponse
+	30, // 59: session.v1.SessionService.WatchSessionStats:output_type -> session.v1.WatchSessionStatsResponse
+	50, // [50:60] is the sub-list for method output_type
+	40, // [40:50] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_session_v1_session_service_proto_init() }
@@ -2172,15 +2408,15 @@ func file_session_v1_session_service_proto_init() {
 	}
 	file_session_v1_session_proto_init()
 	file_session_v1_session_service_proto_msgTypes[6].OneofWrappers = []any{}
-	file_session_v1_session_service_proto_msgTypes[12].OneofWrappers = []any{}
 	file_session_v1_session_service_proto_msgTypes[14].OneofWrappers = []any{}
-	file_session_v1_session_service_proto_msgTypes[19].OneofWrappers = []any{}
-	file_session_v1_session_service_proto_msgTypes[23].OneofWrappers = []any{
+	file_session_v1_session_service_proto_msgTypes[16].OneofWrappers = []any{}
+	file_session_v1_session_service_proto_msgTypes[21].OneofWrappers = []any{}
+	file_session_v1_session_service_proto_msgTypes[25].OneofWrappers = []any{
 		(*WatchSessionsResponse_Change)(nil),
 		(*WatchSessionsResponse_InitialStateEnd)(nil),
 		(*WatchSessionsResponse_Progress)(nil),
 	}
-	file_session_v1_session_service_proto_msgTypes[26].OneofWrappers = []any{
+	file_session_v1_session_service_proto_msgTypes[28].OneofWrappers = []any{
 		(*WatchSessionStatsResponse_Stats)(nil),
 		(*WatchSessionStatsResponse_Heartbeat)(nil),
 	}
@@ -2190,7 +2426,7 @@ func file_session_v1_session_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_v1_session_service_proto_rawDesc), len(file_session_v1_session_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

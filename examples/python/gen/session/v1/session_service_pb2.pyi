@@ -23,6 +23,8 @@ class StatsGroupBy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STATS_GROUP_BY_APP_NAME: _ClassVar[StatsGroupBy]
     STATS_GROUP_BY_COUNTRY_CODE: _ClassVar[StatsGroupBy]
     STATS_GROUP_BY_UTM_SOURCE: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_CHANNEL_GROUP: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_SOURCE: _ClassVar[StatsGroupBy]
 
 class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +43,8 @@ STATS_GROUP_BY_OS_NAME: StatsGroupBy
 STATS_GROUP_BY_APP_NAME: StatsGroupBy
 STATS_GROUP_BY_COUNTRY_CODE: StatsGroupBy
 STATS_GROUP_BY_UTM_SOURCE: StatsGroupBy
+STATS_GROUP_BY_CHANNEL_GROUP: StatsGroupBy
+STATS_GROUP_BY_SOURCE: StatsGroupBy
 CHANGE_KIND_UNSPECIFIED: ChangeKind
 CHANGE_KIND_INITIAL: ChangeKind
 CHANGE_KIND_CREATED: ChangeKind
@@ -92,16 +96,20 @@ class StatsFilter(_message.Message):
     def __init__(self, profile_id: _Optional[str] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
 
 class GetSessionStatsRequest(_message.Message):
-    __slots__ = ("filter", "group_by", "since", "online_window")
+    __slots__ = ("filter", "group_by", "since", "online_window", "breakdowns", "started_per_minute")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     ONLINE_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWNS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     filter: StatsFilter
     group_by: StatsGroupBy
     since: _timestamp_pb2.Timestamp
     online_window: _duration_pb2.Duration
-    def __init__(self, filter: _Optional[_Union[StatsFilter, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., online_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    breakdowns: _containers.RepeatedScalarFieldContainer[StatsGroupBy]
+    started_per_minute: bool
+    def __init__(self, filter: _Optional[_Union[StatsFilter, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., online_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., breakdowns: _Optional[_Iterable[_Union[StatsGroupBy, str]]] = ..., started_per_minute: _Optional[bool] = ...) -> None: ...
 
 class StatsGroup(_message.Message):
     __slots__ = ("key", "count")
@@ -112,28 +120,50 @@ class StatsGroup(_message.Message):
     def __init__(self, key: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetSessionStatsResponse(_message.Message):
-    __slots__ = ("total", "groups", "online_now", "computed_at")
+    __slots__ = ("total", "groups", "online_now", "computed_at", "breakdowns", "started_per_minute")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     ONLINE_NOW_FIELD_NUMBER: _ClassVar[int]
     COMPUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWNS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     total: int
     groups: _containers.RepeatedCompositeFieldContainer[StatsGroup]
     online_now: int
     computed_at: _timestamp_pb2.Timestamp
-    def __init__(self, total: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[StatsGroup, _Mapping]]] = ..., online_now: _Optional[int] = ..., computed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    breakdowns: _containers.RepeatedCompositeFieldContainer[StatsBreakdown]
+    started_per_minute: _containers.RepeatedCompositeFieldContainer[MinuteCount]
+    def __init__(self, total: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[StatsGroup, _Mapping]]] = ..., online_now: _Optional[int] = ..., computed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., breakdowns: _Optional[_Iterable[_Union[StatsBreakdown, _Mapping]]] = ..., started_per_minute: _Optional[_Iterable[_Union[MinuteCount, _Mapping]]] = ...) -> None: ...
+
+class StatsBreakdown(_message.Message):
+    __slots__ = ("group_by", "groups")
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    group_by: StatsGroupBy
+    groups: _containers.RepeatedCompositeFieldContainer[StatsGroup]
+    def __init__(self, group_by: _Optional[_Union[StatsGroupBy, str]] = ..., groups: _Optional[_Iterable[_Union[StatsGroup, _Mapping]]] = ...) -> None: ...
+
+class MinuteCount(_message.Message):
+    __slots__ = ("start", "count")
+    START_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    count: int
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("session", "user_agent", "page_url", "request_id")
+    __slots__ = ("session", "user_agent", "page_url", "request_id", "referrer")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     USER_AGENT_FIELD_NUMBER: _ClassVar[int]
     PAGE_URL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERRER_FIELD_NUMBER: _ClassVar[int]
     session: _session_pb2.Session
     user_agent: str
     page_url: str
     request_id: str
-    def __init__(self, session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., user_agent: _Optional[str] = ..., page_url: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    referrer: str
+    def __init__(self, session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., user_agent: _Optional[str] = ..., page_url: _Optional[str] = ..., request_id: _Optional[str] = ..., referrer: _Optional[str] = ...) -> None: ...
 
 class CreateSessionResponse(_message.Message):
     __slots__ = ("session",)
@@ -188,7 +218,7 @@ class DeleteSessionResponse(_message.Message):
     def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
-    __slots__ = ("profile_id", "status", "channel", "insert_from", "insert_to", "page_size", "page_token")
+    __slots__ = ("profile_id", "status", "channel", "insert_from", "insert_to", "page_size", "page_token", "channel_group")
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +226,7 @@ class ListSessionsRequest(_message.Message):
     INSERT_TO_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_GROUP_FIELD_NUMBER: _ClassVar[int]
     profile_id: str
     status: str
     channel: str
@@ -203,7 +234,8 @@ class ListSessionsRequest(_message.Message):
     insert_to: _timestamp_pb2.Timestamp
     page_size: int
     page_token: str
-    def __init__(self, profile_id: _Optional[str] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ..., insert_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., insert_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    channel_group: str
+    def __init__(self, profile_id: _Optional[str] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ..., insert_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., insert_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., channel_group: _Optional[str] = ...) -> None: ...
 
 class ListSessionsResponse(_message.Message):
     __slots__ = ("sessions", "next_page_token")
@@ -214,16 +246,18 @@ class ListSessionsResponse(_message.Message):
     def __init__(self, sessions: _Optional[_Iterable[_Union[_session_pb2.Session, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchFilter(_message.Message):
-    __slots__ = ("profile_id", "ids", "status", "channel")
+    __slots__ = ("profile_id", "ids", "status", "channel", "channel_group")
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_GROUP_FIELD_NUMBER: _ClassVar[int]
     profile_id: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     status: str
     channel: str
-    def __init__(self, profile_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
+    channel_group: str
+    def __init__(self, profile_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ..., channel_group: _Optional[str] = ...) -> None: ...
 
 class WatchSessionsRequest(_message.Message):
     __slots__ = ("filter", "after_revision", "send_initial", "heartbeat_interval")
@@ -270,20 +304,24 @@ class WatchSessionsResponse(_message.Message):
     def __init__(self, change: _Optional[_Union[SessionChange, _Mapping]] = ..., initial_state_end: _Optional[_Union[InitialStateEnd, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
 
 class WatchSessionStatsRequest(_message.Message):
-    __slots__ = ("filter", "group_by", "since", "online_window", "min_interval", "heartbeat_interval")
+    __slots__ = ("filter", "group_by", "since", "online_window", "min_interval", "heartbeat_interval", "breakdowns", "started_per_minute")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     ONLINE_WINDOW_FIELD_NUMBER: _ClassVar[int]
     MIN_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWNS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     filter: StatsFilter
     group_by: StatsGroupBy
     since: _timestamp_pb2.Timestamp
     online_window: _duration_pb2.Duration
     min_interval: _duration_pb2.Duration
     heartbeat_interval: _duration_pb2.Duration
-    def __init__(self, filter: _Optional[_Union[StatsFilter, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., online_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    breakdowns: _containers.RepeatedScalarFieldContainer[StatsGroupBy]
+    started_per_minute: bool
+    def __init__(self, filter: _Optional[_Union[StatsFilter, _Mapping]] = ..., group_by: _Optional[_Union[StatsGroupBy, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., online_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., breakdowns: _Optional[_Iterable[_Union[StatsGroupBy, str]]] = ..., started_per_minute: _Optional[bool] = ...) -> None: ...
 
 class StatsHeartbeat(_message.Message):
     __slots__ = ("checked_at", "revision")
