@@ -8,6 +8,7 @@ import { DEFAULT_FEED_OPTIONS } from "./domain/watch/feed";
 import { DEFAULT_MAX_STATS_WATCHERS } from "./domain/watch/stats";
 import { DEFAULT_SQLITE_QUEUE_LIMIT, DEFAULT_SQLITE_READERS } from "./store/sqlite";
 import { DEFAULT_LIMITS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_SESSION_BYTES } from "./domain/limits";
+import { parseOwnDomains } from "./domain/traffic";
 
 export interface Config {
   host: string;
@@ -64,6 +65,8 @@ export interface Config {
   maxStringLength: number;
   /** Keys plus array items of one free-form object (context, properties, ...), at all levels. */
   maxFreeFormKeys: number;
+  /** OWN_DOMAINS, normalized: referrers there (subdomains included) are internal (docs/traffic.md). */
+  ownDomains: string[];
   /** Unary calls in flight at once, both ports together; more fail fast with RESOURCE_EXHAUSTED. */
   maxConcurrentCalls: number;
   /** Open TCP connections per port; more are closed as they are accepted. */
@@ -357,6 +360,7 @@ export function loadConfig(env: Env = process.env): Config {
     sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", DEFAULT_LIFECYCLE.maxDurationMs, 100, 365 * 86_400_000),
     sessionExpiryIntervalMs: duration(env, "SESSION_EXPIRY_INTERVAL", 60_000, 10, 3600_000),
     ...inputLimits(env),
+    ownDomains: ownDomains(env),
     corsOrigins: corsOrigins(env),
     ...limits(env),
     ...security(env, host),
@@ -395,6 +399,15 @@ function inputLimits(env: Env) {
     maxStringLength: int(env, "MAX_STRING_LENGTH", DEFAULT_LIMITS.maxStringLength, 256, 1024 * 1024),
     maxFreeFormKeys: int(env, "MAX_FREE_FORM_KEYS", DEFAULT_LIMITS.maxFreeFormKeys, 10, 1_000_000),
   };
+}
+
+/** OWN_DOMAINS: a comma list of domain names (subdomains included), at most MAX_OWN_DOMAINS. */
+function ownDomains(env: Env): string[] {
+  try {
+    return parseOwnDomains(env.OWN_DOMAINS ?? "");
+  } catch (err) {
+    throw new ConfigError(`OWN_DOMAINS=${JSON.stringify(env.OWN_DOMAINS)} is invalid: ${(err as Error).message}`);
+  }
 }
 
 /** Connection and concurrency limits of both ports (docs: README configuration table). */

@@ -7,6 +7,7 @@ import { isLoopbackHost, type Config } from "./config";
 import { startJobs } from "./domain/jobs";
 import { Lifecycle } from "./domain/lifecycle";
 import { listPageBytes } from "./domain/limits";
+import { ownDomainMap } from "./domain/traffic";
 import { Merges } from "./domain/merges";
 import { Sessions } from "./domain/sessions";
 import { SessionStats } from "./domain/stats";
@@ -117,13 +118,19 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     maxSessionBytes: config.maxSessionBytes,
     maxStringLength: config.maxStringLength,
   });
-  const sessions = new Sessions(sessionStore, undefined, undefined, {
-    maxSessionBytes: config.maxSessionBytes,
-    maxMaskPaths: config.maxMaskPaths,
-    maxStringLength: config.maxStringLength,
-    maxFreeFormKeys: config.maxFreeFormKeys,
-    listPageBytes: listPageBytes(config.maxMessageBytes),
-  });
+  const sessions = new Sessions(
+    sessionStore,
+    undefined,
+    undefined,
+    {
+      maxSessionBytes: config.maxSessionBytes,
+      maxMaskPaths: config.maxMaskPaths,
+      maxStringLength: config.maxStringLength,
+      maxFreeFormKeys: config.maxFreeFormKeys,
+      listPageBytes: listPageBytes(config.maxMessageBytes),
+    },
+    { ownDomains: ownDomainMap(config.ownDomains) },
+  );
   const merges = new Merges(sessionStore, { maxSessionBytes: config.maxSessionBytes });
   const stats = new SessionStats(sessionStore, { maxStringLength: config.maxStringLength });
   const statsHub = new StatsHub(feed, stats, { maxSubscribers: config.maxStatsWatchers });

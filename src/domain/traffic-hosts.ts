@@ -136,14 +136,15 @@ export const SITES: readonly SiteFact[] = [
  * Click-id parameters an ad platform adds to the landing page URL, first match wins in this
  * order (a URL rarely carries two): the parameter, the source and the medium it implies.
  * "cpc" makes the channel Paid Search, Paid Social or Paid Video by the source's kind; dclid
- * (Campaign Manager / Display & Video 360) is a display click, "cpm", hence Display.
+ * (Campaign Manager 360 / Display & Video 360) is a display click: "google display" / "cpm",
+ * a source of no search kind, hence Display.
  */
 export const CLICK_IDS: ReadonlyArray<{ param: string; source: string; medium: string }> = [
   { param: "gclid", source: "google", medium: "cpc" },
   { param: "gbraid", source: "google", medium: "cpc" },
   { param: "wbraid", source: "google", medium: "cpc" },
   { param: "gclsrc", source: "google", medium: "cpc" },
-  { param: "dclid", source: "google", medium: "cpm" },
+  { param: "dclid", source: "google display", medium: "cpm" },
   { param: "msclkid", source: "bing", medium: "cpc" },
   { param: "yclid", source: "yandex", medium: "cpc" },
   { param: "fbclid", source: "facebook", medium: "cpc" },

@@ -266,12 +266,12 @@ export function classifyTraffic(input: TrafficInput, options: TrafficOptions): T
 }
 
 /**
- * OWN_DOMAINS as a set: a comma-separated list of host names (subdomains included), or ""
- * for none. Throws RangeError naming the first entry that is not a host name, or when the list
- * has more than `maxDomains` entries.
+ * OWN_DOMAINS: a comma-separated list of domain names (subdomains included), or "" for none;
+ * returned normalized (normalizeHost) without repeats. Throws RangeError naming the first entry
+ * that is not a domain name, or when the list has more than `maxDomains` entries.
  */
-export function parseOwnDomains(list: string, maxDomains = MAX_OWN_DOMAINS): DomainMap<true> {
-  const out = new DomainMap<true>();
+export function parseOwnDomains(list: string, maxDomains = MAX_OWN_DOMAINS): string[] {
+  const out = new Set<string>();
   const entries = list
     .split(",")
     .map((s) => s.trim())
@@ -282,9 +282,16 @@ export function parseOwnDomains(list: string, maxDomains = MAX_OWN_DOMAINS): Dom
     if (host.length > MAX_HOST_LENGTH || !HOST_NAME.test(host)) {
       throw new RangeError(`${JSON.stringify(entry)} is not a domain name (e.g. shop.example; no scheme, port or path)`);
     }
-    out.set(host, true);
+    out.add(host);
   }
-  return out;
+  return [...out];
+}
+
+/** The own domains (parseOwnDomains' list) as TrafficOptions.ownDomains. */
+export function ownDomainMap(domains: readonly string[]): DomainMap<true> {
+  const map = new DomainMap<true>();
+  for (const domain of domains) map.set(domain, true);
+  return map;
 }
 
 export const MAX_OWN_DOMAINS = 1000;

@@ -90,6 +90,7 @@ describe("loadConfig", () => {
       maxMaskPaths: 1000,
       maxStringLength: 8192,
       maxFreeFormKeys: 10_000,
+      ownDomains: [],
     });
     expect(loadConfig({}).mongodbUri).toBeUndefined();
   });
@@ -136,6 +137,7 @@ describe("loadConfig", () => {
         "ALLOW_INSECURE",
         "METRICS_PORT",
         "DASHBOARD",
+        "OWN_DOMAINS",
       ].map((k) => [k, ""]),
     );
     expect(loadConfig(empty)).toEqual(loadConfig({}));
@@ -181,6 +183,7 @@ describe("loadConfig", () => {
       AUTH_KEYS_FILE: "/etc/sessions/keys.json",
       RATE_LIMIT_PER_ADDRESS: "200",
       REFLECTION_REQUIRES_KEY: "true",
+      OWN_DOMAINS: "shop.example,example.org",
     });
     expect(cfg).toEqual({
       host: "0.0.0.0",
@@ -204,6 +207,7 @@ describe("loadConfig", () => {
       maxMaskPaths: 50,
       maxStringLength: 2048,
       maxFreeFormKeys: 500,
+      ownDomains: ["shop.example", "example.org"],
       shutdownGraceMs: 0,
       corsOrigins: ["https://a.example", "https://b.example"],
       watchPollMs: 50,
@@ -550,6 +554,23 @@ describe("loadConfig: deprecated names (a unit in the name)", () => {
     expect(configError({ STORE_TIMEOUT: "5000" }).message).toBe(
       'STORE_TIMEOUT="5000" is invalid: expected a duration such as "500ms", "30s", "15m" or "24h", from 100ms to 10m',
     );
+  });
+});
+
+describe("loadConfig: OWN_DOMAINS", () => {
+  it("reads a comma list of domains, normalized, none by default", () => {
+    expect(loadConfig({}).ownDomains).toEqual([]);
+    expect(loadConfig({ OWN_DOMAINS: " Shop.Example, www.blog.example ,," }).ownDomains).toEqual(["shop.example", "blog.example"]);
+  });
+
+  it.each(["https://shop.example", "shop.example/", "shop.example:443", "*.shop.example"])("refuses %s, naming the variable", (value) => {
+    expect(() => loadConfig({ OWN_DOMAINS: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ OWN_DOMAINS: value })).toThrow(/^OWN_DOMAINS=.* is invalid: .* is not a domain name/);
+  });
+
+  it("refuses more than 1000 domains", () => {
+    const many = Array.from({ length: 1001 }, (_, i) => `d${i}.example`).join(",");
+    expect(() => loadConfig({ OWN_DOMAINS: many })).toThrow(/^OWN_DOMAINS=.* is invalid: at most 1000 domains, got 1001/);
   });
 });
 
