@@ -24,7 +24,8 @@ export interface Config {
   /** MongoDB write concern "w": a number or "majority". */
   mongodbWriteConcern: number | "majority";
   /** MongoDB store: sessions inserted more than this many days ago are deleted; unset = kept. */
-  mongodbRetentionDays?: number;
+  /** SESSION_RETENTION: sessions inserted longer ago are deleted by a sweep; undefined keeps them. */
+  sessionRetentionMs?: number;
   /** Bound on each MongoDB call when the client sets no deadline. */
   storeTimeoutMs: number;
   /** SQLite store: reader threads at most (started on demand). */
@@ -213,23 +214,34 @@ function formatDuration(ms: number): string {
  * "24h", "7d"; a bare number is seconds); a size ends in _BYTES and is a byte count; a count is a
  * plain number. The variables below had their unit in the name: the old name is still read, as
  * a whole number in its old unit, and startup logs a deprecation warning (deprecatedVariables).
- * Setting both names is refused, as the two values could disagree.
+ * Setting both names is refused, as the two values could disagree. A name can have several old
+ * ones: SESSION_RETENTION was MONGODB_RETENTION (a duration, `unit: "duration"`), which was
+ * MONGODB_RETENTION_DAYS.
  */
-const RENAMED: Record<string, { old: string; unit: "ms" | "h" | "d" }> = {
-  MONGODB_RETENTION: { old: "MONGODB_RETENTION_DAYS", unit: "d" },
-  STORE_TIMEOUT: { old: "STORE_TIMEOUT_MS", unit: "ms" },
-  HEALTH_PROBE_INTERVAL: { old: "HEALTH_PROBE_INTERVAL_MS", unit: "ms" },
-  HEALTH_PROBE_TIMEOUT: { old: "HEALTH_PROBE_TIMEOUT_MS", unit: "ms" },
-  SHUTDOWN_GRACE: { old: "SHUTDOWN_GRACE_MS", unit: "ms" },
-  WATCH_POLL_INTERVAL: { old: "WATCH_POLL_MS", unit: "ms" },
-  WATCH_RETENTION: { old: "WATCH_RETENTION_HOURS", unit: "h" },
-  HEADERS_TIMEOUT: { old: "HEADERS_TIMEOUT_MS", unit: "ms" },
-  GRPC_IDLE_TIMEOUT: { old: "GRPC_IDLE_TIMEOUT_MS", unit: "ms" },
-  GRPC_KEEPALIVE_TIME: { old: "GRPC_KEEPALIVE_TIME_MS", unit: "ms" },
-  GRPC_KEEPALIVE_TIMEOUT: { old: "GRPC_KEEPALIVE_TIMEOUT_MS", unit: "ms" },
-  HTTP_REQUEST_TIMEOUT: { old: "HTTP_REQUEST_TIMEOUT_MS", unit: "ms" },
-  HTTP_KEEP_ALIVE_TIMEOUT: { old: "HTTP_KEEP_ALIVE_TIMEOUT_MS", unit: "ms" },
-};
+type OldUnit = "ms" | "h" | "d" | "duration";
+const RENAMED: Record<string, Array<{ old: string; unit: OldUnit }>> = Object.fromEntries(
+  Object.entries({
+    SESSION_RETENTION: [
+      { old: "MONGODB_RETENTION", unit: "duration" },
+      { old: "MONGODB_RETENTION_DAYS", unit: "d" },
+    ],
+    STORE_TIMEOUT: { old: "STORE_TIMEOUT_MS", unit: "ms" },
+    HEALTH_PROBE_INTERVAL: { old: "HEALTH_PROBE_INTERVAL_MS", unit: "ms" },
+    HEALTH_PROBE_TIMEOUT: { old: "HEALTH_PROBE_TIMEOUT_MS", unit: "ms" },
+    SHUTDOWN_GRACE: { old: "SHUTDOWN_GRACE_MS", unit: "ms" },
+    WATCH_POLL_INTERVAL: { old: "WATCH_POLL_MS", unit: "ms" },
+    WATCH_RETENTION: { old: "WATCH_RETENTION_HOURS", unit: "h" },
+    HEADERS_TIMEOUT: { old: "HEADERS_TIMEOUT_MS", unit: "ms" },
+    GRPC_IDLE_TIMEOUT: { old: "GRPC_IDLE_TIMEOUT_MS", unit: "ms" },
+    GRPC_KEEPALIVE_TIME: { old: "GRPC_KEEPALIVE_TIME_MS", unit: "ms" },
+    GRPC_KEEPALIVE_TIMEOUT: { old: "GRPC_KEEPALIVE_TIMEOUT_MS", unit: "ms" },
+    HTTP_REQUEST_TIMEOUT: { old: "HTTP_REQUEST_TIMEOUT_MS", unit: "ms" },
+    HTTP_KEEP_ALIVE_TIMEOUT: { old: "HTTP_KEEP_ALIVE_TIMEOUT_MS", unit: "ms" },
+  } as Record<string, { old: string; unit: OldUnit } | Array<{ old: string; unit: OldUnit }>>).map(([name, olds]) => [
+    name,
+    Array.isArray(olds) ? olds : [olds],
+  ]),
+);
 
 /** A variable set under its deprecated name, and the setting that replaces it. */
 export interface DeprecatedVariable {
@@ -241,9 +253,11 @@ export interface DeprecatedVariable {
 
 /** The deprecated names set in `env` (loadConfig has accepted them). */
 export function deprecatedVariables(env: Env = process.env): DeprecatedVariable[] {
-  return Object.entries(RENAMED)
-    .filter(([, { old }]) => env[old] !== undefined && env[old] !== "")
-    .map(([name, { old, unit }]) => ({ old, name, value: `${(env[old] ?? "").trim()}${unit}` }));
+  return Object.entries(RENAMED).flatMap(([name, olds]) =>
+    olds
+      .filter(({ old }) => env[old] !== undefined && env[old] !== "")
+      .map(({ old, unit }) => ({ old, name, value: `${(env[old] ?? "").trim()}${unit === "duration" ? "" : unit}` })),
+  );
 }
 
 /** Logs one warning per deprecated name set in `env`, naming the new setting. */
@@ -262,25 +276,34 @@ function isSet(env: Env, name: string): boolean {
 
 /** The name `name` is set under in `env` (its deprecated one, if that is the one set). */
 function nameSet(env: Env, name: string): string {
-  const old = RENAMED[name]?.old;
-  return old !== undefined && env[old] !== undefined && env[old] !== "" ? old : name;
+  return oldSet(env, name)?.old ?? name;
+}
+
+/** The deprecated name of `name` set in `env`, if any; refuses two names of one setting. */
+function oldSet(env: Env, name: string): { old: string; unit: OldUnit } | undefined {
+  const given = (n: string) => env[n] !== undefined && env[n] !== "";
+  const olds = (RENAMED[name] ?? []).filter(({ old }) => given(old));
+  if (olds.length === 0) return undefined;
+  const other = given(name) ? name : olds.length > 1 ? olds[1].old : undefined;
+  if (other !== undefined) {
+    throw new ConfigError(`${olds[0].old} and ${other} are both set: ${olds[0].old} is a deprecated name of ${name}, remove it`);
+  }
+  return olds[0];
 }
 
 function duration(env: Env, name: string, defMs: number, minMs: number, maxMs: number): number {
-  const renamed = RENAMED[name];
-  if (renamed && env[renamed.old] !== undefined && env[renamed.old] !== "") {
-    if (env[name] !== undefined && env[name] !== "") {
-      throw new ConfigError(`${renamed.old} and ${name} are both set: ${renamed.old} is the deprecated name of ${name}, remove it`);
-    }
+  const renamed = oldSet(env, name);
+  if (renamed && renamed.unit !== "duration") {
     const unitMs = UNIT_MS[renamed.unit];
     return int(env, renamed.old, defMs / unitMs, minMs / unitMs, maxMs / unitMs) * unitMs;
   }
-  const raw = env[name];
+  const varName = renamed?.old ?? name;
+  const raw = env[varName];
   if (raw === undefined || raw === "") return defMs;
   const ms = parseDurationMs(raw);
   if (ms === undefined || ms < minMs || ms > maxMs) {
     throw new ConfigError(
-      `${name}=${JSON.stringify(raw)} is invalid: expected a duration such as "500ms", "30s", "15m" or "24h", from ${formatDuration(minMs)} to ${formatDuration(maxMs)}`,
+      `${varName}=${JSON.stringify(raw)} is invalid: expected a duration such as "500ms", "30s", "15m" or "24h", from ${formatDuration(minMs)} to ${formatDuration(maxMs)}`,
     );
   }
   return ms;
@@ -339,9 +362,7 @@ export function loadConfig(env: Env = process.env): Config {
     mongodbUri: uri,
     mongodbDatabase: database,
     mongodbWriteConcern: wc === "majority" ? "majority" : Number(wc),
-    mongodbRetentionDays: isSet(env, "MONGODB_RETENTION")
-      ? duration(env, "MONGODB_RETENTION", 0, DAY_MS, 36_500 * DAY_MS) / DAY_MS
-      : undefined,
+    sessionRetentionMs: isSet(env, "SESSION_RETENTION") ? duration(env, "SESSION_RETENTION", 0, 3600_000, 36_500 * DAY_MS) : undefined,
     storeTimeoutMs: duration(env, "STORE_TIMEOUT", 5000, 100, 600000),
     sqliteReaders: int(env, "SQLITE_READERS", DEFAULT_SQLITE_READERS, 1, 64),
     sqliteQueueLimit: int(env, "SQLITE_QUEUE_LIMIT", DEFAULT_SQLITE_QUEUE_LIMIT, 1, 1_000_000),

@@ -222,6 +222,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     expiryIntervalMs: config.sessionExpiryIntervalMs,
     onExpiryPass: metrics?.expiryObserver(),
     changeRetentionMs: config.watchRetentionMs,
+    sessionRetentionMs: config.sessionRetentionMs,
   });
 
   let closing: Promise<void> | undefined;

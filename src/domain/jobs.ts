@@ -1,13 +1,13 @@
 // Every background job of a process, started and stopped together by src/server.ts:
 // - the expiry pass (src/domain/lifecycle.ts): ends idle and over-long sessions;
 // - the change-log trim: drops changes older than the watch resume window (WATCH_RETENTION);
-// - the store's retention sweep, for stores with a retention policy (purgeRetained, e.g. the
-//   MongoDB store's MONGODB_RETENTION).
+// - the retention sweep (SESSION_RETENTION, src/domain/retention.ts): deletes old sessions.
 // Each job runs on an unref'd timer (a job never keeps the process alive), never overlaps
 // itself in this process, and logs a failure and tries again on its next tick. Other replicas
 // run the same jobs; each one is safe to run concurrently (conditional writes, idempotent trims).
 
 import type { ExpiryPass, Lifecycle } from "./lifecycle";
+import { purgeRetained } from "./retention";
 import type { CallOptions, SessionStore } from "./store";
 
 interface JobLog {
@@ -17,7 +17,7 @@ interface JobLog {
 
 /** How often the change log is trimmed. */
 export const DEFAULT_TRIM_INTERVAL_MS = 60_000;
-/** How often the store's retention sweep runs. */
+/** How often the retention sweep runs. */
 export const DEFAULT_RETENTION_INTERVAL_MS = 3600_000;
 
 export interface JobsOptions {
@@ -26,6 +26,8 @@ export interface JobsOptions {
   /** How long the change log keeps changes: the resume window of WatchSessions. */
   changeRetentionMs: number;
   trimIntervalMs?: number;
+  /** Sessions inserted longer ago than this are deleted (SESSION_RETENTION); undefined keeps them. */
+  sessionRetentionMs?: number;
   retentionIntervalMs?: number;
   /** Told of every expiry pass: its outcome, or null when it failed (the metrics count them). */
   onExpiryPass?: (pass: ExpiryPass | null) => void;
@@ -47,12 +49,13 @@ export function startJobs(store: SessionStore, lifecycle: Lifecycle, log: JobLog
       if (!stopping.signal.aborted) log.warn("change log trim failed", { error: String(err) });
     }
   });
-  const purgeRetained = store.purgeRetained?.bind(store);
+  const retentionMs = options.sessionRetentionMs;
   const retention =
-    purgeRetained &&
+    retentionMs !== undefined &&
     every(options.retentionIntervalMs ?? DEFAULT_RETENTION_INTERVAL_MS, stopping.signal, async () => {
       try {
-        await purgeRetained(undefined, call);
+        const deleted = await purgeRetained(store, retentionMs, new Date(), call);
+        if (deleted > 0) log.info("sessions past their retention deleted", { deleted });
       } catch (err) {
         if (!stopping.signal.aborted) log.warn("retention sweep failed; retried on the next tick", { error: String(err) });
       }
@@ -60,7 +63,7 @@ export function startJobs(store: SessionStore, lifecycle: Lifecycle, log: JobLog
   return {
     async stop() {
       stopping.abort();
-      await Promise.all([expiry.stop(), trim.stop(), retention?.stop()]);
+      await Promise.all([expiry.stop(), trim.stop(), retention ? retention.stop() : undefined]);
     },
   };
 }

@@ -265,13 +265,6 @@ export interface SessionStore {
   trimChanges(before: Date, options?: CallOptions): Promise<number>;
 
   /**
-   * Deletes the sessions past the store's retention policy as of `now`, each like delete() (so
-   * every deletion is in the change log), and returns how many. Only adapters with a retention
-   * policy implement it; src/domain/jobs.ts runs it periodically when it is there.
-   */
-  purgeRetained?(now?: Date, options?: CallOptions): Promise<number>;
-
-  /**
    * Calls `listener` soon after each change this process committed (a hint to read the log
    * now rather than at the next poll; other processes' changes are only found by polling).
    * Returns the function that removes the listener.

@@ -3,7 +3,7 @@
 // errors pass through unchanged. Change batches read from the log are also handed to the
 // observer (the watch delivery lag starts when this process first reads a change).
 
-import type { CallOptions, ChangeBatch, SessionStore } from "../domain/store";
+import type { ChangeBatch, SessionStore } from "../domain/store";
 
 export const STORE_OPERATIONS = [
   "create",
@@ -18,7 +18,6 @@ export const STORE_OPERATIONS = [
   "snapshotRevision",
   "trimChanges",
   "ping",
-  "purgeRetained",
 ] as const;
 export type StoreOperation = (typeof STORE_OPERATIONS)[number];
 
@@ -42,7 +41,6 @@ async function measured<T>(observer: StoreObserver, operation: StoreOperation, s
 
 export function meteredStore(store: SessionStore, observer: StoreObserver): SessionStore {
   const o = observer;
-  const purgeRetained = store.purgeRetained?.bind(store);
   return {
     kind: store.kind,
     create: (doc, options) => measured(o, "create", performance.now(), store.create(doc, options)),
@@ -61,9 +59,6 @@ export function meteredStore(store: SessionStore, observer: StoreObserver): Sess
     snapshotRevision: (options) => measured(o, "snapshotRevision", performance.now(), store.snapshotRevision(options)),
     trimChanges: (before, options) => measured(o, "trimChanges", performance.now(), store.trimChanges(before, options)),
     ping: (options) => measured(o, "ping", performance.now(), store.ping(options)),
-    ...(purgeRetained && {
-      purgeRetained: (now?: Date, options?: CallOptions) => measured(o, "purgeRetained", performance.now(), purgeRetained(now, options)),
-    }),
     onCommit: (listener) => store.onCommit(listener),
     close: () => store.close(),
   };

@@ -22,7 +22,6 @@ export async function openStore(config: Config, log: Logger): Promise<SessionSto
           database: config.mongodbDatabase,
           writeConcern: { w: config.mongodbWriteConcern, journal: true },
           timeoutMs: config.storeTimeoutMs,
-          retentionDays: config.mongodbRetentionDays,
           log,
         }),
       log,

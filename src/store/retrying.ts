@@ -74,11 +74,6 @@ export async function openInBackground(kind: string, open: () => Promise<Session
     headRevision: async (options) => ready().headRevision(options),
     snapshotRevision: async (options) => ready().snapshotRevision(options),
     trimChanges: async (before, options) => ready().trimChanges(before, options),
-    // Known only once the store is open: a store without a retention policy purges nothing.
-    purgeRetained: async (now, options) => {
-      const opened = ready();
-      return opened.purgeRetained ? opened.purgeRetained(now, options) : 0;
-    },
     ping: async (options) => ready().ping(options),
     onCommit(listener) {
       listeners.add(listener);

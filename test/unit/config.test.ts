@@ -38,7 +38,8 @@ const SECURITY_DEFAULTS = {
  * old name with a value in its old unit, the new name and the same duration written with a unit.
  */
 const OLD_NAMES: Record<string, [oldValue: string, name: string, value: string]> = {
-  MONGODB_RETENTION_DAYS: ["90", "MONGODB_RETENTION", "90d"],
+  MONGODB_RETENTION_DAYS: ["90", "SESSION_RETENTION", "90d"],
+  MONGODB_RETENTION: ["36h", "SESSION_RETENTION", "36h"],
   STORE_TIMEOUT_MS: ["250", "STORE_TIMEOUT", "250ms"],
   HEALTH_PROBE_INTERVAL_MS: ["200", "HEALTH_PROBE_INTERVAL", "200ms"],
   HEALTH_PROBE_TIMEOUT_MS: ["300", "HEALTH_PROBE_TIMEOUT", "300ms"],
@@ -65,7 +66,7 @@ describe("loadConfig", () => {
       mongodbUri: undefined,
       mongodbDatabase: "sessions",
       mongodbWriteConcern: "majority",
-      mongodbRetentionDays: undefined,
+      sessionRetentionMs: undefined,
       storeTimeoutMs: 5000,
       sqliteReaders: 2,
       sqliteQueueLimit: 10000,
@@ -105,6 +106,7 @@ describe("loadConfig", () => {
         "MONGODB_URI",
         "MONGODB_DATABASE",
         "MONGODB_WRITE_CONCERN",
+        "SESSION_RETENTION",
         "MONGODB_RETENTION",
         "STORE_TIMEOUT",
         "SQLITE_READERS",
@@ -154,7 +156,7 @@ describe("loadConfig", () => {
       MONGODB_URI: "mongodb://db:27017/?replicaSet=rs0",
       MONGODB_DATABASE: "my_sessions-2",
       MONGODB_WRITE_CONCERN: "2",
-      MONGODB_RETENTION: "90d",
+      SESSION_RETENTION: "90d",
       STORE_TIMEOUT: "250ms",
       SQLITE_READERS: "4",
       SQLITE_QUEUE_LIMIT: "100",
@@ -195,7 +197,7 @@ describe("loadConfig", () => {
       mongodbUri: "mongodb://db:27017/?replicaSet=rs0",
       mongodbDatabase: "my_sessions-2",
       mongodbWriteConcern: 2,
-      mongodbRetentionDays: 90,
+      sessionRetentionMs: 90 * 86_400_000,
       storeTimeoutMs: 250,
       sqliteReaders: 4,
       sqliteQueueLimit: 100,
@@ -300,9 +302,10 @@ describe("loadConfig", () => {
     ["MONGODB_DATABASE", "a.b"],
     ["MONGODB_DATABASE", "with space"],
     ["MONGODB_DATABASE", "x".repeat(64)],
-    ["MONGODB_RETENTION", "0"],
-    ["MONGODB_RETENTION", "23h"],
-    ["MONGODB_RETENTION", "forever"],
+    ["SESSION_RETENTION", "0"],
+    ["SESSION_RETENTION", "59m"],
+    ["SESSION_RETENTION", "forever"],
+    ["MONGODB_RETENTION", "59m"],
     ["SESSION_IDLE_TIMEOUT", "soon"],
     ["SESSION_IDLE_TIMEOUT", "10ms"],
     ["SESSION_MAX_DURATION", "400d"],
@@ -509,9 +512,22 @@ describe("loadConfig: deprecated names (a unit in the name)", () => {
     expect(loadConfig({ [old]: oldValue })).toEqual(loadConfig({ [name]: value }));
     expect(loadConfig({ [old]: oldValue })).not.toEqual(loadConfig({}));
     expect(deprecatedVariables({ [old]: oldValue })).toEqual([
-      { old, name, value: `${oldValue}${old.endsWith("_DAYS") ? "d" : old.endsWith("_HOURS") ? "h" : "ms"}` },
+      {
+        old,
+        name,
+        value: /[a-z]$/.test(oldValue) ? oldValue : `${oldValue}${old.endsWith("_DAYS") ? "d" : old.endsWith("_HOURS") ? "h" : "ms"}`,
+      },
     ]);
     expect(deprecatedVariables({ [name]: value })).toEqual([]);
+  });
+
+  it("refuses two names of one setting, naming both", () => {
+    expect(configError({ MONGODB_RETENTION: "30d", SESSION_RETENTION: "30d" }).message).toBe(
+      "MONGODB_RETENTION and SESSION_RETENTION are both set: MONGODB_RETENTION is a deprecated name of SESSION_RETENTION, remove it",
+    );
+    expect(configError({ MONGODB_RETENTION: "30d", MONGODB_RETENTION_DAYS: "30" }).message).toBe(
+      "MONGODB_RETENTION and MONGODB_RETENTION_DAYS are both set: MONGODB_RETENTION is a deprecated name of SESSION_RETENTION, remove it",
+    );
   });
 
   it("logs one warning per deprecated name set, naming the old and the new variable", () => {
@@ -550,7 +566,7 @@ describe("loadConfig: deprecated names (a unit in the name)", () => {
 
   it("reads a bare number under a new name as seconds, and says the accepted range with units", () => {
     expect(loadConfig({ SHUTDOWN_GRACE: "3" }).shutdownGraceMs).toBe(3000);
-    expect(loadConfig({ MONGODB_RETENTION: "36h" }).mongodbRetentionDays).toBe(1.5);
+    expect(loadConfig({ SESSION_RETENTION: "36h" }).sessionRetentionMs).toBe(36 * 3600_000);
     expect(configError({ STORE_TIMEOUT: "5000" }).message).toBe(
       'STORE_TIMEOUT="5000" is invalid: expected a duration such as "500ms", "30s", "15m" or "24h", from 100ms to 10m',
     );

@@ -1,6 +1,7 @@
 import { DEFAULT_RETENTION_INTERVAL_MS, DEFAULT_TRIM_INTERVAL_MS, startJobs } from "../../src/domain/jobs";
 import type { ExpiryPass, Lifecycle } from "../../src/domain/lifecycle";
-import type { CallOptions, SessionStore } from "../../src/domain/store";
+import type { SessionDoc } from "../../src/domain/session";
+import type { CallOptions, ListQuery, SessionStore } from "../../src/domain/store";
 
 const HOUR = 3600_000;
 
@@ -9,11 +10,12 @@ function fakeLifecycle(passes: ExpiryPass[] = []) {
   return { lifecycle: { expire, maxPerPass: 10 } as unknown as Lifecycle, expire };
 }
 
-function fakeStore(withRetention: boolean) {
+function fakeStore() {
   const trimChanges = jest.fn(async (_before: Date, _options?: CallOptions) => 0);
-  const purgeRetained = jest.fn(async () => 0);
-  const store = { trimChanges, ...(withRetention ? { purgeRetained } : {}) } as unknown as SessionStore;
-  return { store, trimChanges, purgeRetained };
+  // The retention sweep's reads: an empty store (the sweep itself is tested on real stores).
+  const list = jest.fn(async (_query: ListQuery, _options?: CallOptions): Promise<SessionDoc[]> => []);
+  const store = { trimChanges, list } as unknown as SessionStore;
+  return { store, trimChanges, list };
 }
 
 function fakeLog() {
@@ -31,7 +33,7 @@ describe("background jobs", () => {
   it("runs an expiry pass at once, then every interval, and at once again after a full pass", async () => {
     const { lifecycle, expire } = fakeLifecycle([{ ended: 10, skipped: 0 }]);
     const log = fakeLog();
-    const jobs = startJobs(fakeStore(false).store, lifecycle, log, { expiryIntervalMs: 60_000, changeRetentionMs: HOUR });
+    const jobs = startJobs(fakeStore().store, lifecycle, log, { expiryIntervalMs: 60_000, changeRetentionMs: HOUR });
     await jest.advanceTimersByTimeAsync(1);
     // The first pass ended maxPerPass sessions: the next one followed without waiting an interval.
     expect(expire).toHaveBeenCalledTimes(2);
@@ -42,7 +44,7 @@ describe("background jobs", () => {
   });
 
   it("trims the change log to the retention window every trim interval", async () => {
-    const { store, trimChanges } = fakeStore(false);
+    const { store, trimChanges } = fakeStore();
     const jobs = startJobs(store, fakeLifecycle().lifecycle, fakeLog(), { expiryIntervalMs: HOUR, changeRetentionMs: 2 * HOUR });
     await jest.advanceTimersByTimeAsync(DEFAULT_TRIM_INTERVAL_MS - 1);
     expect(trimChanges).not.toHaveBeenCalled();
@@ -55,7 +57,7 @@ describe("background jobs", () => {
   });
 
   it("logs a failed trim and tries again on the next tick", async () => {
-    const { store, trimChanges } = fakeStore(false);
+    const { store, trimChanges } = fakeStore();
     trimChanges.mockRejectedValueOnce(new Error("store down"));
     const log = fakeLog();
     const jobs = startJobs(store, fakeLifecycle().lifecycle, log, {
@@ -71,23 +73,34 @@ describe("background jobs", () => {
     await jobs.stop();
   });
 
-  it("runs the store's retention sweep hourly when the store has one", async () => {
-    const { store, purgeRetained } = fakeStore(true);
+  it("runs the retention sweep hourly with a session retention, and never without", async () => {
+    const { store, list } = fakeStore();
     const log = fakeLog();
-    purgeRetained.mockRejectedValueOnce(new Error("timeout"));
-    const jobs = startJobs(store, fakeLifecycle().lifecycle, log, { expiryIntervalMs: HOUR, changeRetentionMs: HOUR });
+    list.mockRejectedValueOnce(new Error("timeout"));
+    const jobs = startJobs(store, fakeLifecycle().lifecycle, log, {
+      expiryIntervalMs: HOUR,
+      changeRetentionMs: HOUR,
+      sessionRetentionMs: 48 * HOUR,
+    });
     await jest.advanceTimersByTimeAsync(DEFAULT_RETENTION_INTERVAL_MS - 1);
-    expect(purgeRetained).not.toHaveBeenCalled();
+    expect(list).not.toHaveBeenCalled();
     await jest.advanceTimersByTimeAsync(1);
-    expect(purgeRetained).toHaveBeenCalledTimes(1);
+    expect(list).toHaveBeenCalledTimes(1);
+    expect(list.mock.calls[0][0].insertTo?.getTime()).toBe(Date.now() - 48 * HOUR);
     expect(log.warn).toHaveBeenCalledWith("retention sweep failed; retried on the next tick", { error: "Error: timeout" });
     await jest.advanceTimersByTimeAsync(DEFAULT_RETENTION_INTERVAL_MS);
-    expect(purgeRetained).toHaveBeenCalledTimes(2);
+    expect(list).toHaveBeenCalledTimes(2);
     await jobs.stop();
+
+    const { store: keeping, list: noList } = fakeStore();
+    const kept = startJobs(keeping, fakeLifecycle().lifecycle, log, { expiryIntervalMs: HOUR, changeRetentionMs: HOUR });
+    await jest.advanceTimersByTimeAsync(3 * DEFAULT_RETENTION_INTERVAL_MS);
+    expect(noList).not.toHaveBeenCalled();
+    await kept.stop();
   });
 
   it("never runs a job twice at once, and stop() waits for the run in progress", async () => {
-    const { store, trimChanges } = fakeStore(false);
+    const { store, trimChanges } = fakeStore();
     let finish!: () => void;
     trimChanges.mockImplementationOnce(() => new Promise<number>((resolve) => (finish = () => resolve(0))));
     const jobs = startJobs(store, fakeLifecycle().lifecycle, fakeLog(), {

@@ -9,7 +9,6 @@
 //   batch.ts        group commit of creates
 //   visits.ts       visit numbering
 //   queries.ts      list, findExpired, stats
-//   retention.ts    the retention sweep (purgeRetained)
 // Only inserts decide anything (reservations, claims, outcomes), so the same code is correct on a
 // standalone MongoDB, a replica set and FerretDB, whose updates are not atomic. What is stored,
 // and how FerretDB differs: docs/mongodb.md; the write and change-log protocol: docs/watch.md.
@@ -41,7 +40,6 @@ import { createIndexes, DEFAULT_WRITE_CONCERN, openCollections, type MongoCollec
 import { toStoreError } from "./errors";
 import { findExpired, listSessions, sessionStats } from "./queries";
 import { Reservations } from "./reservations";
-import { purgeRetained } from "./retention";
 import { VisitNumbers } from "./visits";
 import { SessionWriter } from "./writes";
 
@@ -55,11 +53,6 @@ export interface MongoStoreOptions {
   database: string;
   /** Default { w: "majority", journal: true }. */
   writeConcern?: WriteConcernSettings;
-  /**
-   * Sessions whose metadata.time.insert is older than this many days are deleted by
-   * purgeRetained(). Unset: kept for ever.
-   */
-  retentionDays?: number;
   /** Budget of a call that has no deadline; default 5 s. */
   timeoutMs?: number;
   /** Upper bound of any call's budget, also with a later deadline; default 30 s. */
@@ -85,7 +78,7 @@ export class MongoSessionStore implements SessionStore {
     private readonly collections: MongoCollections,
     /** The server is FerretDB: nested arrays are wrapped (see wrapNestedArrays). */
     readonly ferret: boolean,
-    private readonly options: MongoStoreOptions,
+    options: MongoStoreOptions,
   ) {
     this.calls = new CallRunner(options);
     const reservations = new Reservations(collections);
@@ -188,19 +181,5 @@ export class MongoSessionStore implements SessionStore {
     this.calls.closed = true;
     this.changeLog.close();
     await this.client.close();
-  }
-
-  /**
-   * Deletes the sessions whose metadata.time.insert is before now - retentionDays, each like
-   * delete() (so each deletion takes a revision and is in the change log). Returns how many
-   * were deleted; 0 without retentionDays. Run on a timer by the service's background jobs.
-   */
-  async purgeRetained(now: Date = new Date(), options: CallOptions = {}): Promise<number> {
-    const target = {
-      sessions: this.collections.sessions,
-      calls: this.calls,
-      delete: (id: string, o: ConditionalOptions) => this.delete(id, o),
-    };
-    return purgeRetained(target, this.options.retentionDays, now, options);
   }
 }

@@ -10,6 +10,7 @@ import { changeLogTests } from "./changes";
 import { crudTests } from "./crud";
 import { expiryTests } from "./expiry";
 import { listTests } from "./list";
+import { retentionTests } from "./retention";
 import { revisionTests } from "./revisions";
 import { statsTests } from "./stats";
 import { statsWritesTests } from "./stats-writes";
@@ -36,6 +37,7 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
     listTests(current);
     visitTests(current);
     expiryTests(current);
+    retentionTests(current);
     statsTests(current);
     statsWritesTests(current);
     changeLogTests(current);
