@@ -381,7 +381,7 @@ export function loadConfig(env: Env = process.env): Config {
     sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", DEFAULT_LIFECYCLE.maxDurationMs, 100, 365 * 86_400_000),
     sessionExpiryIntervalMs: duration(env, "SESSION_EXPIRY_INTERVAL", 60_000, 10, 3600_000),
     ...inputLimits(env),
-    ownDomains: ownDomains(env),
+    ownDomains: parseOwnDomains(env.OWN_DOMAINS ?? "", (why) => new ConfigError(`OWN_DOMAINS is invalid: ${why}`)),
     corsOrigins: corsOrigins(env),
     ...limits(env),
     ...security(env, host),
@@ -420,15 +420,6 @@ function inputLimits(env: Env) {
     maxStringLength: int(env, "MAX_STRING_LENGTH", DEFAULT_LIMITS.maxStringLength, 256, 1024 * 1024),
     maxFreeFormKeys: int(env, "MAX_FREE_FORM_KEYS", DEFAULT_LIMITS.maxFreeFormKeys, 10, 1_000_000),
   };
-}
-
-/** OWN_DOMAINS: a comma list of domain names (subdomains included), at most MAX_OWN_DOMAINS. */
-function ownDomains(env: Env): string[] {
-  try {
-    return parseOwnDomains(env.OWN_DOMAINS ?? "");
-  } catch (err) {
-    throw new ConfigError(`OWN_DOMAINS=${JSON.stringify(env.OWN_DOMAINS)} is invalid: ${(err as Error).message}`);
-  }
 }
 
 /** Connection and concurrency limits of both ports (docs: README configuration table). */

@@ -267,20 +267,25 @@ export function classifyTraffic(input: TrafficInput, options: TrafficOptions): T
 
 /**
  * OWN_DOMAINS: a comma-separated list of domain names (subdomains included), or "" for none;
- * returned normalized (normalizeHost) without repeats. Throws RangeError naming the first entry
- * that is not a domain name, or when the list has more than `maxDomains` entries.
+ * returned normalized (normalizeHost) without repeats. Throws `invalid(why)` (a RangeError by
+ * default) naming the first entry that is not a domain name, or when the list has more than
+ * `maxDomains` entries.
  */
-export function parseOwnDomains(list: string, maxDomains = MAX_OWN_DOMAINS): string[] {
+export function parseOwnDomains(
+  list: string,
+  invalid: (why: string) => Error = (why) => new RangeError(why),
+  maxDomains = MAX_OWN_DOMAINS,
+): string[] {
   const out = new Set<string>();
   const entries = list
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "");
-  if (entries.length > maxDomains) throw new RangeError(`at most ${maxDomains} domains, got ${entries.length}`);
+  if (entries.length > maxDomains) throw invalid(`at most ${maxDomains} domains, got ${entries.length}`);
   for (const entry of entries) {
     const host = normalizeHost(entry);
     if (host.length > MAX_HOST_LENGTH || !HOST_NAME.test(host)) {
-      throw new RangeError(`${JSON.stringify(entry)} is not a domain name (e.g. shop.example; no scheme, port or path)`);
+      throw invalid(`${JSON.stringify(entry)} is not a domain name (e.g. shop.example; no scheme, port or path)`);
     }
     out.add(host);
   }

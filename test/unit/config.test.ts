@@ -581,12 +581,12 @@ describe("loadConfig: OWN_DOMAINS", () => {
 
   it.each(["https://shop.example", "shop.example/", "shop.example:443", "*.shop.example"])("refuses %s, naming the variable", (value) => {
     expect(() => loadConfig({ OWN_DOMAINS: value })).toThrow(ConfigError);
-    expect(() => loadConfig({ OWN_DOMAINS: value })).toThrow(/^OWN_DOMAINS=.* is invalid: .* is not a domain name/);
+    expect(() => loadConfig({ OWN_DOMAINS: value })).toThrow(/^OWN_DOMAINS is invalid: .* is not a domain name/);
   });
 
   it("refuses more than 1000 domains", () => {
     const many = Array.from({ length: 1001 }, (_, i) => `d${i}.example`).join(",");
-    expect(() => loadConfig({ OWN_DOMAINS: many })).toThrow(/^OWN_DOMAINS=.* is invalid: at most 1000 domains, got 1001/);
+    expect(() => loadConfig({ OWN_DOMAINS: many })).toThrow(/^OWN_DOMAINS is invalid: at most 1000 domains, got 1001/);
   });
 });
 

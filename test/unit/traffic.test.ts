@@ -337,6 +337,6 @@ describe("parseOwnDomains", () => {
   );
 
   it("refuses more domains than the limit", () => {
-    expect(() => parseOwnDomains("a.example,b.example,c.example", 2)).toThrow(/at most 2 domains/);
+    expect(() => parseOwnDomains("a.example,b.example,c.example", undefined, 2)).toThrow(/at most 2 domains/);
   });
 });
