@@ -1,11 +1,13 @@
-// GetSessionStats: session counts over a filter, grouped by one field, plus how many sessions
-// had activity within the online window. The store counts; this checks the input, picks the
-// window and orders the groups.
+// GetSessionStats: session counts over a filter, grouped by one field and by up to 7 more
+// (breakdowns), plus how many sessions had activity within the online window and, when asked,
+// how many started in each minute of the last hour. The store counts, in one call (one
+// snapshot); this checks the input, picks the window and the minutes, and orders the groups.
 
 import { DEFAULT_LIMITS } from "./limits";
 import { systemClock, type Clock } from "./time";
+import type { FieldViolation } from "./errors";
 import { checkId, checkLength, fail } from "./validate";
-import type { CallOptions, SessionStore, StatsField, StatsResult } from "./store";
+import { MINUTE_MS, type CallOptions, type SessionStore, type StatsField, type StatsGroupCount } from "./store";
 
 export interface StatsOptions {
   /** Longest filter string (MAX_STRING_LENGTH). */
@@ -16,18 +18,40 @@ export const DEFAULT_STATS_OPTIONS: StatsOptions = { maxStringLength: DEFAULT_LI
 
 export const DEFAULT_ONLINE_WINDOW_MS = 15 * 60_000;
 export const MAX_ONLINE_WINDOW_MS = 24 * 3600_000;
+/** At most this many breakdowns: one per field (the contract's limit). */
+export const MAX_BREAKDOWNS = 7;
+/** started_per_minute covers this many minutes: the last hour, the current minute last. */
+export const STARTED_MINUTES = 60;
 
 export interface StatsInput {
   profileId: string;
   status: string;
   channel: string;
   groupBy?: StatsField;
+  /** More fields to group by; undefined stands for STATS_GROUP_BY_UNSPECIFIED (rejected). */
+  breakdowns?: Array<StatsField | undefined>;
+  /** Also count the sessions started in each minute of the last hour. */
+  startedPerMinute?: boolean;
   since?: Date;
   /** 0 = the default window. */
   onlineWindowMs: number;
 }
 
-export interface Stats extends StatsResult {
+export interface MinuteCount {
+  /** The start of the minute (whole minutes of the server clock). */
+  start: Date;
+  count: number;
+}
+
+export interface Stats {
+  total: number;
+  /** Largest first, then by key (null last). */
+  groups: StatsGroupCount[];
+  /** One per requested breakdown, in the request's order; groups ordered as `groups`. */
+  breakdowns: Array<{ field: StatsField; groups: StatsGroupCount[] }>;
+  /** With startedPerMinute: STARTED_MINUTES entries, oldest first; else empty. */
+  startedPerMinute: MinuteCount[];
+  online: number;
   computedAt: Date;
 }
 
@@ -50,8 +74,14 @@ export class SessionStats {
       ...checkLength("filter.channel", input.channel, this.options.maxStringLength),
       ...(input.onlineWindowMs < 0 ? [{ field: "online_window", description: "must not be negative" }] : []),
       ...(input.onlineWindowMs > MAX_ONLINE_WINDOW_MS ? [{ field: "online_window", description: "must be at most 24 hours" }] : []),
+      ...checkBreakdowns(input.breakdowns ?? []),
     ];
     fail(violations);
+  }
+
+  /** The server clock's "now" the figures are computed at. */
+  now(): Date {
+    return this.clock.now();
   }
 
   /** Session counts: see GetSessionStats in the contract. Groups come largest first. */
@@ -59,6 +89,7 @@ export class SessionStats {
     this.check(input);
     const now = this.clock.now();
     const windowMs = input.onlineWindowMs === 0 ? DEFAULT_ONLINE_WINDOW_MS : input.onlineWindowMs;
+    const minutes = input.startedPerMinute === true ? firstMinute(now) : undefined;
     const result = await this.store.stats(
       {
         profileId: input.profileId || undefined,
@@ -66,13 +97,48 @@ export class SessionStats {
         channel: input.channel || undefined,
         insertFrom: input.since,
         groupBy: input.groupBy,
+        breakdowns: input.breakdowns?.length ? (input.breakdowns as StatsField[]) : undefined,
+        startedPerMinute: minutes === undefined ? undefined : { from: minutes, minutes: STARTED_MINUTES },
         onlineSince: new Date(now.getTime() - windowMs),
       },
       options,
     );
-    const groups = [...result.groups].sort((a, b) => b.count - a.count || compareKeys(a.key, b.key));
-    return { ...result, groups, computedAt: now };
+    return {
+      total: result.total,
+      groups: ordered(result.groups),
+      breakdowns: result.breakdowns.map((b) => ({ field: b.field, groups: ordered(b.groups) })),
+      startedPerMinute:
+        minutes === undefined
+          ? []
+          : result.startedPerMinute.map((count, i) => ({ start: new Date(minutes.getTime() + i * MINUTE_MS), count })),
+      online: result.online,
+      computedAt: now,
+    };
   }
+}
+
+/** The start of the first of the STARTED_MINUTES minutes that end with the one `now` is in. */
+export function firstMinute(now: Date): Date {
+  const current = Math.floor(now.getTime() / MINUTE_MS) * MINUTE_MS;
+  return new Date(current - (STARTED_MINUTES - 1) * MINUTE_MS);
+}
+
+/** Violations of `breakdowns`: too many, UNSPECIFIED (undefined), repeats; named by index. */
+function checkBreakdowns(breakdowns: Array<StatsField | undefined>): FieldViolation[] {
+  if (breakdowns.length > MAX_BREAKDOWNS) return [{ field: "breakdowns", description: `must have at most ${MAX_BREAKDOWNS} entries` }];
+  const out: FieldViolation[] = [];
+  const seen = new Set<StatsField>();
+  breakdowns.forEach((field, i) => {
+    if (field === undefined) out.push({ field: `breakdowns[${i}]`, description: "must name a field (not STATS_GROUP_BY_UNSPECIFIED)" });
+    else if (seen.has(field)) out.push({ field: `breakdowns[${i}]`, description: `repeats ${field}` });
+    else seen.add(field);
+  });
+  return out;
+}
+
+/** Largest first, then by key. */
+function ordered(groups: StatsGroupCount[]): StatsGroupCount[] {
+  return [...groups].sort((a, b) => b.count - a.count || compareKeys(a.key, b.key));
 }
 
 /** Null last, then string order. */

@@ -148,18 +148,38 @@ export interface StatsQuery {
   /** Inclusive lower bound on metadata.time.insert. */
   insertFrom?: Date;
   groupBy?: StatsField;
+  /** More fields to group the same sessions by, in the same snapshot (no repeats). */
+  breakdowns?: StatsField[];
+  /**
+   * Count the matching sessions inserted in each of `minutes` consecutive minutes from `from`:
+   * entry i covers metadata.time.insert in [from + i min, from + (i + 1) min). The cost
+   * follows the sessions inserted in that range, not the store's size.
+   */
+  startedPerMinute?: { from: Date; minutes: number };
   /** "Online": status "active" and latest activity (update, else insert) at or after this. */
   onlineSince: Date;
+}
+
+/** The counts of one value of a grouped field (key null for null or missing). */
+export interface StatsGroupCount {
+  key: string | null;
+  count: number;
 }
 
 export interface StatsResult {
   /** Sessions matching the filters. */
   total: number;
   /** With groupBy: one entry per distinct value (null for null or missing), any order. */
-  groups: Array<{ key: string | null; count: number }>;
+  groups: StatsGroupCount[];
+  /** One entry per StatsQuery.breakdowns field, in that order; groups as `groups`. Else []. */
+  breakdowns: Array<{ field: StatsField; groups: StatsGroupCount[] }>;
+  /** With StatsQuery.startedPerMinute: `minutes` counts, oldest first. Else []. */
+  startedPerMinute: number[];
   /** Matching sessions that are online (see StatsQuery.onlineSince). */
   online: number;
 }
+
+export const MINUTE_MS = 60_000;
 
 /** What a change did, as recorded in the store's change log. */
 export type ChangeKind = "created" | "updated" | "deleted";
@@ -236,7 +256,11 @@ export interface SessionStore {
    */
   findExpired(query: ExpiryQuery, options?: CallOptions): Promise<SessionDoc[]>;
 
-  /** Counts the sessions matching the filters, grouped by one field, plus how many are online. */
+  /**
+   * Counts the sessions matching the filters, grouped by one field and by each breakdown field,
+   * plus how many are online and, when asked, how many were inserted per minute. All figures of
+   * one call come from one snapshot where the store has them (SQLite: one read transaction).
+   */
   stats(query: StatsQuery, options?: CallOptions): Promise<StatsResult>;
 
   /**

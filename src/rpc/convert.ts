@@ -1,8 +1,17 @@
 // Conversion between the Protobuf messages of the contract and the SessionDoc of the domain.
 // Unset optional fields become null, unset strings "", unset free-form objects {}; the domain
-// decides what an empty value means (e.g. "not given" on create).
+// decides what an empty value means (e.g. "not given" on create). Also the statistics' request
+// and response (GetSessionStats, WatchSessionStats) at the end.
 
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  GetSessionStatsResponseSchema,
+  StatsGroupBy,
+  type GetSessionStatsRequest,
+  type GetSessionStatsResponse,
+  type WatchSessionStatsRequest,
+} from "../../gen/session/v1/session_service_pb";
 import { InvalidArgumentError } from "../domain/errors";
 import type {
   Activity,
@@ -20,6 +29,8 @@ import type {
   Utm,
 } from "../../gen/session/v1/session_pb";
 import type { OperationFlags, SessionDoc } from "../domain/session";
+import { MAX_BREAKDOWNS, type Stats, type StatsInput } from "../domain/stats";
+import type { StatsField } from "../domain/store";
 import type { JsonObject } from "../domain/session";
 
 const EPOCH = new Date(0);
@@ -273,4 +284,68 @@ function timestamp(date: Date): Timestamp {
   const ms = raw > MAX_MS ? MAX_MS : raw >= MIN_MS ? raw : MIN_MS; // NaN (an invalid Date) too
   const seconds = Math.floor(ms / 1000);
   return message<Timestamp>({ $typeName: "google.protobuf.Timestamp", seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1_000_000 });
+}
+
+// Statistics.
+
+const GROUP_BY: Record<StatsGroupBy, StatsField | undefined> = {
+  [StatsGroupBy.UNSPECIFIED]: undefined,
+  [StatsGroupBy.CHANNEL]: "channel",
+  [StatsGroupBy.STATUS]: "status",
+  [StatsGroupBy.DEVICE_TYPE]: "device_type",
+  [StatsGroupBy.OS_NAME]: "os_name",
+  [StatsGroupBy.APP_NAME]: "app_name",
+  [StatsGroupBy.COUNTRY_CODE]: "country_code",
+  [StatsGroupBy.UTM_SOURCE]: "utm_source",
+  // Not counted yet (the stats part of the traffic work): refused below.
+  [StatsGroupBy.CHANNEL_GROUP]: undefined,
+  [StatsGroupBy.SOURCE]: undefined,
+};
+
+const FIELD_GROUP_BY = new Map<StatsField, StatsGroupBy>(
+  Object.entries(GROUP_BY).flatMap(([k, v]) => (v === undefined ? [] : [[v, Number(k) as StatsGroupBy]])),
+);
+
+/** The field of a StatsGroupBy (undefined for UNSPECIFIED); an unknown number is INVALID_ARGUMENT. */
+function groupByField(field: string, value: StatsGroupBy): StatsField | undefined {
+  if (!(value in GROUP_BY)) throw InvalidArgumentError.field(field, `unknown value ${value}`);
+  if (value === StatsGroupBy.CHANNEL_GROUP || value === StatsGroupBy.SOURCE) {
+    throw InvalidArgumentError.field(field, "grouping by traffic is not supported yet");
+  }
+  return GROUP_BY[value];
+}
+
+/**
+ * The domain's input of GetSessionStats and WatchSessionStats (their common fields). The
+ * domain checks the rest (breakdowns: count, UNSPECIFIED, repeats); the count first here too, so
+ * that a huge list costs nothing.
+ */
+export function statsInput(req: GetSessionStatsRequest | WatchSessionStatsRequest, onlineWindowMs: number): StatsInput {
+  if (req.breakdowns.length > MAX_BREAKDOWNS) {
+    throw InvalidArgumentError.field("breakdowns", `must have at most ${MAX_BREAKDOWNS} entries`);
+  }
+  const breakdowns = req.breakdowns.map((b, i) => groupByField(`breakdowns[${i}]`, b));
+  return {
+    profileId: req.filter?.profileId ?? "",
+    status: req.filter?.status ?? "",
+    channel: req.filter?.channel ?? "",
+    groupBy: groupByField("group_by", req.groupBy),
+    breakdowns,
+    startedPerMinute: req.startedPerMinute,
+    since: optionalRequestDate("since", req.since),
+    onlineWindowMs,
+  };
+}
+
+const groupsOf = (groups: Stats["groups"]) => groups.map((g) => ({ key: g.key ?? undefined, count: BigInt(g.count) }));
+
+export function statsResponse(stats: Stats): GetSessionStatsResponse {
+  return create(GetSessionStatsResponseSchema, {
+    total: BigInt(stats.total),
+    groups: groupsOf(stats.groups),
+    onlineNow: BigInt(stats.online),
+    computedAt: timestampFromDate(stats.computedAt),
+    breakdowns: stats.breakdowns.map((b) => ({ groupBy: FIELD_GROUP_BY.get(b.field), groups: groupsOf(b.groups) })),
+    startedPerMinute: stats.startedPerMinute.map((m) => ({ start: timestampFromDate(m.start), count: BigInt(m.count) })),
+  });
 }

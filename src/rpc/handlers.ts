@@ -6,9 +6,7 @@ import { create, type DescMethodServerStreaming, type DescMethodUnary, type Desc
 import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import {
   CreateSessionResponseSchema,
-  GetSessionStatsResponseSchema,
   MergeProfilesResponseSchema,
-  StatsGroupBy,
   TouchSessionResponseSchema,
   type GetSessionStatsRequest,
   type GetSessionStatsResponse,
@@ -39,18 +37,18 @@ import {
   type WatchSessionStatsResponse,
   type SessionService,
 } from "../../gen/session/v1/session_service_pb";
-import { InvalidArgumentError, ResourceExhaustedError } from "../domain/errors";
+import { ResourceExhaustedError } from "../domain/errors";
 import type { Lifecycle } from "../domain/lifecycle";
 import type { Merges } from "../domain/merges";
 import type { Sessions } from "../domain/sessions";
-import type { SessionStats, Stats } from "../domain/stats";
+import type { SessionStats } from "../domain/stats";
 import type { ChangeFeed } from "../domain/watch/feed";
 import type { ChangeEventKind } from "../domain/watch/filter";
 import { heartbeatInterval, watchSessions } from "../domain/watch/stream";
 import { watchSessionStats, type StatsHub } from "../domain/watch/stats";
 import type { SessionDoc } from "../domain/session";
-import type { SessionStore, StatsField } from "../domain/store";
-import { docToSession, optionalRequestDate, sessionToDoc } from "./convert";
+import type { SessionStore } from "../domain/store";
+import { docToSession, optionalRequestDate, sessionToDoc, statsInput, statsResponse } from "./convert";
 
 /** What a handler knows about its call, whatever the engine. */
 export interface CallContext {
@@ -123,37 +121,6 @@ function changeResponse(doc: SessionDoc, kind: ChangeKind, revision: number): Wa
 }
 
 const durationMs = (d: Duration | undefined): number => (d ? Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6) : 0);
-
-const GROUP_BY: Record<StatsGroupBy, StatsField | undefined> = {
-  [StatsGroupBy.UNSPECIFIED]: undefined,
-  [StatsGroupBy.CHANNEL]: "channel",
-  [StatsGroupBy.STATUS]: "status",
-  [StatsGroupBy.DEVICE_TYPE]: "device_type",
-  [StatsGroupBy.OS_NAME]: "os_name",
-  [StatsGroupBy.APP_NAME]: "app_name",
-  [StatsGroupBy.COUNTRY_CODE]: "country_code",
-  [StatsGroupBy.UTM_SOURCE]: "utm_source",
-  // Not counted yet (the stats part of the traffic work): refused below.
-  [StatsGroupBy.CHANNEL_GROUP]: undefined,
-  [StatsGroupBy.SOURCE]: undefined,
-};
-
-function statsResponse(stats: Stats): GetSessionStatsResponse {
-  return create(GetSessionStatsResponseSchema, {
-    total: BigInt(stats.total),
-    groups: stats.groups.map((g) => ({ key: g.key ?? undefined, count: BigInt(g.count) })),
-    onlineNow: BigInt(stats.online),
-    computedAt: timestampFromDate(stats.computedAt),
-  });
-}
-
-function groupByField(value: StatsGroupBy): StatsField | undefined {
-  if (!(value in GROUP_BY)) throw InvalidArgumentError.field("group_by", `unknown value ${value}`);
-  if (value === StatsGroupBy.CHANNEL_GROUP || value === StatsGroupBy.SOURCE) {
-    throw InvalidArgumentError.field("group_by", "grouping by traffic is not supported yet");
-  }
-  return GROUP_BY[value];
-}
 
 export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, store: SessionStore): SessionHandlers {
   const { sessions, lifecycle, merges, stats: sessionStats } = domain;
@@ -230,17 +197,10 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
     },
 
     async getSessionStats(req: GetSessionStatsRequest, ctx: CallContext): Promise<GetSessionStatsResponse> {
-      const stats = await sessionStats.compute(
-        {
-          profileId: req.filter?.profileId ?? "",
-          status: req.filter?.status ?? "",
-          channel: req.filter?.channel ?? "",
-          groupBy: groupByField(req.groupBy),
-          since: optionalRequestDate("since", req.since),
-          onlineWindowMs: durationMs(req.onlineWindow),
-        },
-        { deadline: ctx.deadline, signal: ctx.signal },
-      );
+      const stats = await sessionStats.compute(statsInput(req, durationMs(req.onlineWindow)), {
+        deadline: ctx.deadline,
+        signal: ctx.signal,
+      });
       return statsResponse(stats);
     },
 
@@ -257,12 +217,7 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
       const events = watchSessionStats(
         domain.statsHub,
         {
-          profileId: req.filter?.profileId ?? "",
-          status: req.filter?.status ?? "",
-          channel: req.filter?.channel ?? "",
-          groupBy: groupByField(req.groupBy),
-          since: optionalRequestDate("since", req.since),
-          onlineWindowMs: durationMs(req.onlineWindow),
+          ...statsInput(req, durationMs(req.onlineWindow)),
           minIntervalMs: durationMs(req.minInterval),
           heartbeatMs: heartbeatInterval(durationMs(req.heartbeatInterval)),
         },

@@ -1,11 +1,13 @@
 // WatchSessionStats end to end on a real server (embedded store), over grpc-js on the gRPC port
 // and Connect on the HTTP port: the figures at once, then as writes move them, at most one
-// message per min_interval, heartbeats, "online now" falling as sessions go idle, bad requests,
-// cancellation; and two service processes on one SQLite file agreeing.
+// message per min_interval, heartbeats, "online now" falling as sessions go idle, breakdowns and
+// the sessions started per minute (also in GetSessionStats, and a new series when the minute
+// turns), bad requests, cancellation; and two service processes on one SQLite file agreeing.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { StatsGroupBy, type GetSessionStatsResponse, type WatchSessionStatsResponse } from "../../gen/session/v1/session_service_pb";
 import { connectStatsWatch, grpcClient, grpcStatsWatch, type SessionClient, type StatsStream } from "../support/clients";
@@ -66,6 +68,30 @@ class Reader {
 
 const rid = () => Math.random().toString(36).slice(2, 10);
 const groups = (s: GetSessionStatsResponse) => s.groups.map((g) => `${g.key ?? "null"}:${g.count}`);
+const ms = (t: Timestamp | undefined) => timestampDate(t!).getTime();
+const MINUTE = 60_000;
+
+/** The breakdowns of a response as "field: key:count ..." (keys in the response's order). */
+const breakdowns = (s: GetSessionStatsResponse) =>
+  s.breakdowns.map((b) => `${StatsGroupBy[b.groupBy]}: ${b.groups.map((g) => `${g.key ?? "null"}:${g.count}`).join(" ")}`);
+
+/**
+ * Checks the minute series of `s` (60 whole minutes ending with computed_at's) and returns its
+ * non-zero minutes as "offset from the last minute: count"; `inserts` are the insert times of
+ * the sessions it must count, placed by the response's own clock, so a minute turning between
+ * the writes and the read moves nothing here.
+ */
+function minutes(s: GetSessionStatsResponse, inserts: number[]) {
+  const current = Math.floor(ms(s.computedAt) / MINUTE) * MINUTE;
+  expect(s.startedPerMinute.map((m) => ms(m.start))).toEqual(Array.from({ length: 60 }, (_, i) => current - (59 - i) * MINUTE));
+  const want = new Map<number, bigint>();
+  for (const at of inserts) {
+    const i = 59 - (current - Math.floor(at / MINUTE) * MINUTE) / MINUTE;
+    want.set(i, (want.get(i) ?? 0n) + 1n);
+  }
+  const got = new Map(s.startedPerMinute.flatMap((m, i) => (m.count > 0n ? [[i, m.count] as const] : [])));
+  expect(got).toEqual(want);
+}
 
 async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -181,6 +207,53 @@ describe.each<Port>(["grpc", "connect"])("WatchSessionStats over %s", (port) => 
     expect(idle.total).toBe(1n);
   });
 
+  it("answers breakdowns and the sessions started per minute, in GetSessionStats and live", async () => {
+    const profile = `m-${rid()}`;
+    const iphone =
+      "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+    const inserts: number[] = [];
+    for (const [channel, userAgent, pageUrl] of [
+      ["web", iphone, "https://shop.example/?utm_source=news"],
+      ["app", "", ""],
+      ["web", iphone, ""],
+    ]) {
+      const s = (await client.createSession({ session: { profile: { id: profile }, metadata: { channel } }, userAgent, pageUrl })).session!;
+      inserts.push(ms(s.metadata!.time!.insert));
+    }
+    const req = {
+      filter: { profileId: profile },
+      breakdowns: [StatsGroupBy.UTM_SOURCE, StatsGroupBy.CHANNEL, StatsGroupBy.OS_NAME],
+      startedPerMinute: true,
+    };
+    const get = await client.getSessionStats(req);
+    expect({ total: get.total, groups: get.groups, breakdowns: breakdowns(get) }).toEqual({
+      total: 3n,
+      groups: [],
+      breakdowns: ["UTM_SOURCE: null:2 news:1", "CHANNEL: web:2 app:1", "OS_NAME: iOS:2 Other:1"],
+    });
+    minutes(get, inserts);
+
+    const r = watch({ ...req, minInterval: { nanos: 100_000_000 } });
+    const first = await r.stats(5000);
+    expect(breakdowns(first)).toEqual(breakdowns(get));
+    minutes(first, inserts);
+    const more = (await client.createSession({ session: { profile: { id: profile }, metadata: { channel: "email" } } })).session!;
+    inserts.push(ms(more.metadata!.time!.insert));
+    const after = await r.until((s) => s.total === 4n);
+    expect(breakdowns(after)).toEqual(["UTM_SOURCE: null:3 news:1", "CHANNEL: web:2 app:1 email:1", "OS_NAME: Other:2 iOS:2"]);
+    minutes(after, inserts);
+  });
+
+  it.each<[string, Init, string]>([
+    ["a repeated breakdown", { breakdowns: [StatsGroupBy.CHANNEL, StatsGroupBy.OS_NAME, StatsGroupBy.CHANNEL] }, "breakdowns[2]"],
+    ["an UNSPECIFIED breakdown", { breakdowns: [StatsGroupBy.OS_NAME, StatsGroupBy.UNSPECIFIED] }, "breakdowns[1]"],
+    ["an unknown breakdown", { breakdowns: [99 as StatsGroupBy] }, "breakdowns[0]"],
+    ["8 breakdowns", { breakdowns: new Array<StatsGroupBy>(8).fill(StatsGroupBy.CHANNEL) }, "breakdowns"],
+  ])("refuses %s in GetSessionStats and WatchSessionStats, naming the field", async (_name, req, field) => {
+    await expectCallError(client.getSessionStats({ breakdowns: req.breakdowns }), Code.InvalidArgument, field);
+    await expectCallError(watch(req).next(5000), Code.InvalidArgument, field);
+  });
+
   it.each<[string, Init, string]>([
     ["min_interval too short", { minInterval: { nanos: 10_000_000 } }, "min_interval"],
     ["min_interval too long", { minInterval: { seconds: 61n } }, "min_interval"],
@@ -202,6 +275,39 @@ describe.each<Port>(["grpc", "connect"])("WatchSessionStats over %s", (port) => 
     for (const r of readers) r.stream.cancel();
     await until(() => server.statsHub.subscribers === 0 && server.statsHub.shared === 0 && server.feed.watchers === before);
   });
+});
+
+describe("WatchSessionStats minute series", () => {
+  let server: TestServer;
+
+  beforeAll(async () => {
+    server = await startTestServer("sqlite");
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await server?.cleanup();
+  });
+
+  it("sends the series shifted by a minute when the server clock's minute turns, with no write", async () => {
+    // Nobody online and no writes: only the turn of the minute can bring new figures.
+    const r = new Reader(
+      grpcStatsWatch(server.grpcPort, {
+        filter: { profileId: `t-${rid()}` },
+        startedPerMinute: true,
+        heartbeatInterval: { seconds: 300n },
+      }),
+    );
+    try {
+      const first = await r.stats(5000);
+      const next = await r.stats(75_000);
+      expect(ms(next.startedPerMinute[0].start) - ms(first.startedPerMinute[0].start)).toBe(MINUTE);
+      expect(ms(next.startedPerMinute[59].start)).toBe(Math.floor(ms(next.computedAt) / MINUTE) * MINUTE);
+      expect(next.total).toBe(0n);
+    } finally {
+      r.stream.cancel();
+    }
+  }, 90_000);
 });
 
 describe("WatchSessionStats limit (MAX_STATS_WATCHERS)", () => {

@@ -1,8 +1,10 @@
-import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, equals, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { SessionSchema, type Session } from "../../gen/session/v1/session_pb";
 import { emptySessionDoc, type SessionDoc } from "../../src/domain/session";
-import { docToSession, sessionToDoc } from "../../src/rpc/convert";
+import { GetSessionStatsRequestSchema, StatsGroupBy } from "../../gen/session/v1/session_service_pb";
+import { InvalidArgumentError } from "../../src/domain/errors";
+import { docToSession, sessionToDoc, statsInput, statsResponse } from "../../src/rpc/convert";
 
 const INSERT = new Date("2024-05-30T07:44:23.243Z");
 const CREATE = new Date("2024-05-30T07:44:20.001Z");
@@ -361,5 +363,49 @@ describe("docToSession", () => {
     expect(s.metadata!.time!.update).toBeUndefined();
     expect(timestampDate(s.metadata!.time!.insert!).getTime()).toBe(INSERT.getTime());
     expect(s.metadata!.time!.weekday).toBe(4);
+  });
+});
+
+describe("statsInput and statsResponse", () => {
+  const request = (r: MessageInitShape<typeof GetSessionStatsRequestSchema> = {}) => create(GetSessionStatsRequestSchema, r);
+  const fieldOf = (f: () => unknown): string | undefined => {
+    try {
+      f();
+      return undefined;
+    } catch (err) {
+      return err instanceof InvalidArgumentError ? err.violations[0].field : "not InvalidArgumentError";
+    }
+  };
+
+  it("maps breakdowns in order, UNSPECIFIED to undefined (the domain refuses it), and the minute flag", () => {
+    const i = statsInput(
+      request({ breakdowns: [StatsGroupBy.OS_NAME, StatsGroupBy.UNSPECIFIED, StatsGroupBy.CHANNEL], startedPerMinute: true }),
+      0,
+    );
+    expect(i.breakdowns).toEqual(["os_name", undefined, "channel"]);
+    expect(i.startedPerMinute).toBe(true);
+    expect(statsInput(request(), 0)).toMatchObject({ breakdowns: [], startedPerMinute: false, groupBy: undefined });
+  });
+
+  it("names an unknown enum value by its index, and refuses more than 7 entries before mapping them", () => {
+    expect(fieldOf(() => statsInput(request({ breakdowns: [StatsGroupBy.CHANNEL, 99 as StatsGroupBy] }), 0))).toBe("breakdowns[1]");
+    expect(fieldOf(() => statsInput(request({ groupBy: 42 as StatsGroupBy }), 0))).toBe("group_by");
+    expect(fieldOf(() => statsInput(request({ breakdowns: new Array<StatsGroupBy>(8).fill(99 as StatsGroupBy) }), 0))).toBe("breakdowns");
+  });
+
+  it("answers breakdowns with their StatsGroupBy and the minutes as timestamps", () => {
+    const start = new Date("2024-05-30T07:44:00.000Z");
+    const res = statsResponse({
+      total: 3,
+      groups: [],
+      breakdowns: [{ field: "country_code", groups: [{ key: null, count: 3 }] }],
+      startedPerMinute: [{ start, count: 2 }],
+      online: 1,
+      computedAt: INSERT,
+    });
+    expect(res.breakdowns.map((b) => [b.groupBy, b.groups.map((g) => [g.key, g.count])])).toEqual([
+      [StatsGroupBy.COUNTRY_CODE, [[undefined, 3n]]],
+    ]);
+    expect(res.startedPerMinute.map((m) => [timestampDate(m.start!).getTime(), m.count])).toEqual([[start.getTime(), 2n]]);
   });
 });

@@ -204,6 +204,16 @@ export class ChangeFeed {
     return w;
   }
 
+  /**
+   * Ends `watcher`'s wait as its heartbeat timer would (heartbeatDue set, or at its next park):
+   * for owners that need a wake-up at a time of their own (the stats minute series).
+   */
+  tick(watcher: Watcher): void {
+    const w = own(watcher);
+    w.heartbeatDue = true;
+    this.wake(w);
+  }
+
   closeWatcher(watcher: Watcher): void {
     const w = own(watcher);
     if (!this.all.has(w)) return;

@@ -1,19 +1,24 @@
 // WatchSessionStats: live GetSessionStats figures, pushed (docs/watch.md, "WatchSessionStats").
 //
-// Subscribers whose requests are the same once normalized (filter, group_by, since, online
-// window, min interval) share one *computation*. A computation holds one watcher on the
-// process's change feed with the stats filter, and recomputes the figures through the store's
-// stats() (the port; the store maintains its counts, so a call does not scan the sessions):
+// Subscribers whose requests are the same once normalized (filter, group_by, breakdowns in
+// order, started_per_minute, since, online window, min interval) share one *computation*. A
+// computation holds one watcher on the process's change feed with the stats filter, and
+// recomputes the figures through the store's stats() (the port; the store maintains its
+// counts, so a call does not scan the sessions):
 // - when the feed shows a change that can move them (a change of a session matching the filter
 //   before or after it), at most once per min_interval: a burst of changes costs one call;
 // - on a tick while "online now" is above zero, since sessions leave the online window by the
-//   passing of time alone: every max(min_interval, min(5 s, online_window / 4)).
+//   passing of time alone: every max(min_interval, min(5 s, online_window / 4));
+// - with started_per_minute, when the server clock's minute turns (a timer at the turn), since
+//   the series then shifts by one minute: new figures even when no session changed.
+// Breakdowns and the minute series are part of the figures: a change in any of them is a change.
 // It keeps only the latest figures, never a queue: a subscriber sends the latest figures when
 // they differ from what it sent last, so a slow client skips intermediate figures. Each
 // subscriber also sends a heartbeat when its stream has been quiet for its heartbeat interval.
 
 import { ResourceExhaustedError, ShuttingDownError } from "../errors";
 import { DEFAULT_ONLINE_WINDOW_MS, type SessionStats, type Stats, type StatsInput } from "../stats";
+import { MINUTE_MS } from "../store";
 import { fail } from "../validate";
 import { READ_BATCH, WATCHERS_RETRY_MS, type ChangeFeed, type Watcher } from "./feed";
 import { classify } from "./filter";
@@ -64,7 +69,16 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** The figures as one comparable string. */
-const figuresOf = (s: Stats): string => JSON.stringify([s.total, s.online, s.groups.map((g) => [g.key, g.count])]);
+const figuresOf = (s: Stats): string =>
+  JSON.stringify([
+    s.total,
+    s.online,
+    s.groups.map((g) => [g.key, g.count]),
+    s.breakdowns.map((b) => [b.field, b.groups.map((g) => [g.key, g.count])]),
+    s.startedPerMinute.map((m) => [m.start.getTime(), m.count]),
+  ]);
+
+const minuteOf = (d: Date): number => Math.floor(d.getTime() / MINUTE_MS);
 
 /** One subscriber (one stream): its wait, its heartbeat timer and its abort listener. */
 class Subscriber {
@@ -202,8 +216,18 @@ export class StatsHub {
     const signal = c.abort.signal;
     const filter = { profileId: c.input.profileId, ids: [], status: c.input.status, channel: c.input.channel, channelGroup: "" };
     let w: Watcher | undefined;
+    let minuteTimer: NodeJS.Timeout | undefined;
     try {
       w = await this.feed.openWatcher(filter, onlineTickMs(c.minIntervalMs, c.input.onlineWindowMs), signal);
+      // With the minute series: a tick just after the minute of the latest figures ends (at
+      // once when it has ended already).
+      const armMinute = (): void => {
+        if (c.input.startedPerMinute !== true || c.stats === undefined) return;
+        clearTimeout(minuteTimer);
+        const turn = (minuteOf(c.stats.computedAt) + 1) * MINUTE_MS;
+        minuteTimer = setTimeout(() => this.feed.tick(w!), Math.max(0, turn - this.stats.now().getTime() + 5));
+        minuteTimer.unref();
+      };
       let lastAt = 0;
       const compute = async (): Promise<void> => {
         await delay(lastAt + c.minIntervalMs - Date.now(), signal);
@@ -217,6 +241,7 @@ export class StatsHub {
         c.revision = revision;
         c.stats = stats;
         c.figures = figuresOf(stats);
+        armMinute();
         c.notify();
       };
       let cursor = this.feed.headRevision;
@@ -234,12 +259,16 @@ export class StatsHub {
         cursor = upTo;
         const tick = w.heartbeatDue;
         if (tick) w.sent();
-        if (dirty || (tick && (c.stats?.online ?? 0) > 0)) {
+        const minuteTurned =
+          c.input.startedPerMinute === true && c.stats !== undefined && minuteOf(this.stats.now()) !== minuteOf(c.stats.computedAt);
+        if (dirty || minuteTurned || (tick && (c.stats?.online ?? 0) > 0)) {
           await compute();
           cursor = Math.max(cursor, c.revision);
-        } else if (!dirty && cursor > c.revision) {
+        } else {
+          // A minute tick that came early (timers and the clock differ slightly): again.
+          if (tick) armMinute();
           // Nothing that concerns these figures up to the cursor: they are current there too.
-          c.revision = cursor;
+          if (cursor > c.revision) c.revision = cursor;
         }
       }
     } catch (err) {
@@ -249,6 +278,7 @@ export class StatsHub {
         if (this.computations.get(c.key) === c) this.computations.delete(c.key);
       }
     } finally {
+      clearTimeout(minuteTimer);
       if (w !== undefined) this.feed.closeWatcher(w);
     }
   }
@@ -269,7 +299,17 @@ export class StatsHub {
 
 function keyOf(req: StatsWatchRequest, minIntervalMs: number): string {
   const windowMs = req.onlineWindowMs === 0 ? DEFAULT_ONLINE_WINDOW_MS : req.onlineWindowMs;
-  return JSON.stringify([req.profileId, req.status, req.channel, req.groupBy ?? "", req.since?.getTime() ?? "", windowMs, minIntervalMs]);
+  return JSON.stringify([
+    req.profileId,
+    req.status,
+    req.channel,
+    req.groupBy ?? "",
+    req.breakdowns ?? [],
+    req.startedPerMinute === true,
+    req.since?.getTime() ?? "",
+    windowMs,
+    minIntervalMs,
+  ]);
 }
 
 /**

@@ -5,7 +5,16 @@
 import type { Collection, Filter } from "mongodb";
 
 import { STATUS_ACTIVE, type SessionDoc } from "../../domain/session";
-import { STATS_PATHS, type CreateResult, type ExpiryQuery, type ListQuery, type StatsQuery, type StatsResult } from "../../domain/store";
+import {
+  MINUTE_MS,
+  STATS_PATHS,
+  type CreateResult,
+  type ExpiryQuery,
+  type ListQuery,
+  type StatsField,
+  type StatsQuery,
+  type StatsResult,
+} from "../../domain/store";
 import type { Call } from "./call";
 import { fromStoredDocument, type StoredSession } from "./codec";
 import { INSERT } from "./collections";
@@ -54,7 +63,11 @@ export async function findExpired(sessions: Collection<StoredSession>, query: Ex
   return found;
 }
 
-/** Counts (total, per group) and the sessions online since `onlineSince`. */
+/**
+ * Counts (total, per group, per breakdown field), the sessions online since `onlineSince` and
+ * the sessions inserted per minute. One query per figure: without transactions (FerretDB has
+ * none) they are not one snapshot, so writes during the call may show in some figures only.
+ */
 export async function sessionStats(sessions: Collection<StoredSession>, query: StatsQuery, call: Call): Promise<StatsResult> {
   const match: Filter<StoredSession> = {};
   if (query.profileId !== undefined) match["profile.id"] = query.profileId;
@@ -65,15 +78,49 @@ export async function sessionStats(sessions: Collection<StoredSession>, query: S
     { $and: [match, { "metadata.status": STATUS_ACTIVE }, { $nor: [activeBefore(query.onlineSince)] }] },
     call.opts,
   );
+  const result: StatsResult = { total: 0, groups: [], breakdowns: [], startedPerMinute: [], online };
   if (query.groupBy === undefined) {
-    return { total: await sessions.countDocuments(match, call.opts), groups: [], online };
+    result.total = await sessions.countDocuments(match, call.opts);
+  } else {
+    result.groups = await groupCounts(sessions, match, query.groupBy, call);
+    result.total = result.groups.reduce((sum, g) => sum + g.count, 0);
   }
-  const field = "$" + STATS_PATHS[query.groupBy].join(".");
+  for (const field of query.breakdowns ?? []) result.breakdowns.push({ field, groups: await groupCounts(sessions, match, field, call) });
+  if (query.startedPerMinute !== undefined) {
+    result.startedPerMinute = await perMinute(sessions, match, query.insertFrom, query.startedPerMinute, call);
+  }
+  return result;
+}
+
+/** The matching sessions per value of `field` (null for null or missing). */
+async function groupCounts(sessions: Collection<StoredSession>, match: Filter<StoredSession>, field: StatsField, call: Call) {
+  const path = "$" + STATS_PATHS[field].join(".");
   const rows = await sessions
-    .aggregate<{ _id: unknown; n: number }>([{ $match: match }, { $group: { _id: field, n: { $sum: 1 } } }], call.opts)
+    .aggregate<{ _id: unknown; n: number }>([{ $match: match }, { $group: { _id: path, n: { $sum: 1 } } }], call.opts)
     .toArray();
-  const groups = rows.map((r) => ({ key: r._id === null || r._id === undefined ? null : String(r._id), count: r.n }));
-  return { total: groups.reduce((sum, g) => sum + g.count, 0), groups, online };
+  return rows.map((r) => ({ key: r._id === null || r._id === undefined ? null : String(r._id), count: r.n }));
+}
+
+/** The matching sessions inserted in each minute of the range, from their insert times alone. */
+async function perMinute(
+  sessions: Collection<StoredSession>,
+  match: Filter<StoredSession>,
+  insertFrom: Date | undefined,
+  range: { from: Date; minutes: number },
+  call: Call,
+): Promise<number[]> {
+  const from = range.from.getTime();
+  const to = new Date(from + range.minutes * MINUTE_MS);
+  const lower = insertFrom !== undefined && insertFrom > range.from ? insertFrom : range.from;
+  const docs = await sessions
+    .find({ ...match, [INSERT]: { $gte: lower, $lt: to } }, { ...call.opts, projection: { _id: 0, [INSERT]: 1 } })
+    .toArray();
+  const out = new Array<number>(range.minutes).fill(0);
+  for (const d of docs) {
+    const i = Math.floor((d.metadata.time.insert.getTime() - from) / MINUTE_MS);
+    if (i >= 0 && i < range.minutes) out[i]++;
+  }
+  return out;
 }
 
 /** The session an earlier create with this idempotency key made, as a replay. */

@@ -125,7 +125,7 @@ export class SqliteEngine implements SessionStore {
     this.changes = new ChangeLog(db);
     this.visits = new Visits(db);
     this.queries = new Queries(db);
-    this.statsReader = new Stats(db, this.queries);
+    this.statsReader = new Stats(db);
     this.counts = new StatsCounts(db);
     this.checkpointer = new Checkpointer(db, file);
     this.batch = new GroupCommit(db, this.changes, this.visits, this.counts, {

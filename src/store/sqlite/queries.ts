@@ -1,20 +1,14 @@
-// The reads of sessions that scan: ListSessions' filtered keyset page, the expiry candidates and
-// statistics over the sessions themselves (stats.ts uses it for a profile's sessions only; the
-// other statistics come from maintained counts). Listings and statistics build their SQL from
-// the filters given and keep one prepared statement per combination; each filter has an index
-// (schema.ts).
+// The reads of sessions that scan: ListSessions' filtered keyset page and the expiry candidates;
+// also the SQL that statistics over the sessions themselves share (stats.ts: a profile's
+// sessions, a partial first hour, the minutes; the other statistics come from maintained counts).
+// Listings build their SQL from the filters given and keep one prepared statement per
+// combination; each filter has an index (schema.ts).
 
 import type Database from "better-sqlite3";
 
 import { STATUS_ACTIVE, type SessionDoc } from "../../domain/session";
-import type { ExpiryQuery, ListQuery, StatsField, StatsQuery, StatsResult } from "../../domain/store";
+import type { ExpiryQuery, ListQuery, StatsField } from "../../domain/store";
 import { fromRow, type DocRow } from "./codec";
-
-interface StatsRow {
-  key: unknown;
-  n: number;
-  online: number;
-}
 
 /** The SQL of each StatsField: the indexed column where there is one, else the JSON path. */
 export const STATS_COLUMNS: Record<StatsField, string> = {
@@ -61,8 +55,6 @@ export function filterTerms(query: { profileId?: string; status?: string; channe
 export class Queries {
   /** List statements, prepared on first use per combination of filters. */
   private readonly listStatements = new Map<string, Database.Statement<unknown[], DocRow>>();
-  /** Stats statements, prepared on first use per combination of filters and grouping. */
-  private readonly statsStatements = new Map<string, Database.Statement<unknown[], StatsRow>>();
   private readonly idleStmt: Database.Statement<[number, number], DocRow>;
   private readonly tooLongStmt: Database.Statement<[number, number], DocRow>;
 
@@ -111,28 +103,5 @@ export class Queries {
       }
     }
     return found;
-  }
-
-  stats(query: StatsQuery): StatsResult {
-    const { where, params } = filterTerms(query);
-    params.unshift(query.onlineSince.getTime());
-    const key = query.groupBy === undefined ? "NULL" : STATS_COLUMNS[query.groupBy];
-    const sql =
-      `SELECT ${key} AS key, count(*) AS n, coalesce(sum(status = 'active' AND active_ms >= ?), 0) AS online FROM sessions` +
-      (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
-      (query.groupBy === undefined ? "" : " GROUP BY key");
-    let stmt = this.statsStatements.get(sql);
-    if (!stmt) {
-      stmt = this.db.prepare<unknown[], StatsRow>(sql);
-      this.statsStatements.set(sql, stmt);
-    }
-    const rows = stmt.all(...params);
-    const result: StatsResult = { total: 0, groups: [], online: 0 };
-    for (const row of rows) {
-      result.total += row.n;
-      result.online += row.online;
-      if (query.groupBy !== undefined) result.groups.push({ key: row.key === null ? null : String(row.key), count: row.n });
-    }
-    return result;
   }
 }

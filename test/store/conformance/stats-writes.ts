@@ -1,7 +1,8 @@
 // Stats after writes: whatever an adapter keeps to answer stats (the embedded store maintains
 // counts per hour of insert time) must give the same figures as a count over the sessions the
 // store holds, after updates that move a session between groups, deletes, expiry, several
-// instances writing, and for `insertFrom` anywhere (inside an hour, on an hour's start).
+// instances writing, and for `insertFrom` anywhere (inside an hour, on an hour's start); the
+// breakdowns and the sessions started per minute too.
 
 import { Lifecycle } from "../../../src/domain/lifecycle";
 import type { SessionDoc } from "../../../src/domain/session";
@@ -37,21 +38,22 @@ function fixtures(prefix: string, n = 16): SessionDoc[] {
 function queries(): StatsQuery[] {
   const boundary = new Date(Math.ceil(at(150).getTime() / HOUR_MS) * HOUR_MS);
   const froms = [undefined, at(37 * 4), at(37 * 4 + 1), boundary, new Date(boundary.getTime() - 1), at(5000)];
-  const filters: Array<Partial<StatsQuery>> = [{}, { status: "ended" }, { channel: "app" }, { profileId: "p-1" }];
   const out: StatsQuery[] = [];
   for (const groupBy of [undefined, ...FIELDS.map(([f]) => f)])
-    for (const insertFrom of froms) for (const f of filters) out.push({ ...f, groupBy, insertFrom, onlineSince: ONLINE_SINCE });
+    for (const insertFrom of froms) for (const f of FILTERS) out.push({ ...f, groupBy, insertFrom, onlineSince: ONLINE_SINCE });
   return out;
 }
 
+const FILTERS: Array<Partial<StatsQuery>> = [{}, { status: "ended" }, { channel: "app" }, { profileId: "p-1" }];
+
+const matches = (d: SessionDoc, q: StatsQuery): boolean =>
+  (q.status === undefined || d.metadata.status === q.status) &&
+  (q.channel === undefined || d.metadata.channel === q.channel) &&
+  (q.profileId === undefined || d.profile?.id === q.profileId) &&
+  (q.insertFrom === undefined || d.metadata.time.insert >= q.insertFrom);
+
 function expected(docs: SessionDoc[], q: StatsQuery) {
-  const match = docs.filter(
-    (d) =>
-      (q.status === undefined || d.metadata.status === q.status) &&
-      (q.channel === undefined || d.metadata.channel === q.channel) &&
-      (q.profileId === undefined || d.profile?.id === q.profileId) &&
-      (q.insertFrom === undefined || d.metadata.time.insert >= q.insertFrom),
-  );
+  const match = docs.filter((d) => matches(d, q));
   const get = FIELDS.find(([f]) => f === q.groupBy)?.[1];
   const counts = new Map<string | null, number>();
   if (get) for (const d of match) counts.set(get(d), (counts.get(get(d)) ?? 0) + 1);
@@ -73,6 +75,32 @@ async function expectExact(store: SessionStore, every = 1): Promise<void> {
     want.push({ q, ...expected(docs, q) });
   }
   expect(got).toEqual(want);
+  // Every breakdown and the minute series over the fixtures' whole span, in one call per filter
+  // (with the full set of queries only: the MongoDB test budget).
+  if (every !== 1) return;
+  const range = { from: at(-5), minutes: 900 };
+  const gotMore = [];
+  const wantMore = [];
+  for (const filter of FILTERS) {
+    const q: StatsQuery = { ...filter, breakdowns: FIELDS.map(([f]) => f), startedPerMinute: range, onlineSince: ONLINE_SINCE };
+    const r = await store.stats(q);
+    gotMore.push({
+      filter,
+      breakdowns: r.breakdowns.map((b) => ({ field: b.field, groups: sorted(b.groups) })),
+      perMinute: r.startedPerMinute,
+    });
+    const perMinute = new Array<number>(range.minutes).fill(0);
+    for (const d of docs.filter((d) => matches(d, q))) {
+      const i = Math.floor((d.metadata.time.insert.getTime() - range.from.getTime()) / 60_000);
+      if (i < range.minutes) perMinute[i]++;
+    }
+    wantMore.push({
+      filter,
+      breakdowns: FIELDS.map(([field]) => ({ field, groups: expected(docs, { ...q, groupBy: field }).groups })),
+      perMinute,
+    });
+  }
+  expect(gotMore).toEqual(wantMore);
 }
 
 const set = (path: string[], value: unknown): SessionPatch => ({ set: [{ path, value }], unset: [] });

@@ -1,4 +1,5 @@
-// Stats: counts grouped by one field, filters, and the online count.
+// Stats: counts grouped by one field and by more (breakdowns), filters, the online count, and
+// the sessions inserted per minute.
 
 import type { SessionDoc } from "../../../src/domain/session";
 import type { SessionStore, StatsField, StatsQuery } from "../../../src/domain/store";
@@ -88,8 +89,86 @@ export function statsTests(current: CurrentStore): void {
     });
 
     it("counts nothing in an empty store", async () => {
-      expect(await store.stats({ onlineSince: at(0), groupBy: "channel" })).toEqual({ total: 0, groups: [], online: 0 });
-      expect(await store.stats({ onlineSince: at(0) })).toEqual({ total: 0, groups: [], online: 0 });
+      const none = { total: 0, groups: [], breakdowns: [], startedPerMinute: [], online: 0 };
+      expect(await store.stats({ onlineSince: at(0), groupBy: "channel" })).toEqual(none);
+      expect(await store.stats({ onlineSince: at(0) })).toEqual(none);
+      expect(
+        await store.stats({ onlineSince: at(0), breakdowns: ["os_name", "status"], startedPerMinute: { from: at(0), minutes: 3 } }),
+      ).toEqual({
+        ...none,
+        breakdowns: [
+          { field: "os_name", groups: [] },
+          { field: "status", groups: [] },
+        ],
+        startedPerMinute: [0, 0, 0],
+      });
+    });
+
+    // The filter cases of the breakdowns and the minute series.
+    const FILTERS: Array<[Partial<StatsQuery>, (d: SessionDoc) => boolean]> = [
+      [{}, () => true],
+      [{ profileId: "p-stats" }, (d) => d.profile?.id === "p-stats"],
+      [{ status: "ended" }, (d) => d.metadata.status === "ended"],
+      [{ status: "active", channel: "web" }, (d) => d.metadata.status === "active" && d.metadata.channel === "web"],
+      [{ insertFrom: at(10) }, (d) => d.metadata.time.insert >= at(10)],
+      [{ profileId: "p-stats", insertFrom: at(5) }, (d) => d.profile?.id === "p-stats" && d.metadata.time.insert >= at(5)],
+      [{ channel: "none" }, () => false],
+    ];
+
+    it("counts each breakdown like a count over the raw documents, in the asked order, with the filters", async () => {
+      const docs = statsFixtures();
+      for (const d of docs) await store.create(d);
+      const order: StatsField[] = ["utm_source", "channel", "country_code", "status", "app_name", "device_type", "os_name"];
+      for (const [filter, match] of FILTERS) {
+        const subset = docs.filter(match);
+        const got = await store.stats({ ...filter, groupBy: "os_name", breakdowns: order, onlineSince: ACTIVE_SINCE });
+        expect({
+          filter,
+          total: got.total,
+          online: got.online,
+          groups: sorted(got.groups),
+          breakdowns: got.breakdowns.map((b) => ({ field: b.field, groups: sorted(b.groups) })),
+          startedPerMinute: got.startedPerMinute,
+        }).toEqual({
+          filter,
+          total: subset.length,
+          online: subset.filter((d) => online(d)).length,
+          groups: sorted(expected(subset, (d) => d.os.name)),
+          breakdowns: order.map((field) => ({ field, groups: sorted(expected(subset, FIELDS.find(([f]) => f === field)![1])) })),
+          startedPerMinute: [],
+        });
+        // Without groupBy: the same breakdowns and total.
+        const plain = await store.stats({ ...filter, breakdowns: ["channel"], onlineSince: ACTIVE_SINCE });
+        expect([plain.total, plain.groups, sorted(plain.breakdowns[0].groups)]).toEqual([
+          subset.length,
+          [],
+          sorted(expected(subset, (d) => d.metadata.channel)),
+        ]);
+      }
+    });
+
+    it("counts the sessions inserted per minute of the range, with the filters and insertFrom", async () => {
+      // Inserts one minute apart from at(0); the range starts at one of them (counted in the
+      // first minute) and ends at another (not counted: the end is exclusive).
+      const docs = statsFixtures();
+      for (const d of docs) await store.create(d);
+      const from = at(3);
+      const minutes = 10;
+      for (const [filter, match] of FILTERS) {
+        const want = new Array<number>(minutes).fill(0);
+        for (const d of docs.filter(match)) {
+          const i = Math.floor((d.metadata.time.insert.getTime() - from.getTime()) / 60_000);
+          if (i >= 0 && i < minutes) want[i]++;
+        }
+        const got = await store.stats({ ...filter, startedPerMinute: { from, minutes }, onlineSince: ACTIVE_SINCE });
+        expect({ filter, perMinute: got.startedPerMinute }).toEqual({ filter, perMinute: want });
+      }
+      // A range starting between two inserts: still one insert in each of its minutes.
+      const shifted = await store.stats({ startedPerMinute: { from: new Date(from.getTime() + 30_000), minutes: 3 }, onlineSince: at(0) });
+      expect(shifted.startedPerMinute).toEqual([1, 1, 1]);
+      // A range before every insert.
+      const before = await store.stats({ startedPerMinute: { from: at(-100), minutes: 60 }, onlineSince: at(0) });
+      expect(before.startedPerMinute).toEqual(new Array<number>(60).fill(0));
     });
   });
 }

@@ -122,7 +122,13 @@ describe("SqliteSessionStore: statistics counts", () => {
     await fill(store);
     await store.update("c3", { set: [{ path: ["metadata", "status"], value: "ended" }], unset: [] });
     for (const d of await store.list({ limit: 100 })) await store.delete(d.id);
-    expect(await store.stats({ groupBy: "os_name", onlineSince: at(0) })).toEqual({ total: 0, groups: [], online: 0 });
+    expect(await store.stats({ groupBy: "os_name", onlineSince: at(0) })).toEqual({
+      total: 0,
+      groups: [],
+      breakdowns: [],
+      startedPerMinute: [],
+      online: 0,
+    });
     await store.close();
     const db = new Database(path.join(dir, "sessions.db"), { readonly: true });
     try {

@@ -4,8 +4,9 @@
 // subscriber. The store is an in-memory change log that also counts (stats()).
 
 import { InvalidArgumentError, ResourceExhaustedError } from "../../../src/domain/errors";
-import { SessionStats } from "../../../src/domain/stats";
+import { SessionStats, STARTED_MINUTES } from "../../../src/domain/stats";
 import type { StatsQuery, StatsResult } from "../../../src/domain/store";
+import type { Clock } from "../../../src/domain/time";
 import { StatsHub, onlineTickMs, watchSessionStats, type StatsEvent, type StatsWatchRequest } from "../../../src/domain/watch/stats";
 import { MemoryLog, newFeed, sleep, until, type Fields } from "./memory-log";
 
@@ -22,11 +23,24 @@ class CountingLog extends MemoryLog {
         (!q.status || d.metadata.status === q.status) &&
         (!q.channel || d.metadata.channel === q.channel),
     );
-    const groups = new Map<string | null, number>();
-    if (q.groupBy === "channel")
-      for (const d of docs) groups.set(d.metadata.channel ?? null, (groups.get(d.metadata.channel ?? null) ?? 0) + 1);
+    // Grouping by channel only (other fields count under null).
+    const groupsBy = (field: string | undefined) => {
+      const groups = new Map<string | null, number>();
+      for (const d of docs) {
+        const key = field === "channel" ? d.metadata.channel : null;
+        groups.set(key, (groups.get(key) ?? 0) + 1);
+      }
+      return [...groups].map(([key, count]) => ({ key, count }));
+    };
     const online = docs.filter((d) => d.metadata.status === "active" && (this.activeAt.get(d.id) ?? 0) >= q.onlineSince.getTime()).length;
-    return Promise.resolve({ total: docs.length, online, groups: [...groups].map(([key, count]) => ({ key, count })) });
+    const minutes = q.startedPerMinute;
+    return Promise.resolve({
+      total: docs.length,
+      online,
+      groups: q.groupBy === "channel" ? groupsBy("channel") : [],
+      breakdowns: (q.breakdowns ?? []).map((field) => ({ field, groups: groupsBy(field) })),
+      startedPerMinute: minutes === undefined ? [] : new Array<number>(minutes.minutes).fill(0),
+    });
   }
 
   put(id: string, f: Fields): void {
@@ -41,10 +55,10 @@ function request(r: Partial<StatsWatchRequest> = {}): StatsWatchRequest {
   return { profileId: "", status: "", channel: "", onlineWindowMs: 0, minIntervalMs: 100, heartbeatMs: 15_000, ...r };
 }
 
-function setup(maxSubscribers = 100) {
+function setup(maxSubscribers = 100, clock?: Clock) {
   const log = new CountingLog();
   const feed = newFeed(log);
-  const hub = new StatsHub(feed, new SessionStats(log.store), { maxSubscribers });
+  const hub = new StatsHub(feed, new SessionStats(log.store, {}, clock), { maxSubscribers });
   return { log, feed, hub };
 }
 
@@ -165,6 +179,53 @@ describe("WatchSessionStats (domain)", () => {
     feed.close();
   });
 
+  it("counts a change in a breakdown alone as new figures, and keys computations by breakdowns", async () => {
+    const { log, feed, hub } = setup();
+    log.put("s1", fields("a", "web"));
+    const s = subscribe(hub, request({ breakdowns: ["channel"] }));
+    const plain = subscribe(hub, request());
+    const other = subscribe(hub, request({ breakdowns: ["status", "channel"] }));
+    await until(() => s.figures().length === 1 && plain.figures().length === 1 && other.figures().length === 1);
+    expect(hub.shared).toBe(3);
+    expect(s.last()?.breakdowns).toEqual([{ field: "channel", groups: [{ key: "web", count: 1 }] }]);
+    expect(other.last()?.breakdowns.map((b) => b.field)).toEqual(["status", "channel"]);
+    // The channel moves: total and online stay, the breakdown changes.
+    log.put("s1", fields("a", "app"));
+    await until(() => s.last()?.breakdowns[0].groups[0].key === "app");
+    expect(s.figures().map((f) => [f.total, f.online])).toEqual([
+      [1, 1],
+      [1, 1],
+    ]);
+    // Without breakdowns the same figures are not new: nothing more is sent.
+    await until(() => hub.computationsOf(request()) === 2);
+    expect(plain.figures()).toHaveLength(1);
+    for (const x of [s, plain, other]) x.abort.abort();
+    await Promise.all([s.done, plain.done, other.done]);
+    feed.close();
+  });
+
+  it("sends the minute series shifted when the minute turns, with no change", async () => {
+    // A clock whose minute turns 1 s after the test starts (it runs at the real pace); the
+    // online tick (5 s) comes later than the 3 s this waits for the turn.
+    const offset = 60_000 - (Date.now() % 60_000) - 1000;
+    const clock: Clock = { now: () => new Date(Date.now() + offset) };
+    const { log, feed, hub } = setup(100, clock);
+    log.put("s1", fields("a"));
+    const s = subscribe(hub, request({ startedPerMinute: true, heartbeatMs: 60_000 }));
+    await until(() => s.figures().length === 1);
+    const first = s.last()!;
+    expect(first.startedPerMinute).toHaveLength(STARTED_MINUTES);
+    const head = log.head;
+    await until(() => s.figures().length === 2, 3000);
+    const second = s.last()!;
+    expect(log.head).toBe(head);
+    expect(second.startedPerMinute[0].start.getTime() - first.startedPerMinute[0].start.getTime()).toBe(60_000);
+    expect(second.startedPerMinute.at(-1)!.start.getTime()).toBe(Math.floor(second.computedAt.getTime() / 60_000) * 60_000);
+    s.abort.abort();
+    await s.done;
+    feed.close();
+  });
+
   it("refuses bad requests naming the field, and subscribers over the limit", async () => {
     const { feed, hub } = setup(1);
     const bad = async (req: StatsWatchRequest) => {
@@ -178,6 +239,8 @@ describe("WatchSessionStats (domain)", () => {
       [request({ minIntervalMs: -1000 }), "min_interval"],
       [request({ onlineWindowMs: -1 }), "online_window"],
       [request({ profileId: "has space" }), "filter.profile_id"],
+      [request({ breakdowns: ["channel", undefined] }), "breakdowns[1]"],
+      [request({ breakdowns: ["channel", "os_name", "channel"] }), "breakdowns[2]"],
     ] as const) {
       const err = await bad(req);
       expect(err).toBeInstanceOf(InvalidArgumentError);
