@@ -128,7 +128,8 @@ export interface ExpiryQuery {
 }
 
 /** The fields GetSessionStats can group by, as names of document paths (see STATS_PATHS). */
-export type StatsField = "channel" | "status" | "device_type" | "os_name" | "app_name" | "country_code" | "utm_source";
+export type StatsField =
+  "channel" | "status" | "device_type" | "os_name" | "app_name" | "country_code" | "utm_source" | "channel_group" | "source";
 
 /** Where each StatsField is in the document. */
 export const STATS_PATHS: Record<StatsField, readonly string[]> = {
@@ -139,6 +140,8 @@ export const STATS_PATHS: Record<StatsField, readonly string[]> = {
   app_name: ["app", "name"],
   country_code: ["device", "geo", "country", "code"],
   utm_source: ["utm", "source"],
+  channel_group: ["traffic", "channel_group"],
+  source: ["traffic", "source"],
 };
 
 export interface StatsQuery {

@@ -297,9 +297,8 @@ const GROUP_BY: Record<StatsGroupBy, StatsField | undefined> = {
   [StatsGroupBy.APP_NAME]: "app_name",
   [StatsGroupBy.COUNTRY_CODE]: "country_code",
   [StatsGroupBy.UTM_SOURCE]: "utm_source",
-  // Not counted yet (the stats part of the traffic work): refused below.
-  [StatsGroupBy.CHANNEL_GROUP]: undefined,
-  [StatsGroupBy.SOURCE]: undefined,
+  [StatsGroupBy.CHANNEL_GROUP]: "channel_group",
+  [StatsGroupBy.SOURCE]: "source",
 };
 
 const FIELD_GROUP_BY = new Map<StatsField, StatsGroupBy>(
@@ -309,9 +308,6 @@ const FIELD_GROUP_BY = new Map<StatsField, StatsGroupBy>(
 /** The field of a StatsGroupBy (undefined for UNSPECIFIED); an unknown number is INVALID_ARGUMENT. */
 function groupByField(field: string, value: StatsGroupBy): StatsField | undefined {
   if (!(value in GROUP_BY)) throw InvalidArgumentError.field(field, `unknown value ${value}`);
-  if (value === StatsGroupBy.CHANNEL_GROUP || value === StatsGroupBy.SOURCE) {
-    throw InvalidArgumentError.field(field, "grouping by traffic is not supported yet");
-  }
   return GROUP_BY[value];
 }
 

@@ -3,15 +3,42 @@
 // WatchSessions filtered by channel_group; OWN_DOMAINS; the referrer's length limit.
 
 import { Code } from "@connectrpc/connect";
-import { ChangeKind, type WatchSessionsResponse } from "../../gen/session/v1/session_service_pb";
-import { connectClient, connectWatch, grpcClient, grpcWatch, type SessionClient, type WatchStream } from "../support/clients";
+import {
+  ChangeKind,
+  StatsGroupBy,
+  type WatchSessionsResponse,
+  type WatchSessionStatsResponse,
+} from "../../gen/session/v1/session_service_pb";
+import {
+  connectClient,
+  connectStatsWatch,
+  connectWatch,
+  grpcClient,
+  grpcStatsWatch,
+  grpcWatch,
+  type SessionClient,
+  type StatsStream,
+  type WatchStream,
+} from "../support/clients";
 import { expectCallError } from "../support/expect";
 import { startTestServer, type StoreKind, type TestServer } from "../support/server";
 
 const STORES: StoreKind[] = (process.env.E2E_STORES ?? "sqlite,mongodb").split(",") as StoreKind[];
-const PROTOCOLS: Array<[string, (s: TestServer) => SessionClient, (s: TestServer, req: Parameters<typeof grpcWatch>[1]) => WatchStream]> = [
-  ["grpc-js", (s) => grpcClient(s.grpcPort), (s, req) => grpcWatch(s.grpcPort, req, { timeoutMs: 20_000 })],
-  ["connect", (s) => connectClient(s.httpPort), (s, req) => connectWatch(s.httpPort, req, { timeoutMs: 20_000 })],
+type Watch = (s: TestServer, req: Parameters<typeof grpcWatch>[1]) => WatchStream;
+type StatsWatch = (s: TestServer, req: Parameters<typeof grpcStatsWatch>[1]) => StatsStream;
+const PROTOCOLS: Array<[string, (s: TestServer) => SessionClient, Watch, StatsWatch]> = [
+  [
+    "grpc-js",
+    (s) => grpcClient(s.grpcPort),
+    (s, req) => grpcWatch(s.grpcPort, req, { timeoutMs: 20_000 }),
+    (s, req) => grpcStatsWatch(s.grpcPort, req, { timeoutMs: 20_000 }),
+  ],
+  [
+    "connect",
+    (s) => connectClient(s.httpPort),
+    (s, req) => connectWatch(s.httpPort, req, { timeoutMs: 20_000 }),
+    (s, req) => connectStatsWatch(s.httpPort, req, { timeoutMs: 20_000 }),
+  ],
 ];
 const PAGE = "https://shop.example/landing";
 const rid = () => Math.random().toString(36).slice(2, 10);
@@ -39,7 +66,7 @@ describe.each(STORES)("traffic on %s", (store) => {
     await server.cleanup();
   });
 
-  describe.each(PROTOCOLS)("over %s", (_protocol, makeClient, watch) => {
+  describe.each(PROTOCOLS)("over %s", (_protocol, makeClient, watch, statsWatch) => {
     let client: SessionClient;
     beforeAll(() => {
       client = makeClient(server);
@@ -135,6 +162,52 @@ describe.each(STORES)("traffic on %s", (store) => {
       expect(all.sessions.length).toBeGreaterThanOrEqual(3);
       expect((await client.listSessions({ profileId: profile, channelGroup: "Audio" })).sessions).toEqual([]);
       await expectCallError(client.listSessions({ channelGroup: "x".repeat(8200) }), Code.InvalidArgument, "channel_group");
+    });
+
+    it("counts sessions grouped by channel_group and source, filtered by profile or by channel", async () => {
+      const profile = `ts-${rid()}`;
+      const channel = `ch-${rid()}`;
+      const visits: Array<[string, string]> = [
+        [PAGE, "https://www.google.com/"],
+        [PAGE, "https://www.google.fr/"],
+        [`${PAGE}?gclid=1`, ""],
+        [PAGE, "https://t.co/x"],
+        [PAGE, ""],
+      ];
+      for (const [pageUrl, referrer] of visits) {
+        await client.createSession({ pageUrl, referrer, session: { profile: { id: profile }, metadata: { channel } } });
+      }
+      const wantGroups = [
+        { key: "Organic Search", count: 2n },
+        { key: "Direct", count: 1n },
+        { key: "Organic Social", count: 1n },
+        { key: "Paid Search", count: 1n },
+      ];
+      const wantSources = [
+        { key: "google", count: 3n },
+        { key: "(direct)", count: 1n },
+        { key: "twitter", count: 1n },
+      ];
+      // By profile (a scan of the profile's sessions) and by channel (the embedded store's counts).
+      for (const filter of [{ profileId: profile }, { channel }]) {
+        const byGroup = await client.getSessionStats({ groupBy: StatsGroupBy.CHANNEL_GROUP, filter });
+        expect(byGroup.groups.map((g) => ({ key: g.key, count: g.count }))).toEqual(wantGroups);
+        expect(byGroup.total).toBe(5n);
+        const bySource = await client.getSessionStats({ groupBy: StatsGroupBy.SOURCE, filter });
+        expect(bySource.groups.map((g) => ({ key: g.key, count: g.count }))).toEqual(wantSources);
+      }
+      // The live statistics group the same way.
+      const live = statsWatch(server, { groupBy: StatsGroupBy.CHANNEL_GROUP, filter: { channel } });
+      try {
+        const first: IteratorResult<WatchSessionStatsResponse> = await live.messages[Symbol.asyncIterator]().next();
+        if (first.done) throw new Error("the stats stream ended");
+        const e = first.value.event;
+        expect(e.case).toBe("stats");
+        const groups = e.case === "stats" ? e.value.groups : [];
+        expect(groups.map((g) => ({ key: g.key, count: g.count }))).toEqual(wantGroups);
+      } finally {
+        live.cancel();
+      }
     });
 
     it("watches by channel_group: only the sessions of that group, live and in the initial state", async () => {

@@ -203,7 +203,7 @@ export type GetSessionStatsRequest = Message<"session.v1.GetSessionStatsRequest"
 
   /**
    * More fields to group the same sessions by, in the same snapshot: one entry each in
-   * `breakdowns`, in this order (at most 7, no repeats, not UNSPECIFIED).
+   * `breakdowns`, in this order (at most 9, one per field; no repeats, not UNSPECIFIED).
    *
    * @generated from field: repeated session.v1.StatsGroupBy breakdowns = 5;
    */

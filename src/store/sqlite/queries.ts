@@ -19,6 +19,8 @@ export const STATS_COLUMNS: Record<StatsField, string> = {
   app_name: "json_extract(doc, '$.app.name')",
   country_code: "json_extract(doc, '$.device.geo.country.code')",
   utm_source: "json_extract(doc, '$.utm.source')",
+  channel_group: "channel_group",
+  source: "json_extract(doc, '$.traffic.source')",
 };
 
 /** The WHERE terms (and their parameters) of the filters listings and statistics share. */

@@ -87,10 +87,10 @@ export function validRequest(method: string, r: Rng, pool: Pool): Record<string,
     case "MergeProfiles":
       return { sourceProfileIds: [r.pick(pool.profiles)], targetProfileId: r.pick(pool.profiles) };
     case "GetSessionStats":
-      return { groupBy: r.int(0, 7), filter: r.chance(0.3) ? { channel: "web" } : undefined };
+      return { groupBy: r.int(0, 9), filter: r.chance(0.3) ? { channel: "web" } : undefined };
     case "WatchSessionStats":
       return {
-        groupBy: r.int(0, 7),
+        groupBy: r.int(0, 9),
         filter: r.chance(0.3) ? { profileId: profile } : undefined,
         minInterval: { nanos: r.pick([0, 100_000_000, 500_000_000]) },
         heartbeatInterval: { seconds: 1n },

@@ -474,7 +474,7 @@ type GetSessionStatsRequest struct {
 	// 15 minutes (Tracardi's dashboard figure), at most 24 hours.
 	OnlineWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=online_window,json=onlineWindow,proto3" json:"online_window,omitempty"`
 	// More fields to group the same sessions by, in the same snapshot: one entry each in
-	// `breakdowns`, in this order (at most 7, no repeats, not UNSPECIFIED).
+	// `breakdowns`, in this order (at most 9, one per field; no repeats, not UNSPECIFIED).
 	Breakdowns []StatsGroupBy `protobuf:"varint,5,rep,packed,name=breakdowns,proto3,enum=session.v1.StatsGroupBy" json:"breakdowns,omitempty"`
 	// Also count the sessions started (inserted) in each minute of the last hour, in
 	// `started_per_minute`.
