@@ -108,11 +108,14 @@ export function migrateCounts(db: Database.Database): void {
   const table = (name: string) => db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
   const hadCounts = table("stats_totals");
   const hadFields = table("stats_fields");
-  if (!hadCounts) createCountTables(db);
-  if (!hadFields) {
-    db.exec("CREATE TABLE stats_fields (field TEXT PRIMARY KEY) WITHOUT ROWID");
+  if (!hadFields) db.exec("CREATE TABLE stats_fields (field TEXT PRIMARY KEY) WITHOUT ROWID");
+  if (!hadCounts) {
+    // Nothing is counted without the tables, whatever the list says.
+    createCountTables(db);
+    db.exec("DELETE FROM stats_fields");
+  } else if (!hadFields) {
     // Count tables without the list were made by code that counted FIRST_FIELDS.
-    if (hadCounts) for (const field of FIRST_FIELDS) db.prepare("INSERT INTO stats_fields (field) VALUES (?)").run(field);
+    for (const field of FIRST_FIELDS) db.prepare("INSERT INTO stats_fields (field) VALUES (?)").run(field);
   }
   const counted = new Set(db.prepare("SELECT field FROM stats_fields").pluck().all() as string[]);
   for (const field of FIELDS) {

@@ -80,7 +80,7 @@ describe("SqliteSessionStore: statistics counts", () => {
 
     // As a file made before the counts existed.
     const db = new Database(path.join(dir, "sessions.db"));
-    db.exec("DROP TABLE stats_totals; DROP TABLE stats_hourly; DROP TABLE stats_fields");
+    db.exec("DROP TABLE stats_totals; DROP TABLE stats_hourly");
     db.close();
     const migrated = SqliteSessionStore.open(dir);
     try {
