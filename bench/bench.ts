@@ -6,6 +6,8 @@
 //   grpc-js echo     bare grpc-js, same method path and protobuf-es codecs, echoes the session
 //   connect echo     bare connect-node over HTTP/2 cleartext (gRPC protocol), echoes the session
 //   CreateSession    the real service (startServer) on the embedded SQLite store, fresh DATA_DIR
+//   create-geo       the same with client_ip set (4096 random IPv4 addresses in turn) and
+//                    IP_ANONYMIZATION=truncate: the cost of geo from IP and anonymization per create
 // Every round runs the three back to back (echo, connect echo, create); the table shows the
 // medians over the rounds. Targets and latest figures: docs/performance.md.
 //
@@ -22,6 +24,8 @@
 //                      key), in the same rounds: the cost of TLS and the key check beside plaintext
 //   --echo-only        skip the real service
 //   --no-connect       skip the connect-node echo (shorter rounds when comparing builds)
+//   --no-geo           skip the create-geo variant
+//   --geoip-city-db F  create-geo also reads this city database (GEOIP_CITY_DB)
 //   --baseline DIR     also run the service of another built checkout (DIR/dist) as
 //                      "create-baseline", in the same rounds: an A/B comparison on one machine state
 //   --json FILE        also write the results as JSON
@@ -55,6 +59,8 @@ interface Options {
   connections: number;
   echoOnly: boolean;
   noConnect: boolean;
+  noGeo: boolean;
+  geoipCityDb?: string;
   secure: boolean;
   baseline?: string;
   pin: boolean;
@@ -72,6 +78,7 @@ function parseOptions(argv: string[]): Options {
     connections: 1,
     echoOnly: false,
     noConnect: false,
+    noGeo: false,
     secure: false,
     pin: false,
   };
@@ -84,6 +91,8 @@ function parseOptions(argv: string[]): Options {
     "--connections": (v, n) => (o.connections = int(v(), n)),
     "--echo-only": () => (o.echoOnly = true),
     "--no-connect": () => (o.noConnect = true),
+    "--no-geo": () => (o.noGeo = true),
+    "--geoip-city-db": (v) => (o.geoipCityDb = path.resolve(v())),
     "--secure": () => (o.secure = true),
     "--baseline": (v) => (o.baseline = baselineDir(v(), "service-server.js")),
     "--pin": () => (o.pin = true),
@@ -99,6 +108,7 @@ const LABEL: Record<ServerKind, string> = {
   create: "CreateSession (grpc-js, SQLite)",
   "create-baseline": "CreateSession, --baseline build",
   "create-secure": "CreateSession, TLS + API key",
+  "create-geo": "CreateSession, client_ip: geo + truncate",
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -128,6 +138,12 @@ async function compare(o: Options): Promise<number> {
       const dataDir = path.join(tmp, "data");
       fs.mkdirSync(dataDir);
       servers.push(await ServerChild.start("create", { BENCH_DATA_DIR: dataDir }));
+      if (!o.noGeo) {
+        const geoDir = path.join(tmp, "data-geo");
+        fs.mkdirSync(geoDir);
+        const env = { BENCH_DATA_DIR: geoDir, BENCH_IP_ANONYMIZATION: "truncate", BENCH_GEOIP_CITY_DB: o.geoipCityDb };
+        servers.push(await ServerChild.start("create-geo", env));
+      }
       if (o.secure) {
         const secureDir = path.join(tmp, "data-secure");
         fs.mkdirSync(secureDir);
@@ -149,7 +165,7 @@ async function compare(o: Options): Promise<number> {
   for (const s of [...servers]) {
     const problem = await ghz.probe(s.target);
     if (!problem) continue;
-    if (s.kind !== "create" && s.kind !== "create-secure") throw new Error(`${s.kind} server: ${problem}`);
+    if (s.kind !== "create" && s.kind !== "create-secure" && s.kind !== "create-geo") throw new Error(`${s.kind} server: ${problem}`);
     serviceError = `the real service started but ${problem}`;
     log(`bench: ${serviceError}; measuring the echo servers only`);
     servers.splice(servers.indexOf(s), 1);
@@ -249,6 +265,18 @@ async function compare(o: Options): Promise<number> {
             med("create", (r) => r.rps),
           )} plaintext; ` +
           `server CPU per call ${cpuPerCall("create-secure")} us (plaintext ${cpuPerCall("create")} us)`,
+      );
+    }
+    if (kinds.includes("create-geo")) {
+      const geoCpu = Number(cpuPerCall("create-geo"));
+      const plainCpu = Number(cpuPerCall("create"));
+      out.push(
+        `with client_ip (geo lookup${o.geoipCityDb ? " incl. city database" : ", bundled country database"} + truncate): ` +
+          `CreateSession ${med("create-geo", (r) => r.rps).toFixed(0)} rps = ` +
+          `${ratio(
+            med("create-geo", (r) => r.rps),
+            med("create", (r) => r.rps),
+          )} of without; server CPU per call ${geoCpu} us (without ${plainCpu} us: ${geoCpu - plainCpu >= 0 ? "+" : ""}${geoCpu - plainCpu} us per create)`,
       );
     }
     out.push(`server CPU per call: CreateSession ${cpuPerCall("create")} us, grpc-js echo ${cpuPerCall("grpc-echo")} us`);

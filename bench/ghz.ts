@@ -15,12 +15,37 @@ const METHOD = "session.v1.SessionService.CreateSession";
 /** A realistic first-visit CreateSession request: no id (the server makes one), so every call inserts. */
 export const CREATE_REQUEST = { session: BENCH_SESSION, user_agent: BENCH_USER_AGENT, page_url: BENCH_PAGE_URL };
 
-export type ServerKind = "grpc-echo" | "connect-echo" | "create" | "create-baseline" | "create-secure";
+/**
+ * The create requests with the visitor's address (client_ip): GEO_REQUESTS of them with random
+ * IPv4 addresses (fixed seed), which ghz sends in turn (a JSON array of call data), so that geo
+ * lookups spread over the database as real traffic does rather than hitting one cached record.
+ * An array rather than ghz's template functions: templating every call would cost ghz time.
+ */
+export function geoCreateRequests(n = GEO_REQUESTS): object[] {
+  let x = 0x9e3779b9;
+  const next = (): number => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+  return Array.from({ length: n }, () => ({
+    ...CREATE_REQUEST,
+    client_ip: `${1 + (next() % 223)}.${next() & 255}.${next() & 255}.${next() & 255}`,
+  }));
+}
+const GEO_REQUESTS = 4096;
+
+export type ServerKind = "grpc-echo" | "connect-echo" | "create" | "create-baseline" | "create-secure" | "create-geo";
 
 /** How ghz reaches a server: plaintext on 127.0.0.1, or TLS (for the certificate's name) with a key. */
 export interface Target {
   address: string;
   args: string[];
+  /** Send geoCreateRequests() instead of CREATE_REQUEST. */
+  geo?: boolean;
 }
 
 /** --pin: servers on the last core, ghz on the others. */
@@ -36,6 +61,7 @@ const SCRIPT: Record<ServerKind, string> = {
   create: "service-server.js",
   "create-baseline": "service-server.js",
   "create-secure": "service-server.js",
+  "create-geo": "service-server.js",
 };
 
 /** A server child (bench/*-server.ts) of one kind, from this checkout or another built one. */
@@ -52,6 +78,7 @@ export class ServerChild extends BenchChild {
 
   /** Where and how ghz calls this server. */
   get target(): Target {
+    if (this.kind === "create-geo") return { address: `127.0.0.1:${this.port}`, args: ["--insecure"], geo: true };
     if (!this.secure) return { address: `127.0.0.1:${this.port}`, args: ["--insecure"] };
     return {
       address: `localhost:${this.port}`,
@@ -114,6 +141,7 @@ export class Ghz {
     private readonly protoset: string,
     private readonly dataFile: string,
     private readonly o: GhzSettings,
+    private readonly geoDataFile: string,
   ) {}
 
   /** One call with a short timeout: does the server answer at all? Returns an error text, or undefined. */
@@ -138,7 +166,7 @@ export class Ghz {
       "--cpus",
       String(this.o.cpus),
       "-D",
-      this.dataFile,
+      target.geo ? this.geoDataFile : this.dataFile,
       "--disable-template-functions",
       "--disable-template-data",
       "--format",
@@ -234,7 +262,9 @@ export function setupGhz(o: GhzSettings): { ghz: Ghz; tmp: string } {
   if (b.status !== 0) throw new Error(`buf build failed: ${b.stderr}`);
   const dataFile = path.join(tmp, "create-session.json");
   fs.writeFileSync(dataFile, JSON.stringify(CREATE_REQUEST));
-  return { ghz: new Ghz(ghzBin, protoset, dataFile, o), tmp };
+  const geoDataFile = path.join(tmp, "create-session-geo.json");
+  fs.writeFileSync(geoDataFile, JSON.stringify(geoCreateRequests()));
+  return { ghz: new Ghz(ghzBin, protoset, dataFile, o, geoDataFile), tmp };
 }
 
 /**

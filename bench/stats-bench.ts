@@ -14,8 +14,15 @@
 // counted from the sessions table, so that case follows the sessions inserted per hour), and with
 // a profile filter (the profile's sessions).
 //
-// Options: --sizes 10000,100000,1000000, --calls N (default 1000), --warmup N (default 50),
-// --json FILE.
+// Then the update latency of WatchSessionStats at a fixed rate of changes, per min_interval,
+// against the built service (bench/stats-latency.ts has its design).
+//
+// Options: --only get|latency (one part; default both), --json FILE ({ get, latency }).
+// GetSessionStats: --sizes 10000,100000,1000000, --calls N (default 1000), --warmup N (default 50).
+// WatchSessionStats: --min-intervals 1s,100ms, --latency-rate N (changes/s, default 200),
+// --latency-duration S (seconds of writes per phase, default 20), --latency-stored N (sessions
+// stored before the service starts, default 100000), --sparse N (isolated changes, one every
+// 1.5 s, min_interval 1s, default 10; 0 = none).
 
 import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
@@ -25,24 +32,43 @@ import * as path from "node:path";
 import { emptySessionDoc, STATUS_ACTIVE, STATUS_ENDED, type SessionDoc } from "../src/domain/session";
 import type { StatsField, StatsQuery } from "../src/domain/store";
 import { SqliteSessionStore } from "../src/store/sqlite";
-import { int, list, parseArgs } from "./lib/options";
+import { durationMs, int, list, oneOf, parseArgs } from "./lib/options";
 import { runMain } from "./lib/processes";
 import { dist, type Dist } from "./lib/stats";
 import { ms, ratio, table, writeJson } from "./lib/table";
+import { latencyBench, renderLatency, type LatencyOptions, type LatencyResult } from "./stats-latency";
 
 interface Options {
+  only?: "get" | "latency";
   sizes: number[];
   calls: number;
   warmup: number;
+  latency: LatencyOptions;
   json?: string;
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { sizes: [10_000, 100_000, 1_000_000], calls: 1000, warmup: 50 };
+  const o: Options = {
+    sizes: [10_000, 100_000, 1_000_000],
+    calls: 1000,
+    warmup: 50,
+    latency: { rate: 200, durationS: 20, stored: 100_000, intervalsMs: [1000, 100], sparse: 10 },
+  };
+  const interval = (x: string, n: string): number => {
+    const v = durationMs(x.trim());
+    if (v < 100 || v > 60_000) throw new Error(`${n}: each from 100ms to 60s (the service's range), got ${x}`);
+    return v;
+  };
   parseArgs(argv, {
+    "--only": (v, n) => (o.only = oneOf(v(), n, ["get", "latency"] as const)),
     "--sizes": (v, n) => (o.sizes = list(v(), (x) => int(x, n))),
     "--calls": (v, n) => (o.calls = int(v(), n)),
     "--warmup": (v, n) => (o.warmup = int(v(), n, 0)),
+    "--min-intervals": (v, n) => (o.latency.intervalsMs = list(v(), (x) => interval(x, n))),
+    "--latency-rate": (v, n) => (o.latency.rate = int(v(), n, 1, 5000)),
+    "--latency-duration": (v, n) => (o.latency.durationS = int(v(), n, 1, 120)),
+    "--latency-stored": (v, n) => (o.latency.stored = int(v(), n, 0)),
+    "--sparse": (v, n) => (o.latency.sparse = int(v(), n, 0, 1000)),
     "--json": (v) => (o.json = v()),
   });
   return o;
@@ -156,8 +182,36 @@ async function measure(stored: number, o: Options): Promise<SizeResult> {
   }
 }
 
+/** Fills a fresh store in `dir` with `n` sessions of the data set above (the service opens it next). */
+async function seed(dir: string, n: number): Promise<void> {
+  const store = SqliteSessionStore.open(dir);
+  try {
+    await fill(store, n);
+  } finally {
+    await store.close();
+  }
+}
+
 async function main(): Promise<number> {
   const o = parseOptions(process.argv.slice(2));
+  console.log(
+    `bench:stats: node ${process.version}, ${os.cpus().length} cores, load average ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ")}`,
+  );
+  const get = o.only === "latency" ? undefined : await getStats(o);
+  let latency: LatencyResult | undefined;
+  if (o.only !== "get") {
+    console.log(`\nWatchSessionStats update latency (the built service, ${o.latency.rate} changes/s):`);
+    latency = await latencyBench(o.latency, seed);
+    console.log("\n" + renderLatency(latency));
+  }
+  if (o.json) writeJson(o.json, { get, latency });
+  return 0;
+}
+
+async function getStats(o: Options): Promise<SizeResult[]> {
   const sizes = [...o.sizes].sort((a, b) => a - b);
   console.log(`GetSessionStats on the embedded SQLite store (store.stats), ${o.calls} calls per query:`);
   const results: SizeResult[] = [];
@@ -185,8 +239,7 @@ async function main(): Promise<number> {
     `\ngroup_by cases at ${last.stored} stored: worst p99 ${ms(worst)} ms (target < 50 ms: ${worst < 50 ? "met" : "MISSED"}); ` +
       `largest ratio ${last.stored}/${first.stored}: p50 ${flat50.toFixed(2)}x, p99 ${flat99.toFixed(2)}x`,
   );
-  if (o.json) writeJson(o.json, results);
-  return 0;
+  return results;
 }
 
 runMain("bench:stats", main);

@@ -1,13 +1,18 @@
 // One typed configuration, read from environment variables and validated at start.
 // Every variable is documented in the README's configuration table.
 
-import { redactUri, scrubUriParts, type LogLevel, type Logger } from "./log";
+import { redactUri, scrubUriParts, type LogLevel } from "./log";
 import { tlsFilesFromEnv, TlsConfigError, type TlsFiles } from "./security/tls";
+import { DEFAULT_ERASURE_OPTIONS } from "./domain/erasure";
 import { DEFAULT_LIFECYCLE } from "./domain/lifecycle";
 import { DEFAULT_FEED_OPTIONS } from "./domain/watch/feed";
 import { DEFAULT_MAX_STATS_WATCHERS } from "./domain/watch/stats";
 import { DEFAULT_SQLITE_QUEUE_LIMIT, DEFAULT_SQLITE_READERS } from "./store/sqlite";
 import { DEFAULT_LIMITS, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_SESSION_BYTES } from "./domain/limits";
+import { IP_ANONYMIZATION_MODES, type IpAnonymization } from "./domain/ip";
+import { bool, ConfigError, DAY_MS, duration, formatDuration, int, isSet, nameSet, oneOf, type Env } from "./env";
+
+export { ConfigError, deprecatedVariables, parseDurationMs, warnDeprecatedVariables, type DeprecatedVariable } from "./env";
 import { parseOwnDomains } from "./domain/traffic";
 
 export interface Config {
@@ -52,6 +57,8 @@ export interface Config {
   watchStallTimeoutMs: number;
   /** Open WatchSessionStats streams per process; more are refused with RESOURCE_EXHAUSTED (RetryInfo). */
   maxStatsWatchers: number;
+  /** EraseProfile: sessions per store write (and traces per cleanup step). */
+  eraseBatchSize: number;
   /** A session without activity for this long ends (idle expiry). */
   sessionIdleTimeoutMs: number;
   /** A session ends this long after it started, whatever its activity. */
@@ -97,21 +104,16 @@ export interface Config {
   reflectionRequiresKey: boolean;
   /** Start on a non-loopback HOST without TLS or without keys (with a warning). */
   allowInsecure: boolean;
+  /** GEOIP_CITY_DB: a city database (MaxMind DB format) for device.geo; undefined: country only. */
+  geoipCityDb: string | undefined;
+  /** IP_ANONYMIZATION: what is kept of a visitor's address (device.ip, audit lines). */
+  ipAnonymization: IpAnonymization;
 }
-
-export class ConfigError extends Error {}
 
 /** Whether `host` only accepts connections from this machine. */
 export function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
   return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
-}
-
-function bool(env: Record<string, string | undefined>, name: string): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw === "" || raw === "false") return false;
-  if (raw === "true") return true;
-  throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected true or false`);
 }
 
 /**
@@ -179,145 +181,6 @@ function security(env: Record<string, string | undefined>, host: string) {
   };
 }
 
-type Env = Record<string, string | undefined>;
-
-function int(env: Env, name: string, def: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return def;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected a whole number from ${min} to ${max}`);
-  }
-  return n;
-}
-
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
-
-/** A duration: a number with a unit (ms, s, m, h, d), e.g. "30m", "1500ms", "24h"; a bare number is seconds. */
-export function parseDurationMs(raw: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
-  if (!m) return undefined;
-  const ms = Number(m[1]) * UNIT_MS[m[2] ?? "s"];
-  return Number.isFinite(ms) ? Math.round(ms) : undefined;
-}
-
-/** `ms` in the largest unit that divides it exactly: 600000 -> "10m", 1500 -> "1500ms". */
-function formatDuration(ms: number): string {
-  for (const unit of ["d", "h", "m", "s"]) {
-    if (ms !== 0 && ms % UNIT_MS[unit] === 0) return `${ms / UNIT_MS[unit]}${unit}`;
-  }
-  return `${ms}ms`;
-}
-
-/**
- * The naming rule: a duration's name carries no unit and its value does ("500ms", "30s", "15m",
- * "24h", "7d"; a bare number is seconds); a size ends in _BYTES and is a byte count; a count is a
- * plain number. The variables below had their unit in the name: the old name is still read, as
- * a whole number in its old unit, and startup logs a deprecation warning (deprecatedVariables).
- * Setting both names is refused, as the two values could disagree. A name can have several old
- * ones: SESSION_RETENTION was MONGODB_RETENTION (a duration, `unit: "duration"`), which was
- * MONGODB_RETENTION_DAYS.
- */
-type OldUnit = "ms" | "h" | "d" | "duration";
-const RENAMED: Record<string, Array<{ old: string; unit: OldUnit }>> = Object.fromEntries(
-  Object.entries({
-    SESSION_RETENTION: [
-      { old: "MONGODB_RETENTION", unit: "duration" },
-      { old: "MONGODB_RETENTION_DAYS", unit: "d" },
-    ],
-    STORE_TIMEOUT: { old: "STORE_TIMEOUT_MS", unit: "ms" },
-    HEALTH_PROBE_INTERVAL: { old: "HEALTH_PROBE_INTERVAL_MS", unit: "ms" },
-    HEALTH_PROBE_TIMEOUT: { old: "HEALTH_PROBE_TIMEOUT_MS", unit: "ms" },
-    SHUTDOWN_GRACE: { old: "SHUTDOWN_GRACE_MS", unit: "ms" },
-    WATCH_POLL_INTERVAL: { old: "WATCH_POLL_MS", unit: "ms" },
-    WATCH_RETENTION: { old: "WATCH_RETENTION_HOURS", unit: "h" },
-    HEADERS_TIMEOUT: { old: "HEADERS_TIMEOUT_MS", unit: "ms" },
-    GRPC_IDLE_TIMEOUT: { old: "GRPC_IDLE_TIMEOUT_MS", unit: "ms" },
-    GRPC_KEEPALIVE_TIME: { old: "GRPC_KEEPALIVE_TIME_MS", unit: "ms" },
-    GRPC_KEEPALIVE_TIMEOUT: { old: "GRPC_KEEPALIVE_TIMEOUT_MS", unit: "ms" },
-    HTTP_REQUEST_TIMEOUT: { old: "HTTP_REQUEST_TIMEOUT_MS", unit: "ms" },
-    HTTP_KEEP_ALIVE_TIMEOUT: { old: "HTTP_KEEP_ALIVE_TIMEOUT_MS", unit: "ms" },
-  } as Record<string, { old: string; unit: OldUnit } | Array<{ old: string; unit: OldUnit }>>).map(([name, olds]) => [
-    name,
-    Array.isArray(olds) ? olds : [olds],
-  ]),
-);
-
-/** A variable set under its deprecated name, and the setting that replaces it. */
-export interface DeprecatedVariable {
-  old: string;
-  name: string;
-  /** The old value with its unit, e.g. "5000ms" for STORE_TIMEOUT_MS=5000. */
-  value: string;
-}
-
-/** The deprecated names set in `env` (loadConfig has accepted them). */
-export function deprecatedVariables(env: Env = process.env): DeprecatedVariable[] {
-  return Object.entries(RENAMED).flatMap(([name, olds]) =>
-    olds
-      .filter(({ old }) => env[old] !== undefined && env[old] !== "")
-      .map(({ old, unit }) => ({ old, name, value: `${(env[old] ?? "").trim()}${unit === "duration" ? "" : unit}` })),
-  );
-}
-
-/** Logs one warning per deprecated name set in `env`, naming the new setting. */
-export function warnDeprecatedVariables(log: Pick<Logger, "warn">, env: Env = process.env): void {
-  for (const { old, name, value } of deprecatedVariables(env)) {
-    log.warn(`${old} is deprecated: set ${name}=${value} instead`, { variable: old, replacement: name });
-  }
-}
-
-const DAY_MS = UNIT_MS.d;
-
-/** Whether `name` or its deprecated name is set to a non-empty value. */
-function isSet(env: Env, name: string): boolean {
-  return nameSet(env, name) !== name || (env[name] !== undefined && env[name] !== "");
-}
-
-/** The name `name` is set under in `env` (its deprecated one, if that is the one set). */
-function nameSet(env: Env, name: string): string {
-  return oldSet(env, name)?.old ?? name;
-}
-
-/** The deprecated name of `name` set in `env`, if any; refuses two names of one setting. */
-function oldSet(env: Env, name: string): { old: string; unit: OldUnit } | undefined {
-  const given = (n: string) => env[n] !== undefined && env[n] !== "";
-  const olds = (RENAMED[name] ?? []).filter(({ old }) => given(old));
-  if (olds.length === 0) return undefined;
-  const other = given(name) ? name : olds.length > 1 ? olds[1].old : undefined;
-  if (other !== undefined) {
-    throw new ConfigError(`${olds[0].old} and ${other} are both set: ${olds[0].old} is a deprecated name of ${name}, remove it`);
-  }
-  return olds[0];
-}
-
-function duration(env: Env, name: string, defMs: number, minMs: number, maxMs: number): number {
-  const renamed = oldSet(env, name);
-  if (renamed && renamed.unit !== "duration") {
-    const unitMs = UNIT_MS[renamed.unit];
-    return int(env, renamed.old, defMs / unitMs, minMs / unitMs, maxMs / unitMs) * unitMs;
-  }
-  const varName = renamed?.old ?? name;
-  const raw = env[varName];
-  if (raw === undefined || raw === "") return defMs;
-  const ms = parseDurationMs(raw);
-  if (ms === undefined || ms < minMs || ms > maxMs) {
-    throw new ConfigError(
-      `${varName}=${JSON.stringify(raw)} is invalid: expected a duration such as "500ms", "30s", "15m" or "24h", from ${formatDuration(minMs)} to ${formatDuration(maxMs)}`,
-    );
-  }
-  return ms;
-}
-
-function oneOf<T extends string>(env: Env, name: string, def: T, allowed: readonly T[]): T {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return def;
-  if (!(allowed as readonly string[]).includes(raw)) {
-    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected one of ${allowed.join(", ")}`);
-  }
-  return raw as T;
-}
-
 /**
  * Parses MONGODB_URI with the driver's own parser (the MongoClient constructor parses and
  * validates synchronously and connects nothing), so a URI the driver cannot use stops the service
@@ -377,6 +240,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxWatchers: int(env, "MAX_WATCHERS", DEFAULT_FEED_OPTIONS.maxWatchers, 1, 1_000_000),
     watchStallTimeoutMs: duration(env, "WATCH_STALL_TIMEOUT", DEFAULT_FEED_OPTIONS.stallTimeoutMs, 100, 3600_000),
     maxStatsWatchers: int(env, "MAX_STATS_WATCHERS", DEFAULT_MAX_STATS_WATCHERS, 1, 100_000),
+    eraseBatchSize: int(env, "ERASE_BATCH_SIZE", DEFAULT_ERASURE_OPTIONS.batchSize, 1, 10_000),
     sessionIdleTimeoutMs: duration(env, "SESSION_IDLE_TIMEOUT", DEFAULT_LIFECYCLE.idleMs, 100, 30 * 86_400_000),
     sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", DEFAULT_LIFECYCLE.maxDurationMs, 100, 365 * 86_400_000),
     sessionExpiryIntervalMs: duration(env, "SESSION_EXPIRY_INTERVAL", 60_000, 10, 3600_000),
@@ -385,6 +249,8 @@ export function loadConfig(env: Env = process.env): Config {
     corsOrigins: corsOrigins(env),
     ...limits(env),
     ...security(env, host),
+    geoipCityDb: env.GEOIP_CITY_DB?.trim() || undefined,
+    ipAnonymization: oneOf(env, "IP_ANONYMIZATION", "off", IP_ANONYMIZATION_MODES),
   };
 }
 

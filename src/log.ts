@@ -15,10 +15,12 @@ export interface Logger {
 }
 
 /**
- * Top-level fields masked in every line: credentials ("***"), and URIs (through redactUri). Only
- * top-level paths: a wildcard ("*.password") makes pino's redaction about three times slower.
+ * Top-level fields masked in every line: credentials ("***"), URIs (through redactUri), and
+ * visitors' addresses (no line is meant to carry one: IP_ANONYMIZATION promises that the full
+ * address is never logged). Only top-level paths: a wildcard ("*.password") makes pino's
+ * redaction about three times slower.
  */
-const REDACTED = ["uri", "password", "secret", "token", "authorization", "api_key"];
+const REDACTED = ["uri", "password", "secret", "token", "authorization", "api_key", "client_ip", "ip"];
 
 /**
  * A logger at `level` ("silent": nothing) writing each line to `write`, by default

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, warnDeprecatedVariables } from "./config";
 import { createLogger } from "./log";
 import { KeysFileError } from "./security/keys";
 import { TlsConfigError } from "./security/tls";
+import { GeoDatabaseError } from "./geo/mmdb";
 import { startServer } from "./server";
 
 async function main(): Promise<void> {
@@ -24,8 +25,8 @@ async function main(): Promise<void> {
   try {
     server = await startServer(config, log);
   } catch (err) {
-    // A bad TLS or keys file is a configuration error like a bad variable: same exit code.
-    if (err instanceof TlsConfigError || err instanceof KeysFileError) {
+    // A bad TLS, keys or geo database file is a configuration error like a bad variable: same exit code.
+    if (err instanceof TlsConfigError || err instanceof KeysFileError || err instanceof GeoDatabaseError) {
       process.stderr.write(`configuration error: ${err.message}\n`);
       process.exit(2);
     }

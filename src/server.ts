@@ -7,6 +7,7 @@ import { isLoopbackHost, type Config } from "./config";
 import { startJobs } from "./domain/jobs";
 import { Lifecycle } from "./domain/lifecycle";
 import { listPageBytes } from "./domain/limits";
+import { Erasure } from "./domain/erasure";
 import { ownDomainMap } from "./domain/traffic";
 import { Merges } from "./domain/merges";
 import { Sessions } from "./domain/sessions";
@@ -30,6 +31,7 @@ import { createHealth, HEALTH_SERVICE } from "./rpc/health";
 import { addReflection } from "./rpc/reflection";
 import { createSessionHandlers } from "./rpc/handlers";
 import { openStore } from "./store/open";
+import { MmdbGeoLocator } from "./geo/mmdb";
 import type { SessionStore } from "./domain/store";
 
 export interface RunningServer {
@@ -98,7 +100,12 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     { keys: () => keys?.current, limiter, reflectionRequiresKey: config.reflectionRequiresKey },
     keyedCalls,
     auditLog,
+    config.ipAnonymization,
   );
+  // The geo databases are read before the store opens: a bad GEOIP_CITY_DB stops the service at
+  // once (GeoDatabaseError, naming the file).
+  const geo = await MmdbGeoLocator.open({ cityDatabase: config.geoipCityDb });
+  const visitorIp = { anonymization: config.ipAnonymization, locator: geo };
   const openedStore = store ?? (await openStore(config, log));
   const metrics = config.metricsPort === undefined ? undefined : new Metrics(SessionService, openedStore.kind);
   const sessionStore = metrics ? metrics.store(openedStore) : openedStore;
@@ -117,6 +124,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     maxDurationMs: config.sessionMaxDurationMs,
     maxSessionBytes: config.maxSessionBytes,
     maxStringLength: config.maxStringLength,
+    visitorIp,
   });
   const sessions = new Sessions(
     sessionStore,
@@ -129,13 +137,15 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
       maxFreeFormKeys: config.maxFreeFormKeys,
       listPageBytes: listPageBytes(config.maxMessageBytes),
     },
+    visitorIp,
     { ownDomains: ownDomainMap(config.ownDomains) },
   );
   const merges = new Merges(sessionStore, { maxSessionBytes: config.maxSessionBytes });
+  const erasure = new Erasure(sessionStore, feed, { batchSize: config.eraseBatchSize });
   const stats = new SessionStats(sessionStore, { maxStringLength: config.maxStringLength });
   const statsHub = new StatsHub(feed, stats, { maxSubscribers: config.maxStatsWatchers });
   metrics?.observeStatsHub(statsHub);
-  const handlers = createSessionHandlers({ sessions, lifecycle, merges, stats, statsHub }, feed, sessionStore);
+  const handlers = createSessionHandlers({ sessions, lifecycle, merges, erasure, stats, statsHub }, feed, sessionStore);
 
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": config.maxMessageBytes,
@@ -216,6 +226,8 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
     api_keys: keys ? keys.current.keys.length : "off",
     metrics_port: metricsServer?.port ?? "off",
     dashboard: dashboard ? "/" : "off",
+    ...geo.description,
+    ip_anonymization: config.ipAnonymization,
   });
   // Expiry passes, the change-log trim and the store's retention sweep.
   const jobs = startJobs(sessionStore, lifecycle, log, {

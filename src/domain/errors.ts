@@ -173,3 +173,20 @@ export class PermissionDeniedError extends DomainError {
     super(message, metadata);
   }
 }
+
+/**
+ * EraseProfile kept finding new sessions of the profile (created while it ran) and stopped
+ * before it could remove the profile's last traces (ABORTED): stop creating them, then retry.
+ */
+export class ErasureContendedError extends DomainError {
+  readonly reason = "ERASURE_CONTENDED";
+  constructor(
+    readonly profileId: string,
+    readonly erased: number,
+  ) {
+    super(`sessions of profile "${profileId}" kept being created while it was erased (${erased} erased so far); retry`, {
+      profile_id: profileId,
+      erased_sessions: String(erased),
+    });
+  }
+}

@@ -20,6 +20,7 @@ import { InvalidArgumentError, NotFoundError, RevisionConflictError, SessionTooL
 import { END_IDLE, END_MAX_DURATION, STATUS_ACTIVE, STATUS_ENDED, type OperationFlags, type SessionDoc } from "./session";
 import { durationSeconds, systemClock, type Clock } from "./time";
 import { checkSessionSize, DEFAULT_LIMITS } from "./limits";
+import { checkClientIp, DEFAULT_VISITOR_IP, visitorIpOnTouch, type VisitorIpOptions } from "./geo";
 import { checkId, checkLength, checkPageUrl, fail } from "./validate";
 import type { CallOptions, SessionPatch, SessionStore } from "./store";
 
@@ -36,6 +37,8 @@ export interface LifecycleOptions {
   maxSessionBytes: number;
   /** Longest page_url (MAX_STRING_LENGTH). */
   maxStringLength: number;
+  /** IP_ANONYMIZATION and the geo lookup of a touch's client_ip (src/domain/geo.ts). */
+  visitorIp: VisitorIpOptions;
 }
 
 export const DEFAULT_LIFECYCLE: LifecycleOptions = {
@@ -45,6 +48,7 @@ export const DEFAULT_LIFECYCLE: LifecycleOptions = {
   maxPerPass: 20_000,
   maxSessionBytes: DEFAULT_LIMITS.maxSessionBytes,
   maxStringLength: DEFAULT_LIMITS.maxStringLength,
+  visitorIp: DEFAULT_VISITOR_IP,
 };
 
 /** How far in the future a touch's `at` may be (clock skew between client and server). */
@@ -58,6 +62,8 @@ export interface TouchInput {
   id: string;
   pageUrl: string;
   at?: Date;
+  /** The visitor's address at this activity ("" = not given): device.ip and empty geo fields. */
+  clientIp?: string;
 }
 
 export interface ExpiryPass {
@@ -89,7 +95,9 @@ export class Lifecycle {
   async touch(input: TouchInput, options: CallOptions = {}): Promise<{ session: SessionDoc; operation: OperationFlags }> {
     const now = this.clock.now();
     const at = input.at ?? now;
+    const clientIp = input.clientIp ?? "";
     fail([
+      ...checkClientIp(clientIp),
       ...checkId("id", input.id, true),
       ...checkLength("page_url", input.pageUrl, this.options.maxStringLength),
       ...(input.pageUrl.length > this.options.maxStringLength ? [] : checkPageUrl("page_url", input.pageUrl)),
@@ -117,7 +125,7 @@ export class Lifecycle {
         if (a.entry_page === null) set.push({ path: ["activity", "entry_page"], value: input.pageUrl });
         // The exit page is the page of the latest activity; an older, late-arriving one only counts.
         if (latest === at || a.exit_page === null) set.push({ path: ["activity", "exit_page"], value: input.pageUrl });
-        // The page URL is the one thing a touch can grow a session by (entry and exit page):
+        // The page URL is one thing a touch can grow a session by (entry and exit page):
         // the session as it would be stored must stay under the limit, or nothing is written.
         checkSessionSize(
           {
@@ -127,6 +135,13 @@ export class Lifecycle {
           this.options.maxSessionBytes,
           "page_url",
         );
+      }
+      if (clientIp !== "") {
+        // The other is the visitor's address and its location (bounded: a few short strings).
+        const { ip, geo } = visitorIpOnTouch(current.device, clientIp, this.options.visitorIp);
+        if (ip !== current.device.ip) set.push({ path: ["device", "ip"], value: ip });
+        if (JSON.stringify(geo) !== JSON.stringify(current.device.geo)) set.push({ path: ["device", "geo"], value: geo });
+        checkSessionSize({ ...current, device: { ...current.device, ip, geo } }, this.options.maxSessionBytes, "client_ip");
       }
       try {
         const session = await this.store.update(input.id, { set, unset: [] }, { ...options, expectedRevision: current.revision });

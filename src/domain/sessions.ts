@@ -4,6 +4,7 @@
 
 import { RevisionConflictError, type FieldViolation } from "./errors";
 import { parseUserAgent } from "./enrich";
+import { applyVisitorIpOnCreate, checkClientIp, checkDeviceIp, DEFAULT_VISITOR_IP, storedDeviceIp, type VisitorIpOptions } from "./geo";
 import { newSessionId } from "./ids";
 import { checkSessionSize, DEFAULT_LIMITS, sessionSizeBytes, type InputLimits } from "./limits";
 import { buildPatch, copyPaths, PathSet, resolveMask, setIn } from "./mask";
@@ -34,6 +35,8 @@ export interface CreateInput {
   userAgent: string;
   pageUrl: string;
   requestId: string;
+  /** The visitor's address ("" = not given; falls back to session.device.ip): geo and device.ip. */
+  clientIp?: string;
   /** The visit's referrer ("" = none); classified with the page URL into `traffic`. */
   referrer?: string;
 }
@@ -118,6 +121,8 @@ export class Sessions {
     private readonly clock: Clock = systemClock,
     private readonly newId: () => string = newSessionId,
     limits: Partial<InputLimits> = {},
+    /** IP_ANONYMIZATION and the geo lookup of create (src/domain/geo.ts). */
+    private readonly visitorIp: VisitorIpOptions = DEFAULT_VISITOR_IP,
     traffic: Partial<TrafficOptions> = {},
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
@@ -127,10 +132,13 @@ export class Sessions {
   async create(input: CreateInput, options: CallOptions = {}): Promise<SessionResult> {
     // The input is the caller's freshly converted request: ours to fill in.
     const doc = input.session;
+    const clientIp = input.clientIp ?? "";
     const { maxStringLength } = this.limits;
     fail([
       ...checkId("session.id", doc.id, false),
       ...checkId("request_id", input.requestId, false),
+      ...checkClientIp(clientIp),
+      ...checkDeviceIp("session.device.ip", doc.device.ip, this.visitorIp.anonymization),
       ...checkLength("user_agent", input.userAgent, maxStringLength),
       ...checkLength("page_url", input.pageUrl, maxStringLength),
       ...checkLength("referrer", input.referrer, maxStringLength),
@@ -143,6 +151,7 @@ export class Sessions {
     doc.metadata.time = { ...doc.metadata.time, ...insertTimeFields(now), update: null, duration: 0 };
     doc.metadata.status = STATUS_ACTIVE;
     fillFromUserAgent(doc, input.userAgent);
+    applyVisitorIpOnCreate(doc.device, clientIp, this.visitorIp);
     doc.utm = fillUtm(doc.utm, parsedUtm);
     // Output only: whatever the client sent is replaced by the classification.
     doc.traffic = classifyTraffic({ pageUrl: input.pageUrl, referrer: input.referrer ?? "", utm: doc.utm }, this.traffic);
@@ -176,6 +185,9 @@ export class Sessions {
     const sent = input.session;
     // The mask first: its size limit is checked before any other work on the request.
     const masked = resolveMask(input.updateMask, this.limits.maxMaskPaths);
+    const maskSet = new PathSet(masked);
+    // A masked device.ip is stored anonymized like a created one (not looked up: geo is the client's to set here).
+    const ipMasked = maskSet.covers(["device", "ip"]);
     const { maxStringLength } = this.limits;
     fail([
       ...checkId("session.id", sent.id, true),
@@ -184,10 +196,11 @@ export class Sessions {
       ...checkSessionStrings(sent, maxStringLength),
       ...checkSessionFreeForm(sent, this.limits.maxFreeFormKeys),
       ...checkRevision("expected_revision", input.expectedRevision),
+      ...(ipMasked ? checkDeviceIp("session.device.ip", sent.device.ip, this.visitorIp.anonymization) : []),
     ]);
-    const maskSet = new PathSet(masked);
     const parsedUtm = parsePageUrl("page_url", input.pageUrl);
     const incoming = structuredClone(sent);
+    if (ipMasked) incoming.device.ip = storedDeviceIp("session.device.ip", incoming.device.ip, this.visitorIp.anonymization);
     incoming.utm = fillUtm(incoming.utm, parsedUtm);
     const utmMasked = masked.some((p) => p[0] === "utm");
     // A path into the profile of a session without one starts from an empty profile.

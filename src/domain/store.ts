@@ -201,10 +201,56 @@ export interface ChangeRecord {
   revision: number;
   kind: ChangeKind;
   id: string;
-  /** The session after the change, with `revision` = this change's; for "deleted", its last state. */
+  /**
+   * The session after the change, with `revision` = this change's; for "deleted", its last state.
+   * For an erased change, a tombstone (erasedDoc in src/domain/erasure.ts): the id, and the
+   * profile id while the erasure that wrote it is under way, nothing else.
+   */
   doc: SessionDoc;
-  /** The filter fields before the change; null for "created", or when the log could not know. */
+  /**
+   * The filter fields before the change; null for "created", or when the log could not know.
+   * An erased change has them (profile id, status, channel) while its erasure is under way,
+   * then null.
+   */
   before: FilterFields | null;
+  /** A tombstone of an erased session (see "Erasure"): kind "deleted", nothing but the id kept. */
+  erased?: boolean;
+}
+
+// Erasure (EraseProfile). Two steps, each bounded by `limit`, run by src/domain/erasure.ts:
+// - eraseSessions deletes up to `limit` sessions of the profile, oldest first (one atomic
+//   write per batch on the embedded store, one per session on MongoDB). Each deletion takes the
+//   next revision and is logged as an erased "deleted" change whose doc is the tombstone of the
+//   id and profile id, with the filter fields before it. With the session go its idempotency
+//   record (request_id) and its visit claim.
+// - eraseTraces removes up to `limit` of what is left once no session of the profile exists:
+//   every earlier change-log entry of the erased sessions becomes a tombstone (kind "deleted",
+//   erased, the id and its revision only; entries of an earlier session with the same id that
+//   ended in a plain delete are left alone: the embedded store already does this in
+//   eraseSessions' write), the erased changes lose the profile id and filter fields (they then
+//   read back as id-only tombstones), and the profile's visit claims go (its numbering starts
+//   again at 1). It does nothing and answers `sessionsLeft` while a session of the profile
+//   exists (one created during the erasure): erase those first.
+// Both are idempotent: a step interrupted by a crash has either happened or not, and running
+// the steps again finishes the job. After both report nothing left, no read of the port
+// (get, list, stats, readChanges from any revision) returns data of the profile's erased
+// sessions. Sessions of other profiles are not touched, also when their
+// merged_from_profile_ids name the profile.
+
+export interface EraseSessionsResult {
+  /** Sessions this call deleted. */
+  erased: number;
+  /** The revision of the last erased change this call logged (0 when none). */
+  revision: number;
+  /** The call found `limit` sessions: more may be left. False: none was left when it looked. */
+  more: boolean;
+}
+
+export interface EraseTracesResult {
+  /** Nothing of the profile is left to remove. */
+  done: boolean;
+  /** A session of the profile exists (nothing was removed): call eraseSessions again. */
+  sessionsLeft: boolean;
 }
 
 export interface ChangeBatch {
@@ -290,6 +336,12 @@ export interface SessionStore {
    * cursors get ChangesTrimmedError. Returns the oldest revision still resumable.
    */
   trimChanges(before: Date, options?: CallOptions): Promise<number>;
+
+  /** Erasure, first step (see "Erasure"): deletes up to `limit` (at least 1) sessions of the profile. */
+  eraseSessions(profileId: string, limit: number, options?: CallOptions): Promise<EraseSessionsResult>;
+
+  /** Erasure, second step (see "Erasure"): removes up to `limit` remaining traces of the profile. */
+  eraseTraces(profileId: string, limit: number, options?: CallOptions): Promise<EraseTracesResult>;
 
   /**
    * Calls `listener` soon after each change this process committed (a hint to read the log

@@ -4,6 +4,7 @@
 // a keys file reload ends the watches of a revoked key. The engines (grpc-server.ts,
 // connect-server.ts) gather the method, the authorization value and the client address.
 
+import { anonymizeIp, parseIp, type IpAnonymization } from "../domain/ip";
 import { DomainError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from "../domain/errors";
 import type { Logger } from "../log";
 import { checkAccess, KeyedCalls, type AccessPolicy } from "../security/access";
@@ -59,6 +60,11 @@ function auditIds(method: string, req: Message, res: Message): Record<string, un
       return { session_id: req?.id || undefined };
     case "MergeProfiles":
       return { source_profile_ids: req?.sourceProfileIds, target_profile_id: req?.targetProfileId || undefined };
+    case "EraseProfile":
+      return {
+        profile_id: req?.profileId || undefined,
+        erased_sessions: res?.erasedSessions === undefined ? undefined : Number(res.erasedSessions),
+      };
     default:
       return {};
   }
@@ -88,7 +94,19 @@ export class CallGuard {
     private readonly calls: KeyedCalls,
     /** Where audit lines go (null: no audit, e.g. benchmarks of the bare engines). */
     private readonly auditLog: Logger | null,
+    /**
+     * IP_ANONYMIZATION applies to the caller's address in audit lines too: when browsers call
+     * the HTTP port directly, it is the visitor's address.
+     */
+    private readonly ipAnonymization: IpAnonymization = "off",
   ) {}
+
+  /** The caller's address as an audit line may show it (an unparsable one, e.g. "unknown", as is). */
+  private auditAddress(address: string): string | null {
+    if (this.ipAnonymization === "off") return address;
+    const ip = parseIp(address);
+    return ip ? anonymizeIp(ip, this.ipAnonymization) : this.ipAnonymization === "drop" ? null : address;
+  }
 
   /** Every call allowed, nothing audited: the engines' default when no guard is given. */
   static open(): CallGuard {
@@ -114,19 +132,19 @@ export class CallGuard {
   }
 
   /**
-   * One JSON line for a state-changing call (a method whose scope is sessions.write or
-   * profiles.merge), whatever its outcome, refusals included: who (key id, never the secret;
+   * One JSON line for a state-changing call (a method whose scope is sessions.write,
+   * profiles.merge or profiles.erase), whatever its outcome, refusals included: who (key id, never the secret;
    * null without keys), from where, what, on which ids, and the result code. Ids are the
    * client's strings; JSON encoding keeps them from forging lines.
    */
   audit(method: string, key: { id: string } | undefined, address: string, code: number, req: Message, res?: Message): void {
     if (this.auditLog === null) return;
     const scope = requiredScope(method);
-    if (scope !== "sessions.write" && scope !== "profiles.merge") return;
+    if (scope !== "sessions.write" && scope !== "profiles.merge" && scope !== "profiles.erase") return;
     this.auditLog.info("audit", {
       method: method.startsWith("/") ? method.slice(1) : method,
       key_id: key?.id ?? null,
-      client: address,
+      client: this.auditAddress(address),
       ...auditIds(method, req, res),
       code: codeName(code),
     });

@@ -6,6 +6,9 @@ import { create, type DescMethodServerStreaming, type DescMethodUnary, type Desc
 import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import {
   CreateSessionResponseSchema,
+  EraseProfileResponseSchema,
+  type EraseProfileRequest,
+  type EraseProfileResponse,
   MergeProfilesResponseSchema,
   TouchSessionResponseSchema,
   type GetSessionStatsRequest,
@@ -37,7 +40,9 @@ import {
   type WatchSessionStatsResponse,
   type SessionService,
 } from "../../gen/session/v1/session_service_pb";
+import { SessionSchema } from "../../gen/session/v1/session_pb";
 import { ResourceExhaustedError } from "../domain/errors";
+import type { Erasure } from "../domain/erasure";
 import type { Lifecycle } from "../domain/lifecycle";
 import type { Merges } from "../domain/merges";
 import type { Sessions } from "../domain/sessions";
@@ -83,6 +88,7 @@ export interface SessionDomain {
   sessions: Sessions;
   lifecycle: Lifecycle;
   merges: Merges;
+  erasure: Erasure;
   stats: SessionStats;
   /** The shared computations of WatchSessionStats. */
   statsHub: StatsHub;
@@ -107,7 +113,12 @@ const KINDS: Record<ChangeEventKind, ChangeKind> = {
  */
 const changeResponses = new WeakMap<SessionDoc, Map<ChangeKind, WatchSessionsResponse>>();
 
-function changeResponse(doc: SessionDoc, kind: ChangeKind, revision: number): WatchSessionsResponse {
+function changeResponse(doc: SessionDoc, kind: ChangeKind, revision: number, erased: boolean): WatchSessionsResponse {
+  // An erased session's tombstone: nothing but the id, and the profile id while its erasure runs.
+  if (erased) {
+    const session = create(SessionSchema, { id: doc.id, profile: doc.profile ? { id: doc.profile.id } : undefined });
+    return create(WatchSessionsResponseSchema, { event: { case: "change", value: { kind, session, revision: BigInt(revision), erased } } });
+  }
   let byKind = changeResponses.get(doc);
   if (byKind === undefined) changeResponses.set(doc, (byKind = new Map()));
   let response = byKind.get(kind);
@@ -132,6 +143,7 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
           userAgent: req.userAgent,
           pageUrl: req.pageUrl,
           requestId: req.requestId,
+          clientIp: req.clientIp,
           referrer: req.referrer,
         },
         { deadline: ctx.deadline, signal: ctx.signal },
@@ -182,7 +194,7 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
 
     async touchSession(req: TouchSessionRequest, ctx: CallContext): Promise<TouchSessionResponse> {
       const { session, operation } = await lifecycle.touch(
-        { id: req.id, pageUrl: req.pageUrl, at: optionalRequestDate("at", req.at) },
+        { id: req.id, pageUrl: req.pageUrl, at: optionalRequestDate("at", req.at), clientIp: req.clientIp },
         { deadline: ctx.deadline, signal: ctx.signal },
       );
       return create(TouchSessionResponseSchema, { session: docToSession(session, operation) });
@@ -194,6 +206,11 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
         { deadline: ctx.deadline, signal: ctx.signal },
       );
       return create(MergeProfilesResponseSchema, { movedSessions: moved.length, movedSessionIds: moved });
+    },
+
+    async eraseProfile(req: EraseProfileRequest, ctx: CallContext): Promise<EraseProfileResponse> {
+      const { erased } = await domain.erasure.erase(req.profileId, { deadline: ctx.deadline, signal: ctx.signal });
+      return create(EraseProfileResponseSchema, { erasedSessions: BigInt(erased) });
     },
 
     async getSessionStats(req: GetSessionStatsRequest, ctx: CallContext): Promise<GetSessionStatsResponse> {
@@ -273,7 +290,7 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
       for await (const ev of events) {
         if (ev.type === "change") {
           if (!inInitial) last = ev.revision;
-          yield changeResponse(ev.session, KINDS[ev.kind], ev.revision);
+          yield changeResponse(ev.session, KINDS[ev.kind], ev.revision, ev.erased === true);
         } else if (ev.type === "initial_end") {
           inInitial = false;
           last = ev.revision;

@@ -11,6 +11,7 @@ import {
   AlreadyExistsError,
   ChangesTrimmedError,
   DomainError,
+  ErasureContendedError,
   InvalidArgumentError,
   NotFoundError,
   OverloadedError,
@@ -44,6 +45,7 @@ function codeOf(err: DomainError): Code {
   if (err instanceof NotFoundError) return Code.NotFound;
   if (err instanceof AlreadyExistsError) return Code.AlreadyExists;
   if (err instanceof RevisionConflictError) return Code.Aborted;
+  if (err instanceof ErasureContendedError) return Code.Aborted;
   if (err instanceof StoreUnavailableError) return Code.Unavailable;
   if (err instanceof ShuttingDownError) return Code.Unavailable;
   if (err instanceof ChangesTrimmedError) return Code.OutOfRange;

@@ -13,7 +13,7 @@ import { readFile } from "node:fs/promises";
 import type { Logger } from "../log";
 import { watchFiles, type FileWatch } from "./file-watch";
 
-export const SCOPES = ["sessions.read", "sessions.watch", "sessions.write", "profiles.merge", "*"] as const;
+export const SCOPES = ["sessions.read", "sessions.watch", "sessions.write", "profiles.merge", "profiles.erase", "*"] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** The scope each method of session.v1.SessionService needs. A method not listed is denied to every key. */
@@ -28,6 +28,7 @@ export const METHOD_SCOPES: Readonly<Record<string, Scope>> = {
   "session.v1.SessionService/TouchSession": "sessions.write",
   "session.v1.SessionService/DeleteSession": "sessions.write",
   "session.v1.SessionService/MergeProfiles": "profiles.merge",
+  "session.v1.SessionService/EraseProfile": "profiles.erase",
 };
 
 // Health stays open so that load balancers and orchestrators need no secret; reflection only

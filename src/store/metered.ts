@@ -18,6 +18,8 @@ export const STORE_OPERATIONS = [
   "snapshotRevision",
   "trimChanges",
   "ping",
+  "eraseSessions",
+  "eraseTraces",
 ] as const;
 export type StoreOperation = (typeof STORE_OPERATIONS)[number];
 
@@ -59,6 +61,9 @@ export function meteredStore(store: SessionStore, observer: StoreObserver): Sess
     snapshotRevision: (options) => measured(o, "snapshotRevision", performance.now(), store.snapshotRevision(options)),
     trimChanges: (before, options) => measured(o, "trimChanges", performance.now(), store.trimChanges(before, options)),
     ping: (options) => measured(o, "ping", performance.now(), store.ping(options)),
+    eraseSessions: (profileId, limit, options) =>
+      measured(o, "eraseSessions", performance.now(), store.eraseSessions(profileId, limit, options)),
+    eraseTraces: (profileId, limit, options) => measured(o, "eraseTraces", performance.now(), store.eraseTraces(profileId, limit, options)),
     onCommit: (listener) => store.onCommit(listener),
     close: () => store.close(),
   };

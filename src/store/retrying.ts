@@ -75,6 +75,8 @@ export async function openInBackground(kind: string, open: () => Promise<Session
     snapshotRevision: async (options) => ready().snapshotRevision(options),
     trimChanges: async (before, options) => ready().trimChanges(before, options),
     ping: async (options) => ready().ping(options),
+    eraseSessions: async (profileId, limit, options) => ready().eraseSessions(profileId, limit, options),
+    eraseTraces: async (profileId, limit, options) => ready().eraseTraces(profileId, limit, options),
     onCommit(listener) {
       listeners.add(listener);
       if (store) unsubscribers.set(listener, store.onCommit(listener));

@@ -52,6 +52,13 @@ describe("layout", () => {
     expect(bad).toEqual([]);
   });
 
+  it("the geo adapter (src/geo) imports only the domain", () => {
+    const geo = sources.filter((f) => f.startsWith("src/geo/"));
+    expect(geo.length).toBeGreaterThan(0);
+    const bad = geo.flatMap((f) => imports(f).map((i) => `${f} -> ${i.target}`)).filter((s) => !s.includes("-> src/domain/"));
+    expect(bad).toEqual([]);
+  });
+
   it("the RPC edge reaches the store only through the domain's port", () => {
     const bad = sources
       .filter((f) => f.startsWith("src/rpc/"))

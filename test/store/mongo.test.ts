@@ -8,6 +8,13 @@ runStoreConformance("mongodb", async () => {
   return {
     store,
     openAnother: () => MongoSessionStore.connect({ uri: db.uri, database: db.dbName }),
+    dump: async () => {
+      const collections = await store.database.listCollections({}, { nameOnly: true }).toArray();
+      const all = await Promise.all(
+        collections.map(async (c) => JSON.stringify(await store.database.collection(c.name).find({}).toArray())),
+      );
+      return all.join("\n");
+    },
     cleanup: async () => {
       await store.close();
       await db.drop();

@@ -82,6 +82,7 @@ describe("loadConfig", () => {
       maxWatchers: 10_000,
       watchStallTimeoutMs: 30_000,
       maxStatsWatchers: 1000,
+      eraseBatchSize: 200,
       sessionIdleTimeoutMs: 30 * 60_000,
       sessionMaxDurationMs: 24 * 3600_000,
       sessionExpiryIntervalMs: 60_000,
@@ -91,6 +92,8 @@ describe("loadConfig", () => {
       maxMaskPaths: 1000,
       maxStringLength: 8192,
       maxFreeFormKeys: 10_000,
+      geoipCityDb: undefined,
+      ipAnonymization: "off",
       ownDomains: [],
     });
     expect(loadConfig({}).mongodbUri).toBeUndefined();
@@ -121,6 +124,7 @@ describe("loadConfig", () => {
         "WATCH_RETENTION",
         "MAX_WATCHERS",
         "MAX_STATS_WATCHERS",
+        "ERASE_BATCH_SIZE",
         ...Object.keys(OLD_NAMES),
         "SESSION_IDLE_TIMEOUT",
         "SESSION_MAX_DURATION",
@@ -139,6 +143,8 @@ describe("loadConfig", () => {
         "ALLOW_INSECURE",
         "METRICS_PORT",
         "DASHBOARD",
+        "GEOIP_CITY_DB",
+        "IP_ANONYMIZATION",
         "OWN_DOMAINS",
       ].map((k) => [k, ""]),
     );
@@ -175,6 +181,7 @@ describe("loadConfig", () => {
       MAX_WATCHERS: "7",
       WATCH_STALL_TIMEOUT: "45s",
       MAX_STATS_WATCHERS: "9",
+      ERASE_BATCH_SIZE: "25",
       WATCH_RETENTION: "2h",
       SESSION_IDLE_TIMEOUT: "45m",
       SESSION_MAX_DURATION: "12h",
@@ -185,6 +192,8 @@ describe("loadConfig", () => {
       AUTH_KEYS_FILE: "/etc/sessions/keys.json",
       RATE_LIMIT_PER_ADDRESS: "200",
       REFLECTION_REQUIRES_KEY: "true",
+      GEOIP_CITY_DB: "/var/lib/geo/GeoLite2-City.mmdb",
+      IP_ANONYMIZATION: "truncate",
       OWN_DOMAINS: "shop.example,example.org",
     });
     expect(cfg).toEqual({
@@ -217,6 +226,7 @@ describe("loadConfig", () => {
       maxWatchers: 7,
       watchStallTimeoutMs: 45_000,
       maxStatsWatchers: 9,
+      eraseBatchSize: 25,
       watchRetentionMs: 2 * 3600_000,
       sessionIdleTimeoutMs: 45 * 60_000,
       sessionMaxDurationMs: 12 * 3600_000,
@@ -227,6 +237,8 @@ describe("loadConfig", () => {
       rateLimitPerAddress: 200,
       reflectionRequiresKey: true,
       allowInsecure: false,
+      geoipCityDb: "/var/lib/geo/GeoLite2-City.mmdb",
+      ipAnonymization: "truncate",
     });
   });
 
@@ -624,5 +636,31 @@ describe("loadConfig: METRICS_PORT", () => {
     expect(configError({ METRICS_PORT: "9000", HTTP_PORT: "9000" }).message).toBe(
       "METRICS_PORT=9000 is invalid: it must differ from GRPC_PORT (50051) and HTTP_PORT (9000)",
     );
+  });
+});
+
+describe("loadConfig: GEOIP_CITY_DB and IP_ANONYMIZATION", () => {
+  it("reads the city database's path (checked when the service opens it) and the anonymization mode", () => {
+    expect(loadConfig({ GEOIP_CITY_DB: " /geo/city.mmdb " }).geoipCityDb).toBe("/geo/city.mmdb");
+    expect(loadConfig({ GEOIP_CITY_DB: " " }).geoipCityDb).toBeUndefined();
+    for (const mode of ["off", "truncate", "drop"]) expect(loadConfig({ IP_ANONYMIZATION: mode }).ipAnonymization).toBe(mode);
+  });
+
+  it.each(["on", "Truncate", "true", "hash"])("rejects IP_ANONYMIZATION=%j, naming the accepted values", (raw) => {
+    expect(configError({ IP_ANONYMIZATION: raw }).message).toBe(
+      `IP_ANONYMIZATION=${JSON.stringify(raw)} is invalid: expected one of off, truncate, drop`,
+    );
+  });
+});
+
+describe("loadConfig: erasure", () => {
+  it("reads ERASE_BATCH_SIZE (sessions per store write of EraseProfile)", () => {
+    expect(loadConfig({}).eraseBatchSize).toBe(200);
+    expect(loadConfig({ ERASE_BATCH_SIZE: "1" }).eraseBatchSize).toBe(1);
+    expect(loadConfig({ ERASE_BATCH_SIZE: "10000" }).eraseBatchSize).toBe(10_000);
+  });
+
+  it.each([["0"], ["10001"], ["-1"], ["many"], ["2.5"]])("rejects ERASE_BATCH_SIZE=%j naming the variable", (value) => {
+    expect(() => loadConfig({ ERASE_BATCH_SIZE: value })).toThrow("ERASE_BATCH_SIZE");
   });
 });

@@ -172,11 +172,12 @@ describe("authorize", () => {
     ["TouchSession", "sessions.write"],
     ["DeleteSession", "sessions.write"],
     ["MergeProfiles", "profiles.merge"],
+    ["EraseProfile", "profiles.erase"],
   ])("%s needs %s", (method, scope) => {
     expect(requiredScope(svc + method)).toBe(scope);
     expect(authorize(key([scope]), svc + method)).toEqual({ ok: true });
     expect(authorize(key(["*"]), svc + method)).toEqual({ ok: true });
-    const other = ["sessions.read", "sessions.watch", "sessions.write", "profiles.merge"].filter((s) => s !== scope);
+    const other = ["sessions.read", "sessions.watch", "sessions.write", "profiles.merge", "profiles.erase"].filter((s) => s !== scope);
     expect(authorize(key(other), svc + method)).toEqual({
       ok: false,
       code: "PERMISSION_DENIED",

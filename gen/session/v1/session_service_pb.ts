@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file session/v1/session_service.proto.
  */
 export const file_session_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJbChNUb3VjaFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHBhZ2VfdXJsGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChRUb3VjaFNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIk0KFE1lcmdlUHJvZmlsZXNSZXF1ZXN0EhoKEnNvdXJjZV9wcm9maWxlX2lkcxgBIAMoCRIZChF0YXJnZXRfcHJvZmlsZV9pZBgCIAEoCSJKChVNZXJnZVByb2ZpbGVzUmVzcG9uc2USFgoObW92ZWRfc2Vzc2lvbnMYASABKAUSGQoRbW92ZWRfc2Vzc2lvbl9pZHMYAiADKAkiQgoLU3RhdHNGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCSKUAgoWR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoKYnJlYWtkb3ducxgFIAMoDjIYLnNlc3Npb24udjEuU3RhdHNHcm91cEJ5EhoKEnN0YXJ0ZWRfcGVyX21pbnV0ZRgGIAEoCCI1CgpTdGF0c0dyb3VwEhAKA2tleRgBIAEoCUgAiAEBEg0KBWNvdW50GAIgASgDQgYKBF9rZXki+gEKF0dldFNlc3Npb25TdGF0c1Jlc3BvbnNlEg0KBXRvdGFsGAEgASgDEiYKBmdyb3VwcxgCIAMoCzIWLnNlc3Npb24udjEuU3RhdHNHcm91cBISCgpvbmxpbmVfbm93GAMgASgDEi8KC2NvbXB1dGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpicmVha2Rvd25zGAUgAygLMhouc2Vzc2lvbi52MS5TdGF0c0JyZWFrZG93bhIzChJzdGFydGVkX3Blcl9taW51dGUYBiADKAsyFy5zZXNzaW9uLnYxLk1pbnV0ZUNvdW50ImQKDlN0YXRzQnJlYWtkb3duEioKCGdyb3VwX2J5GAEgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSJgoGZ3JvdXBzGAIgAygLMhYuc2Vzc2lvbi52MS5TdGF0c0dyb3VwIkcKC01pbnV0ZUNvdW50EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVjb3VudBgCIAEoAyKIAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhISCgp1c2VyX2FnZW50GAIgASgJEhAKCHBhZ2VfdXJsGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkSEAoIcmVmZXJyZXIYBiABKAkiPQoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iHwoRR2V0U2Vzc2lvblJlcXVlc3QSCgoCaWQYASABKAkiOgoSR2V0U2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iyQEKFFVwZGF0ZVNlc3Npb25SZXF1ZXN0EiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEh4KEWV4cGVjdGVkX3JldmlzaW9uGAMgASgDSACIAQESEgoKdXNlcl9hZ2VudBgEIAEoCRIQCghwYWdlX3VybBgFIAEoCUIUChJfZXhwZWN0ZWRfcmV2aXNpb24iPQoVVXBkYXRlU2Vzc2lvblJlc3BvbnNlEiQKB3Nlc3Npb24YASABKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24iWAoURGVsZXRlU2Vzc2lvblJlcXVlc3QSCgoCaWQYASABKAkSHgoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKANIAIgBAUIUChJfZXhwZWN0ZWRfcmV2aXNpb24iKQoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlEhAKCHJldmlzaW9uGAEgASgDIugBChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EhIKCnByb2ZpbGVfaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEg8KB2NoYW5uZWwYAyABKAkSLwoLaW5zZXJ0X2Zyb20YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWluc2VydF90bxgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkSFQoNY2hhbm5lbF9ncm91cBgIIAEoCSJWChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIlCghzZXNzaW9ucxgBIAMoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiZgoLV2F0Y2hGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRILCgNpZHMYAiADKAkSDgoGc3RhdHVzGAMgASgJEg8KB2NoYW5uZWwYBCABKAkSFQoNY2hhbm5lbF9ncm91cBgFIAEoCSK8AQoUV2F0Y2hTZXNzaW9uc1JlcXVlc3QSJwoGZmlsdGVyGAEgASgLMhcuc2Vzc2lvbi52MS5XYXRjaEZpbHRlchIbCg5hZnRlcl9yZXZpc2lvbhgCIAEoA0gAiAEBEhQKDHNlbmRfaW5pdGlhbBgDIAEoCBI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CEQoPX2FmdGVyX3JldmlzaW9uIm0KDVNlc3Npb25DaGFuZ2USJAoEa2luZBgBIAEoDjIWLnNlc3Npb24udjEuQ2hhbmdlS2luZBIkCgdzZXNzaW9uGAIgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEhAKCHJldmlzaW9uGAMgASgDIiMKD0luaXRpYWxTdGF0ZUVuZBIQCghyZXZpc2lvbhgBIAEoAyIcCghQcm9ncmVzcxIQCghyZXZpc2lvbhgBIAEoAyKxAQoVV2F0Y2hTZXNzaW9uc1Jlc3BvbnNlEisKBmNoYW5nZRgBIAEoCzIZLnNlc3Npb24udjEuU2Vzc2lvbkNoYW5nZUgAEjgKEWluaXRpYWxfc3RhdGVfZW5kGAIgASgLMhsuc2Vzc2lvbi52MS5Jbml0aWFsU3RhdGVFbmRIABIoCghwcm9ncmVzcxgDIAEoCzIULnNlc3Npb24udjEuUHJvZ3Jlc3NIAEIHCgVldmVudCL+AgoYV2F0Y2hTZXNzaW9uU3RhdHNSZXF1ZXN0EicKBmZpbHRlchgBIAEoCzIXLnNlc3Npb24udjEuU3RhdHNGaWx0ZXISKgoIZ3JvdXBfYnkYAiABKA4yGC5zZXNzaW9uLnYxLlN0YXRzR3JvdXBCeRIpCgVzaW5jZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoNb25saW5lX3dpbmRvdxgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIvCgxtaW5faW50ZXJ2YWwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNQoSaGVhcnRiZWF0X2ludGVydmFsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCmJyZWFrZG93bnMYByADKA4yGC5zZXNzaW9uLnYxLlN0YXRzR3JvdXBCeRIaChJzdGFydGVkX3Blcl9taW51dGUYCCABKAgiUgoOU3RhdHNIZWFydGJlYXQSLgoKY2hlY2tlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmV2aXNpb24YAiABKAMiiwEKGVdhdGNoU2Vzc2lvblN0YXRzUmVzcG9uc2USNAoFc3RhdHMYASABKAsyIy5zZXNzaW9uLnYxLkdldFNlc3Npb25TdGF0c1Jlc3BvbnNlSAASLwoJaGVhcnRiZWF0GAIgASgLMhouc2Vzc2lvbi52MS5TdGF0c0hlYXJ0YmVhdEgAQgcKBWV2ZW50KrsCCgxTdGF0c0dyb3VwQnkSHgoaU1RBVFNfR1JPVVBfQllfVU5TUEVDSUZJRUQQABIaChZTVEFUU19HUk9VUF9CWV9DSEFOTkVMEAESGQoVU1RBVFNfR1JPVVBfQllfU1RBVFVTEAISHgoaU1RBVFNfR1JPVVBfQllfREVWSUNFX1RZUEUQAxIaChZTVEFUU19HUk9VUF9CWV9PU19OQU1FEAQSGwoXU1RBVFNfR1JPVVBfQllfQVBQX05BTUUQBRIfChtTVEFUU19HUk9VUF9CWV9DT1VOVFJZX0NPREUQBhIdChlTVEFUU19HUk9VUF9CWV9VVE1fU09VUkNFEAcSIAocU1RBVFNfR1JPVVBfQllfQ0hBTk5FTF9HUk9VUBAIEhkKFVNUQVRTX0dST1VQX0JZX1NPVVJDRRAJKsoBCgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTQ0hBTkdFX0tJTkRfSU5JVElBTBABEhcKE0NIQU5HRV9LSU5EX0NSRUFURUQQAhIXChNDSEFOR0VfS0lORF9VUERBVEVEEAMSFwoTQ0hBTkdFX0tJTkRfREVMRVRFRBAEEh4KGkNIQU5HRV9LSU5EX0VOVEVSRURfRklMVEVSEAUSGwoXQ0hBTkdFX0tJTkRfTEVGVF9GSUxURVIQBjKCBwoOU2Vzc2lvblNlcnZpY2USVAoNQ3JlYXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJQCgpHZXRTZXNzaW9uEh0uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVxdWVzdBoeLnNlc3Npb24udjEuR2V0U2Vzc2lvblJlc3BvbnNlIgOQAgESVAoNVXBkYXRlU2Vzc2lvbhIgLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlcXVlc3QaIS5zZXNzaW9uLnYxLlVwZGF0ZVNlc3Npb25SZXNwb25zZRJUCg1EZWxldGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlElYKDExpc3RTZXNzaW9ucxIfLnNlc3Npb24udjEuTGlzdFNlc3Npb25zUmVxdWVzdBogLnNlc3Npb24udjEuTGlzdFNlc3Npb25zUmVzcG9uc2UiA5ACARJWCg1XYXRjaFNlc3Npb25zEiAuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVxdWVzdBohLnNlc3Npb24udjEuV2F0Y2hTZXNzaW9uc1Jlc3BvbnNlMAESUQoMVG91Y2hTZXNzaW9uEh8uc2Vzc2lvbi52MS5Ub3VjaFNlc3Npb25SZXF1ZXN0GiAuc2Vzc2lvbi52MS5Ub3VjaFNlc3Npb25SZXNwb25zZRJUCg1NZXJnZVByb2ZpbGVzEiAuc2Vzc2lvbi52MS5NZXJnZVByb2ZpbGVzUmVxdWVzdBohLnNlc3Npb24udjEuTWVyZ2VQcm9maWxlc1Jlc3BvbnNlEl8KD0dldFNlc3Npb25TdGF0cxIiLnNlc3Npb24udjEuR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBojLnNlc3Npb24udjEuR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2UiA5ACARJiChFXYXRjaFNlc3Npb25TdGF0cxIkLnNlc3Npb24udjEuV2F0Y2hTZXNzaW9uU3RhdHNSZXF1ZXN0GiUuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25TdGF0c1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
+  fileDesc("CiBzZXNzaW9uL3YxL3Nlc3Npb25fc2VydmljZS5wcm90bxIKc2Vzc2lvbi52MSJuChNUb3VjaFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHBhZ2VfdXJsGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgljbGllbnRfaXAYBCABKAkiPAoUVG91Y2hTZXNzaW9uUmVzcG9uc2USJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbiJNChRNZXJnZVByb2ZpbGVzUmVxdWVzdBIaChJzb3VyY2VfcHJvZmlsZV9pZHMYASADKAkSGQoRdGFyZ2V0X3Byb2ZpbGVfaWQYAiABKAkiSgoVTWVyZ2VQcm9maWxlc1Jlc3BvbnNlEhYKDm1vdmVkX3Nlc3Npb25zGAEgASgFEhkKEW1vdmVkX3Nlc3Npb25faWRzGAIgAygJIikKE0VyYXNlUHJvZmlsZVJlcXVlc3QSEgoKcHJvZmlsZV9pZBgBIAEoCSIvChRFcmFzZVByb2ZpbGVSZXNwb25zZRIXCg9lcmFzZWRfc2Vzc2lvbnMYASABKAMiQgoLU3RhdHNGaWx0ZXISEgoKcHJvZmlsZV9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHY2hhbm5lbBgDIAEoCSKUAgoWR2V0U2Vzc2lvblN0YXRzUmVxdWVzdBInCgZmaWx0ZXIYASABKAsyFy5zZXNzaW9uLnYxLlN0YXRzRmlsdGVyEioKCGdyb3VwX2J5GAIgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDW9ubGluZV93aW5kb3cYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoKYnJlYWtkb3ducxgFIAMoDjIYLnNlc3Npb24udjEuU3RhdHNHcm91cEJ5EhoKEnN0YXJ0ZWRfcGVyX21pbnV0ZRgGIAEoCCI1CgpTdGF0c0dyb3VwEhAKA2tleRgBIAEoCUgAiAEBEg0KBWNvdW50GAIgASgDQgYKBF9rZXki+gEKF0dldFNlc3Npb25TdGF0c1Jlc3BvbnNlEg0KBXRvdGFsGAEgASgDEiYKBmdyb3VwcxgCIAMoCzIWLnNlc3Npb24udjEuU3RhdHNHcm91cBISCgpvbmxpbmVfbm93GAMgASgDEi8KC2NvbXB1dGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpicmVha2Rvd25zGAUgAygLMhouc2Vzc2lvbi52MS5TdGF0c0JyZWFrZG93bhIzChJzdGFydGVkX3Blcl9taW51dGUYBiADKAsyFy5zZXNzaW9uLnYxLk1pbnV0ZUNvdW50ImQKDlN0YXRzQnJlYWtkb3duEioKCGdyb3VwX2J5GAEgASgOMhguc2Vzc2lvbi52MS5TdGF0c0dyb3VwQnkSJgoGZ3JvdXBzGAIgAygLMhYuc2Vzc2lvbi52MS5TdGF0c0dyb3VwIkcKC01pbnV0ZUNvdW50EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVjb3VudBgCIAEoAyKbAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSJAoHc2Vzc2lvbhgBIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhISCgp1c2VyX2FnZW50GAIgASgJEhAKCHBhZ2VfdXJsGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkSEQoJY2xpZW50X2lwGAUgASgJEhAKCHJlZmVycmVyGAYgASgJIj0KFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIh8KEUdldFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJIjoKEkdldFNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIskBChRVcGRhdGVTZXNzaW9uUmVxdWVzdBIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxIeChFleHBlY3RlZF9yZXZpc2lvbhgDIAEoA0gAiAEBEhIKCnVzZXJfYWdlbnQYBCABKAkSEAoIcGFnZV91cmwYBSABKAlCFAoSX2V4cGVjdGVkX3JldmlzaW9uIj0KFVVwZGF0ZVNlc3Npb25SZXNwb25zZRIkCgdzZXNzaW9uGAEgASgLMhMuc2Vzc2lvbi52MS5TZXNzaW9uIlgKFERlbGV0ZVNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJEh4KEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDSACIAQFCFAoSX2V4cGVjdGVkX3JldmlzaW9uIikKFURlbGV0ZVNlc3Npb25SZXNwb25zZRIQCghyZXZpc2lvbhgBIAEoAyLoAQoTTGlzdFNlc3Npb25zUmVxdWVzdBISCgpwcm9maWxlX2lkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIPCgdjaGFubmVsGAMgASgJEi8KC2luc2VydF9mcm9tGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglpbnNlcnRfdG8YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJEhUKDWNoYW5uZWxfZ3JvdXAYCCABKAkiVgoUTGlzdFNlc3Npb25zUmVzcG9uc2USJQoIc2Vzc2lvbnMYASADKAsyEy5zZXNzaW9uLnYxLlNlc3Npb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImYKC1dhdGNoRmlsdGVyEhIKCnByb2ZpbGVfaWQYASABKAkSCwoDaWRzGAIgAygJEg4KBnN0YXR1cxgDIAEoCRIPCgdjaGFubmVsGAQgASgJEhUKDWNoYW5uZWxfZ3JvdXAYBSABKAkivAEKFFdhdGNoU2Vzc2lvbnNSZXF1ZXN0EicKBmZpbHRlchgBIAEoCzIXLnNlc3Npb24udjEuV2F0Y2hGaWx0ZXISGwoOYWZ0ZXJfcmV2aXNpb24YAiABKANIAIgBARIUCgxzZW5kX2luaXRpYWwYAyABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhEKD19hZnRlcl9yZXZpc2lvbiJ9Cg1TZXNzaW9uQ2hhbmdlEiQKBGtpbmQYASABKA4yFi5zZXNzaW9uLnYxLkNoYW5nZUtpbmQSJAoHc2Vzc2lvbhgCIAEoCzITLnNlc3Npb24udjEuU2Vzc2lvbhIQCghyZXZpc2lvbhgDIAEoAxIOCgZlcmFzZWQYBCABKAgiIwoPSW5pdGlhbFN0YXRlRW5kEhAKCHJldmlzaW9uGAEgASgDIhwKCFByb2dyZXNzEhAKCHJldmlzaW9uGAEgASgDIrEBChVXYXRjaFNlc3Npb25zUmVzcG9uc2USKwoGY2hhbmdlGAEgASgLMhkuc2Vzc2lvbi52MS5TZXNzaW9uQ2hhbmdlSAASOAoRaW5pdGlhbF9zdGF0ZV9lbmQYAiABKAsyGy5zZXNzaW9uLnYxLkluaXRpYWxTdGF0ZUVuZEgAEigKCHByb2dyZXNzGAMgASgLMhQuc2Vzc2lvbi52MS5Qcm9ncmVzc0gAQgcKBWV2ZW50Iv4CChhXYXRjaFNlc3Npb25TdGF0c1JlcXVlc3QSJwoGZmlsdGVyGAEgASgLMhcuc2Vzc2lvbi52MS5TdGF0c0ZpbHRlchIqCghncm91cF9ieRgCIAEoDjIYLnNlc3Npb24udjEuU3RhdHNHcm91cEJ5EikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg1vbmxpbmVfd2luZG93GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KDG1pbl9pbnRlcnZhbBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoKYnJlYWtkb3ducxgHIAMoDjIYLnNlc3Npb24udjEuU3RhdHNHcm91cEJ5EhoKEnN0YXJ0ZWRfcGVyX21pbnV0ZRgIIAEoCCJSCg5TdGF0c0hlYXJ0YmVhdBIuCgpjaGVja2VkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgCIAEoAyKLAQoZV2F0Y2hTZXNzaW9uU3RhdHNSZXNwb25zZRI0CgVzdGF0cxgBIAEoCzIjLnNlc3Npb24udjEuR2V0U2Vzc2lvblN0YXRzUmVzcG9uc2VIABIvCgloZWFydGJlYXQYAiABKAsyGi5zZXNzaW9uLnYxLlN0YXRzSGVhcnRiZWF0SABCBwoFZXZlbnQquwIKDFN0YXRzR3JvdXBCeRIeChpTVEFUU19HUk9VUF9CWV9VTlNQRUNJRklFRBAAEhoKFlNUQVRTX0dST1VQX0JZX0NIQU5ORUwQARIZChVTVEFUU19HUk9VUF9CWV9TVEFUVVMQAhIeChpTVEFUU19HUk9VUF9CWV9ERVZJQ0VfVFlQRRADEhoKFlNUQVRTX0dST1VQX0JZX09TX05BTUUQBBIbChdTVEFUU19HUk9VUF9CWV9BUFBfTkFNRRAFEh8KG1NUQVRTX0dST1VQX0JZX0NPVU5UUllfQ09ERRAGEh0KGVNUQVRTX0dST1VQX0JZX1VUTV9TT1VSQ0UQBxIgChxTVEFUU19HUk9VUF9CWV9DSEFOTkVMX0dST1VQEAgSGQoVU1RBVFNfR1JPVVBfQllfU09VUkNFEAkqygEKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNDSEFOR0VfS0lORF9JTklUSUFMEAESFwoTQ0hBTkdFX0tJTkRfQ1JFQVRFRBACEhcKE0NIQU5HRV9LSU5EX1VQREFURUQQAxIXChNDSEFOR0VfS0lORF9ERUxFVEVEEAQSHgoaQ0hBTkdFX0tJTkRfRU5URVJFRF9GSUxURVIQBRIbChdDSEFOR0VfS0lORF9MRUZUX0ZJTFRFUhAGMtUHCg5TZXNzaW9uU2VydmljZRJUCg1DcmVhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlElAKCkdldFNlc3Npb24SHS5zZXNzaW9uLnYxLkdldFNlc3Npb25SZXF1ZXN0Gh4uc2Vzc2lvbi52MS5HZXRTZXNzaW9uUmVzcG9uc2UiA5ACARJUCg1VcGRhdGVTZXNzaW9uEiAuc2Vzc2lvbi52MS5VcGRhdGVTZXNzaW9uUmVxdWVzdBohLnNlc3Npb24udjEuVXBkYXRlU2Vzc2lvblJlc3BvbnNlElQKDURlbGV0ZVNlc3Npb24SIC5zZXNzaW9uLnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiEuc2Vzc2lvbi52MS5EZWxldGVTZXNzaW9uUmVzcG9uc2USVgoMTGlzdFNlc3Npb25zEh8uc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiAuc2Vzc2lvbi52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBElYKDVdhdGNoU2Vzc2lvbnMSIC5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvbnNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5XYXRjaFNlc3Npb25zUmVzcG9uc2UwARJRCgxUb3VjaFNlc3Npb24SHy5zZXNzaW9uLnYxLlRvdWNoU2Vzc2lvblJlcXVlc3QaIC5zZXNzaW9uLnYxLlRvdWNoU2Vzc2lvblJlc3BvbnNlElQKDU1lcmdlUHJvZmlsZXMSIC5zZXNzaW9uLnYxLk1lcmdlUHJvZmlsZXNSZXF1ZXN0GiEuc2Vzc2lvbi52MS5NZXJnZVByb2ZpbGVzUmVzcG9uc2USUQoMRXJhc2VQcm9maWxlEh8uc2Vzc2lvbi52MS5FcmFzZVByb2ZpbGVSZXF1ZXN0GiAuc2Vzc2lvbi52MS5FcmFzZVByb2ZpbGVSZXNwb25zZRJfCg9HZXRTZXNzaW9uU3RhdHMSIi5zZXNzaW9uLnYxLkdldFNlc3Npb25TdGF0c1JlcXVlc3QaIy5zZXNzaW9uLnYxLkdldFNlc3Npb25TdGF0c1Jlc3BvbnNlIgOQAgESYgoRV2F0Y2hTZXNzaW9uU3RhdHMSJC5zZXNzaW9uLnYxLldhdGNoU2Vzc2lvblN0YXRzUmVxdWVzdBolLnNlc3Npb24udjEuV2F0Y2hTZXNzaW9uU3RhdHNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_session_v1_session]);
 
 /**
  * TouchSessionRequest records activity on a session.
@@ -45,6 +45,15 @@ export type TouchSessionRequest = Message<"session.v1.TouchSessionRequest"> & {
    * @generated from field: google.protobuf.Timestamp at = 3;
    */
   at?: Timestamp | undefined;
+
+  /**
+   * The visitor's IP address at this activity, if known (IPv4 or IPv6; else INVALID_ARGUMENT):
+   * stored as device.ip after IP_ANONYMIZATION, and the device.geo fields still empty are looked
+   * up from it (values already set, the client's or an earlier lookup's, stay).
+   *
+   * @generated from field: string client_ip = 4;
+   */
+  clientIp: string;
 };
 
 /**
@@ -132,6 +141,48 @@ export const MergeProfilesResponseSchema: GenMessage<MergeProfilesResponse> = /*
   messageDesc(file_session_v1_session_service, 3);
 
 /**
+ * EraseProfileRequest names the person to forget.
+ *
+ * @generated from message session.v1.EraseProfileRequest
+ */
+export type EraseProfileRequest = Message<"session.v1.EraseProfileRequest"> & {
+  /**
+   * The profile (profile.id) whose sessions and their traces are erased.
+   *
+   * @generated from field: string profile_id = 1;
+   */
+  profileId: string;
+};
+
+/**
+ * Describes the message session.v1.EraseProfileRequest.
+ * Use `create(EraseProfileRequestSchema)` to create a new message.
+ */
+export const EraseProfileRequestSchema: GenMessage<EraseProfileRequest> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 4);
+
+/**
+ * EraseProfileResponse says what this call erased.
+ *
+ * @generated from message session.v1.EraseProfileResponse
+ */
+export type EraseProfileResponse = Message<"session.v1.EraseProfileResponse"> & {
+  /**
+   * How many sessions this call erased (a retry counts only what it erased itself).
+   *
+   * @generated from field: int64 erased_sessions = 1;
+   */
+  erasedSessions: bigint;
+};
+
+/**
+ * Describes the message session.v1.EraseProfileResponse.
+ * Use `create(EraseProfileResponseSchema)` to create a new message.
+ */
+export const EraseProfileResponseSchema: GenMessage<EraseProfileResponse> = /*@__PURE__*/
+  messageDesc(file_session_v1_session_service, 5);
+
+/**
  * StatsFilter selects the sessions counted; empty fields match everything.
  *
  * @generated from message session.v1.StatsFilter
@@ -164,7 +215,7 @@ export type StatsFilter = Message<"session.v1.StatsFilter"> & {
  * Use `create(StatsFilterSchema)` to create a new message.
  */
 export const StatsFilterSchema: GenMessage<StatsFilter> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 4);
+  messageDesc(file_session_v1_session_service, 6);
 
 /**
  * GetSessionStatsRequest says what to count.
@@ -223,7 +274,7 @@ export type GetSessionStatsRequest = Message<"session.v1.GetSessionStatsRequest"
  * Use `create(GetSessionStatsRequestSchema)` to create a new message.
  */
 export const GetSessionStatsRequestSchema: GenMessage<GetSessionStatsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 5);
+  messageDesc(file_session_v1_session_service, 7);
 
 /**
  * StatsGroup is the count of one value of the grouped field.
@@ -251,7 +302,7 @@ export type StatsGroup = Message<"session.v1.StatsGroup"> & {
  * Use `create(StatsGroupSchema)` to create a new message.
  */
 export const StatsGroupSchema: GenMessage<StatsGroup> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 6);
+  messageDesc(file_session_v1_session_service, 8);
 
 /**
  * GetSessionStatsResponse carries the counts.
@@ -308,7 +359,7 @@ export type GetSessionStatsResponse = Message<"session.v1.GetSessionStatsRespons
  * Use `create(GetSessionStatsResponseSchema)` to create a new message.
  */
 export const GetSessionStatsResponseSchema: GenMessage<GetSessionStatsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 7);
+  messageDesc(file_session_v1_session_service, 9);
 
 /**
  * StatsBreakdown is the counts of the matching sessions grouped by one more field.
@@ -336,7 +387,7 @@ export type StatsBreakdown = Message<"session.v1.StatsBreakdown"> & {
  * Use `create(StatsBreakdownSchema)` to create a new message.
  */
 export const StatsBreakdownSchema: GenMessage<StatsBreakdown> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 8);
+  messageDesc(file_session_v1_session_service, 10);
 
 /**
  * MinuteCount is how many matching sessions started in one minute.
@@ -364,7 +415,7 @@ export type MinuteCount = Message<"session.v1.MinuteCount"> & {
  * Use `create(MinuteCountSchema)` to create a new message.
  */
 export const MinuteCountSchema: GenMessage<MinuteCount> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 9);
+  messageDesc(file_session_v1_session_service, 11);
 
 /**
  * CreateSessionRequest carries the new session and the raw request data to enrich it from.
@@ -401,6 +452,15 @@ export type CreateSessionRequest = Message<"session.v1.CreateSessionRequest"> & 
   requestId: string;
 
   /**
+   * The visitor's IP address (as seen at your edge; IPv4 or IPv6, else INVALID_ARGUMENT); falls
+   * back to session.device.ip. Fills device.geo (explicit values win) and is stored as
+   * device.ip after IP_ANONYMIZATION; the full address is never stored.
+   *
+   * @generated from field: string client_ip = 5;
+   */
+  clientIp: string;
+
+  /**
    * The referrer of the visit's first page (document.referrer, the Referer header); classified
    * with the page URL into `traffic` (docs/traffic.md). At most MAX_STRING_LENGTH characters;
    * one that is not a readable URL is kept as given and classified as far as it can be.
@@ -415,7 +475,7 @@ export type CreateSessionRequest = Message<"session.v1.CreateSessionRequest"> & 
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 10);
+  messageDesc(file_session_v1_session_service, 12);
 
 /**
  * CreateSessionResponse returns the stored session.
@@ -436,7 +496,7 @@ export type CreateSessionResponse = Message<"session.v1.CreateSessionResponse"> 
  * Use `create(CreateSessionResponseSchema)` to create a new message.
  */
 export const CreateSessionResponseSchema: GenMessage<CreateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 11);
+  messageDesc(file_session_v1_session_service, 13);
 
 /**
  * GetSessionRequest names the session to read.
@@ -457,7 +517,7 @@ export type GetSessionRequest = Message<"session.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 12);
+  messageDesc(file_session_v1_session_service, 14);
 
 /**
  * GetSessionResponse returns the stored session.
@@ -478,7 +538,7 @@ export type GetSessionResponse = Message<"session.v1.GetSessionResponse"> & {
  * Use `create(GetSessionResponseSchema)` to create a new message.
  */
 export const GetSessionResponseSchema: GenMessage<GetSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 13);
+  messageDesc(file_session_v1_session_service, 15);
 
 /**
  * UpdateSessionRequest changes the fields of a session named by update_mask.
@@ -529,7 +589,7 @@ export type UpdateSessionRequest = Message<"session.v1.UpdateSessionRequest"> & 
  * Use `create(UpdateSessionRequestSchema)` to create a new message.
  */
 export const UpdateSessionRequestSchema: GenMessage<UpdateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 14);
+  messageDesc(file_session_v1_session_service, 16);
 
 /**
  * UpdateSessionResponse returns the session after the update.
@@ -550,7 +610,7 @@ export type UpdateSessionResponse = Message<"session.v1.UpdateSessionResponse"> 
  * Use `create(UpdateSessionResponseSchema)` to create a new message.
  */
 export const UpdateSessionResponseSchema: GenMessage<UpdateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 15);
+  messageDesc(file_session_v1_session_service, 17);
 
 /**
  * DeleteSessionRequest names the session to delete.
@@ -578,7 +638,7 @@ export type DeleteSessionRequest = Message<"session.v1.DeleteSessionRequest"> & 
  * Use `create(DeleteSessionRequestSchema)` to create a new message.
  */
 export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 16);
+  messageDesc(file_session_v1_session_service, 18);
 
 /**
  * DeleteSessionResponse confirms a delete.
@@ -599,7 +659,7 @@ export type DeleteSessionResponse = Message<"session.v1.DeleteSessionResponse"> 
  * Use `create(DeleteSessionResponseSchema)` to create a new message.
  */
 export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 17);
+  messageDesc(file_session_v1_session_service, 19);
 
 /**
  * ListSessionsRequest filters and pages sessions; empty filters match everything.
@@ -669,7 +729,7 @@ export type ListSessionsRequest = Message<"session.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 18);
+  messageDesc(file_session_v1_session_service, 20);
 
 /**
  * ListSessionsResponse returns one page of sessions, newest first.
@@ -697,7 +757,7 @@ export type ListSessionsResponse = Message<"session.v1.ListSessionsResponse"> & 
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 19);
+  messageDesc(file_session_v1_session_service, 21);
 
 /**
  * WatchFilter selects the sessions a watcher receives; empty fields match everything and the
@@ -747,7 +807,7 @@ export type WatchFilter = Message<"session.v1.WatchFilter"> & {
  * Use `create(WatchFilterSchema)` to create a new message.
  */
 export const WatchFilterSchema: GenMessage<WatchFilter> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 20);
+  messageDesc(file_session_v1_session_service, 22);
 
 /**
  * WatchSessionsRequest opens a watch.
@@ -791,7 +851,7 @@ export type WatchSessionsRequest = Message<"session.v1.WatchSessionsRequest"> & 
  * Use `create(WatchSessionsRequestSchema)` to create a new message.
  */
 export const WatchSessionsRequestSchema: GenMessage<WatchSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 21);
+  messageDesc(file_session_v1_session_service, 23);
 
 /**
  * SessionChange is one change of one session (or one session of the initial state).
@@ -820,6 +880,14 @@ export type SessionChange = Message<"session.v1.SessionChange"> & {
    * @generated from field: int64 revision = 3;
    */
   revision: bigint;
+
+  /**
+   * The change is an erasure (EraseProfile; kind DELETED): `session` carries only the id and
+   * profile.id when sent live, only the id when read back from the history.
+   *
+   * @generated from field: bool erased = 4;
+   */
+  erased: boolean;
 };
 
 /**
@@ -827,7 +895,7 @@ export type SessionChange = Message<"session.v1.SessionChange"> & {
  * Use `create(SessionChangeSchema)` to create a new message.
  */
 export const SessionChangeSchema: GenMessage<SessionChange> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 22);
+  messageDesc(file_session_v1_session_service, 24);
 
 /**
  * InitialStateEnd marks the end of the initial state sent for send_initial.
@@ -848,7 +916,7 @@ export type InitialStateEnd = Message<"session.v1.InitialStateEnd"> & {
  * Use `create(InitialStateEndSchema)` to create a new message.
  */
 export const InitialStateEndSchema: GenMessage<InitialStateEnd> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 23);
+  messageDesc(file_session_v1_session_service, 25);
 
 /**
  * Progress is a heartbeat: the watcher has received every matching change up to `revision`.
@@ -869,7 +937,7 @@ export type Progress = Message<"session.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 24);
+  messageDesc(file_session_v1_session_service, 26);
 
 /**
  * WatchSessionsResponse is one message of a watch stream.
@@ -914,7 +982,7 @@ export type WatchSessionsResponse = Message<"session.v1.WatchSessionsResponse"> 
  * Use `create(WatchSessionsResponseSchema)` to create a new message.
  */
 export const WatchSessionsResponseSchema: GenMessage<WatchSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 25);
+  messageDesc(file_session_v1_session_service, 27);
 
 /**
  * WatchSessionStatsRequest opens a stream of live figures: what GetSessionStats counts, and how
@@ -986,7 +1054,7 @@ export type WatchSessionStatsRequest = Message<"session.v1.WatchSessionStatsRequ
  * Use `create(WatchSessionStatsRequestSchema)` to create a new message.
  */
 export const WatchSessionStatsRequestSchema: GenMessage<WatchSessionStatsRequest> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 26);
+  messageDesc(file_session_v1_session_service, 28);
 
 /**
  * StatsHeartbeat says that the figures last sent are still the current ones.
@@ -1014,7 +1082,7 @@ export type StatsHeartbeat = Message<"session.v1.StatsHeartbeat"> & {
  * Use `create(StatsHeartbeatSchema)` to create a new message.
  */
 export const StatsHeartbeatSchema: GenMessage<StatsHeartbeat> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 27);
+  messageDesc(file_session_v1_session_service, 29);
 
 /**
  * WatchSessionStatsResponse is one message of a stats stream.
@@ -1051,7 +1119,7 @@ export type WatchSessionStatsResponse = Message<"session.v1.WatchSessionStatsRes
  * Use `create(WatchSessionStatsResponseSchema)` to create a new message.
  */
 export const WatchSessionStatsResponseSchema: GenMessage<WatchSessionStatsResponse> = /*@__PURE__*/
-  messageDesc(file_session_v1_session_service, 28);
+  messageDesc(file_session_v1_session_service, 30);
 
 /**
  * StatsGroupBy is the field GetSessionStats groups by.
@@ -1296,6 +1364,19 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof MergeProfilesRequestSchema;
     output: typeof MergeProfilesResponseSchema;
+  },
+  /**
+   * Erases a person: deletes every session of the profile and removes their data from the
+   * change log (the watch history keeps tombstones with the id and revision only), from
+   * idempotency records and from visit claims. Idempotent: a retry (also after a failure
+   * half-way) finishes the job. Needs the scope profiles.erase when API keys are on.
+   *
+   * @generated from rpc session.v1.SessionService.EraseProfile
+   */
+  eraseProfile: {
+    methodKind: "unary";
+    input: typeof EraseProfileRequestSchema;
+    output: typeof EraseProfileResponseSchema;
   },
   /**
    * Counts sessions, grouped by one field, plus how many are online now.

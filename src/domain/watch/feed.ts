@@ -21,6 +21,9 @@
 import { ChangesTrimmedError, ResourceExhaustedError } from "../errors";
 import type { Logger } from "../../log";
 import type { ChangeRecord, SessionStore } from "../store";
+import type { ErasureWatchers } from "../erasure";
+import { ChangeBuffer } from "./buffer";
+import { HeadWaiters } from "./erased";
 import { classify, compile, type Matcher, type WatchFilter } from "./filter";
 
 /** Changes per read of the change log or of the feed's buffer. */
@@ -101,12 +104,10 @@ function own(w: Watcher): FeedWatcher {
 }
 
 /** The per-process reader of the change log, shared by every watcher of the process. */
-export class ChangeFeed {
+export class ChangeFeed implements ErasureWatchers {
   /** Every change with revision <= head has been read into the buffer (or before it). */
   private head = 0;
-  /** The buffer holds the changes with revision in (bufferStart, head]. */
-  private bufferStart = 0;
-  private buffer: ChangeRecord[] = [];
+  private readonly buffer: ChangeBuffer;
   private started: Promise<void> | undefined;
   private pumping = false;
   private again = false;
@@ -117,6 +118,7 @@ export class ChangeFeed {
   /** Open watchers, for leak checks and metrics. */
   watchers = 0;
   private resync: Promise<void> | undefined;
+  private readonly headWaiters = new HeadWaiters();
 
   // The index of open watchers (see the header). A watcher is in exactly one of byId (under
   // each of its ids), byProfile or unindexed, and always in `all`.
@@ -135,7 +137,9 @@ export class ChangeFeed {
     private readonly store: SessionStore,
     private readonly log: Logger,
     readonly options: FeedOptions = DEFAULT_FEED_OPTIONS,
-  ) {}
+  ) {
+    this.buffer = new ChangeBuffer(options.bufferSize);
+  }
 
   /** Starts reading; resolves once the feed knows its head (retrying while the store is down). */
   start(): Promise<void> {
@@ -143,7 +147,8 @@ export class ChangeFeed {
       this.unsubscribe = this.store.onCommit(() => this.kick());
       for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 5000)) {
         try {
-          this.head = this.bufferStart = await this.store.headRevision();
+          this.head = await this.store.headRevision();
+          this.buffer.reset(this.head);
           break;
         } catch (err) {
           this.log.warn("change feed cannot read the head revision, retrying", { error: String(err), retry_ms: delay });
@@ -284,19 +289,15 @@ export class ChangeFeed {
         // from there rather than append changes the buffer no longer lines up with.
         if (this.head !== from) continue;
         if (batch.changes.length > 0) {
-          this.buffer.push(...batch.changes);
-          const excess = this.buffer.length - this.options.bufferSize;
-          if (excess > 0) {
-            this.bufferStart = this.buffer[excess - 1].revision;
-            this.buffer.splice(0, excess);
-          }
+          this.buffer.append(batch.changes);
           this.publish(batch.changes);
         }
         const advanced = batch.safeRevision > this.head;
         if (advanced) this.head = batch.safeRevision;
-        if (this.buffer.length === 0) this.bufferStart = this.head;
+        this.buffer.advanced(this.head);
         // Once per batch, after the head has moved: a woken watcher reads up to the new head.
         if (advanced) this.wakeMarked();
+        if (advanced) this.headWaiters.reached(this.head);
         if (this.failing) {
           this.failing = false;
           this.log.info("change feed reading again", { head: this.head });
@@ -324,8 +325,8 @@ export class ChangeFeed {
    * reads from its own cursor (from the store, which answers OUT_OF_RANGE if they are gone).
    */
   private skipTo(head: number): void {
-    this.head = this.bufferStart = head;
-    this.buffer = [];
+    this.head = head;
+    this.buffer.reset(head);
     for (const w of this.all) this.mark(w);
     this.wakeMarked();
   }
@@ -415,19 +416,22 @@ export class ChangeFeed {
    * than the buffer (read the store instead).
    */
   read(after: number, limit: number): ChangeRecord[] | null {
-    if (after < this.bufferStart) return null;
-    // Binary search for the first change after `after`.
-    let lo = 0;
-    let hi = this.buffer.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.buffer[mid].revision <= after) lo = mid + 1;
-      else hi = mid;
-    }
-    return this.buffer.slice(lo, lo + limit);
+    return this.buffer.read(after, limit);
+  }
+
+  caughtUp(revision: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.watchers === 0 || this.head >= revision || this.closed) return Promise.resolve();
+    const waiting = this.headWaiters.wait(revision, timeoutMs, signal);
+    this.kick();
+    return waiting;
+  }
+
+  forgetProfile(profileId: string): void {
+    this.buffer.forgetProfile(profileId);
   }
 
   close(): void {
+    this.headWaiters.closeAll();
     this.closed = true;
     clearInterval(this.pollTimer);
     this.unsubscribe?.();

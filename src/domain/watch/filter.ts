@@ -69,6 +69,14 @@ function matches(m: Matcher, id: string, profileId: string | null, status: strin
 
 /** What `change` means to a watcher with the compiled filter `m`, or null when it does not concern it. */
 export function classify(m: Matcher, change: ChangeRecord): ChangeEventKind | null {
+  // An erased session's tombstone: only its id is certain. With the filter fields before the
+  // erasure (read live) it concerns the watchers those matched; without them (read back from the
+  // history) every watcher whose ids do not exclude it: the client drops what it had of the id.
+  if (change.erased === true) {
+    if (m.ids !== null && !m.ids.has(change.id)) return null;
+    const e = change.before;
+    return e === null || matches(m, change.id, e.profileId, e.status, e.channel, e.channelGroup) ? "deleted" : null;
+  }
   const doc = change.doc;
   const now = matches(m, change.id, doc.profile?.id ?? null, doc.metadata.status, doc.metadata.channel, doc.traffic?.channel_group ?? null);
   if (change.kind === "created") return now ? "created" : null;

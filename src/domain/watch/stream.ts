@@ -18,7 +18,7 @@ import { READ_BATCH, type ChangeFeed } from "./feed";
 import { classify, fieldsOf, matchesFilter, type ChangeEventKind, type WatchFilter } from "./filter";
 
 export type WatchEvent =
-  | { type: "change"; kind: ChangeEventKind; session: SessionDoc; revision: number }
+  | { type: "change"; kind: ChangeEventKind; session: SessionDoc; revision: number; erased?: boolean }
   | { type: "initial_end"; revision: number }
   | { type: "progress"; revision: number };
 
@@ -105,7 +105,7 @@ export async function* watchSessions(
           // A session the listing never showed cannot be deleted or leave, for this watcher.
           if (kind === null || ((kind === "deleted" || kind === "left") && !sent.has(change.id))) continue;
           sent.set(change.id, change.revision);
-          yield { type: "change", kind, session: change.doc, revision: change.revision };
+          yield { type: "change", kind, session: change.doc, revision: change.revision, erased: change.erased === true };
         }
         if (upTo > cursor) cursor = Math.min(upTo, snapshotRevision);
         if (cursor >= snapshotRevision || changes.length > 0) continue;
@@ -132,7 +132,7 @@ export async function* watchSessions(
         const kind = classify(w.match, change);
         if (kind === null) continue;
         w.sent();
-        yield { type: "change", kind, session: change.doc, revision: change.revision };
+        yield { type: "change", kind, session: change.doc, revision: change.revision, erased: change.erased === true };
         if (signal.aborted) return;
       }
       if (upTo > cursor) {

@@ -6,6 +6,7 @@
 // protocol and its guarantees: docs/watch.md ("MongoDB and FerretDB"); the documents:
 // docs/mongodb.md.
 
+import { erasedDoc } from "../../domain/erasure";
 import { ChangesTrimmedError } from "../../domain/errors";
 import type { ChangeBatch, ChangeKind, ChangeRecord, FilterFields } from "../../domain/store";
 import type { Logger } from "../../log";
@@ -25,6 +26,8 @@ export interface Outcome {
   doc?: StoredSession;
   before?: FilterFields | null;
   aborted?: true;
+  /** A tombstone of an erased session (erase.ts): no doc; `before` until the erasure is over. */
+  erased?: true;
 }
 
 export type Resolution = "committed" | "aborted" | "pending" | "none";
@@ -75,13 +78,17 @@ export function logDoc(s: StoredSession, revision: number): StoredSession {
 
 function toChangeRecord(o: Outcome): ChangeRecord {
   const revision = revNum(o._id);
+  // Entries written before channelGroup was kept: null, as for a session without traffic.
+  const before = o.before ? { ...o.before, channelGroup: o.before.channelGroup ?? null } : null;
+  if (o.erased) {
+    return { revision, kind: "deleted", id: o.id, doc: erasedDoc(o.id, before?.profileId ?? null, revision), before, erased: true };
+  }
   return {
     revision,
     kind: o.kind,
     id: o.id,
     doc: fromStoredDocument({ ...(o.doc as unknown as Raw), _id: o.id, revision }),
-    // Entries written before channelGroup was kept: null, as for a session without traffic.
-    before: o.before ? { ...o.before, channelGroup: o.before.channelGroup ?? null } : null,
+    before,
   };
 }
 
@@ -220,8 +227,9 @@ export class ChangeLog {
     // Nobody moves a session away from a revision before that revision has its outcome, so a
     // session at `revision` shows the change's result, and a deleted one is gone from `from`.
     if (res.kind === "deleted" ? !session || session.revision !== from : session?.revision === revision) {
-      const doc = res.kind === "deleted" ? res.last! : session!;
-      return this.commit(revision, res, doc, res.before ?? null, call);
+      // An erasure keeps no copy (nor does a deletion whose session has been erased since).
+      const doc = res.kind === "deleted" ? res.last : session!;
+      return this.commit(revision, doc === undefined ? { ...res, erased: true } : res, doc, res.before ?? null, call);
     }
     if (Date.now() - res.at.getTime() < leaseMs) return "pending";
     return this.abort(revision, call, res);
@@ -230,12 +238,15 @@ export class ChangeLog {
   /** Records that `revision` changed the session; returns the outcome that stands. */
   async commit(
     revision: number,
-    res: Pick<Reservation, "id" | "kind">,
-    doc: StoredSession,
+    res: Pick<Reservation, "id" | "kind" | "erased">,
+    doc: StoredSession | undefined,
     before: FilterFields | null,
     call: Call,
   ): Promise<Resolution> {
-    const outcome: Outcome = { _id: revId(revision), at: new Date(), id: res.id, kind: res.kind, doc: logDoc(doc, revision), before };
+    const outcome: Outcome =
+      res.erased || doc === undefined
+        ? { _id: revId(revision), at: new Date(), id: res.id, kind: "deleted", before, erased: true }
+        : { _id: revId(revision), at: new Date(), id: res.id, kind: res.kind, doc: logDoc(doc, revision), before };
     const state = await this.settle(outcome, call);
     if (state === "committed") {
       this.committedHere.add(revision);

@@ -32,8 +32,15 @@ export const SESSION_INDEXES: IndexDescription[] = [
   // Sparse, not partial: FerretDB has no partialFilterExpression (docs/mongodb.md).
   { name: "request_id", key: { request_id: 1 }, unique: true, sparse: true },
 ];
-const REVISION_INDEXES: IndexDescription[] = [{ name: "key", key: { key: 1 }, unique: true, sparse: true }];
-const CHANGE_INDEXES: IndexDescription[] = [{ name: "at", key: { at: 1 } }];
+// By session id: erasure turns a session's entries into tombstones (erase.ts).
+const REVISION_INDEXES: IndexDescription[] = [
+  { name: "key", key: { key: 1 }, unique: true, sparse: true },
+  { name: "id", key: { id: 1 } },
+];
+const CHANGE_INDEXES: IndexDescription[] = [
+  { name: "at", key: { at: 1 } },
+  { name: "id", key: { id: 1 } },
+];
 
 /** The adapter's collections, with the configured write concern. */
 export interface MongoCollections {

@@ -9,6 +9,7 @@
 //   batch.ts        group commit of creates
 //   visits.ts       visit numbering
 //   queries.ts      list, findExpired, stats
+//   erase.ts        erasure (eraseSessions, eraseTraces)
 // Only inserts decide anything (reservations, claims, outcomes), so the same code is correct on a
 // standalone MongoDB, a replica set and FerretDB, whose updates are not atomic. What is stored,
 // and how FerretDB differs: docs/mongodb.md; the write and change-log protocol: docs/watch.md.
@@ -23,6 +24,8 @@ import type {
   ConditionalOptions,
   CreateOptions,
   CreateResult,
+  EraseSessionsResult,
+  EraseTracesResult,
   ExpiryQuery,
   ListQuery,
   SessionPatch,
@@ -37,6 +40,7 @@ import { CallRunner } from "./call";
 import { ChangeLog } from "./changes";
 import { fromStoredDocument } from "./codec";
 import { createIndexes, DEFAULT_WRITE_CONCERN, openCollections, type MongoCollections } from "./collections";
+import { MongoErasure } from "./erase";
 import { toStoreError } from "./errors";
 import { findExpired, listSessions, sessionStats } from "./queries";
 import { Reservations } from "./reservations";
@@ -71,6 +75,7 @@ export class MongoSessionStore implements SessionStore {
   private readonly changeLog: ChangeLog;
   private readonly writer: SessionWriter;
   private readonly batcher: CreateBatcher;
+  private readonly erasure: MongoErasure;
 
   private constructor(
     private readonly client: MongoClient,
@@ -86,6 +91,7 @@ export class MongoSessionStore implements SessionStore {
     this.changeLog = new ChangeLog(collections, reservations, this.calls, options.log);
     this.writer = new SessionWriter(collections, reservations, this.changeLog, visitNumbers, ferret);
     this.batcher = new CreateBatcher(collections, reservations, this.changeLog, visitNumbers, this.calls, ferret, options.log);
+    this.erasure = new MongoErasure(collections, this.calls, this.writer, visitNumbers);
   }
 
   /** Connects, detects the server, creates the indexes (idempotent). StoreUnavailableError if unreachable. */
@@ -136,6 +142,14 @@ export class MongoSessionStore implements SessionStore {
 
   async delete(id: string, options: ConditionalOptions = {}): Promise<{ revision: number }> {
     return this.calls.run(options, true, (call) => this.writer.delete(id, options.expectedRevision, call));
+  }
+
+  async eraseSessions(profileId: string, limit: number, options: CallOptions = {}): Promise<EraseSessionsResult> {
+    return this.erasure.eraseSessions(profileId, limit, options);
+  }
+
+  async eraseTraces(profileId: string, limit: number, options: CallOptions = {}): Promise<EraseTracesResult> {
+    return this.erasure.eraseTraces(profileId, limit, options);
   }
 
   async list(query: ListQuery, options: CallOptions = {}): Promise<SessionDoc[]> {

@@ -24,8 +24,10 @@ export interface Reservation {
   key?: string;
   /** Update and delete: the filter fields before the change. */
   before?: FilterFields;
-  /** Delete: the session before the deletion. */
+  /** Delete: the session before the deletion (not for an erasure, nor once erased: erase.ts). */
   last?: StoredSession;
+  /** The deletion is an erasure (EraseProfile): its outcome is a tombstone. */
+  erased?: true;
 }
 
 /** This process's side of the reservations: numbering and the queue of inserts. */

@@ -128,6 +128,11 @@ export class VisitNumbers {
     if (this.visitHints.size > MAX_VISIT_HINTS) this.visitHints.delete(this.visitHints.keys().next().value!);
   }
 
+  /** The profile's claims are being removed (erase.ts): its next number is searched again. */
+  forget(profileId: string): void {
+    this.visitHints.delete(profileId);
+  }
+
   async voidVisit(claim: string, call: Call): Promise<void> {
     // A void number is no one's previous visit: forget it as this process's last one.
     for (const [profileId, hint] of this.visitHints) if (visitId(profileId, hint.index) === claim) this.visitHints.delete(profileId);

@@ -67,6 +67,25 @@ export class SessionWriter {
   }
 
   /**
+   * Erases session `id` of profile `profileId` (erase.ts): deletes it with an erased change.
+   * NotFoundError when it is gone or no longer the profile's (merged away meanwhile).
+   */
+  async erase(id: string, profileId: string, call: Call): Promise<{ revision: number; doc: StoredSession }> {
+    return this.modify(
+      id,
+      "deleted",
+      undefined,
+      call,
+      async (from, revision, current) => {
+        if (current.profile?.id !== profileId) throw new NotFoundError(id);
+        const res = await this.collections.sessions.deleteOne({ _id: id, revision: from }, call.opts);
+        return res.deletedCount === 1 ? { result: { revision, doc: current }, doc: current } : null;
+      },
+      true,
+    );
+  }
+
+  /**
    * Moves session `id` away from its current revision with `write`, which must write
    * conditionally on {_id: id, revision: from} and return null when nothing matched.
    * With `expected`, a different current revision is a RevisionConflictError; without it, the
@@ -78,6 +97,7 @@ export class SessionWriter {
     expected: number | undefined,
     call: Call,
     write: (from: number, revision: number, current: StoredSession) => Promise<{ result: T; doc: StoredSession } | null>,
+    erase = false,
   ): Promise<T> {
     // Writers of one session in this process take turns (claims only arbitrate between
     // processes then); waiting for the turn counts against the call's budget.
@@ -88,7 +108,7 @@ export class SessionWriter {
     this.sessionTurns.set(id, queued);
     try {
       await untilAborted(previous, call.signal);
-      return await this.modifyNow(id, kind, expected, call, write);
+      return await this.modifyNow(id, kind, expected, call, write, erase);
     } finally {
       done();
       if (this.sessionTurns.get(id) === queued) this.sessionTurns.delete(id);
@@ -101,6 +121,7 @@ export class SessionWriter {
     expected: number | undefined,
     call: Call,
     write: (from: number, revision: number, current: StoredSession) => Promise<{ result: T; doc: StoredSession } | null>,
+    erase: boolean,
   ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const current = await this.collections.sessions.findOne({ _id: id }, call.opts);
@@ -108,7 +129,8 @@ export class SessionWriter {
       if (expected !== undefined && current.revision !== expected) throw new RevisionConflictError(id, expected, current.revision);
       const from = current.revision;
       const reservation: Omit<Reservation, "_id" | "at"> = { id, kind, key: `${id}@${from}`, before: filterFields(current) };
-      if (kind === "deleted") reservation.last = current;
+      if (erase) reservation.erased = true;
+      else if (kind === "deleted") reservation.last = current;
       const revision = await this.reservations.reserve(call, reservation);
       if (revision === null) {
         // Another process is moving the session away from `from`: wait for it, then re-read.

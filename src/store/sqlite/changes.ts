@@ -46,7 +46,7 @@ export class ChangeLog {
     this.headStmt = db.prepare<[], Head>("SELECT revision, trimmed_through FROM meta WHERE id = 1");
     this.changesStmt = db.prepare<[number, number, number], ChangeRow>(
       `SELECT c.revision, c.id, c.kind, iif(c.doc = '', s.doc, c.doc) AS doc, s.revision AS session_revision,
-              c.before_profile_id, c.before_status, c.before_channel, c.before_channel_group
+              c.before_profile_id, c.before_status, c.before_channel, c.before_channel_group, c.erased
        FROM changes c LEFT JOIN sessions s ON c.doc = '' AND s.id = c.id
        WHERE c.revision > ? AND c.revision <= ? ORDER BY c.revision LIMIT ?`,
     );

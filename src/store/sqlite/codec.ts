@@ -2,6 +2,7 @@
 // create, update) are written as epoch milliseconds and revived on read. Everything else is JSON
 // already. The revision lives in its own column and is not part of the JSON.
 
+import { erasedDoc } from "../../domain/erasure";
 import { emptyActivity, type SessionDoc } from "../../domain/session";
 import type { ChangeKind, ChangeRecord, FilterFields } from "../../domain/store";
 
@@ -24,6 +25,8 @@ export interface ChangeRow {
   before_status: string | null;
   before_channel: string | null;
   before_channel_group: string | null;
+  /** 1: a tombstone of an erased session (erase.ts). */
+  erased: number;
 }
 
 export function toJson(doc: SessionDoc): string {
@@ -62,6 +65,14 @@ export function activeMs(doc: SessionDoc): number {
 }
 
 export function fromChangeRow(row: ChangeRow): ChangeRecord {
+  if (row.erased === 1) {
+    const profileId = row.before_profile_id;
+    const before =
+      row.before_status === null
+        ? null
+        : { profileId, status: row.before_status, channel: row.before_channel ?? "", channelGroup: row.before_channel_group };
+    return { revision: row.revision, kind: "deleted", id: row.id, doc: erasedDoc(row.id, profileId, row.revision), before, erased: true };
+  }
   // A change row without a document points at its session row, which must still be at it.
   if (row.session_revision !== null && row.session_revision !== row.revision) {
     throw new Error(

@@ -26,6 +26,8 @@ import type {
   ConditionalOptions,
   CreateOptions,
   CreateResult,
+  EraseSessionsResult,
+  EraseTracesResult,
   ExpiryQuery,
   ListQuery,
   SessionPatch,
@@ -39,6 +41,7 @@ import { GroupCommit } from "./batch";
 import { ChangeLog, CommitListeners } from "./changes";
 import { Checkpointer } from "./checkpoint";
 import { activeMs, fromRow, toJson, type DocRow } from "./codec";
+import { SqliteErasure } from "./erase";
 import { deadlineExceeded, toStoreError } from "./errors";
 import { StatsCounts } from "./counts";
 import { Queries } from "./queries";
@@ -66,6 +69,7 @@ export class SqliteEngine implements SessionStore {
   private readonly statsReader: Stats;
   private readonly counts: StatsCounts;
   private readonly checkpointer: Checkpointer;
+  private readonly erasure: SqliteErasure;
   private readonly commitListeners = new CommitListeners();
 
   private readonly selectByIdStmt: Database.Statement<[string], DocRow>;
@@ -132,6 +136,7 @@ export class SqliteEngine implements SessionStore {
       committed: () => this.commitListeners.notify(),
       ran: () => this.checkpointer.afterBatch(),
     });
+    this.erasure = new SqliteErasure(db, this.batch, this.counts);
   }
 
   async create(doc: SessionDoc, options?: CreateOptions): Promise<CreateResult> {
@@ -238,6 +243,14 @@ export class SqliteEngine implements SessionStore {
       this.batch.revision = revision;
       return { revision };
     });
+  }
+
+  async eraseSessions(profileId: string, limit: number, options?: CallOptions): Promise<EraseSessionsResult> {
+    return this.write(options, () => this.erasure.eraseSessions(profileId, limit));
+  }
+
+  async eraseTraces(profileId: string, limit: number, options?: CallOptions): Promise<EraseTracesResult> {
+    return this.write(options, () => this.erasure.eraseTraces(profileId, limit));
   }
 
   async list(query: ListQuery, options?: CallOptions): Promise<SessionDoc[]> {

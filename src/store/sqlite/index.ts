@@ -52,6 +52,8 @@ import type {
   ConditionalOptions,
   CreateOptions,
   CreateResult,
+  EraseSessionsResult,
+  EraseTracesResult,
   ExpiryQuery,
   ListQuery,
   SessionPatch,
@@ -134,6 +136,14 @@ export class SqliteSessionStore implements SessionStore {
 
   async delete(id: string, options?: ConditionalOptions): Promise<{ revision: number }> {
     return this.pool.call("delete", [id, plain(options)], options, "write") as Promise<{ revision: number }>;
+  }
+
+  async eraseSessions(profileId: string, limit: number, options?: CallOptions): Promise<EraseSessionsResult> {
+    return this.pool.call("eraseSessions", [profileId, limit, plain(options)], options, "write") as Promise<EraseSessionsResult>;
+  }
+
+  async eraseTraces(profileId: string, limit: number, options?: CallOptions): Promise<EraseTracesResult> {
+    return this.pool.call("eraseTraces", [profileId, limit, plain(options)], options, "write") as Promise<EraseTracesResult>;
   }
 
   async list(query: ListQuery, options?: CallOptions): Promise<SessionDoc[]> {

@@ -73,7 +73,9 @@ export const SCHEMA = `
     before_profile_id TEXT,
     before_status     TEXT,
     before_channel    TEXT,
-    before_channel_group TEXT
+    before_channel_group TEXT,
+    -- 1: a tombstone of an erased session (doc '-'); see erase.ts.
+    erased            INTEGER NOT NULL DEFAULT 0
   );
   -- Trimming scans from the oldest change (revision order follows at_ms closely enough).
   DROP INDEX IF EXISTS changes_by_time;
@@ -100,12 +102,20 @@ export function migrate(db: Database.Database): void {
     db.exec("ALTER TABLE sessions ADD COLUMN channel_group TEXT");
     db.exec("UPDATE sessions SET channel_group = json_extract(doc, '$.traffic.channel_group')");
   }
-  const changeColumns = db.prepare("SELECT name FROM pragma_table_info('changes')").pluck().all() as string[];
-  if (!changeColumns.includes("before_channel_group")) db.exec("ALTER TABLE changes ADD COLUMN before_channel_group TEXT");
   // A listing filtered by channel group walks its sessions in listing order; sessions without
   // traffic (NULL) take no entry.
   db.exec(
     "CREATE INDEX IF NOT EXISTS sessions_by_channel_group ON sessions (channel_group, insert_ms, id) WHERE channel_group IS NOT NULL",
+  );
+  const changeColumns = db.prepare("SELECT name FROM pragma_table_info('changes')").pluck().all() as string[];
+  // The channel group before each change, for watch filters by channel_group.
+  if (!changeColumns.includes("before_channel_group")) db.exec("ALTER TABLE changes ADD COLUMN before_channel_group TEXT");
+  // Erasure (erase.ts): tombstones in the change log, the log by session id, and the erased
+  // changes whose before-fields (the profile id) are still to be cleared.
+  if (!changeColumns.includes("erased")) db.exec("ALTER TABLE changes ADD COLUMN erased INTEGER NOT NULL DEFAULT 0");
+  db.exec("CREATE INDEX IF NOT EXISTS changes_by_id ON changes (id)");
+  db.exec(
+    "CREATE TABLE IF NOT EXISTS erasures (profile_id TEXT NOT NULL, revision INTEGER NOT NULL, PRIMARY KEY (profile_id, revision)) WITHOUT ROWID",
   );
   // The statistics counts (counts.ts), filled from the sessions when the file has none.
   migrateCounts(db);

@@ -86,6 +86,8 @@ export function validRequest(method: string, r: Rng, pool: Pool): Record<string,
       };
     case "MergeProfiles":
       return { sourceProfileIds: [r.pick(pool.profiles)], targetProfileId: r.pick(pool.profiles) };
+    case "EraseProfile":
+      return { profileId: r.pick(pool.profiles) };
     case "GetSessionStats":
       return { groupBy: r.int(0, 9), filter: r.chance(0.3) ? { channel: "web" } : undefined };
     case "WatchSessionStats":

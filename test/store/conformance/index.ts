@@ -8,6 +8,7 @@
 import { availabilityTests } from "./availability";
 import { changeLogTests } from "./changes";
 import { crudTests } from "./crud";
+import { erasureTests } from "./erasure";
 import { expiryTests } from "./expiry";
 import { listTests } from "./list";
 import { retentionTests } from "./retention";
@@ -41,6 +42,7 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreUn
     statsTests(current);
     statsWritesTests(current);
     changeLogTests(current);
+    erasureTests(current);
     availabilityTests(current);
   });
 }

@@ -18,6 +18,11 @@ export interface StoreUnderTest {
   openAnother(): Promise<SessionStore>;
   /** Releases and removes everything; must also work when the test has already closed `store`. */
   cleanup(): Promise<void>;
+  /**
+   * Every record the store keeps (rows of every table, documents of every collection) as JSON
+   * text, read past the port: to prove that erased data is in none of them.
+   */
+  dump(): Promise<string>;
 }
 
 /** The store under test of the running test (the suite's beforeEach sets it). */

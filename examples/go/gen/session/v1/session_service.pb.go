@@ -185,7 +185,11 @@ type TouchSessionRequest struct {
 	// When the activity happened; default now. Not before the session's insert time and not more
 	// than a minute in the future. An activity older than the latest one recorded counts, but
 	// does not move metadata.time.update back.
-	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	At *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	// The visitor's IP address at this activity, if known (IPv4 or IPv6; else INVALID_ARGUMENT):
+	// stored as device.ip after IP_ANONYMIZATION, and the device.geo fields still empty are looked
+	// up from it (values already set, the client's or an earlier lookup's, stay).
+	ClientIp      string `protobuf:"bytes,4,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -239,6 +243,13 @@ func (x *TouchSessionRequest) GetAt() *timestamppb.Timestamp {
 		return x.At
 	}
 	return nil
+}
+
+func (x *TouchSessionRequest) GetClientIp() string {
+	if x != nil {
+		return x.ClientIp
+	}
+	return ""
 }
 
 // TouchSessionResponse returns the session after the touch.
@@ -397,6 +408,98 @@ func (x *MergeProfilesResponse) GetMovedSessionIds() []string {
 	return nil
 }
 
+// EraseProfileRequest names the person to forget.
+type EraseProfileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The profile (profile.id) whose sessions and their traces are erased.
+	ProfileId     string `protobuf:"bytes,1,opt,name=profile_id,json=profileId,proto3" json:"profile_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseProfileRequest) Reset() {
+	*x = EraseProfileRequest{}
+	mi := &file_session_v1_session_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseProfileRequest) ProtoMessage() {}
+
+func (x *EraseProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseProfileRequest.ProtoReflect.Descriptor instead.
+func (*EraseProfileRequest) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EraseProfileRequest) GetProfileId() string {
+	if x != nil {
+		return x.ProfileId
+	}
+	return ""
+}
+
+// EraseProfileResponse says what this call erased.
+type EraseProfileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many sessions this call erased (a retry counts only what it erased itself).
+	ErasedSessions int64 `protobuf:"varint,1,opt,name=erased_sessions,json=erasedSessions,proto3" json:"erased_sessions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *EraseProfileResponse) Reset() {
+	*x = EraseProfileResponse{}
+	mi := &file_session_v1_session_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseProfileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseProfileResponse) ProtoMessage() {}
+
+func (x *EraseProfileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseProfileResponse.ProtoReflect.Descriptor instead.
+func (*EraseProfileResponse) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *EraseProfileResponse) GetErasedSessions() int64 {
+	if x != nil {
+		return x.ErasedSessions
+	}
+	return 0
+}
+
 // StatsFilter selects the sessions counted; empty fields match everything.
 type StatsFilter struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -412,7 +515,7 @@ type StatsFilter struct {
 
 func (x *StatsFilter) Reset() {
 	*x = StatsFilter{}
-	mi := &file_session_v1_session_service_proto_msgTypes[4]
+	mi := &file_session_v1_session_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +527,7 @@ func (x *StatsFilter) String() string {
 func (*StatsFilter) ProtoMessage() {}
 
 func (x *StatsFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[4]
+	mi := &file_session_v1_session_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +540,7 @@ func (x *StatsFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsFilter.ProtoReflect.Descriptor instead.
 func (*StatsFilter) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{4}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StatsFilter) GetProfileId() string {
@@ -485,7 +588,7 @@ type GetSessionStatsRequest struct {
 
 func (x *GetSessionStatsRequest) Reset() {
 	*x = GetSessionStatsRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[5]
+	mi := &file_session_v1_session_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +600,7 @@ func (x *GetSessionStatsRequest) String() string {
 func (*GetSessionStatsRequest) ProtoMessage() {}
 
 func (x *GetSessionStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[5]
+	mi := &file_session_v1_session_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +613,7 @@ func (x *GetSessionStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionStatsRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{5}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetSessionStatsRequest) GetFilter() *StatsFilter {
@@ -568,7 +671,7 @@ type StatsGroup struct {
 
 func (x *StatsGroup) Reset() {
 	*x = StatsGroup{}
-	mi := &file_session_v1_session_service_proto_msgTypes[6]
+	mi := &file_session_v1_session_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +683,7 @@ func (x *StatsGroup) String() string {
 func (*StatsGroup) ProtoMessage() {}
 
 func (x *StatsGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[6]
+	mi := &file_session_v1_session_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +696,7 @@ func (x *StatsGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsGroup.ProtoReflect.Descriptor instead.
 func (*StatsGroup) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{6}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatsGroup) GetKey() string {
@@ -632,7 +735,7 @@ type GetSessionStatsResponse struct {
 
 func (x *GetSessionStatsResponse) Reset() {
 	*x = GetSessionStatsResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[7]
+	mi := &file_session_v1_session_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +747,7 @@ func (x *GetSessionStatsResponse) String() string {
 func (*GetSessionStatsResponse) ProtoMessage() {}
 
 func (x *GetSessionStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[7]
+	mi := &file_session_v1_session_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +760,7 @@ func (x *GetSessionStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionStatsResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{7}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetSessionStatsResponse) GetTotal() int64 {
@@ -715,7 +818,7 @@ type StatsBreakdown struct {
 
 func (x *StatsBreakdown) Reset() {
 	*x = StatsBreakdown{}
-	mi := &file_session_v1_session_service_proto_msgTypes[8]
+	mi := &file_session_v1_session_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +830,7 @@ func (x *StatsBreakdown) String() string {
 func (*StatsBreakdown) ProtoMessage() {}
 
 func (x *StatsBreakdown) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[8]
+	mi := &file_session_v1_session_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +843,7 @@ func (x *StatsBreakdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsBreakdown.ProtoReflect.Descriptor instead.
 func (*StatsBreakdown) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{8}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StatsBreakdown) GetGroupBy() StatsGroupBy {
@@ -770,7 +873,7 @@ type MinuteCount struct {
 
 func (x *MinuteCount) Reset() {
 	*x = MinuteCount{}
-	mi := &file_session_v1_session_service_proto_msgTypes[9]
+	mi := &file_session_v1_session_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +885,7 @@ func (x *MinuteCount) String() string {
 func (*MinuteCount) ProtoMessage() {}
 
 func (x *MinuteCount) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[9]
+	mi := &file_session_v1_session_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +898,7 @@ func (x *MinuteCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MinuteCount.ProtoReflect.Descriptor instead.
 func (*MinuteCount) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{9}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MinuteCount) GetStart() *timestamppb.Timestamp {
@@ -823,6 +926,10 @@ type CreateSessionRequest struct {
 	PageUrl string `protobuf:"bytes,3,opt,name=page_url,json=pageUrl,proto3" json:"page_url,omitempty"`
 	// Optional idempotency key: a retry with the same request_id returns the first result.
 	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The visitor's IP address (as seen at your edge; IPv4 or IPv6, else INVALID_ARGUMENT); falls
+	// back to session.device.ip. Fills device.geo (explicit values win) and is stored as
+	// device.ip after IP_ANONYMIZATION; the full address is never stored.
+	ClientIp string `protobuf:"bytes,5,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
 	// The referrer of the visit's first page (document.referrer, the Referer header); classified
 	// with the page URL into `traffic` (docs/traffic.md). At most MAX_STRING_LENGTH characters;
 	// one that is not a readable URL is kept as given and classified as far as it can be.
@@ -833,7 +940,7 @@ type CreateSessionRequest struct {
 
 func (x *CreateSessionRequest) Reset() {
 	*x = CreateSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[10]
+	mi := &file_session_v1_session_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +952,7 @@ func (x *CreateSessionRequest) String() string {
 func (*CreateSessionRequest) ProtoMessage() {}
 
 func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[10]
+	mi := &file_session_v1_session_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +965,7 @@ func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{10}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateSessionRequest) GetSession() *Session {
@@ -889,6 +996,13 @@ func (x *CreateSessionRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *CreateSessionRequest) GetClientIp() string {
+	if x != nil {
+		return x.ClientIp
+	}
+	return ""
+}
+
 func (x *CreateSessionRequest) GetReferrer() string {
 	if x != nil {
 		return x.Referrer
@@ -907,7 +1021,7 @@ type CreateSessionResponse struct {
 
 func (x *CreateSessionResponse) Reset() {
 	*x = CreateSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[11]
+	mi := &file_session_v1_session_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1033,7 @@ func (x *CreateSessionResponse) String() string {
 func (*CreateSessionResponse) ProtoMessage() {}
 
 func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[11]
+	mi := &file_session_v1_session_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1046,7 @@ func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionResponse.ProtoReflect.Descriptor instead.
 func (*CreateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{11}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateSessionResponse) GetSession() *Session {
@@ -953,7 +1067,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[12]
+	mi := &file_session_v1_session_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1079,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[12]
+	mi := &file_session_v1_session_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1092,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{12}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetSessionRequest) GetId() string {
@@ -999,7 +1113,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[13]
+	mi := &file_session_v1_session_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1125,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[13]
+	mi := &file_session_v1_session_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1138,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{13}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetSessionResponse) GetSession() *Session {
@@ -1055,7 +1169,7 @@ type UpdateSessionRequest struct {
 
 func (x *UpdateSessionRequest) Reset() {
 	*x = UpdateSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[14]
+	mi := &file_session_v1_session_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1181,7 @@ func (x *UpdateSessionRequest) String() string {
 func (*UpdateSessionRequest) ProtoMessage() {}
 
 func (x *UpdateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[14]
+	mi := &file_session_v1_session_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1194,7 @@ func (x *UpdateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{14}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateSessionRequest) GetSession() *Session {
@@ -1129,7 +1243,7 @@ type UpdateSessionResponse struct {
 
 func (x *UpdateSessionResponse) Reset() {
 	*x = UpdateSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[15]
+	mi := &file_session_v1_session_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1255,7 @@ func (x *UpdateSessionResponse) String() string {
 func (*UpdateSessionResponse) ProtoMessage() {}
 
 func (x *UpdateSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[15]
+	mi := &file_session_v1_session_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1268,7 @@ func (x *UpdateSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{15}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateSessionResponse) GetSession() *Session {
@@ -1177,7 +1291,7 @@ type DeleteSessionRequest struct {
 
 func (x *DeleteSessionRequest) Reset() {
 	*x = DeleteSessionRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[16]
+	mi := &file_session_v1_session_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1303,7 @@ func (x *DeleteSessionRequest) String() string {
 func (*DeleteSessionRequest) ProtoMessage() {}
 
 func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[16]
+	mi := &file_session_v1_session_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1316,7 @@ func (x *DeleteSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSessionRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{16}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteSessionRequest) GetId() string {
@@ -1230,7 +1344,7 @@ type DeleteSessionResponse struct {
 
 func (x *DeleteSessionResponse) Reset() {
 	*x = DeleteSessionResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[17]
+	mi := &file_session_v1_session_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1356,7 @@ func (x *DeleteSessionResponse) String() string {
 func (*DeleteSessionResponse) ProtoMessage() {}
 
 func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[17]
+	mi := &file_session_v1_session_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1369,7 @@ func (x *DeleteSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSessionResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{17}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteSessionResponse) GetRevision() int64 {
@@ -1290,7 +1404,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[18]
+	mi := &file_session_v1_session_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1416,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[18]
+	mi := &file_session_v1_session_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1429,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{18}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListSessionsRequest) GetProfileId() string {
@@ -1387,7 +1501,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[19]
+	mi := &file_session_v1_session_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1513,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[19]
+	mi := &file_session_v1_session_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1526,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{19}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -1449,7 +1563,7 @@ type WatchFilter struct {
 
 func (x *WatchFilter) Reset() {
 	*x = WatchFilter{}
-	mi := &file_session_v1_session_service_proto_msgTypes[20]
+	mi := &file_session_v1_session_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +1575,7 @@ func (x *WatchFilter) String() string {
 func (*WatchFilter) ProtoMessage() {}
 
 func (x *WatchFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[20]
+	mi := &file_session_v1_session_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +1588,7 @@ func (x *WatchFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchFilter.ProtoReflect.Descriptor instead.
 func (*WatchFilter) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{20}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchFilter) GetProfileId() string {
@@ -1531,7 +1645,7 @@ type WatchSessionsRequest struct {
 
 func (x *WatchSessionsRequest) Reset() {
 	*x = WatchSessionsRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[21]
+	mi := &file_session_v1_session_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1657,7 @@ func (x *WatchSessionsRequest) String() string {
 func (*WatchSessionsRequest) ProtoMessage() {}
 
 func (x *WatchSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[21]
+	mi := &file_session_v1_session_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1670,7 @@ func (x *WatchSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionsRequest.ProtoReflect.Descriptor instead.
 func (*WatchSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{21}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchSessionsRequest) GetFilter() *WatchFilter {
@@ -1596,14 +1710,17 @@ type SessionChange struct {
 	Session *Session `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
 	// The revision of the change; strictly increasing along a stream (INITIAL entries carry the
 	// session's own revision and come in listing order).
-	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The change is an erasure (EraseProfile; kind DELETED): `session` carries only the id and
+	// profile.id when sent live, only the id when read back from the history.
+	Erased        bool `protobuf:"varint,4,opt,name=erased,proto3" json:"erased,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionChange) Reset() {
 	*x = SessionChange{}
-	mi := &file_session_v1_session_service_proto_msgTypes[22]
+	mi := &file_session_v1_session_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1732,7 @@ func (x *SessionChange) String() string {
 func (*SessionChange) ProtoMessage() {}
 
 func (x *SessionChange) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[22]
+	mi := &file_session_v1_session_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1745,7 @@ func (x *SessionChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionChange.ProtoReflect.Descriptor instead.
 func (*SessionChange) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{22}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SessionChange) GetKind() ChangeKind {
@@ -1652,6 +1769,13 @@ func (x *SessionChange) GetRevision() int64 {
 	return 0
 }
 
+func (x *SessionChange) GetErased() bool {
+	if x != nil {
+		return x.Erased
+	}
+	return false
+}
+
 // InitialStateEnd marks the end of the initial state sent for send_initial.
 type InitialStateEnd struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1663,7 +1787,7 @@ type InitialStateEnd struct {
 
 func (x *InitialStateEnd) Reset() {
 	*x = InitialStateEnd{}
-	mi := &file_session_v1_session_service_proto_msgTypes[23]
+	mi := &file_session_v1_session_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1799,7 @@ func (x *InitialStateEnd) String() string {
 func (*InitialStateEnd) ProtoMessage() {}
 
 func (x *InitialStateEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[23]
+	mi := &file_session_v1_session_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1812,7 @@ func (x *InitialStateEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitialStateEnd.ProtoReflect.Descriptor instead.
 func (*InitialStateEnd) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{23}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InitialStateEnd) GetRevision() int64 {
@@ -1709,7 +1833,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_session_v1_session_service_proto_msgTypes[24]
+	mi := &file_session_v1_session_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1845,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[24]
+	mi := &file_session_v1_session_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1858,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{24}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Progress) GetRevision() int64 {
@@ -1761,7 +1885,7 @@ type WatchSessionsResponse struct {
 
 func (x *WatchSessionsResponse) Reset() {
 	*x = WatchSessionsResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[25]
+	mi := &file_session_v1_session_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1897,7 @@ func (x *WatchSessionsResponse) String() string {
 func (*WatchSessionsResponse) ProtoMessage() {}
 
 func (x *WatchSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[25]
+	mi := &file_session_v1_session_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1910,7 @@ func (x *WatchSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionsResponse.ProtoReflect.Descriptor instead.
 func (*WatchSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{25}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchSessionsResponse) GetEvent() isWatchSessionsResponse_Event {
@@ -1875,7 +1999,7 @@ type WatchSessionStatsRequest struct {
 
 func (x *WatchSessionStatsRequest) Reset() {
 	*x = WatchSessionStatsRequest{}
-	mi := &file_session_v1_session_service_proto_msgTypes[26]
+	mi := &file_session_v1_session_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +2011,7 @@ func (x *WatchSessionStatsRequest) String() string {
 func (*WatchSessionStatsRequest) ProtoMessage() {}
 
 func (x *WatchSessionStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[26]
+	mi := &file_session_v1_session_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +2024,7 @@ func (x *WatchSessionStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionStatsRequest.ProtoReflect.Descriptor instead.
 func (*WatchSessionStatsRequest) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{26}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchSessionStatsRequest) GetFilter() *StatsFilter {
@@ -1972,7 +2096,7 @@ type StatsHeartbeat struct {
 
 func (x *StatsHeartbeat) Reset() {
 	*x = StatsHeartbeat{}
-	mi := &file_session_v1_session_service_proto_msgTypes[27]
+	mi := &file_session_v1_session_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2108,7 @@ func (x *StatsHeartbeat) String() string {
 func (*StatsHeartbeat) ProtoMessage() {}
 
 func (x *StatsHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[27]
+	mi := &file_session_v1_session_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2121,7 @@ func (x *StatsHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsHeartbeat.ProtoReflect.Descriptor instead.
 func (*StatsHeartbeat) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{27}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StatsHeartbeat) GetCheckedAt() *timestamppb.Timestamp {
@@ -2030,7 +2154,7 @@ type WatchSessionStatsResponse struct {
 
 func (x *WatchSessionStatsResponse) Reset() {
 	*x = WatchSessionStatsResponse{}
-	mi := &file_session_v1_session_service_proto_msgTypes[28]
+	mi := &file_session_v1_session_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2166,7 @@ func (x *WatchSessionStatsResponse) String() string {
 func (*WatchSessionStatsResponse) ProtoMessage() {}
 
 func (x *WatchSessionStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_service_proto_msgTypes[28]
+	mi := &file_session_v1_session_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2179,7 @@ func (x *WatchSessionStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionStatsResponse.ProtoReflect.Descriptor instead.
 func (*WatchSessionStatsResponse) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_service_proto_rawDescGZIP(), []int{28}
+	return file_session_v1_session_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WatchSessionStatsResponse) GetEvent() isWatchSessionStatsResponse_Event {
@@ -2106,11 +2230,12 @@ var File_session_v1_session_service_proto protoreflect.FileDescriptor
 const file_session_v1_session_service_proto_rawDesc = "" +
 	"\n" +
 	" session/v1/session_service.proto\x12\n" +
-	"session.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18session/v1/session.proto\"l\n" +
+	"session.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18session/v1/session.proto\"\x89\x01\n" +
 	"\x13TouchSessionRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bpage_url\x18\x02 \x01(\tR\apageUrl\x12*\n" +
-	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"E\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1b\n" +
+	"\tclient_ip\x18\x04 \x01(\tR\bclientIp\"E\n" +
 	"\x14TouchSessionResponse\x12-\n" +
 	"\asession\x18\x01 \x01(\v2\x13.session.v1.SessionR\asession\"p\n" +
 	"\x14MergeProfilesRequest\x12,\n" +
@@ -2118,7 +2243,12 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x11target_profile_id\x18\x02 \x01(\tR\x0ftargetProfileId\"j\n" +
 	"\x15MergeProfilesResponse\x12%\n" +
 	"\x0emoved_sessions\x18\x01 \x01(\x05R\rmovedSessions\x12*\n" +
-	"\x11moved_session_ids\x18\x02 \x03(\tR\x0fmovedSessionIds\"^\n" +
+	"\x11moved_session_ids\x18\x02 \x03(\tR\x0fmovedSessionIds\"4\n" +
+	"\x13EraseProfileRequest\x12\x1d\n" +
+	"\n" +
+	"profile_id\x18\x01 \x01(\tR\tprofileId\"?\n" +
+	"\x14EraseProfileResponse\x12'\n" +
+	"\x0ferased_sessions\x18\x01 \x01(\x03R\x0eerasedSessions\"^\n" +
 	"\vStatsFilter\x12\x1d\n" +
 	"\n" +
 	"profile_id\x18\x01 \x01(\tR\tprofileId\x12\x16\n" +
@@ -2154,14 +2284,15 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x06groups\x18\x02 \x03(\v2\x16.session.v1.StatsGroupR\x06groups\"U\n" +
 	"\vMinuteCount\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"\xba\x01\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xd7\x01\n" +
 	"\x14CreateSessionRequest\x12-\n" +
 	"\asession\x18\x01 \x01(\v2\x13.session.v1.SessionR\asession\x12\x1d\n" +
 	"\n" +
 	"user_agent\x18\x02 \x01(\tR\tuserAgent\x12\x19\n" +
 	"\bpage_url\x18\x03 \x01(\tR\apageUrl\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\x12\x1a\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tclient_ip\x18\x05 \x01(\tR\bclientIp\x12\x1a\n" +
 	"\breferrer\x18\x06 \x01(\tR\breferrer\"F\n" +
 	"\x15CreateSessionResponse\x12-\n" +
 	"\asession\x18\x01 \x01(\v2\x13.session.v1.SessionR\asession\"#\n" +
@@ -2213,11 +2344,12 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x0eafter_revision\x18\x02 \x01(\x03H\x00R\rafterRevision\x88\x01\x01\x12!\n" +
 	"\fsend_initial\x18\x03 \x01(\bR\vsendInitial\x12H\n" +
 	"\x12heartbeat_interval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatIntervalB\x11\n" +
-	"\x0f_after_revision\"\x86\x01\n" +
+	"\x0f_after_revision\"\x9e\x01\n" +
 	"\rSessionChange\x12*\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x16.session.v1.ChangeKindR\x04kind\x12-\n" +
 	"\asession\x18\x02 \x01(\v2\x13.session.v1.SessionR\asession\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"-\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x16\n" +
+	"\x06erased\x18\x04 \x01(\bR\x06erased\"-\n" +
 	"\x0fInitialStateEnd\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\"&\n" +
 	"\bProgress\x12\x1a\n" +
@@ -2265,7 +2397,7 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x13CHANGE_KIND_UPDATED\x10\x03\x12\x17\n" +
 	"\x13CHANGE_KIND_DELETED\x10\x04\x12\x1e\n" +
 	"\x1aCHANGE_KIND_ENTERED_FILTER\x10\x05\x12\x1b\n" +
-	"\x17CHANGE_KIND_LEFT_FILTER\x10\x062\x82\a\n" +
+	"\x17CHANGE_KIND_LEFT_FILTER\x10\x062\xd5\a\n" +
 	"\x0eSessionService\x12T\n" +
 	"\rCreateSession\x12 .session.v1.CreateSessionRequest\x1a!.session.v1.CreateSessionResponse\x12P\n" +
 	"\n" +
@@ -2275,7 +2407,8 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\fListSessions\x12\x1f.session.v1.ListSessionsRequest\x1a .session.v1.ListSessionsResponse\"\x03\x90\x02\x01\x12V\n" +
 	"\rWatchSessions\x12 .session.v1.WatchSessionsRequest\x1a!.session.v1.WatchSessionsResponse0\x01\x12Q\n" +
 	"\fTouchSession\x12\x1f.session.v1.TouchSessionRequest\x1a .session.v1.TouchSessionResponse\x12T\n" +
-	"\rMergeProfiles\x12 .session.v1.MergeProfilesRequest\x1a!.session.v1.MergeProfilesResponse\x12_\n" +
+	"\rMergeProfiles\x12 .session.v1.MergeProfilesRequest\x1a!.session.v1.MergeProfilesResponse\x12Q\n" +
+	"\fEraseProfile\x12\x1f.session.v1.EraseProfileRequest\x1a .session.v1.EraseProfileResponse\x12_\n" +
 	"\x0fGetSessionStats\x12\".session.v1.GetSessionStatsRequest\x1a#.session.v1.GetSessionStatsResponse\"\x03\x90\x02\x01\x12b\n" +
 	"\x11WatchSessionStats\x12$.session.v1.WatchSessionStatsRequest\x1a%.session.v1.WatchSessionStatsResponse0\x01B\xa4\x01\n" +
 	"\x0ecom.session.v1B\x13SessionServiceProtoP\x01Z4session-service/examples/go/gen/session/v1;sessionv1\xa2\x02\x03SXX\xaa\x02\n" +
@@ -2295,7 +2428,7 @@ func file_session_v1_session_service_proto_rawDescGZIP() []byte {
 }
 
 var file_session_v1_session_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_session_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_session_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_session_v1_session_service_proto_goTypes = []any{
 	(StatsGroupBy)(0),                 // 0: session.v1.StatsGroupBy
 	(ChangeKind)(0),                   // 1: session.v1.ChangeKind
@@ -2303,99 +2436,103 @@ var file_session_v1_session_service_proto_goTypes = []any{
 	(*TouchSessionResponse)(nil),      // 3: session.v1.TouchSessionResponse
 	(*MergeProfilesRequest)(nil),      // 4: session.v1.MergeProfilesRequest
 	(*MergeProfilesResponse)(nil),     // 5: session.v1.MergeProfilesResponse
-	(*StatsFilter)(nil),               // 6: session.v1.StatsFilter
-	(*GetSessionStatsRequest)(nil),    // 7: session.v1.GetSessionStatsRequest
-	(*StatsGroup)(nil),                // 8: session.v1.StatsGroup
-	(*GetSessionStatsResponse)(nil),   // 9: session.v1.GetSessionStatsResponse
-	(*StatsBreakdown)(nil),            // 10: session.v1.StatsBreakdown
-	(*MinuteCount)(nil),               // 11: session.v1.MinuteCount
-	(*CreateSessionRequest)(nil),      // 12: session.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),     // 13: session.v1.CreateSessionResponse
-	(*GetSessionRequest)(nil),         // 14: session.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),        // 15: session.v1.GetSessionResponse
-	(*UpdateSessionRequest)(nil),      // 16: session.v1.UpdateSessionRequest
-	(*UpdateSessionResponse)(nil),     // 17: session.v1.UpdateSessionResponse
-	(*DeleteSessionRequest)(nil),      // 18: session.v1.DeleteSessionRequest
-	(*DeleteSessionResponse)(nil),     // 19: session.v1.DeleteSessionResponse
-	(*ListSessionsRequest)(nil),       // 20: session.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),      // 21: session.v1.ListSessionsResponse
-	(*WatchFilter)(nil),               // 22: session.v1.WatchFilter
-	(*WatchSessionsRequest)(nil),      // 23: session.v1.WatchSessionsRequest
-	(*SessionChange)(nil),             // 24: session.v1.SessionChange
-	(*InitialStateEnd)(nil),           // 25: session.v1.InitialStateEnd
-	(*Progress)(nil),                  // 26: session.v1.Progress
-	(*WatchSessionsResponse)(nil),     // 27: session.v1.WatchSessionsResponse
-	(*WatchSessionStatsRequest)(nil),  // 28: session.v1.WatchSessionStatsRequest
-	(*StatsHeartbeat)(nil),            // 29: session.v1.StatsHeartbeat
-	(*WatchSessionStatsResponse)(nil), // 30: session.v1.WatchSessionStatsResponse
-	(*timestamppb.Timestamp)(nil),     // 31: google.protobuf.Timestamp
-	(*Session)(nil),                   // 32: session.v1.Session
-	(*durationpb.Duration)(nil),       // 33: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),     // 34: google.protobuf.FieldMask
+	(*EraseProfileRequest)(nil),       // 6: session.v1.EraseProfileRequest
+	(*EraseProfileResponse)(nil),      // 7: session.v1.EraseProfileResponse
+	(*StatsFilter)(nil),               // 8: session.v1.StatsFilter
+	(*GetSessionStatsRequest)(nil),    // 9: session.v1.GetSessionStatsRequest
+	(*StatsGroup)(nil),                // 10: session.v1.StatsGroup
+	(*GetSessionStatsResponse)(nil),   // 11: session.v1.GetSessionStatsResponse
+	(*StatsBreakdown)(nil),            // 12: session.v1.StatsBreakdown
+	(*MinuteCount)(nil),               // 13: session.v1.MinuteCount
+	(*CreateSessionRequest)(nil),      // 14: session.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),     // 15: session.v1.CreateSessionResponse
+	(*GetSessionRequest)(nil),         // 16: session.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),        // 17: session.v1.GetSessionResponse
+	(*UpdateSessionRequest)(nil),      // 18: session.v1.UpdateSessionRequest
+	(*UpdateSessionResponse)(nil),     // 19: session.v1.UpdateSessionResponse
+	(*DeleteSessionRequest)(nil),      // 20: session.v1.DeleteSessionRequest
+	(*DeleteSessionResponse)(nil),     // 21: session.v1.DeleteSessionResponse
+	(*ListSessionsRequest)(nil),       // 22: session.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),      // 23: session.v1.ListSessionsResponse
+	(*WatchFilter)(nil),               // 24: session.v1.WatchFilter
+	(*WatchSessionsRequest)(nil),      // 25: session.v1.WatchSessionsRequest
+	(*SessionChange)(nil),             // 26: session.v1.SessionChange
+	(*InitialStateEnd)(nil),           // 27: session.v1.InitialStateEnd
+	(*Progress)(nil),                  // 28: session.v1.Progress
+	(*WatchSessionsResponse)(nil),     // 29: session.v1.WatchSessionsResponse
+	(*WatchSessionStatsRequest)(nil),  // 30: session.v1.WatchSessionStatsRequest
+	(*StatsHeartbeat)(nil),            // 31: session.v1.StatsHeartbeat
+	(*WatchSessionStatsResponse)(nil), // 32: session.v1.WatchSessionStatsResponse
+	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
+	(*Session)(nil),                   // 34: session.v1.Session
+	(*durationpb.Duration)(nil),       // 35: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),     // 36: google.protobuf.FieldMask
 }
 var file_session_v1_session_service_proto_depIdxs = []int32{
-	31, // 0: session.v1.TouchSessionRequest.at:type_name -> google.protobuf.Timestamp
-	32, // 1: session.v1.TouchSessionResponse.session:type_name -> session.v1.Session
-	6,  // 2: session.v1.GetSessionStatsRequest.filter:type_name -> session.v1.StatsFilter
+	33, // 0: session.v1.TouchSessionRequest.at:type_name -> google.protobuf.Timestamp
+	34, // 1: session.v1.TouchSessionResponse.session:type_name -> session.v1.Session
+	8,  // 2: session.v1.GetSessionStatsRequest.filter:type_name -> session.v1.StatsFilter
 	0,  // 3: session.v1.GetSessionStatsRequest.group_by:type_name -> session.v1.StatsGroupBy
-	31, // 4: session.v1.GetSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
-	33, // 5: session.v1.GetSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
+	33, // 4: session.v1.GetSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
+	35, // 5: session.v1.GetSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
 	0,  // 6: session.v1.GetSessionStatsRequest.breakdowns:type_name -> session.v1.StatsGroupBy
-	8,  // 7: session.v1.GetSessionStatsResponse.groups:type_name -> session.v1.StatsGroup
-	31, // 8: session.v1.GetSessionStatsResponse.computed_at:type_name -> google.protobuf.Timestamp
-	10, // 9: session.v1.GetSessionStatsResponse.breakdowns:type_name -> session.v1.StatsBreakdown
-	11, // 10: session.v1.GetSessionStatsResponse.started_per_minute:type_name -> session.v1.MinuteCount
+	10, // 7: session.v1.GetSessionStatsResponse.groups:type_name -> session.v1.StatsGroup
+	33, // 8: session.v1.GetSessionStatsResponse.computed_at:type_name -> google.protobuf.Timestamp
+	12, // 9: session.v1.GetSessionStatsResponse.breakdowns:type_name -> session.v1.StatsBreakdown
+	13, // 10: session.v1.GetSessionStatsResponse.started_per_minute:type_name -> session.v1.MinuteCount
 	0,  // 11: session.v1.StatsBreakdown.group_by:type_name -> session.v1.StatsGroupBy
-	8,  // 12: session.v1.StatsBreakdown.groups:type_name -> session.v1.StatsGroup
-	31, // 13: session.v1.MinuteCount.start:type_name -> google.protobuf.Timestamp
-	32, // 14: session.v1.CreateSessionRequest.session:type_name -> session.v1.Session
-	32, // 15: session.v1.CreateSessionResponse.session:type_name -> session.v1.Session
-	32, // 16: session.v1.GetSessionResponse.session:type_name -> session.v1.Session
-	32, // 17: session.v1.UpdateSessionRequest.session:type_name -> session.v1.Session
-	34, // 18: session.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
-	32, // 19: session.v1.UpdateSessionResponse.session:type_name -> session.v1.Session
-	31, // 20: session.v1.ListSessionsRequest.insert_from:type_name -> google.protobuf.Timestamp
-	31, // 21: session.v1.ListSessionsRequest.insert_to:type_name -> google.protobuf.Timestamp
-	32, // 22: session.v1.ListSessionsResponse.sessions:type_name -> session.v1.Session
-	22, // 23: session.v1.WatchSessionsRequest.filter:type_name -> session.v1.WatchFilter
-	33, // 24: session.v1.WatchSessionsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	10, // 12: session.v1.StatsBreakdown.groups:type_name -> session.v1.StatsGroup
+	33, // 13: session.v1.MinuteCount.start:type_name -> google.protobuf.Timestamp
+	34, // 14: session.v1.CreateSessionRequest.session:type_name -> session.v1.Session
+	34, // 15: session.v1.CreateSessionResponse.session:type_name -> session.v1.Session
+	34, // 16: session.v1.GetSessionResponse.session:type_name -> session.v1.Session
+	34, // 17: session.v1.UpdateSessionRequest.session:type_name -> session.v1.Session
+	36, // 18: session.v1.UpdateSessionRequest.update_mask:type_name -> google.protobuf.FieldMask
+	34, // 19: session.v1.UpdateSessionResponse.session:type_name -> session.v1.Session
+	33, // 20: session.v1.ListSessionsRequest.insert_from:type_name -> google.protobuf.Timestamp
+	33, // 21: session.v1.ListSessionsRequest.insert_to:type_name -> google.protobuf.Timestamp
+	34, // 22: session.v1.ListSessionsResponse.sessions:type_name -> session.v1.Session
+	24, // 23: session.v1.WatchSessionsRequest.filter:type_name -> session.v1.WatchFilter
+	35, // 24: session.v1.WatchSessionsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
 	1,  // 25: session.v1.SessionChange.kind:type_name -> session.v1.ChangeKind
-	32, // 26: session.v1.SessionChange.session:type_name -> session.v1.Session
-	24, // 27: session.v1.WatchSessionsResponse.change:type_name -> session.v1.SessionChange
-	25, // 28: session.v1.WatchSessionsResponse.initial_state_end:type_name -> session.v1.InitialStateEnd
-	26, // 29: session.v1.WatchSessionsResponse.progress:type_name -> session.v1.Progress
-	6,  // 30: session.v1.WatchSessionStatsRequest.filter:type_name -> session.v1.StatsFilter
+	34, // 26: session.v1.SessionChange.session:type_name -> session.v1.Session
+	26, // 27: session.v1.WatchSessionsResponse.change:type_name -> session.v1.SessionChange
+	27, // 28: session.v1.WatchSessionsResponse.initial_state_end:type_name -> session.v1.InitialStateEnd
+	28, // 29: session.v1.WatchSessionsResponse.progress:type_name -> session.v1.Progress
+	8,  // 30: session.v1.WatchSessionStatsRequest.filter:type_name -> session.v1.StatsFilter
 	0,  // 31: session.v1.WatchSessionStatsRequest.group_by:type_name -> session.v1.StatsGroupBy
-	31, // 32: session.v1.WatchSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
-	33, // 33: session.v1.WatchSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
-	33, // 34: session.v1.WatchSessionStatsRequest.min_interval:type_name -> google.protobuf.Duration
-	33, // 35: session.v1.WatchSessionStatsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	33, // 32: session.v1.WatchSessionStatsRequest.since:type_name -> google.protobuf.Timestamp
+	35, // 33: session.v1.WatchSessionStatsRequest.online_window:type_name -> google.protobuf.Duration
+	35, // 34: session.v1.WatchSessionStatsRequest.min_interval:type_name -> google.protobuf.Duration
+	35, // 35: session.v1.WatchSessionStatsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
 	0,  // 36: session.v1.WatchSessionStatsRequest.breakdowns:type_name -> session.v1.StatsGroupBy
-	31, // 37: session.v1.StatsHeartbeat.checked_at:type_name -> google.protobuf.Timestamp
-	9,  // 38: session.v1.WatchSessionStatsResponse.stats:type_name -> session.v1.GetSessionStatsResponse
-	29, // 39: session.v1.WatchSessionStatsResponse.heartbeat:type_name -> session.v1.StatsHeartbeat
-	12, // 40: session.v1.SessionService.CreateSession:input_type -> session.v1.CreateSessionRequest
-	14, // 41: session.v1.SessionService.GetSession:input_type -> session.v1.GetSessionRequest
-	16, // 42: session.v1.SessionService.UpdateSession:input_type -> session.v1.UpdateSessionRequest
-	18, // 43: session.v1.SessionService.DeleteSession:input_type -> session.v1.DeleteSessionRequest
-	20, // 44: session.v1.SessionService.ListSessions:input_type -> session.v1.ListSessionsRequest
-	23, // 45: session.v1.SessionService.WatchSessions:input_type -> session.v1.WatchSessionsRequest
+	33, // 37: session.v1.StatsHeartbeat.checked_at:type_name -> google.protobuf.Timestamp
+	11, // 38: session.v1.WatchSessionStatsResponse.stats:type_name -> session.v1.GetSessionStatsResponse
+	31, // 39: session.v1.WatchSessionStatsResponse.heartbeat:type_name -> session.v1.StatsHeartbeat
+	14, // 40: session.v1.SessionService.CreateSession:input_type -> session.v1.CreateSessionRequest
+	16, // 41: session.v1.SessionService.GetSession:input_type -> session.v1.GetSessionRequest
+	18, // 42: session.v1.SessionService.UpdateSession:input_type -> session.v1.UpdateSessionRequest
+	20, // 43: session.v1.SessionService.DeleteSession:input_type -> session.v1.DeleteSessionRequest
+	22, // 44: session.v1.SessionService.ListSessions:input_type -> session.v1.ListSessionsRequest
+	25, // 45: session.v1.SessionService.WatchSessions:input_type -> session.v1.WatchSessionsRequest
 	2,  // 46: session.v1.SessionService.TouchSession:input_type -> session.v1.TouchSessionRequest
 	4,  // 47: session.v1.SessionService.MergeProfiles:input_type -> session.v1.MergeProfilesRequest
-	7,  // 48: session.v1.SessionService.GetSessionStats:input_type -> session.v1.GetSessionStatsRequest
-	28, // 49: session.v1.SessionService.WatchSessionStats:input_type -> session.v1.WatchSessionStatsRequest
-	13, // 50: session.v1.SessionService.CreateSession:output_type -> session.v1.CreateSessionResponse
-	15, // 51: session.v1.SessionService.GetSession:output_type -> session.v1.GetSessionResponse
-	17, // 52: session.v1.SessionService.UpdateSession:output_type -> session.v1.UpdateSessionResponse
-	19, // 53: session.v1.SessionService.DeleteSession:output_type -> session.v1.DeleteSessionResponse
-	21, // 54: session.v1.SessionService.ListSessions:output_type -> session.v1.ListSessionsResponse
-	27, // 55: session.v1.SessionService.WatchSessions:output_type -> session.v1.WatchSessionsResponse
-	3,  // 56: session.v1.SessionService.TouchSession:output_type -> session.v1.TouchSessionResponse
-	5,  // 57: session.v1.SessionService.MergeProfiles:output_type -> session.v1.MergeProfilesResponse
-	9,  // 58: session.v1.SessionService.GetSessionStats:output_type -> session.v1.GetSessionStatsResponse
-	30, // 59: session.v1.SessionService.WatchSessionStats:output_type -> session.v1.WatchSessionStatsResponse
-	50, // [50:60] is the sub-list for method output_type
-	40, // [40:50] is the sub-list for method input_type
+	6,  // 48: session.v1.SessionService.EraseProfile:input_type -> session.v1.EraseProfileRequest
+	9,  // 49: session.v1.SessionService.GetSessionStats:input_type -> session.v1.GetSessionStatsRequest
+	30, // 50: session.v1.SessionService.WatchSessionStats:input_type -> session.v1.WatchSessionStatsRequest
+	15, // 51: session.v1.SessionService.CreateSession:output_type -> session.v1.CreateSessionResponse
+	17, // 52: session.v1.SessionService.GetSession:output_type -> session.v1.GetSessionResponse
+	19, // 53: session.v1.SessionService.UpdateSession:output_type -> session.v1.UpdateSessionResponse
+	21, // 54: session.v1.SessionService.DeleteSession:output_type -> session.v1.DeleteSessionResponse
+	23, // 55: session.v1.SessionService.ListSessions:output_type -> session.v1.ListSessionsResponse
+	29, // 56: session.v1.SessionService.WatchSessions:output_type -> session.v1.WatchSessionsResponse
+	3,  // 57: session.v1.SessionService.TouchSession:output_type -> session.v1.TouchSessionResponse
+	5,  // 58: session.v1.SessionService.MergeProfiles:output_type -> session.v1.MergeProfilesResponse
+	7,  // 59: session.v1.SessionService.EraseProfile:output_type -> session.v1.EraseProfileResponse
+	11, // 60: session.v1.SessionService.GetSessionStats:output_type -> session.v1.GetSessionStatsResponse
+	32, // 61: session.v1.SessionService.WatchSessionStats:output_type -> session.v1.WatchSessionStatsResponse
+	51, // [51:62] is the sub-list for method output_type
+	40, // [40:51] is the sub-list for method input_type
 	40, // [40:40] is the sub-list for extension type_name
 	40, // [40:40] is the sub-list for extension extendee
 	0,  // [0:40] is the sub-list for field type_name
@@ -2407,16 +2544,16 @@ func file_session_v1_session_service_proto_init() {
 		return
 	}
 	file_session_v1_session_proto_init()
-	file_session_v1_session_service_proto_msgTypes[6].OneofWrappers = []any{}
-	file_session_v1_session_service_proto_msgTypes[14].OneofWrappers = []any{}
+	file_session_v1_session_service_proto_msgTypes[8].OneofWrappers = []any{}
 	file_session_v1_session_service_proto_msgTypes[16].OneofWrappers = []any{}
-	file_session_v1_session_service_proto_msgTypes[21].OneofWrappers = []any{}
-	file_session_v1_session_service_proto_msgTypes[25].OneofWrappers = []any{
+	file_session_v1_session_service_proto_msgTypes[18].OneofWrappers = []any{}
+	file_session_v1_session_service_proto_msgTypes[23].OneofWrappers = []any{}
+	file_session_v1_session_service_proto_msgTypes[27].OneofWrappers = []any{
 		(*WatchSessionsResponse_Change)(nil),
 		(*WatchSessionsResponse_InitialStateEnd)(nil),
 		(*WatchSessionsResponse_Progress)(nil),
 	}
-	file_session_v1_session_service_proto_msgTypes[28].OneofWrappers = []any{
+	file_session_v1_session_service_proto_msgTypes[30].OneofWrappers = []any{
 		(*WatchSessionStatsResponse_Stats)(nil),
 		(*WatchSessionStatsResponse_Heartbeat)(nil),
 	}
@@ -2426,7 +2563,7 @@ func file_session_v1_session_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_v1_session_service_proto_rawDesc), len(file_session_v1_session_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	SessionService_WatchSessions_FullMethodName     = "/session.v1.SessionService/WatchSessions"
 	SessionService_TouchSession_FullMethodName      = "/session.v1.SessionService/TouchSession"
 	SessionService_MergeProfiles_FullMethodName     = "/session.v1.SessionService/MergeProfiles"
+	SessionService_EraseProfile_FullMethodName      = "/session.v1.SessionService/EraseProfile"
 	SessionService_GetSessionStats_FullMethodName   = "/session.v1.SessionService/GetSessionStats"
 	SessionService_WatchSessionStats_FullMethodName = "/session.v1.SessionService/WatchSessionStats"
 )
@@ -66,6 +67,11 @@ type SessionServiceClient interface {
 	// where each came from (profile.merged_from) and numbering them after the target's sessions.
 	// Idempotent: a retry (also after a failure half-way) moves only what is left.
 	MergeProfiles(ctx context.Context, in *MergeProfilesRequest, opts ...grpc.CallOption) (*MergeProfilesResponse, error)
+	// Erases a person: deletes every session of the profile and removes their data from the
+	// change log (the watch history keeps tombstones with the id and revision only), from
+	// idempotency records and from visit claims. Idempotent: a retry (also after a failure
+	// half-way) finishes the job. Needs the scope profiles.erase when API keys are on.
+	EraseProfile(ctx context.Context, in *EraseProfileRequest, opts ...grpc.CallOption) (*EraseProfileResponse, error)
 	// Counts sessions, grouped by one field, plus how many are online now.
 	GetSessionStats(ctx context.Context, in *GetSessionStatsRequest, opts ...grpc.CallOption) (*GetSessionStatsResponse, error)
 	// Streams the figures of GetSessionStats: the current ones at once, then new ones whenever
@@ -171,6 +177,16 @@ func (c *sessionServiceClient) MergeProfiles(ctx context.Context, in *MergeProfi
 	return out, nil
 }
 
+func (c *sessionServiceClient) EraseProfile(ctx context.Context, in *EraseProfileRequest, opts ...grpc.CallOption) (*EraseProfileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseProfileResponse)
+	err := c.cc.Invoke(ctx, SessionService_EraseProfile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *sessionServiceClient) GetSessionStats(ctx context.Context, in *GetSessionStatsRequest, opts ...grpc.CallOption) (*GetSessionStatsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetSessionStatsResponse)
@@ -235,6 +251,11 @@ type SessionServiceServer interface {
 	// where each came from (profile.merged_from) and numbering them after the target's sessions.
 	// Idempotent: a retry (also after a failure half-way) moves only what is left.
 	MergeProfiles(context.Context, *MergeProfilesRequest) (*MergeProfilesResponse, error)
+	// Erases a person: deletes every session of the profile and removes their data from the
+	// change log (the watch history keeps tombstones with the id and revision only), from
+	// idempotency records and from visit claims. Idempotent: a retry (also after a failure
+	// half-way) finishes the job. Needs the scope profiles.erase when API keys are on.
+	EraseProfile(context.Context, *EraseProfileRequest) (*EraseProfileResponse, error)
 	// Counts sessions, grouped by one field, plus how many are online now.
 	GetSessionStats(context.Context, *GetSessionStatsRequest) (*GetSessionStatsResponse, error)
 	// Streams the figures of GetSessionStats: the current ones at once, then new ones whenever
@@ -274,6 +295,9 @@ func (UnimplementedSessionServiceServer) TouchSession(context.Context, *TouchSes
 }
 func (UnimplementedSessionServiceServer) MergeProfiles(context.Context, *MergeProfilesRequest) (*MergeProfilesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MergeProfiles not implemented")
+}
+func (UnimplementedSessionServiceServer) EraseProfile(context.Context, *EraseProfileRequest) (*EraseProfileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseProfile not implemented")
 }
 func (UnimplementedSessionServiceServer) GetSessionStats(context.Context, *GetSessionStatsRequest) (*GetSessionStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSessionStats not implemented")
@@ -439,6 +463,24 @@ func _SessionService_MergeProfiles_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SessionService_EraseProfile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseProfileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionServiceServer).EraseProfile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SessionService_EraseProfile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionServiceServer).EraseProfile(ctx, req.(*EraseProfileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SessionService_GetSessionStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetSessionStatsRequest)
 	if err := dec(in); err != nil {
@@ -502,6 +544,10 @@ var SessionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MergeProfiles",
 			Handler:    _SessionService_MergeProfiles_Handler,
+		},
+		{
+			MethodName: "EraseProfile",
+			Handler:    _SessionService_EraseProfile_Handler,
 		},
 		{
 			MethodName: "GetSessionStats",

@@ -54,14 +54,16 @@ CHANGE_KIND_ENTERED_FILTER: ChangeKind
 CHANGE_KIND_LEFT_FILTER: ChangeKind
 
 class TouchSessionRequest(_message.Message):
-    __slots__ = ("id", "page_url", "at")
+    __slots__ = ("id", "page_url", "at", "client_ip")
     ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_URL_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_IP_FIELD_NUMBER: _ClassVar[int]
     id: str
     page_url: str
     at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., page_url: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    client_ip: str
+    def __init__(self, id: _Optional[str] = ..., page_url: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., client_ip: _Optional[str] = ...) -> None: ...
 
 class TouchSessionResponse(_message.Message):
     __slots__ = ("session",)
@@ -84,6 +86,18 @@ class MergeProfilesResponse(_message.Message):
     moved_sessions: int
     moved_session_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, moved_sessions: _Optional[int] = ..., moved_session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EraseProfileRequest(_message.Message):
+    __slots__ = ("profile_id",)
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    def __init__(self, profile_id: _Optional[str] = ...) -> None: ...
+
+class EraseProfileResponse(_message.Message):
+    __slots__ = ("erased_sessions",)
+    ERASED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    erased_sessions: int
+    def __init__(self, erased_sessions: _Optional[int] = ...) -> None: ...
 
 class StatsFilter(_message.Message):
     __slots__ = ("profile_id", "status", "channel")
@@ -152,18 +166,20 @@ class MinuteCount(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("session", "user_agent", "page_url", "request_id", "referrer")
+    __slots__ = ("session", "user_agent", "page_url", "request_id", "client_ip", "referrer")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     USER_AGENT_FIELD_NUMBER: _ClassVar[int]
     PAGE_URL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_IP_FIELD_NUMBER: _ClassVar[int]
     REFERRER_FIELD_NUMBER: _ClassVar[int]
     session: _session_pb2.Session
     user_agent: str
     page_url: str
     request_id: str
+    client_ip: str
     referrer: str
-    def __init__(self, session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., user_agent: _Optional[str] = ..., page_url: _Optional[str] = ..., request_id: _Optional[str] = ..., referrer: _Optional[str] = ...) -> None: ...
+    def __init__(self, session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., user_agent: _Optional[str] = ..., page_url: _Optional[str] = ..., request_id: _Optional[str] = ..., client_ip: _Optional[str] = ..., referrer: _Optional[str] = ...) -> None: ...
 
 class CreateSessionResponse(_message.Message):
     __slots__ = ("session",)
@@ -272,14 +288,16 @@ class WatchSessionsRequest(_message.Message):
     def __init__(self, filter: _Optional[_Union[WatchFilter, _Mapping]] = ..., after_revision: _Optional[int] = ..., send_initial: _Optional[bool] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SessionChange(_message.Message):
-    __slots__ = ("kind", "session", "revision")
+    __slots__ = ("kind", "session", "revision", "erased")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    ERASED_FIELD_NUMBER: _ClassVar[int]
     kind: ChangeKind
     session: _session_pb2.Session
     revision: int
-    def __init__(self, kind: _Optional[_Union[ChangeKind, str]] = ..., session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    erased: bool
+    def __init__(self, kind: _Optional[_Union[ChangeKind, str]] = ..., session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., revision: _Optional[int] = ..., erased: _Optional[bool] = ...) -> None: ...
 
 class InitialStateEnd(_message.Message):
     __slots__ = ("revision",)

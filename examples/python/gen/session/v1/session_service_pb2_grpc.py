@@ -78,6 +78,11 @@ class SessionServiceStub:
                 request_serializer=session_dot_v1_dot_session__service__pb2.MergeProfilesRequest.SerializeToString,
                 response_deserializer=session_dot_v1_dot_session__service__pb2.MergeProfilesResponse.FromString,
                 _registered_method=True)
+        self.EraseProfile = channel.unary_unary(
+                '/session.v1.SessionService/EraseProfile',
+                request_serializer=session_dot_v1_dot_session__service__pb2.EraseProfileRequest.SerializeToString,
+                response_deserializer=session_dot_v1_dot_session__service__pb2.EraseProfileResponse.FromString,
+                _registered_method=True)
         self.GetSessionStats = channel.unary_unary(
                 '/session.v1.SessionService/GetSessionStats',
                 request_serializer=session_dot_v1_dot_session__service__pb2.GetSessionStatsRequest.SerializeToString,
@@ -163,6 +168,16 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseProfile(self, request, context):
+        """Erases a person: deletes every session of the profile and removes their data from the
+        change log (the watch history keeps tombstones with the id and revision only), from
+        idempotency records and from visit claims. Idempotent: a retry (also after a failure
+        half-way) finishes the job. Needs the scope profiles.erase when API keys are on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSessionStats(self, request, context):
         """Counts sessions, grouped by one field, plus how many are online now.
         """
@@ -221,6 +236,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.MergeProfiles,
                     request_deserializer=session_dot_v1_dot_session__service__pb2.MergeProfilesRequest.FromString,
                     response_serializer=session_dot_v1_dot_session__service__pb2.MergeProfilesResponse.SerializeToString,
+            ),
+            'EraseProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseProfile,
+                    request_deserializer=session_dot_v1_dot_session__service__pb2.EraseProfileRequest.FromString,
+                    response_serializer=session_dot_v1_dot_session__service__pb2.EraseProfileResponse.SerializeToString,
             ),
             'GetSessionStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSessionStats,
@@ -453,6 +473,33 @@ class SessionService:
             '/session.v1.SessionService/MergeProfiles',
             session_dot_v1_dot_session__service__pb2.MergeProfilesRequest.SerializeToString,
             session_dot_v1_dot_session__service__pb2.MergeProfilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/session.v1.SessionService/EraseProfile',
+            session_dot_v1_dot_session__service__pb2.EraseProfileRequest.SerializeToString,
+            session_dot_v1_dot_session__service__pb2.EraseProfileResponse.FromString,
             options,
             channel_credentials,
             insecure,
