@@ -13,6 +13,7 @@ import { IP_ANONYMIZATION_MODES, type IpAnonymization } from "./domain/ip";
 import { bool, ConfigError, DAY_MS, duration, formatDuration, int, isSet, nameSet, oneOf, type Env } from "./env";
 
 export { ConfigError, deprecatedVariables, parseDurationMs, warnDeprecatedVariables, type DeprecatedVariable } from "./env";
+import { parseOwnDomains } from "./domain/traffic";
 
 export interface Config {
   host: string;
@@ -72,6 +73,8 @@ export interface Config {
   maxStringLength: number;
   /** Keys plus array items of one free-form object (context, properties, ...), at all levels. */
   maxFreeFormKeys: number;
+  /** OWN_DOMAINS, normalized: referrers there (subdomains included) are internal (docs/traffic.md). */
+  ownDomains: string[];
   /** Unary calls in flight at once, both ports together; more fail fast with RESOURCE_EXHAUSTED. */
   maxConcurrentCalls: number;
   /** Open TCP connections per port; more are closed as they are accepted. */
@@ -242,6 +245,7 @@ export function loadConfig(env: Env = process.env): Config {
     sessionMaxDurationMs: duration(env, "SESSION_MAX_DURATION", DEFAULT_LIFECYCLE.maxDurationMs, 100, 365 * 86_400_000),
     sessionExpiryIntervalMs: duration(env, "SESSION_EXPIRY_INTERVAL", 60_000, 10, 3600_000),
     ...inputLimits(env),
+    ownDomains: parseOwnDomains(env.OWN_DOMAINS ?? "", (why) => new ConfigError(`OWN_DOMAINS is invalid: ${why}`)),
     corsOrigins: corsOrigins(env),
     ...limits(env),
     ...security(env, host),

@@ -8,6 +8,7 @@ import { startJobs } from "./domain/jobs";
 import { Lifecycle } from "./domain/lifecycle";
 import { listPageBytes } from "./domain/limits";
 import { Erasure } from "./domain/erasure";
+import { ownDomainMap } from "./domain/traffic";
 import { Merges } from "./domain/merges";
 import { Sessions } from "./domain/sessions";
 import { SessionStats } from "./domain/stats";
@@ -137,6 +138,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
       listPageBytes: listPageBytes(config.maxMessageBytes),
     },
     visitorIp,
+    { ownDomains: ownDomainMap(config.ownDomains) },
   );
   const merges = new Merges(sessionStore, { maxSessionBytes: config.maxSessionBytes });
   const erasure = new Erasure(sessionStore, feed, { batchSize: config.eraseBatchSize });

@@ -50,6 +50,7 @@ const SCHEMA = object({
   previous_session_id: ro,
   activity: object({ page_views: ro, entry_page: ro, exit_page: ro, end_reason: ro }),
   merged_from_profile_ids: ro,
+  traffic: object({ referrer: ro, referrer_host: ro, source: ro, medium: ro, channel_group: ro, click_id: ro }),
 });
 
 function allWritable(node: Node): boolean {

@@ -11,6 +11,8 @@ export interface PageFilters {
   profileId: string;
   status: string;
   channel: string;
+  /** "" = any; named in the fingerprint only when set, so tokens made before it stay valid. */
+  channelGroup?: string;
   insertFrom?: Date;
   insertTo?: Date;
 }
@@ -30,6 +32,7 @@ export function filterFingerprint(input: PageFilters): string {
     input.channel,
     input.insertFrom?.getTime() ?? null,
     input.insertTo?.getTime() ?? null,
+    ...(input.channelGroup ? [input.channelGroup] : []),
   ]);
   return createHash("sha256").update(key).digest("base64url").slice(0, 12);
 }

@@ -90,6 +90,20 @@ export interface ActivityDoc {
   end_reason: string;
 }
 
+/** Where the visit came from (src/domain/traffic.ts, docs/traffic.md); server-set at create. */
+export interface TrafficDoc {
+  /** The referrer as given to CreateSession (trimmed); null without one. */
+  referrer: string | null;
+  /** The referrer's host, lower case, without "www."; null without a readable one. */
+  referrer_host: string | null;
+  source: string;
+  medium: string;
+  /** Google Analytics 4's default channel group ("Organic Search", ...). */
+  channel_group: string;
+  /** The click-id parameter of the page URL ("gclid"), without its value; null without one. */
+  click_id: string | null;
+}
+
 export interface SessionDoc {
   id: string;
   metadata: SessionMetadataDoc;
@@ -111,6 +125,8 @@ export interface SessionDoc {
   activity: ActivityDoc;
   /** Profiles the session belonged to before MergeProfiles moved it, oldest first. */
   merged_from_profile_ids: string[];
+  /** Set by CreateSession; null only in sessions stored before traffic was classified. */
+  traffic: TrafficDoc | null;
 }
 
 /** Request-scoped description of what a call did; returned to the caller, never stored. */
@@ -170,6 +186,7 @@ export function emptySessionDoc(id: string, insert: Date): SessionDoc {
     previous_session_id: null,
     activity: emptyActivity(),
     merged_from_profile_ids: [],
+    traffic: null,
   };
 }
 

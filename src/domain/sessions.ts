@@ -11,6 +11,7 @@ import { buildPatch, copyPaths, PathSet, resolveMask, setIn } from "./mask";
 import { STATUS_ACTIVE, UNKNOWN_NAME, type OperationFlags, type ProfileDoc, type SessionDoc, type UtmDoc } from "./session";
 import { durationSeconds, insertTimeFields, systemClock, type Clock } from "./time";
 import { decodePageToken, encodePageToken, type PageFilters } from "./page-token";
+import { classifyTraffic, DomainMap, type TrafficOptions } from "./traffic";
 import { checkId, checkLength, checkRevision, checkSessionFreeForm, checkSessionStrings, fail, parsePageUrl } from "./validate";
 import type { CallOptions, SessionStore } from "./store";
 
@@ -36,6 +37,8 @@ export interface CreateInput {
   requestId: string;
   /** The visitor's address ("" = not given; falls back to session.device.ip): geo and device.ip. */
   clientIp?: string;
+  /** The visit's referrer ("" = none); classified with the page URL into `traffic`. */
+  referrer?: string;
 }
 
 export interface UpdateInput {
@@ -111,6 +114,7 @@ const USER_AGENT_PATHS: string[][] = [
 
 export class Sessions {
   private readonly limits: InputLimits;
+  private readonly traffic: TrafficOptions;
 
   constructor(
     private readonly store: SessionStore,
@@ -119,8 +123,10 @@ export class Sessions {
     limits: Partial<InputLimits> = {},
     /** IP_ANONYMIZATION and the geo lookup of create (src/domain/geo.ts). */
     private readonly visitorIp: VisitorIpOptions = DEFAULT_VISITOR_IP,
+    traffic: Partial<TrafficOptions> = {},
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.traffic = { ownDomains: new DomainMap<true>(), ...traffic };
   }
 
   async create(input: CreateInput, options: CallOptions = {}): Promise<SessionResult> {
@@ -135,6 +141,7 @@ export class Sessions {
       ...checkDeviceIp("session.device.ip", doc.device.ip, this.visitorIp.anonymization),
       ...checkLength("user_agent", input.userAgent, maxStringLength),
       ...checkLength("page_url", input.pageUrl, maxStringLength),
+      ...checkLength("referrer", input.referrer, maxStringLength),
       ...checkSessionStrings(doc, maxStringLength),
       ...checkSessionFreeForm(doc, this.limits.maxFreeFormKeys),
     ]);
@@ -146,6 +153,8 @@ export class Sessions {
     fillFromUserAgent(doc, input.userAgent);
     applyVisitorIpOnCreate(doc.device, clientIp, this.visitorIp);
     doc.utm = fillUtm(doc.utm, parsedUtm);
+    // Output only: whatever the client sent is replaced by the classification.
+    doc.traffic = classifyTraffic({ pageUrl: input.pageUrl, referrer: input.referrer ?? "", utm: doc.utm }, this.traffic);
     doc.revision = 0;
     // Lifecycle fields are the server's: the visit starts on its first page, and the store
     // numbers it among its profile's visits.
@@ -254,6 +263,7 @@ export class Sessions {
       ...checkLength("profile_id", input.profileId, maxStringLength),
       ...checkLength("status", input.status, maxStringLength),
       ...checkLength("channel", input.channel, maxStringLength),
+      ...checkLength("channel_group", input.channelGroup, maxStringLength),
     ];
     if (input.pageSize < 0) violations.push({ field: "page_size", description: "must not be negative" });
     if (input.pageToken.length > MAX_PAGE_TOKEN_LENGTH)
@@ -278,6 +288,7 @@ export class Sessions {
           profileId: input.profileId || undefined,
           status: input.status || undefined,
           channel: input.channel || undefined,
+          channelGroup: input.channelGroup || undefined,
           insertFrom: input.insertFrom,
           insertTo: input.insertTo,
           after,

@@ -1,4 +1,4 @@
-// GetSessionStats: session counts over a filter, grouped by one field and by up to 7 more
+// GetSessionStats: session counts over a filter, grouped by one field and by up to 9 more
 // (breakdowns), plus how many sessions had activity within the online window and, when asked,
 // how many started in each minute of the last hour. The store counts, in one call (one
 // snapshot); this checks the input, picks the window and the minutes, and orders the groups.
@@ -19,7 +19,7 @@ export const DEFAULT_STATS_OPTIONS: StatsOptions = { maxStringLength: DEFAULT_LI
 export const DEFAULT_ONLINE_WINDOW_MS = 15 * 60_000;
 export const MAX_ONLINE_WINDOW_MS = 24 * 3600_000;
 /** At most this many breakdowns: one per field (the contract's limit). */
-export const MAX_BREAKDOWNS = 7;
+export const MAX_BREAKDOWNS = 9;
 /** started_per_minute covers this many minutes: the last hour, the current minute last. */
 export const STARTED_MINUTES = 60;
 

@@ -103,6 +103,8 @@ export interface ListQuery {
   profileId?: string;
   status?: string;
   channel?: string;
+  /** traffic.channel_group (sessions without traffic never match). */
+  channelGroup?: string;
   /** Inclusive lower bound on metadata.time.insert. */
   insertFrom?: Date;
   /** Exclusive upper bound on metadata.time.insert. */
@@ -126,7 +128,8 @@ export interface ExpiryQuery {
 }
 
 /** The fields GetSessionStats can group by, as names of document paths (see STATS_PATHS). */
-export type StatsField = "channel" | "status" | "device_type" | "os_name" | "app_name" | "country_code" | "utm_source";
+export type StatsField =
+  "channel" | "status" | "device_type" | "os_name" | "app_name" | "country_code" | "utm_source" | "channel_group" | "source";
 
 /** Where each StatsField is in the document. */
 export const STATS_PATHS: Record<StatsField, readonly string[]> = {
@@ -137,6 +140,8 @@ export const STATS_PATHS: Record<StatsField, readonly string[]> = {
   app_name: ["app", "name"],
   country_code: ["device", "geo", "country", "code"],
   utm_source: ["utm", "source"],
+  channel_group: ["traffic", "channel_group"],
+  source: ["traffic", "source"],
 };
 
 export interface StatsQuery {
@@ -187,6 +192,8 @@ export interface FilterFields {
   profileId: string | null;
   status: string;
   channel: string;
+  /** traffic.channel_group; null for a session without traffic. */
+  channelGroup: string | null;
 }
 
 /** One committed change, as kept in the change log. */

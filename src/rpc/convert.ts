@@ -25,6 +25,7 @@ import type {
   Session,
   SessionMetadata,
   SessionTime,
+  Traffic,
   Utm,
 } from "../../gen/session/v1/session_pb";
 import type { OperationFlags, SessionDoc } from "../domain/session";
@@ -145,6 +146,8 @@ export function sessionToDoc(s: Session | undefined, field = "session"): Session
       end_reason: s?.activity?.endReason ?? "",
     },
     merged_from_profile_ids: s ? [...s.mergedFromProfileIds] : [],
+    // Output only: CreateSession classifies it, no write takes it from a client.
+    traffic: null,
   };
 }
 
@@ -257,6 +260,17 @@ export function docToSession(doc: SessionDoc, op?: OperationFlags): Session {
       endReason: doc.activity.end_reason,
     }),
     mergedFromProfileIds: doc.merged_from_profile_ids,
+    traffic: doc.traffic
+      ? message<Traffic>({
+          $typeName: "session.v1.Traffic",
+          referrer: orUndefined(doc.traffic.referrer),
+          referrerHost: orUndefined(doc.traffic.referrer_host),
+          source: doc.traffic.source,
+          medium: doc.traffic.medium,
+          channelGroup: doc.traffic.channel_group,
+          clickId: orUndefined(doc.traffic.click_id),
+        })
+      : undefined,
   });
 }
 
@@ -283,6 +297,8 @@ const GROUP_BY: Record<StatsGroupBy, StatsField | undefined> = {
   [StatsGroupBy.APP_NAME]: "app_name",
   [StatsGroupBy.COUNTRY_CODE]: "country_code",
   [StatsGroupBy.UTM_SOURCE]: "utm_source",
+  [StatsGroupBy.CHANNEL_GROUP]: "channel_group",
+  [StatsGroupBy.SOURCE]: "source",
 };
 
 const FIELD_GROUP_BY = new Map<StatsField, StatsGroupBy>(

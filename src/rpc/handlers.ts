@@ -144,6 +144,7 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
           pageUrl: req.pageUrl,
           requestId: req.requestId,
           clientIp: req.clientIp,
+          referrer: req.referrer,
         },
         { deadline: ctx.deadline, signal: ctx.signal },
       );
@@ -180,6 +181,7 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
           profileId: req.profileId,
           status: req.status,
           channel: req.channel,
+          channelGroup: req.channelGroup,
           insertFrom: optionalRequestDate("insert_from", req.insertFrom),
           insertTo: optionalRequestDate("insert_to", req.insertTo),
           pageSize: req.pageSize,
@@ -277,6 +279,7 @@ export function createSessionHandlers(domain: SessionDomain, feed: ChangeFeed, s
             ids: req.filter?.ids ?? [],
             status: req.filter?.status ?? "",
             channel: req.filter?.channel ?? "",
+            channelGroup: req.filter?.channelGroup ?? "",
           },
           afterRevision: after,
           sendInitial: req.sendInitial,

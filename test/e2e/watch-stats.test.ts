@@ -248,7 +248,7 @@ describe.each<Port>(["grpc", "connect"])("WatchSessionStats over %s", (port) => 
     ["a repeated breakdown", { breakdowns: [StatsGroupBy.CHANNEL, StatsGroupBy.OS_NAME, StatsGroupBy.CHANNEL] }, "breakdowns[2]"],
     ["an UNSPECIFIED breakdown", { breakdowns: [StatsGroupBy.OS_NAME, StatsGroupBy.UNSPECIFIED] }, "breakdowns[1]"],
     ["an unknown breakdown", { breakdowns: [99 as StatsGroupBy] }, "breakdowns[0]"],
-    ["8 breakdowns", { breakdowns: new Array<StatsGroupBy>(8).fill(StatsGroupBy.CHANNEL) }, "breakdowns"],
+    ["10 breakdowns", { breakdowns: new Array<StatsGroupBy>(10).fill(StatsGroupBy.CHANNEL) }, "breakdowns"],
   ])("refuses %s in GetSessionStats and WatchSessionStats, naming the field", async (_name, req, field) => {
     await expectCallError(client.getSessionStats({ breakdowns: req.breakdowns }), Code.InvalidArgument, field);
     await expectCallError(watch(req).next(5000), Code.InvalidArgument, field);

@@ -94,6 +94,7 @@ describe("loadConfig", () => {
       maxFreeFormKeys: 10_000,
       geoipCityDb: undefined,
       ipAnonymization: "off",
+      ownDomains: [],
     });
     expect(loadConfig({}).mongodbUri).toBeUndefined();
   });
@@ -144,6 +145,7 @@ describe("loadConfig", () => {
         "DASHBOARD",
         "GEOIP_CITY_DB",
         "IP_ANONYMIZATION",
+        "OWN_DOMAINS",
       ].map((k) => [k, ""]),
     );
     expect(loadConfig(empty)).toEqual(loadConfig({}));
@@ -192,6 +194,7 @@ describe("loadConfig", () => {
       REFLECTION_REQUIRES_KEY: "true",
       GEOIP_CITY_DB: "/var/lib/geo/GeoLite2-City.mmdb",
       IP_ANONYMIZATION: "truncate",
+      OWN_DOMAINS: "shop.example,example.org",
     });
     expect(cfg).toEqual({
       host: "0.0.0.0",
@@ -215,6 +218,7 @@ describe("loadConfig", () => {
       maxMaskPaths: 50,
       maxStringLength: 2048,
       maxFreeFormKeys: 500,
+      ownDomains: ["shop.example", "example.org"],
       shutdownGraceMs: 0,
       corsOrigins: ["https://a.example", "https://b.example"],
       watchPollMs: 50,
@@ -578,6 +582,23 @@ describe("loadConfig: deprecated names (a unit in the name)", () => {
     expect(configError({ STORE_TIMEOUT: "5000" }).message).toBe(
       'STORE_TIMEOUT="5000" is invalid: expected a duration such as "500ms", "30s", "15m" or "24h", from 100ms to 10m',
     );
+  });
+});
+
+describe("loadConfig: OWN_DOMAINS", () => {
+  it("reads a comma list of domains, normalized, none by default", () => {
+    expect(loadConfig({}).ownDomains).toEqual([]);
+    expect(loadConfig({ OWN_DOMAINS: " Shop.Example, www.blog.example ,," }).ownDomains).toEqual(["shop.example", "blog.example"]);
+  });
+
+  it.each(["https://shop.example", "shop.example/", "shop.example:443", "*.shop.example"])("refuses %s, naming the variable", (value) => {
+    expect(() => loadConfig({ OWN_DOMAINS: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ OWN_DOMAINS: value })).toThrow(/^OWN_DOMAINS is invalid: .* is not a domain name/);
+  });
+
+  it("refuses more than 1000 domains", () => {
+    const many = Array.from({ length: 1001 }, (_, i) => `d${i}.example`).join(",");
+    expect(() => loadConfig({ OWN_DOMAINS: many })).toThrow(/^OWN_DOMAINS is invalid: at most 1000 domains, got 1001/);
   });
 });
 

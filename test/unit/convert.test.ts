@@ -155,6 +155,7 @@ describe("sessionToDoc", () => {
     previous_session_id: null,
     activity: { page_views: 0, entry_page: null, exit_page: null, end_reason: "" },
     merged_from_profile_ids: [],
+    traffic: null,
   };
 
   it("gives neutral values for a missing session", () => {
@@ -195,6 +196,47 @@ describe("sessionToDoc", () => {
     expect(empty.utm).toEqual({ source: "", medium: "", campaign: "", term: "", content: "" });
     expect(unset.metadata.time.create).toBeNull();
     expect(unset.metadata.time.update).toBeNull();
+  });
+});
+
+describe("traffic (output only)", () => {
+  it("ignores a traffic object sent by the client", () => {
+    const sent = create(SessionSchema, { id: "t-1", traffic: { source: "forged", medium: "cpc", channelGroup: "Paid Search" } });
+    expect(sessionToDoc(sent).traffic).toBeNull();
+  });
+
+  it("returns the stored traffic field by field, nullable ones unset when null", () => {
+    const doc: SessionDoc = {
+      ...emptySessionDoc("t-2", INSERT),
+      traffic: {
+        referrer: "https://www.google.de/",
+        referrer_host: "google.de",
+        source: "google",
+        medium: "organic",
+        channel_group: "Organic Search",
+        click_id: null,
+      },
+    };
+    const t = docToSession(doc).traffic!;
+    expect([t.referrer, t.referrerHost, t.source, t.medium, t.channelGroup, t.clickId]).toEqual([
+      "https://www.google.de/",
+      "google.de",
+      "google",
+      "organic",
+      "Organic Search",
+      undefined,
+    ]);
+    expect(
+      docToSession({ ...doc, traffic: { ...doc.traffic!, referrer: null, referrer_host: null, click_id: "gclid" } }).traffic,
+    ).toMatchObject({
+      referrer: undefined,
+      referrerHost: undefined,
+      clickId: "gclid",
+    });
+  });
+
+  it("leaves traffic unset for a session stored without it", () => {
+    expect(docToSession(emptySessionDoc("t-3", INSERT)).traffic).toBeUndefined();
   });
 });
 
@@ -345,10 +387,10 @@ describe("statsInput and statsResponse", () => {
     expect(statsInput(request(), 0)).toMatchObject({ breakdowns: [], startedPerMinute: false, groupBy: undefined });
   });
 
-  it("names an unknown enum value by its index, and refuses more than 7 entries before mapping them", () => {
+  it("names an unknown enum value by its index, and refuses more than 9 entries before mapping them", () => {
     expect(fieldOf(() => statsInput(request({ breakdowns: [StatsGroupBy.CHANNEL, 99 as StatsGroupBy] }), 0))).toBe("breakdowns[1]");
     expect(fieldOf(() => statsInput(request({ groupBy: 42 as StatsGroupBy }), 0))).toBe("group_by");
-    expect(fieldOf(() => statsInput(request({ breakdowns: new Array<StatsGroupBy>(8).fill(99 as StatsGroupBy) }), 0))).toBe("breakdowns");
+    expect(fieldOf(() => statsInput(request({ breakdowns: new Array<StatsGroupBy>(10).fill(99 as StatsGroupBy) }), 0))).toBe("breakdowns");
   });
 
   it("answers breakdowns with their StatsGroupBy and the minutes as timestamps", () => {

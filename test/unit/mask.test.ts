@@ -164,6 +164,9 @@ describe("resolveMask", () => {
     "revision",
     "id",
     "operation",
+    "traffic",
+    "traffic.source",
+    "traffic.channel_group",
   ])("rejects the server-set path %s", (path) => {
     const err = maskError([path]);
     expect(err.violations).toEqual([{ field: "update_mask", description: expect.stringContaining(path) }]);

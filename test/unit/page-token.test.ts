@@ -43,6 +43,16 @@ describe("page tokens", () => {
     }
   });
 
+  it("are bound to the channel group, and tokens made without one stay valid", () => {
+    const grouped: ListInput = { ...FILTERS, channelGroup: "Paid Social" };
+    const token = encodePageToken(CURSOR, grouped);
+    expect(decodePageToken(token, grouped).id).toBe(CURSOR.id);
+    expect(pageTokenError(token, { ...grouped, channelGroup: "Email" }).violations[0].field).toBe("page_token");
+    expect(pageTokenError(token, FILTERS).violations[0].field).toBe("page_token");
+    // "" is no filter: the same fingerprint as a token made before channel groups existed.
+    expect(decodePageToken(encodePageToken(CURSOR, FILTERS), { ...FILTERS, channelGroup: "" }).id).toBe(CURSOR.id);
+  });
+
   it("are URL-safe", () => {
     expect(encodePageToken({ insert: CURSOR.insert, id: "?&/+=" }, FILTERS)).toMatch(/^[A-Za-z0-9_-]+$/);
   });
@@ -63,6 +73,7 @@ describe("page tokens", () => {
     ["another insert_to", { insertTo: new Date("2024-07-01T00:00:00Z") }],
     ["no insert_to", { insertTo: undefined }],
     ["swapped values between filters", { status: "web", channel: "active" }],
+    ["a channel group", { channelGroup: "Organic Search" }],
   ])("are refused with %s (field page_token)", (_name, change) => {
     const token = encodePageToken(CURSOR, FILTERS);
     const err = pageTokenError(token, { ...FILTERS, ...change });

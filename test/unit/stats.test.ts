@@ -42,8 +42,18 @@ describe("SessionStats", () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it("accepts up to 7 distinct breakdowns, and names the bad entry of any other", () => {
-    const all: StatsField[] = ["channel", "status", "device_type", "os_name", "app_name", "country_code", "utm_source"];
+  it("accepts up to 9 distinct breakdowns, and names the bad entry of any other", () => {
+    const all: StatsField[] = [
+      "channel",
+      "status",
+      "device_type",
+      "os_name",
+      "app_name",
+      "country_code",
+      "utm_source",
+      "channel_group",
+      "source",
+    ];
     expect(all).toHaveLength(MAX_BREAKDOWNS);
     expect(violations(stats, input({ breakdowns: all }))).toEqual([]);
     expect(violations(stats, input({ breakdowns: [] }))).toEqual([]);
@@ -54,7 +64,7 @@ describe("SessionStats", () => {
       "breakdowns[2]: repeats os_name",
       "breakdowns[3]: repeats channel",
     ]);
-    expect(violations(stats, input({ breakdowns: [...all, "channel"] }))).toEqual(["breakdowns: must have at most 7 entries"]);
+    expect(violations(stats, input({ breakdowns: [...all, "channel"] }))).toEqual(["breakdowns: must have at most 9 entries"]);
     // The same field as group_by is no repeat.
     expect(violations(stats, input({ groupBy: "channel", breakdowns: ["channel"] }))).toEqual([]);
   });

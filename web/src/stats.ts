@@ -1,4 +1,4 @@
-// The figures: one WatchSessionStats stream carries online now, the total, the six breakdowns and
+// The figures: one WatchSessionStats stream carries online now, the total, the eight breakdowns and
 // the sessions started per minute over the last hour. The server sends new figures at most every
 // min_interval and only when they changed; the page draws each message as it comes.
 
@@ -16,6 +16,8 @@ export const BREAKDOWNS: Array<[StatsGroupBy, string]> = [
   [StatsGroupBy.APP_NAME, "app_name"],
   [StatsGroupBy.COUNTRY_CODE, "country_code"],
   [StatsGroupBy.UTM_SOURCE, "utm_source"],
+  [StatsGroupBy.CHANNEL_GROUP, "channel_group"],
+  [StatsGroupBy.SOURCE, "source"],
 ];
 
 /** Bars shown per breakdown; the rest are summed into one "others" bar. */

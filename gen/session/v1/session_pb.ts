@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file session/v1/session.proto.
  */
 export const file_session_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("ChhzZXNzaW9uL3YxL3Nlc3Npb24ucHJvdG8SCnNlc3Npb24udjEi4gQKB1Nlc3Npb24SCgoCaWQYASABKAkSLQoIbWV0YWRhdGEYAiABKAsyGy5zZXNzaW9uLnYxLlNlc3Npb25NZXRhZGF0YRIoCglvcGVyYXRpb24YAyABKAsyFS5zZXNzaW9uLnYxLk9wZXJhdGlvbhIkCgdwcm9maWxlGAQgASgLMhMuc2Vzc2lvbi52MS5Qcm9maWxlEiIKBmRldmljZRgFIAEoCzISLnNlc3Npb24udjEuRGV2aWNlEhoKAm9zGAYgASgLMg4uc2Vzc2lvbi52MS5PcxIcCgNhcHAYByABKAsyDy5zZXNzaW9uLnYxLkFwcBIcCgN1dG0YCCABKAsyDy5zZXNzaW9uLnYxLlV0bRIoCgdjb250ZXh0GAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIrCgpwcm9wZXJ0aWVzGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgZ0cmFpdHMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiQKA2F1eBgMIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcmV2aXNpb24YDSABKAMSFQoNc2Vzc2lvbl9pbmRleBgOIAEoBRIgChNwcmV2aW91c19zZXNzaW9uX2lkGA8gASgJSACIAQESJgoIYWN0aXZpdHkYECABKAsyFC5zZXNzaW9uLnYxLkFjdGl2aXR5Eh8KF21lcmdlZF9mcm9tX3Byb2ZpbGVfaWRzGBEgAygJQhYKFF9wcmV2aW91c19zZXNzaW9uX2lkIoABCghBY3Rpdml0eRISCgpwYWdlX3ZpZXdzGAEgASgFEhcKCmVudHJ5X3BhZ2UYAiABKAlIAIgBARIWCglleGl0X3BhZ2UYAyABKAlIAYgBARISCgplbmRfcmVhc29uGAQgASgJQg0KC19lbnRyeV9wYWdlQgwKCl9leGl0X3BhZ2UifwoPU2Vzc2lvbk1ldGFkYXRhEiUKBHRpbWUYASABKAsyFy5zZXNzaW9uLnYxLlNlc3Npb25UaW1lEg8KB2NoYW5uZWwYAiABKAkSJAoDYXV4GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdGF0dXMYBCABKAkixwEKC1Nlc3Npb25UaW1lEioKBmluc2VydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGY3JlYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgZ1cGRhdGUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXRpbWVzdGFtcBgEIAEoARIQCghkdXJhdGlvbhgFIAEoBRIPCgd3ZWVrZGF5GAYgASgFIkgKCU9wZXJhdGlvbhILCgNuZXcYASABKAgSDgoGdXBkYXRlGAIgASgIEg8KB3NlZ21lbnQYAyABKAgSDQoFbWVyZ2UYBCADKAkiaAoHUHJvZmlsZRIKCgJpZBgBIAEoCRIXCgpwcmltYXJ5X2lkGAIgASgJSACIAQESKQoIbWV0YWRhdGEYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC19wcmltYXJ5X2lkIq8CCgZEZXZpY2USDAoEbmFtZRgBIAEoCRISCgVicmFuZBgCIAEoCUgAiAEBEhIKBW1vZGVsGAMgASgJSAGIAQESEQoEdHlwZRgEIAEoCUgCiAEBEg0KBXRvdWNoGAUgASgIEg8KAmlwGAYgASgJSAOIAQESFwoKcmVzb2x1dGlvbhgHIAEoCUgEiAEBEhwKA2dlbxgIIAEoCzIPLnNlc3Npb24udjEuR2VvEhgKC2NvbG9yX2RlcHRoGAkgASgJSAWIAQESGAoLb3JpZW50YXRpb24YCiABKAlIBogBAUIICgZfYnJhbmRCCAoGX21vZGVsQgcKBV90eXBlQgUKA19pcEINCgtfcmVzb2x1dGlvbkIOCgxfY29sb3JfZGVwdGhCDgoMX29yaWVudGF0aW9uIvUBCgNHZW8SJAoHY291bnRyeRgBIAEoCzITLnNlc3Npb24udjEuQ291bnRyeRIRCgRjaXR5GAIgASgJSACIAQESEwoGY291bnR5GAMgASgJSAGIAQESEwoGcG9zdGFsGAQgASgJSAKIAQESFQoIbGF0aXR1ZGUYBSABKAlIA4gBARIWCglsb25naXR1ZGUYBiABKAlIBIgBARIVCghsb2NhdGlvbhgHIAEoCUgFiAEBQgcKBV9jaXR5QgkKB19jb3VudHlCCQoHX3Bvc3RhbEILCglfbGF0aXR1ZGVCDAoKX2xvbmdpdHVkZUILCglfbG9jYXRpb24iQQoHQ291bnRyeRIRCgRuYW1lGAEgASgJSACIAQESEQoEY29kZRgCIAEoCUgBiAEBQgcKBV9uYW1lQgcKBV9jb2RlIiMKAk9zEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCSKLAQoDQXBwEgwKBHR5cGUYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhUKCGxhbmd1YWdlGAQgASgJSACIAQESCwoDYm90GAUgASgIEhcKCnJlc29sdXRpb24YBiABKAlIAYgBAUILCglfbGFuZ3VhZ2VCDQoLX3Jlc29sdXRpb24ipwEKA1V0bRITCgZzb3VyY2UYASABKAlIAIgBARITCgZtZWRpdW0YAiABKAlIAYgBARIVCghjYW1wYWlnbhgDIAEoCUgCiAEBEhEKBHRlcm0YBCABKAlIA4gBARIUCgdjb250ZW50GAUgASgJSASIAQFCCQoHX3NvdXJjZUIJCgdfbWVkaXVtQgsKCV9jYW1wYWlnbkIHCgVfdGVybUIKCghfY29udGVudGIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzZXNzaW9uL3YxL3Nlc3Npb24ucHJvdG8SCnNlc3Npb24udjEiiAUKB1Nlc3Npb24SCgoCaWQYASABKAkSLQoIbWV0YWRhdGEYAiABKAsyGy5zZXNzaW9uLnYxLlNlc3Npb25NZXRhZGF0YRIoCglvcGVyYXRpb24YAyABKAsyFS5zZXNzaW9uLnYxLk9wZXJhdGlvbhIkCgdwcm9maWxlGAQgASgLMhMuc2Vzc2lvbi52MS5Qcm9maWxlEiIKBmRldmljZRgFIAEoCzISLnNlc3Npb24udjEuRGV2aWNlEhoKAm9zGAYgASgLMg4uc2Vzc2lvbi52MS5PcxIcCgNhcHAYByABKAsyDy5zZXNzaW9uLnYxLkFwcBIcCgN1dG0YCCABKAsyDy5zZXNzaW9uLnYxLlV0bRIoCgdjb250ZXh0GAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIrCgpwcm9wZXJ0aWVzGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgZ0cmFpdHMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiQKA2F1eBgMIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIcmV2aXNpb24YDSABKAMSFQoNc2Vzc2lvbl9pbmRleBgOIAEoBRIgChNwcmV2aW91c19zZXNzaW9uX2lkGA8gASgJSACIAQESJgoIYWN0aXZpdHkYECABKAsyFC5zZXNzaW9uLnYxLkFjdGl2aXR5Eh8KF21lcmdlZF9mcm9tX3Byb2ZpbGVfaWRzGBEgAygJEiQKB3RyYWZmaWMYEiABKAsyEy5zZXNzaW9uLnYxLlRyYWZmaWNCFgoUX3ByZXZpb3VzX3Nlc3Npb25faWQitgEKB1RyYWZmaWMSFQoIcmVmZXJyZXIYASABKAlIAIgBARIaCg1yZWZlcnJlcl9ob3N0GAIgASgJSAGIAQESDgoGc291cmNlGAMgASgJEg4KBm1lZGl1bRgEIAEoCRIVCg1jaGFubmVsX2dyb3VwGAUgASgJEhUKCGNsaWNrX2lkGAYgASgJSAKIAQFCCwoJX3JlZmVycmVyQhAKDl9yZWZlcnJlcl9ob3N0QgsKCV9jbGlja19pZCKAAQoIQWN0aXZpdHkSEgoKcGFnZV92aWV3cxgBIAEoBRIXCgplbnRyeV9wYWdlGAIgASgJSACIAQESFgoJZXhpdF9wYWdlGAMgASgJSAGIAQESEgoKZW5kX3JlYXNvbhgEIAEoCUINCgtfZW50cnlfcGFnZUIMCgpfZXhpdF9wYWdlIn8KD1Nlc3Npb25NZXRhZGF0YRIlCgR0aW1lGAEgASgLMhcuc2Vzc2lvbi52MS5TZXNzaW9uVGltZRIPCgdjaGFubmVsGAIgASgJEiQKA2F1eBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDgoGc3RhdHVzGAQgASgJIscBCgtTZXNzaW9uVGltZRIqCgZpbnNlcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBmNyZWF0ZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGdXBkYXRlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0aW1lc3RhbXAYBCABKAESEAoIZHVyYXRpb24YBSABKAUSDwoHd2Vla2RheRgGIAEoBSJICglPcGVyYXRpb24SCwoDbmV3GAEgASgIEg4KBnVwZGF0ZRgCIAEoCBIPCgdzZWdtZW50GAMgASgIEg0KBW1lcmdlGAQgAygJImgKB1Byb2ZpbGUSCgoCaWQYASABKAkSFwoKcHJpbWFyeV9pZBgCIAEoCUgAiAEBEikKCG1ldGFkYXRhGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEINCgtfcHJpbWFyeV9pZCKvAgoGRGV2aWNlEgwKBG5hbWUYASABKAkSEgoFYnJhbmQYAiABKAlIAIgBARISCgVtb2RlbBgDIAEoCUgBiAEBEhEKBHR5cGUYBCABKAlIAogBARINCgV0b3VjaBgFIAEoCBIPCgJpcBgGIAEoCUgDiAEBEhcKCnJlc29sdXRpb24YByABKAlIBIgBARIcCgNnZW8YCCABKAsyDy5zZXNzaW9uLnYxLkdlbxIYCgtjb2xvcl9kZXB0aBgJIAEoCUgFiAEBEhgKC29yaWVudGF0aW9uGAogASgJSAaIAQFCCAoGX2JyYW5kQggKBl9tb2RlbEIHCgVfdHlwZUIFCgNfaXBCDQoLX3Jlc29sdXRpb25CDgoMX2NvbG9yX2RlcHRoQg4KDF9vcmllbnRhdGlvbiL1AQoDR2VvEiQKB2NvdW50cnkYASABKAsyEy5zZXNzaW9uLnYxLkNvdW50cnkSEQoEY2l0eRgCIAEoCUgAiAEBEhMKBmNvdW50eRgDIAEoCUgBiAEBEhMKBnBvc3RhbBgEIAEoCUgCiAEBEhUKCGxhdGl0dWRlGAUgASgJSAOIAQESFgoJbG9uZ2l0dWRlGAYgASgJSASIAQESFQoIbG9jYXRpb24YByABKAlIBYgBAUIHCgVfY2l0eUIJCgdfY291bnR5QgkKB19wb3N0YWxCCwoJX2xhdGl0dWRlQgwKCl9sb25naXR1ZGVCCwoJX2xvY2F0aW9uIkEKB0NvdW50cnkSEQoEbmFtZRgBIAEoCUgAiAEBEhEKBGNvZGUYAiABKAlIAYgBAUIHCgVfbmFtZUIHCgVfY29kZSIjCgJPcxIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkiiwEKA0FwcBIMCgR0eXBlGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIVCghsYW5ndWFnZRgEIAEoCUgAiAEBEgsKA2JvdBgFIAEoCBIXCgpyZXNvbHV0aW9uGAYgASgJSAGIAQFCCwoJX2xhbmd1YWdlQg0KC19yZXNvbHV0aW9uIqcBCgNVdG0SEwoGc291cmNlGAEgASgJSACIAQESEwoGbWVkaXVtGAIgASgJSAGIAQESFQoIY2FtcGFpZ24YAyABKAlIAogBARIRCgR0ZXJtGAQgASgJSAOIAQESFAoHY29udGVudBgFIAEoCUgEiAEBQgkKB19zb3VyY2VCCQoHX21lZGl1bUILCglfY2FtcGFpZ25CBwoFX3Rlcm1CCgoIX2NvbnRlbnRiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Session is one visit of a user to a site or app, shaped like Tracardi's Session object
@@ -149,6 +149,15 @@ export type Session = Message<"session.v1.Session"> & {
    * @generated from field: repeated string merged_from_profile_ids = 17;
    */
   mergedFromProfileIds: string[];
+
+  /**
+   * Output only. Where the visit came from, classified by the server at CreateSession from the
+   * page URL (utm_* and click-id parameters), the referrer and OWN_DOMAINS (docs/traffic.md).
+   * Unset only on sessions stored before the service classified traffic.
+   *
+   * @generated from field: session.v1.Traffic traffic = 18;
+   */
+  traffic?: Traffic | undefined;
 };
 
 /**
@@ -157,6 +166,68 @@ export type Session = Message<"session.v1.Session"> & {
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
   messageDesc(file_session_v1_session, 0);
+
+/**
+ * Traffic is the source of a visit and its default channel group (docs/traffic.md).
+ *
+ * @generated from message session.v1.Traffic
+ */
+export type Traffic = Message<"session.v1.Traffic"> & {
+  /**
+   * The referrer URL given to CreateSession; nullable (none given).
+   *
+   * @generated from field: optional string referrer = 1;
+   */
+  referrer?: string | undefined;
+
+  /**
+   * The referrer's host name, lower case, without a leading "www."; nullable (no referrer, or
+   * one without a readable host).
+   *
+   * @generated from field: optional string referrer_host = 2;
+   */
+  referrerHost?: string | undefined;
+
+  /**
+   * utm_source, else the known site's name ("google", "facebook", ...), else the referrer's
+   * host; "(direct)" when there is none.
+   *
+   * @generated from field: string source = 3;
+   */
+  source: string;
+
+  /**
+   * utm_medium, else what the source says: "cpc" (a click id), "organic", "social", "email",
+   * "video", "shopping", "referral", "internal" (a referrer on OWN_DOMAINS); "(none)" for a
+   * direct visit.
+   *
+   * @generated from field: string medium = 4;
+   */
+  medium: string;
+
+  /**
+   * The default channel group, Google Analytics 4's rules: "Direct", "Organic Search",
+   * "Paid Search", "Organic Social", "Paid Social", "Email", "Referral", ... (docs/traffic.md).
+   *
+   * @generated from field: string channel_group = 5;
+   */
+  channelGroup: string;
+
+  /**
+   * The click-id parameter on the page URL ("gclid", "msclkid", "fbclid", ...), without its
+   * value; nullable.
+   *
+   * @generated from field: optional string click_id = 6;
+   */
+  clickId?: string | undefined;
+};
+
+/**
+ * Describes the message session.v1.Traffic.
+ * Use `create(TrafficSchema)` to create a new message.
+ */
+export const TrafficSchema: GenMessage<Traffic> = /*@__PURE__*/
+  messageDesc(file_session_v1_session, 1);
 
 /**
  * Activity is what the server records of a visit's page views (TouchSession).
@@ -199,7 +270,7 @@ export type Activity = Message<"session.v1.Activity"> & {
  * Use `create(ActivitySchema)` to create a new message.
  */
 export const ActivitySchema: GenMessage<Activity> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 1);
+  messageDesc(file_session_v1_session, 2);
 
 /**
  * SessionMetadata holds the session's time fields, channel, aux data and status.
@@ -242,7 +313,7 @@ export type SessionMetadata = Message<"session.v1.SessionMetadata"> & {
  * Use `create(SessionMetadataSchema)` to create a new message.
  */
 export const SessionMetadataSchema: GenMessage<SessionMetadata> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 2);
+  messageDesc(file_session_v1_session, 3);
 
 /**
  * SessionTime holds the session's timestamps; all but `create` are set by the server.
@@ -301,7 +372,7 @@ export type SessionTime = Message<"session.v1.SessionTime"> & {
  * Use `create(SessionTimeSchema)` to create a new message.
  */
 export const SessionTimeSchema: GenMessage<SessionTime> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 3);
+  messageDesc(file_session_v1_session, 4);
 
 /**
  * Operation describes what the current request did to the session; request-scoped, not stored.
@@ -343,7 +414,7 @@ export type Operation = Message<"session.v1.Operation"> & {
  * Use `create(OperationSchema)` to create a new message.
  */
 export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 4);
+  messageDesc(file_session_v1_session, 5);
 
 /**
  * Profile identifies the user the session belongs to.
@@ -378,7 +449,7 @@ export type Profile = Message<"session.v1.Profile"> & {
  * Use `create(ProfileSchema)` to create a new message.
  */
 export const ProfileSchema: GenMessage<Profile> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 5);
+  messageDesc(file_session_v1_session, 6);
 
 /**
  * Device describes the device used during the session.
@@ -462,7 +533,7 @@ export type Device = Message<"session.v1.Device"> & {
  * Use `create(DeviceSchema)` to create a new message.
  */
 export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 6);
+  messageDesc(file_session_v1_session, 7);
 
 /**
  * Geo is the geographic location of a device.
@@ -525,7 +596,7 @@ export type Geo = Message<"session.v1.Geo"> & {
  * Use `create(GeoSchema)` to create a new message.
  */
 export const GeoSchema: GenMessage<Geo> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 7);
+  messageDesc(file_session_v1_session, 8);
 
 /**
  * Country names a country.
@@ -553,7 +624,7 @@ export type Country = Message<"session.v1.Country"> & {
  * Use `create(CountrySchema)` to create a new message.
  */
 export const CountrySchema: GenMessage<Country> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 8);
+  messageDesc(file_session_v1_session, 9);
 
 /**
  * Os describes the operating system of the device.
@@ -581,7 +652,7 @@ export type Os = Message<"session.v1.Os"> & {
  * Use `create(OsSchema)` to create a new message.
  */
 export const OsSchema: GenMessage<Os> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 9);
+  messageDesc(file_session_v1_session, 10);
 
 /**
  * App describes the application (usually a browser) used during the session.
@@ -637,7 +708,7 @@ export type App = Message<"session.v1.App"> & {
  * Use `create(AppSchema)` to create a new message.
  */
 export const AppSchema: GenMessage<App> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 10);
+  messageDesc(file_session_v1_session, 11);
 
 /**
  * Utm holds the UTM campaign parameters of the visit.
@@ -686,5 +757,5 @@ export type Utm = Message<"session.v1.Utm"> & {
  * Use `create(UtmSchema)` to create a new message.
  */
 export const UtmSchema: GenMessage<Utm> = /*@__PURE__*/
-  messageDesc(file_session_v1_session, 11);
+  messageDesc(file_session_v1_session, 12);
 

@@ -11,6 +11,8 @@ export interface WatchFilter {
   ids: string[];
   status: string;
   channel: string;
+  /** traffic.channel_group ("" = any). */
+  channelGroup: string;
 }
 
 export type ChangeEventKind = "initial" | "created" | "updated" | "deleted" | "entered" | "left";
@@ -21,6 +23,7 @@ export interface Matcher {
   profileId: string;
   status: string;
   channel: string;
+  channelGroup: string;
 }
 
 export function compile(filter: WatchFilter): Matcher {
@@ -29,11 +32,17 @@ export function compile(filter: WatchFilter): Matcher {
     profileId: filter.profileId,
     status: filter.status,
     channel: filter.channel,
+    channelGroup: filter.channelGroup,
   };
 }
 
 export function fieldsOf(doc: SessionDoc): FilterFields {
-  return { profileId: doc.profile?.id ?? null, status: doc.metadata.status, channel: doc.metadata.channel };
+  return {
+    profileId: doc.profile?.id ?? null,
+    status: doc.metadata.status,
+    channel: doc.metadata.channel,
+    channelGroup: doc.traffic?.channel_group ?? null,
+  };
 }
 
 export function matchesFilter(filter: WatchFilter, id: string, fields: FilterFields): boolean {
@@ -41,18 +50,20 @@ export function matchesFilter(filter: WatchFilter, id: string, fields: FilterFie
     (filter.ids.length === 0 || filter.ids.includes(id)) &&
     (filter.profileId === "" || fields.profileId === filter.profileId) &&
     (filter.status === "" || fields.status === filter.status) &&
-    (filter.channel === "" || fields.channel === filter.channel)
+    (filter.channel === "" || fields.channel === filter.channel) &&
+    (filter.channelGroup === "" || fields.channelGroup === filter.channelGroup)
   );
 }
 
 // Field by field rather than through a FilterFields object: this runs for every change and
 // every watcher it may concern, and allocates nothing.
-function matches(m: Matcher, id: string, profileId: string | null, status: string, channel: string): boolean {
+function matches(m: Matcher, id: string, profileId: string | null, status: string, channel: string, channelGroup: string | null): boolean {
   return (
     (m.ids === null || m.ids.has(id)) &&
     (m.profileId === "" || profileId === m.profileId) &&
     (m.status === "" || status === m.status) &&
-    (m.channel === "" || channel === m.channel)
+    (m.channel === "" || channel === m.channel) &&
+    (m.channelGroup === "" || channelGroup === m.channelGroup)
   );
 }
 
@@ -64,14 +75,14 @@ export function classify(m: Matcher, change: ChangeRecord): ChangeEventKind | nu
   if (change.erased === true) {
     if (m.ids !== null && !m.ids.has(change.id)) return null;
     const e = change.before;
-    return e === null || matches(m, change.id, e.profileId, e.status, e.channel) ? "deleted" : null;
+    return e === null || matches(m, change.id, e.profileId, e.status, e.channel, e.channelGroup) ? "deleted" : null;
   }
   const doc = change.doc;
-  const now = matches(m, change.id, doc.profile?.id ?? null, doc.metadata.status, doc.metadata.channel);
+  const now = matches(m, change.id, doc.profile?.id ?? null, doc.metadata.status, doc.metadata.channel, doc.traffic?.channel_group ?? null);
   if (change.kind === "created") return now ? "created" : null;
   // Unknown before-state (a repaired log entry): assume it matched, so a leave is never missed.
   const b = change.before;
-  const before = b === null ? true : matches(m, change.id, b.profileId, b.status, b.channel);
+  const before = b === null ? true : matches(m, change.id, b.profileId, b.status, b.channel, b.channelGroup);
   if (change.kind === "deleted") return before ? "deleted" : null;
   if (now) return before ? "updated" : "entered";
   return before ? "left" : null;

@@ -214,7 +214,7 @@ export class StatsHub {
   /** The computation's loop, for as long as it has subscribers. */
   private async run(c: Computation): Promise<void> {
     const signal = c.abort.signal;
-    const filter = { profileId: c.input.profileId, ids: [], status: c.input.status, channel: c.input.channel };
+    const filter = { profileId: c.input.profileId, ids: [], status: c.input.status, channel: c.input.channel, channelGroup: "" };
     let w: Watcher | undefined;
     let minuteTimer: NodeJS.Timeout | undefined;
     try {

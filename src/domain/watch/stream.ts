@@ -204,6 +204,7 @@ async function* listMatching(store: SessionStore, filter: WatchFilter, signal: A
       profileId: filter.profileId || undefined,
       status: filter.status || undefined,
       channel: filter.channel || undefined,
+      channelGroup: filter.channelGroup || undefined,
       after,
       limit: INITIAL_PAGE,
     });

@@ -62,7 +62,12 @@ const CLAIM_LEASE_MS = MAX_WRITE_MS + SERVER_TIME_MARGIN_MS + CLOCK_SKEW_MS;
 const READ_BATCH = 500;
 
 export function filterFields(s: StoredSession): FilterFields {
-  return { profileId: s.profile?.id ?? null, status: s.metadata?.status ?? "", channel: s.metadata?.channel ?? "" };
+  return {
+    profileId: s.profile?.id ?? null,
+    status: s.metadata?.status ?? "",
+    channel: s.metadata?.channel ?? "",
+    channelGroup: s.traffic?.channel_group ?? null,
+  };
 }
 
 /** The stored session as kept in the log: stamped with the change's revision, no request_id. */
@@ -73,8 +78,9 @@ export function logDoc(s: StoredSession, revision: number): StoredSession {
 
 function toChangeRecord(o: Outcome): ChangeRecord {
   const revision = revNum(o._id);
+  // Entries written before channelGroup was kept: null, as for a session without traffic.
+  const before = o.before ? { ...o.before, channelGroup: o.before.channelGroup ?? null } : null;
   if (o.erased) {
-    const before = o.before ?? null;
     return { revision, kind: "deleted", id: o.id, doc: erasedDoc(o.id, before?.profileId ?? null, revision), before, erased: true };
   }
   return {
@@ -82,7 +88,7 @@ function toChangeRecord(o: Outcome): ChangeRecord {
     kind: o.kind,
     id: o.id,
     doc: fromStoredDocument({ ...(o.doc as unknown as Raw), _id: o.id, revision }),
-    before: o.before ?? null,
+    before,
   };
 }
 

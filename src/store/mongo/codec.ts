@@ -5,7 +5,7 @@
 
 import type { UpdateFilter } from "mongodb";
 
-import { emptySessionDoc, type JsonObject, type SessionDoc } from "../../domain/session";
+import { emptySessionDoc, type JsonObject, type SessionDoc, type TrafficDoc } from "../../domain/session";
 import type { SessionPatch } from "../../domain/store";
 
 /** A stored session: SessionDoc without `id`, plus `_id`, `revision` and maybe `request_id`. */
@@ -199,6 +199,20 @@ export function fromStoredDocument(raw: Raw): SessionDoc {
       end_reason: pick(activity["end_reason"], ""),
     },
     merged_from_profile_ids: Array.isArray(raw["merged_from_profile_ids"]) ? raw["merged_from_profile_ids"].map(String) : [],
+    traffic: readTraffic(raw["traffic"]),
+  };
+}
+
+/** The traffic object as read; null when missing (sessions stored before it was classified). */
+function readTraffic(value: unknown): TrafficDoc | null {
+  if (!isPlainObject(value)) return null;
+  return {
+    referrer: pick(value["referrer"], null),
+    referrer_host: pick(value["referrer_host"], null),
+    source: pick(value["source"], ""),
+    medium: pick(value["medium"], ""),
+    channel_group: pick(value["channel_group"], ""),
+    click_id: pick(value["click_id"], null),
   };
 }
 

@@ -24,6 +24,7 @@ export const SESSION_INDEXES: IndexDescription[] = [
   { name: "profile_insert", key: { "profile.id": 1, [INSERT]: -1, _id: -1 } },
   { name: "status_insert", key: { "metadata.status": 1, [INSERT]: -1, _id: -1 } },
   { name: "channel_insert", key: { "metadata.channel": 1, [INSERT]: -1, _id: -1 } },
+  { name: "channel_group_insert", key: { "traffic.channel_group": 1, [INSERT]: -1, _id: -1 } },
   { name: "insert", key: { [INSERT]: -1, _id: -1 } },
   { name: "revision", key: { revision: 1 } },
   // Lifecycle: idle expiry and "online now" ($or on update, or insert while update is null).

@@ -25,6 +25,7 @@ export async function listSessions(sessions: Collection<StoredSession>, query: L
   if (query.profileId !== undefined) and.push({ "profile.id": query.profileId });
   if (query.status !== undefined) and.push({ "metadata.status": query.status });
   if (query.channel !== undefined) and.push({ "metadata.channel": query.channel });
+  if (query.channelGroup !== undefined) and.push({ "traffic.channel_group": query.channelGroup });
   if (query.insertFrom !== undefined) and.push({ [INSERT]: { $gte: query.insertFrom } });
   if (query.insertTo !== undefined) and.push({ [INSERT]: { $lt: query.insertTo } });
   if (query.after !== undefined) {

@@ -29,7 +29,7 @@ export class ChangeLog {
   /** During a batch: the change rows of its creates not inserted yet, 3 values each (revision, id, at_ms). */
   private deferred: (number | string)[] = [];
   private readonly insertChangeStmt: Database.Statement<
-    [number, string, ChangeKind, string, number, string | null, string | null, string | null]
+    [number, string, ChangeKind, string, number, string | null, string | null, string | null, string | null]
   >;
   private readonly keepChangeDocStmt: Database.Statement<[string, number]>;
   private readonly headStmt: Database.Statement<[], Head>;
@@ -38,15 +38,15 @@ export class ChangeLog {
 
   constructor(db: Database.Database) {
     this.insertChangeStmt = db.prepare(
-      `INSERT INTO changes (revision, id, kind, doc, at_ms, before_profile_id, before_status, before_channel)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO changes (revision, id, kind, doc, at_ms, before_profile_id, before_status, before_channel, before_channel_group)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     // Before a session row changes: its latest change row (if not trimmed) gets the document.
     this.keepChangeDocStmt = db.prepare<[string, number]>("UPDATE changes SET doc = ? WHERE revision = ? AND doc = ''");
     this.headStmt = db.prepare<[], Head>("SELECT revision, trimmed_through FROM meta WHERE id = 1");
     this.changesStmt = db.prepare<[number, number, number], ChangeRow>(
       `SELECT c.revision, c.id, c.kind, iif(c.doc = '', s.doc, c.doc) AS doc, s.revision AS session_revision,
-              c.before_profile_id, c.before_status, c.before_channel, c.erased
+              c.before_profile_id, c.before_status, c.before_channel, c.before_channel_group, c.erased
        FROM changes c LEFT JOIN sessions s ON c.doc = '' AND s.id = c.id
        WHERE c.revision > ? AND c.revision <= ? ORDER BY c.revision LIMIT ?`,
     );
@@ -79,8 +79,9 @@ export class ChangeLog {
     beforeProfileId: string | null,
     beforeStatus: string | null,
     beforeChannel: string | null,
+    beforeChannelGroup: string | null,
   ): void {
-    this.insertChangeStmt.run(revision, id, kind, doc, atMs, beforeProfileId, beforeStatus, beforeChannel);
+    this.insertChangeStmt.run(revision, id, kind, doc, atMs, beforeProfileId, beforeStatus, beforeChannel, beforeChannelGroup);
   }
 
   /** Inside a write, before the session row changes: its latest change row keeps the document `doc`. */

@@ -24,6 +24,7 @@ export interface ChangeRow {
   before_profile_id: string | null;
   before_status: string | null;
   before_channel: string | null;
+  before_channel_group: string | null;
   /** 1: a tombstone of an erased session (erase.ts). */
   erased: number;
 }
@@ -52,6 +53,8 @@ export function fromRow(row: DocRow): SessionDoc {
     doc.activity = emptyActivity();
     doc.merged_from_profile_ids = [];
   }
+  // Sessions stored before traffic was classified have none.
+  doc.traffic ??= null;
   return doc;
 }
 
@@ -64,7 +67,10 @@ export function activeMs(doc: SessionDoc): number {
 export function fromChangeRow(row: ChangeRow): ChangeRecord {
   if (row.erased === 1) {
     const profileId = row.before_profile_id;
-    const before = row.before_status === null ? null : { profileId, status: row.before_status, channel: row.before_channel ?? "" };
+    const before =
+      row.before_status === null
+        ? null
+        : { profileId, status: row.before_status, channel: row.before_channel ?? "", channelGroup: row.before_channel_group };
     return { revision: row.revision, kind: "deleted", id: row.id, doc: erasedDoc(row.id, profileId, row.revision), before, erased: true };
   }
   // A change row without a document points at its session row, which must still be at it.
@@ -75,7 +81,14 @@ export function fromChangeRow(row: ChangeRow): ChangeRecord {
   }
   if (row.doc === null) throw new Error(`change log: change ${row.revision} of session "${row.id}" has no document (the session is gone)`);
   const before: FilterFields | null =
-    row.before_status === null ? null : { profileId: row.before_profile_id, status: row.before_status, channel: row.before_channel ?? "" };
+    row.before_status === null
+      ? null
+      : {
+          profileId: row.before_profile_id,
+          status: row.before_status,
+          channel: row.before_channel ?? "",
+          channelGroup: row.before_channel_group,
+        };
   return { revision: row.revision, kind: row.kind, id: row.id, doc: fromRow({ doc: row.doc, revision: row.revision }), before };
 }
 

@@ -13,7 +13,9 @@
 // right before COMMIT. A crash loses the counts together with the writes; several processes on
 // one file serialize their batches under BEGIN IMMEDIATE like every write. A file without the
 // tables (made by older code) gets them filled from its sessions when it is opened (migrate in
-// schema.ts, inside the schema's write transaction).
+// schema.ts, inside the schema's write transaction); so does a field added to COUNTED_FIELDS
+// since the file was last opened (`stats_fields` lists the fields a file counts). Every process
+// writing to one file must run code with the same COUNTED_FIELDS.
 //
 // Values are stored encoded: '' for null or missing, '=' followed by the value otherwise (NULL
 // cannot be part of a key that upserts match on).
@@ -32,7 +34,12 @@ export const COUNTED_FIELDS = {
   app_name: "$.app.name",
   country_code: "$.device.geo.country.code",
   utm_source: "$.utm.source",
+  channel_group: "$.traffic.channel_group",
+  source: "$.traffic.source",
 } as const satisfies Partial<Record<StatsField, string>>;
+
+/** The fields counted by files made before `stats_fields` existed. */
+const FIRST_FIELDS: readonly CountedField[] = ["device_type", "os_name", "app_name", "country_code", "utm_source"];
 
 export type CountedField = keyof typeof COUNTED_FIELDS;
 const FIELDS = Object.keys(COUNTED_FIELDS) as CountedField[];
@@ -63,6 +70,10 @@ function fieldValue(doc: SessionDoc, field: CountedField): string | null {
       return doc.device?.geo?.country?.code ?? null;
     case "utm_source":
       return doc.utm?.source ?? null;
+    case "channel_group":
+      return doc.traffic?.channel_group ?? null;
+    case "source":
+      return doc.traffic?.source ?? null;
   }
 }
 
@@ -89,12 +100,32 @@ function sameContribution(a: Contribution, b: Contribution): boolean {
 }
 
 /**
- * Creates the count tables when the file has none and fills them from the stored sessions.
- * Runs inside the schema's write transaction (openReadWrite).
+ * Creates the count tables when the file has none, and fills the counts of every field the file
+ * does not count yet from the stored sessions (one pass over them per field). Runs inside the
+ * schema's write transaction (openReadWrite).
  */
 export function migrateCounts(db: Database.Database): void {
-  const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stats_totals'").get();
-  if (exists !== undefined) return;
+  const table = (name: string) => db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+  const hadCounts = table("stats_totals");
+  const hadFields = table("stats_fields");
+  if (!hadFields) db.exec("CREATE TABLE stats_fields (field TEXT PRIMARY KEY) WITHOUT ROWID");
+  if (!hadCounts) {
+    // Nothing is counted without the tables, whatever the list says.
+    createCountTables(db);
+    db.exec("DELETE FROM stats_fields");
+  } else if (!hadFields) {
+    // Count tables without the list were made by code that counted FIRST_FIELDS.
+    for (const field of FIRST_FIELDS) db.prepare("INSERT INTO stats_fields (field) VALUES (?)").run(field);
+  }
+  const counted = new Set(db.prepare("SELECT field FROM stats_fields").pluck().all() as string[]);
+  for (const field of FIELDS) {
+    if (counted.has(field)) continue;
+    fillCounts(db, field);
+    db.prepare("INSERT INTO stats_fields (field) VALUES (?)").run(field);
+  }
+}
+
+function createCountTables(db: Database.Database): void {
   db.exec(`
     CREATE TABLE stats_totals (
       field   TEXT NOT NULL,
@@ -114,19 +145,21 @@ export function migrateCounts(db: Database.Database): void {
       PRIMARY KEY (field, hour, status, channel, value)
     ) WITHOUT ROWID;
   `);
+}
+
+/** Counts one field's values over the stored sessions (the file has no rows of it yet). */
+function fillCounts(db: Database.Database, field: CountedField): void {
   // The hour rounded down also for times before 1970 (SQLite's % keeps the dividend's sign).
   const hour = `(insert_ms - ((insert_ms % ${HOUR_MS}) + ${HOUR_MS}) % ${HOUR_MS}) / ${HOUR_MS}`;
-  for (const field of FIELDS) {
-    const value = `CASE WHEN json_extract(doc, '${COUNTED_FIELDS[field]}') IS NULL THEN '' ELSE '=' || json_extract(doc, '${COUNTED_FIELDS[field]}') END`;
-    db.exec(
-      `INSERT INTO stats_totals (field, status, channel, value, n)
-       SELECT '${field}', status, channel, ${value} AS v, count(*) FROM sessions GROUP BY status, channel, v`,
-    );
-    db.exec(
-      `INSERT INTO stats_hourly (field, hour, status, channel, value, n)
-       SELECT '${field}', ${hour} AS h, status, channel, ${value} AS v, count(*) FROM sessions GROUP BY h, status, channel, v`,
-    );
-  }
+  const value = `CASE WHEN json_extract(doc, '${COUNTED_FIELDS[field]}') IS NULL THEN '' ELSE '=' || json_extract(doc, '${COUNTED_FIELDS[field]}') END`;
+  db.exec(
+    `INSERT INTO stats_totals (field, status, channel, value, n)
+     SELECT '${field}', status, channel, ${value} AS v, count(*) FROM sessions GROUP BY status, channel, v`,
+  );
+  db.exec(
+    `INSERT INTO stats_hourly (field, hour, status, channel, value, n)
+     SELECT '${field}', ${hour} AS h, status, channel, ${value} AS v, count(*) FROM sessions GROUP BY h, status, channel, v`,
+  );
 }
 
 /** The deltas of one group commit, added to the tables before it commits (writer thread). */

@@ -118,11 +118,11 @@ export class SqliteEngine implements SessionStore {
     this.selectByIdStmt = db.prepare<[string], DocRow>("SELECT doc, revision FROM sessions WHERE id = ?");
     this.selectByRequestIdStmt = db.prepare<[string], DocRow>("SELECT doc, revision FROM sessions WHERE request_id = ?");
     this.insertStmt = db.prepare(
-      `INSERT INTO sessions (id, doc, revision, profile_id, status, channel, insert_ms, request_id, active_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+      `INSERT INTO sessions (id, doc, revision, profile_id, status, channel, insert_ms, request_id, active_ms, channel_group)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
     );
     this.updateStmt = db.prepare(
-      "UPDATE sessions SET doc = ?, revision = ?, profile_id = ?, status = ?, channel = ?, insert_ms = ?, active_ms = ? WHERE id = ?",
+      "UPDATE sessions SET doc = ?, revision = ?, profile_id = ?, status = ?, channel = ?, insert_ms = ?, active_ms = ?, channel_group = ? WHERE id = ?",
     );
     this.deleteStmt = db.prepare<[string]>("DELETE FROM sessions WHERE id = ?");
     this.pingStmt = db.prepare<[], number>("SELECT 1").pluck();
@@ -171,6 +171,7 @@ export class SqliteEngine implements SessionStore {
           t.insert.getTime(),
           requestId,
           activeMs(session),
+          session.traffic?.channel_group ?? null,
         );
         if (inserted.changes === 0) throw new AlreadyExistsError(session.id);
         this.batch.modified = true;
@@ -213,8 +214,10 @@ export class SqliteEngine implements SessionStore {
       const bm = before.metadata;
       this.changes.keepDoc(row.doc, row.revision);
       this.batch.modified = true;
-      this.updateStmt.run(json, revision, doc.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), activeMs(doc), id);
-      this.changes.insert(revision, id, "updated", "", Date.now(), before.profile?.id ?? null, bm.status, bm.channel);
+      const group = doc.traffic?.channel_group ?? null;
+      this.updateStmt.run(json, revision, doc.profile?.id ?? null, m.status, m.channel, m.time.insert.getTime(), activeMs(doc), group, id);
+      const beforeGroup = before.traffic?.channel_group ?? null;
+      this.changes.insert(revision, id, "updated", "", Date.now(), before.profile?.id ?? null, bm.status, bm.channel, beforeGroup);
       this.counts.updated(before, doc);
       if (visitIn !== undefined) this.visits.insert(visitIn, doc.session_index, id);
       doc.revision = this.batch.revision = revision;
@@ -234,7 +237,8 @@ export class SqliteEngine implements SessionStore {
       this.changes.keepDoc(row.doc, row.revision);
       this.batch.modified = true;
       this.deleteStmt.run(id);
-      this.changes.insert(revision, id, "deleted", row.doc, Date.now(), last.profile?.id ?? null, lm.status, lm.channel);
+      const lastGroup = last.traffic?.channel_group ?? null;
+      this.changes.insert(revision, id, "deleted", row.doc, Date.now(), last.profile?.id ?? null, lm.status, lm.channel, lastGroup);
       this.counts.deleted(last);
       this.batch.revision = revision;
       return { revision };

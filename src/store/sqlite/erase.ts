@@ -32,7 +32,7 @@ export class SqliteErasure {
   private readonly selectSessionsStmt: Database.Statement<[string, number], SessionRow>;
   private readonly scrubHistoryStmt: Database.Statement<[{ id: string }]>;
   private readonly deleteSessionStmt: Database.Statement<[string]>;
-  private readonly insertErasedStmt: Database.Statement<[number, string, number, string | null, string, string]>;
+  private readonly insertErasedStmt: Database.Statement<[number, string, number, string | null, string, string, string | null]>;
   private readonly noteErasureStmt: Database.Statement<[string, number]>;
   private readonly deleteVisitStmt: Database.Statement<[string, number, string]>;
   private readonly anySessionStmt: Database.Statement<[string], number>;
@@ -49,14 +49,15 @@ export class SqliteErasure {
     // Oldest first, by the sessions_by_profile index.
     this.selectSessionsStmt = db.prepare("SELECT id, doc, revision FROM sessions WHERE profile_id = ? ORDER BY insert_ms, id LIMIT ?");
     this.scrubHistoryStmt = db.prepare(
-      `UPDATE changes SET kind = 'deleted', doc = '-', erased = 1, before_profile_id = NULL, before_status = NULL, before_channel = NULL
+      `UPDATE changes SET kind = 'deleted', doc = '-', erased = 1, before_profile_id = NULL, before_status = NULL, before_channel = NULL,
+         before_channel_group = NULL
        WHERE id = @id AND erased = 0
          AND revision > coalesce((SELECT max(revision) FROM changes WHERE id = @id AND kind = 'deleted' AND erased = 0), 0)`,
     );
     this.deleteSessionStmt = db.prepare("DELETE FROM sessions WHERE id = ?");
     this.insertErasedStmt = db.prepare(
-      `INSERT INTO changes (revision, id, kind, doc, at_ms, before_profile_id, before_status, before_channel, erased)
-       VALUES (?, ?, 'deleted', '-', ?, ?, ?, ?, 1)`,
+      `INSERT INTO changes (revision, id, kind, doc, at_ms, before_profile_id, before_status, before_channel, before_channel_group, erased)
+       VALUES (?, ?, 'deleted', '-', ?, ?, ?, ?, ?, 1)`,
     );
     this.noteErasureStmt = db.prepare("INSERT OR IGNORE INTO erasures (profile_id, revision) VALUES (?, ?)");
     this.deleteVisitStmt = db.prepare("DELETE FROM visits WHERE profile_id = ? AND idx = ? AND session_id = ?");
@@ -65,7 +66,7 @@ export class SqliteErasure {
       .pluck();
     this.pendingStmt = db.prepare<[string, number], number>("SELECT revision FROM erasures WHERE profile_id = ? LIMIT ?").pluck();
     this.clearBeforeStmt = db.prepare(
-      "UPDATE changes SET before_profile_id = NULL, before_status = NULL, before_channel = NULL WHERE revision = ? AND erased = 1",
+      "UPDATE changes SET before_profile_id = NULL, before_status = NULL, before_channel = NULL, before_channel_group = NULL WHERE revision = ? AND erased = 1",
     );
     this.doneErasureStmt = db.prepare("DELETE FROM erasures WHERE profile_id = ? AND revision = ?");
     this.deleteVisitsStmt = db.prepare(
@@ -86,7 +87,8 @@ export class SqliteErasure {
       revision++;
       this.scrubHistoryStmt.run({ id: doc.id });
       this.deleteSessionStmt.run(doc.id);
-      this.insertErasedStmt.run(revision, doc.id, atMs, profileId, doc.metadata.status, doc.metadata.channel);
+      const group = doc.traffic?.channel_group ?? null;
+      this.insertErasedStmt.run(revision, doc.id, atMs, profileId, doc.metadata.status, doc.metadata.channel, group);
       this.noteErasureStmt.run(profileId, revision);
       if (doc.session_index > 0) this.deleteVisitStmt.run(profileId, doc.session_index, doc.id);
       this.counts.deleted(doc);

@@ -19,10 +19,12 @@ export const STATS_COLUMNS: Record<StatsField, string> = {
   app_name: "json_extract(doc, '$.app.name')",
   country_code: "json_extract(doc, '$.device.geo.country.code')",
   utm_source: "json_extract(doc, '$.utm.source')",
+  channel_group: "channel_group",
+  source: "json_extract(doc, '$.traffic.source')",
 };
 
 /** The WHERE terms (and their parameters) of the filters listings and statistics share. */
-export function filterTerms(query: { profileId?: string; status?: string; channel?: string; insertFrom?: Date }): {
+export function filterTerms(query: { profileId?: string; status?: string; channel?: string; channelGroup?: string; insertFrom?: Date }): {
   where: string[];
   params: unknown[];
 } {
@@ -40,6 +42,10 @@ export function filterTerms(query: { profileId?: string; status?: string; channe
   if (query.channel !== undefined) {
     where.push("channel = ?");
     params.push(query.channel);
+  }
+  if (query.channelGroup !== undefined) {
+    where.push("channel_group = ?");
+    params.push(query.channelGroup);
   }
   if (query.insertFrom !== undefined) {
     where.push("insert_ms >= ?");

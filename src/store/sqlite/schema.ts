@@ -23,7 +23,8 @@ export const SCHEMA = `
     channel    TEXT NOT NULL,
     insert_ms  INTEGER NOT NULL,
     request_id TEXT,              -- idempotency key of the create, NULL when none was given
-    active_ms  INTEGER NOT NULL DEFAULT 0  -- latest activity: metadata.time.update, else insert
+    active_ms  INTEGER NOT NULL DEFAULT 0, -- latest activity: metadata.time.update, else insert
+    channel_group TEXT            -- traffic.channel_group; NULL for sessions without traffic
   );
   -- Unique among non-NULL keys; partial so that creates without a key add no index entry.
   CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_request_id ON sessions (request_id) WHERE request_id IS NOT NULL;
@@ -72,6 +73,7 @@ export const SCHEMA = `
     before_profile_id TEXT,
     before_status     TEXT,
     before_channel    TEXT,
+    before_channel_group TEXT,
     -- 1: a tombstone of an erased session (doc '-'); see erase.ts.
     erased            INTEGER NOT NULL DEFAULT 0
   );
@@ -94,9 +96,22 @@ export function migrate(db: Database.Database): void {
   // the "online" count walk these, never the ended sessions that pile up over time.
   db.exec("CREATE INDEX IF NOT EXISTS sessions_active_by_activity ON sessions (active_ms) WHERE status = 'active'");
   db.exec("CREATE INDEX IF NOT EXISTS sessions_active_by_insert ON sessions (insert_ms) WHERE status = 'active'");
+  // traffic.channel_group (ListSessions' and WatchSessions' filter). Documents of older code have
+  // no traffic: the column stays NULL for them, unless one was written by newer code before.
+  if (!columns.includes("channel_group")) {
+    db.exec("ALTER TABLE sessions ADD COLUMN channel_group TEXT");
+    db.exec("UPDATE sessions SET channel_group = json_extract(doc, '$.traffic.channel_group')");
+  }
+  // A listing filtered by channel group walks its sessions in listing order; sessions without
+  // traffic (NULL) take no entry.
+  db.exec(
+    "CREATE INDEX IF NOT EXISTS sessions_by_channel_group ON sessions (channel_group, insert_ms, id) WHERE channel_group IS NOT NULL",
+  );
+  const changeColumns = db.prepare("SELECT name FROM pragma_table_info('changes')").pluck().all() as string[];
+  // The channel group before each change, for watch filters by channel_group.
+  if (!changeColumns.includes("before_channel_group")) db.exec("ALTER TABLE changes ADD COLUMN before_channel_group TEXT");
   // Erasure (erase.ts): tombstones in the change log, the log by session id, and the erased
   // changes whose before-fields (the profile id) are still to be cleared.
-  const changeColumns = db.prepare("SELECT name FROM pragma_table_info('changes')").pluck().all() as string[];
   if (!changeColumns.includes("erased")) db.exec("ALTER TABLE changes ADD COLUMN erased INTEGER NOT NULL DEFAULT 0");
   db.exec("CREATE INDEX IF NOT EXISTS changes_by_id ON changes (id)");
   db.exec(

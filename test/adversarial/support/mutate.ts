@@ -45,7 +45,8 @@ export function validRequest(method: string, r: Rng, pool: Pool): Record<string,
           traits: r.chance(0.5) ? { plan: r.pick(["free", "pro"]) } : undefined,
         },
         userAgent: r.pick(["", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36", "curl/8.0"]),
-        pageUrl: r.pick(["", "https://shop.example/?utm_source=fuzz&utm_medium=cpc", "not a url"]),
+        pageUrl: r.pick(["", "https://shop.example/?utm_source=fuzz&utm_medium=cpc", "https://shop.example/?gclid=fz", "not a url"]),
+        referrer: r.pick(["", "https://www.google.com/", "android-app://com.google.android.gm", "https://shop.example/", "not a url"]),
         requestId: r.chance(0.3) ? `rq-${r.int(0, 200)}` : "",
       };
     case "GetSession":
@@ -64,10 +65,15 @@ export function validRequest(method: string, r: Rng, pool: Pool): Record<string,
     case "DeleteSession":
       return { id, ...(r.chance(0.3) ? { expectedRevision: BigInt(r.int(0, 5000)) } : {}) };
     case "ListSessions":
-      return { pageSize: r.int(0, 120), profileId: r.chance(0.3) ? profile : "", status: r.chance(0.2) ? "active" : "" };
+      return {
+        pageSize: r.int(0, 120),
+        profileId: r.chance(0.3) ? profile : "",
+        status: r.chance(0.2) ? "active" : "",
+        channelGroup: r.chance(0.2) ? r.pick(["Organic Search", "Direct"]) : "",
+      };
     case "WatchSessions":
       return {
-        filter: r.pick([{}, { profileId: profile }, { ids: [id] }, { status: "active" }, { channel: "web" }]),
+        filter: r.pick([{}, { profileId: profile }, { ids: [id] }, { status: "active" }, { channel: "web" }, { channelGroup: "Direct" }]),
         sendInitial: r.chance(0.5),
         ...(r.chance(0.3) ? { afterRevision: BigInt(r.int(0, 3000)) } : {}),
         heartbeatInterval: { seconds: 1n },
@@ -83,10 +89,10 @@ export function validRequest(method: string, r: Rng, pool: Pool): Record<string,
     case "EraseProfile":
       return { profileId: r.pick(pool.profiles) };
     case "GetSessionStats":
-      return { groupBy: r.int(0, 7), filter: r.chance(0.3) ? { channel: "web" } : undefined };
+      return { groupBy: r.int(0, 9), filter: r.chance(0.3) ? { channel: "web" } : undefined };
     case "WatchSessionStats":
       return {
-        groupBy: r.int(0, 7),
+        groupBy: r.int(0, 9),
         filter: r.chance(0.3) ? { profileId: profile } : undefined,
         minInterval: { nanos: r.pick([0, 100_000_000, 500_000_000]) },
         heartbeatInterval: { seconds: 1n },

@@ -20,7 +20,9 @@ export function changeLogTests(current: CurrentStore): void {
   describe("change log", () => {
     it("records each create, update and delete once, in revision order, with the session after it and the filter fields before it", async () => {
       const head = await store.headRevision();
-      const { session: created } = await store.create(fullDoc("ch-1", at(0), { profileId: "p-a", status: "active", channel: "web" }));
+      const { session: created } = await store.create(
+        fullDoc("ch-1", at(0), { profileId: "p-a", status: "active", channel: "web", channelGroup: "Paid Search" }),
+      );
       const updated = await store.update("ch-1", {
         set: [
           { path: ["metadata", "status"], value: "closed" },
@@ -28,7 +30,7 @@ export function changeLogTests(current: CurrentStore): void {
         ],
         unset: [],
       });
-      const { session: other } = await store.create(fullDoc("ch-2", at(1), { profileId: null }));
+      const { session: other } = await store.create(fullDoc("ch-2", at(1), { profileId: null, channelGroup: null }));
       const { revision: deleted } = await store.delete("ch-1");
       // Failed writes leave no record.
       expect(await rejection(store.update("ch-2", patch("x"), { expectedRevision: other.revision + 1000 }))).toBeInstanceOf(
@@ -50,15 +52,34 @@ export function changeLogTests(current: CurrentStore): void {
       expect(changes[3].doc).toStrictEqual({ ...updated, revision: deleted });
       expect(changes.map((c) => c.before)).toEqual([
         null,
-        { profileId: "p-a", status: "active", channel: "web" },
+        { profileId: "p-a", status: "active", channel: "web", channelGroup: "Paid Search" },
         null,
-        { profileId: "p-a", status: "closed", channel: "app" },
+        { profileId: "p-a", status: "closed", channel: "app", channelGroup: "Paid Search" },
       ]);
       // A failed write may have used up a revision that has no change: revisions need not be
       // consecutive, only increasing.
       expect(safeRevision).toBeGreaterThanOrEqual(deleted);
       expect(await store.headRevision()).toBeGreaterThanOrEqual(deleted);
       expect(await store.readChanges(safeRevision, 100)).toEqual({ changes: [], safeRevision });
+    });
+
+    it("keeps the channel group before each change, null for a session without traffic", async () => {
+      const head = await store.headRevision();
+      await store.create(fullDoc("cg-1", at(0), { channelGroup: "Email" }));
+      await store.create(fullDoc("cg-2", at(0), { channelGroup: null }));
+      await store.update("cg-1", patch("x"));
+      await store.update("cg-2", patch("y"));
+      await store.delete("cg-1");
+      await store.delete("cg-2");
+      const { changes } = await store.readChanges(head, 100);
+      expect(changes.map((c) => [c.kind, c.id, c.before?.channelGroup, c.doc.traffic?.channel_group ?? null])).toEqual([
+        ["created", "cg-1", undefined, "Email"],
+        ["created", "cg-2", undefined, null],
+        ["updated", "cg-1", "Email", "Email"],
+        ["updated", "cg-2", null, null],
+        ["deleted", "cg-1", "Email", "Email"],
+        ["deleted", "cg-2", null, null],
+      ]);
     });
 
     it("reads at most `limit` changes; the next read goes on from safeRevision, and past the head reads nothing", async () => {

@@ -18,6 +18,7 @@ function matches(doc: SessionDoc, q: ListQuery): boolean {
     (q.profileId === undefined || doc.profile?.id === q.profileId) &&
     (q.status === undefined || doc.metadata.status === q.status) &&
     (q.channel === undefined || doc.metadata.channel === q.channel) &&
+    (q.channelGroup === undefined || doc.traffic?.channel_group === q.channelGroup) &&
     (q.insertFrom === undefined || insert >= q.insertFrom.getTime()) &&
     (q.insertTo === undefined || insert < q.insertTo.getTime())
   );
@@ -30,6 +31,8 @@ function listingFixtures(): SessionDoc[] {
   const profiles = ["p1", "p2", null];
   const statuses = ["active", "closed"];
   const channels = ["web", "app", "email"];
+  // Every fourth session has no traffic (stored before it was classified): never matched.
+  const groups = ["Organic Search", "Paid Social", "Direct", null];
   const docs: SessionDoc[] = [];
   for (let i = 0; i < 18; i++) {
     docs.push(
@@ -37,6 +40,7 @@ function listingFixtures(): SessionDoc[] {
         profileId: profiles[(i * 5) % 3],
         status: statuses[Math.floor(i / 2) % 2],
         channel: channels[(i + Math.floor(i / 3)) % 3],
+        channelGroup: groups[(i * 3) % 4],
       }),
     );
   }
@@ -87,6 +91,10 @@ export function listTests(current: CurrentStore): void {
       ["a profileId nobody has", { profileId: "nobody" }],
       ["status", { status: "closed" }],
       ["channel", { channel: "app" }],
+      ["channelGroup", { channelGroup: "Paid Social" }],
+      ["a channelGroup nobody has", { channelGroup: "Audio" }],
+      ["channelGroup and status", { channelGroup: "Organic Search", status: "active" }],
+      ["channelGroup, channel and an insert range", { channelGroup: "Direct", channel: "web", insertFrom: at(1), insertTo: at(6) }],
       ["insertFrom (inclusive)", { insertFrom: at(2) }],
       ["insertTo (exclusive)", { insertTo: at(4) }],
       ["insertFrom and insertTo", { insertFrom: at(1), insertTo: at(4) }],
@@ -127,9 +135,11 @@ export function listTests(current: CurrentStore): void {
       expect(await store.list({ after: cursorOf(expected[expected.length - 1]), limit: 10 })).toEqual([]);
     });
 
-    it("pages with filters through every matching session exactly once", async () => {
+    it.each([
+      ["status and insertTo", { status: "active", insertTo: at(5) }],
+      ["channelGroup", { channelGroup: "Organic Search" }],
+    ])("pages with filters (%s) through every matching session exactly once", async (_label, query) => {
       const stored = await createShuffled(store, listingFixtures());
-      const query = { status: "active", insertTo: at(5) };
       const expected = ids(stored.filter((d) => matches(d, { ...query, limit: 0 })).sort(compareListing));
       const seen: string[] = [];
       let after: ListCursor | undefined;

@@ -17,6 +17,8 @@ const FIELDS: Array<[StatsField, (d: SessionDoc) => string | null]> = [
   ["app_name", (d) => d.app?.name ?? null],
   ["country_code", (d) => d.device?.geo?.country?.code ?? null],
   ["utm_source", (d) => d.utm?.source ?? null],
+  ["channel_group", (d) => d.traffic?.channel_group ?? null],
+  ["source", (d) => d.traffic?.source ?? null],
 ];
 
 const HOUR_MS = 3_600_000;
@@ -30,6 +32,7 @@ function fixtures(prefix: string, n = 16): SessionDoc[] {
     doc.os.name = ["iOS", "Android", "Linux"][i % 3];
     doc.utm.source = i % 4 === 0 ? null : "news";
     doc.metadata.time.update = at(i * 37 + 30);
+    doc.traffic = i % 5 === 0 ? null : { ...doc.traffic!, channel_group: ["Email", "Referral"][i % 2], source: `s-${i % 3}` };
     return doc;
   });
 }

@@ -28,6 +28,15 @@ export function statsTests(current: CurrentStore): void {
         doc.app.name = i % 3 === 0 ? "Chrome" : "Safari";
         doc.utm.source = i % 6 === 0 ? null : `src-${i % 2}`;
         doc.metadata.time.update = i % 7 === 0 ? null : at(i + 3);
+        // Sessions without traffic (stored before it was classified) count under null.
+        doc.traffic =
+          i % 5 === 1
+            ? null
+            : {
+                ...doc.traffic!,
+                channel_group: ["Organic Search", "Paid Social", "Direct"][i % 3],
+                source: ["google", "facebook", "(direct)", "news"][i % 4],
+              };
         docs.push(doc);
       }
       return docs;
@@ -42,6 +51,8 @@ export function statsTests(current: CurrentStore): void {
       ["app_name", (d) => d.app.name],
       ["country_code", (d) => d.device.geo.country.code],
       ["utm_source", (d) => d.utm.source],
+      ["channel_group", (d) => d.traffic?.channel_group ?? null],
+      ["source", (d) => d.traffic?.source ?? null],
     ];
     function expected(docs: SessionDoc[], field: (d: SessionDoc) => string | null) {
       const counts = new Map<string | null, number>();
@@ -118,7 +129,17 @@ export function statsTests(current: CurrentStore): void {
     it("counts each breakdown like a count over the raw documents, in the asked order, with the filters", async () => {
       const docs = statsFixtures();
       for (const d of docs) await store.create(d);
-      const order: StatsField[] = ["utm_source", "channel", "country_code", "status", "app_name", "device_type", "os_name"];
+      const order: StatsField[] = [
+        "utm_source",
+        "channel_group",
+        "channel",
+        "country_code",
+        "status",
+        "source",
+        "app_name",
+        "device_type",
+        "os_name",
+      ];
       for (const [filter, match] of FILTERS) {
         const subset = docs.filter(match);
         const got = await store.stats({ ...filter, groupBy: "os_name", breakdowns: order, onlineSince: ACTIVE_SINCE });

@@ -36,6 +36,8 @@ interface DocFields {
   profileId?: string | null;
   status?: string;
   channel?: string;
+  /** traffic.channel_group; null: a session without traffic (stored before it was classified). */
+  channelGroup?: string | null;
 }
 
 /** A document with every field set: Dates, nulls, nested free-form objects, unicode, numbers. */
@@ -96,6 +98,17 @@ export function fullDoc(id: string, insert: Date = at(0), fields: DocFields = {}
     previous_session_id: null,
     activity: { page_views: 3, entry_page: "https://example.com/zażółć", exit_page: "https://example.com/koszyk", end_reason: "" },
     merged_from_profile_ids: [],
+    traffic:
+      fields.channelGroup === null
+        ? null
+        : {
+            referrer: "https://www.google.com/search?q=zażółć",
+            referrer_host: "google.com",
+            source: "google",
+            medium: "organic",
+            channel_group: fields.channelGroup ?? "Organic Search",
+            click_id: null,
+          },
   };
 }
 

@@ -76,6 +76,7 @@ describe("MongoSessionStore: the stored document", () => {
         "previous_session_id",
         "activity",
         "merged_from_profile_ids",
+        "traffic",
       ].sort(),
     );
     expect(doc.revision).toBe(session.revision);
@@ -90,7 +91,9 @@ describe("MongoSessionStore: the stored document", () => {
     for (const path of ["metadata.time.insert", "metadata.time.create", "metadata.time.update"]) {
       expect(await sessions.countDocuments({ _id: "s-doc", [path]: { $type: "date" } } as Document)).toBe(1);
     }
-    for (const path of ["properties", "context", "device.geo", "metadata.time"]) {
+    expect(doc.traffic).toHaveProperty("channel_group", "Organic Search");
+    expect(doc.traffic).toHaveProperty("click_id", null);
+    for (const path of ["properties", "context", "device.geo", "metadata.time", "traffic"]) {
       expect(await sessions.countDocuments({ _id: "s-doc", [path]: { $type: "object" } } as Document)).toBe(1);
     }
     expect(await sessions.countDocuments({ _id: "s-doc", "device.geo.county": { $type: "null" } } as Document)).toBe(1);

@@ -13,13 +13,24 @@ import { AlreadyExistsError, NotFoundError, RevisionConflictError } from "../../
 import { at } from "../conformance/support";
 import { fullDoc, tempDir } from "./support";
 
-const FIELDS: StatsField[] = ["channel", "status", "device_type", "os_name", "app_name", "country_code", "utm_source"];
+const FIELDS: StatsField[] = [
+  "channel",
+  "status",
+  "device_type",
+  "os_name",
+  "app_name",
+  "country_code",
+  "utm_source",
+  "channel_group",
+  "source",
+];
 
 async function fill(store: SqliteSessionStore): Promise<void> {
   for (let i = 0; i < 12; i++) {
     const doc = fullDoc(`c${i}`, at(i * 50), { channel: ["web", "app"][i % 2], status: i % 4 === 0 ? "ended" : "active" });
     doc.os.name = i % 3 === 0 ? "iOS" : "Android";
     doc.utm.source = i % 5 === 0 ? null : "news";
+    doc.traffic = i % 4 === 1 ? null : { ...doc.traffic!, channel_group: ["Direct", "Email", "Referral"][i % 3], source: `src-${i % 2}` };
     await store.create(doc);
   }
   await store.update("c1", { set: [{ path: ["os", "name"], value: "Linux" }], unset: [] });
@@ -80,6 +91,42 @@ describe("SqliteSessionStore: statistics counts", () => {
       expect(r.groups.find((g) => g.key === "Linux")?.count).toBe(2);
     } finally {
       await migrated.close();
+    }
+  });
+
+  it("fills the counts of fields a file did not count yet (channel_group, source), and keeps counting them", async () => {
+    const first = SqliteSessionStore.open(dir);
+    await fill(first);
+    const before = await snapshot(first);
+    await first.close();
+    expect(before.find((s) => s.groupBy === "channel_group" && s.insertFrom === undefined)?.groups).toEqual([
+      { key: "Direct", count: 3 },
+      { key: "Email", count: 3 },
+      { key: null, count: 3 },
+      { key: "Referral", count: 2 },
+    ]);
+
+    // As a file made by code that counted the first five fields, without the list of fields.
+    const db = new Database(path.join(dir, "sessions.db"));
+    db.exec(`DELETE FROM stats_totals WHERE field IN ('channel_group', 'source');
+      DELETE FROM stats_hourly WHERE field IN ('channel_group', 'source');
+      DROP TABLE stats_fields`);
+    db.close();
+    const migrated = SqliteSessionStore.open(dir);
+    try {
+      expect(await snapshot(migrated)).toEqual(before);
+      await migrated.delete("c3");
+      const r = await migrated.stats({ groupBy: "source", onlineSince: at(0) });
+      const docs = await migrated.list({ limit: 100 });
+      expect(r.groups.reduce((n, g) => n + g.count, 0)).toBe(docs.length);
+    } finally {
+      await migrated.close();
+    }
+    const check = new Database(path.join(dir, "sessions.db"), { readonly: true });
+    try {
+      expect(check.prepare("SELECT field FROM stats_fields ORDER BY field").pluck().all()).toEqual([...FIELDS.slice(2)].sort());
+    } finally {
+      check.close();
     }
   });
 

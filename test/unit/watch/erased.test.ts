@@ -20,7 +20,7 @@ function erasedLive(log: MemoryLog, id: string, profileId = "person"): ChangeRec
     kind: "deleted",
     id,
     doc: erasedDoc(id, profileId, revision),
-    before: { profileId, status: "active", channel: "web" },
+    before: { profileId, status: "active", channel: "web", channelGroup: null },
     erased: true,
   };
   log.changes.push(change);

@@ -33,4 +33,21 @@ describe("classifyChange", () => {
     expect(classifyChange(filter({ status: "ended", channel: "app" }), c)).toBe("created");
     expect(classifyChange(filter({ status: "active" }), c)).toBeNull();
   });
+  it("matches the channel group, before and after the change; a session without traffic matches no group", () => {
+    const search = { profileId: "a", status: "active", channel: "web", channelGroup: "Organic Search" };
+    const paid = { ...search, channelGroup: "Paid Search" };
+    const none = { profileId: "a", status: "active", channel: "web" };
+    const f = filter({ channelGroup: "Organic Search" });
+    expect(classifyChange(f, log.write("created", "s5", search))).toBe("created");
+    expect(classifyChange(f, log.write("updated", "s5", search))).toBe("updated");
+    // The group never changes after create; the rule is still the before/after one.
+    expect(classifyChange(f, log.write("updated", "s5", paid))).toBe("left");
+    expect(classifyChange(f, log.write("updated", "s5", search))).toBe("entered");
+    expect(classifyChange(f, log.write("deleted", "s5"))).toBe("deleted");
+    expect(classifyChange(f, log.write("created", "s6", none))).toBeNull();
+    expect(classifyChange(filter({}), log.write("updated", "s6", none))).toBe("updated");
+    expect(classifyChange(f, log.write("deleted", "s6"))).toBeNull();
+    expect(classifyChange(filter({ channelGroup: "Paid Search", channel: "web" }), log.write("created", "s7", paid))).toBe("created");
+    expect(classifyChange(filter({ channelGroup: "Paid Search", channel: "app" }), log.write("updated", "s7", paid))).toBeNull();
+  });
 });

@@ -13,6 +13,8 @@ export interface Fields {
   profileId: string | null;
   status: string;
   channel: string;
+  /** traffic.channel_group; unset: a session without traffic. */
+  channelGroup?: string;
 }
 
 function doc(id: string, f: Fields, revision: number): SessionDoc {
@@ -20,6 +22,7 @@ function doc(id: string, f: Fields, revision: number): SessionDoc {
     id,
     profile: f.profileId === null ? null : { id: f.profileId },
     metadata: { status: f.status, channel: f.channel, time: { insert: new Date(1_700_000_000_000 + revision) } },
+    traffic: f.channelGroup === undefined ? null : { channel_group: f.channelGroup },
     revision,
   } as unknown as SessionDoc;
 }
@@ -75,10 +78,24 @@ export class MemoryLog {
     const before: FilterFields | null =
       kind === "created" || repaired || !old
         ? null
-        : { profileId: old.profile?.id ?? null, status: old.metadata.status, channel: old.metadata.channel };
+        : {
+            profileId: old.profile?.id ?? null,
+            status: old.metadata.status,
+            channel: old.metadata.channel,
+            channelGroup: old.traffic?.channel_group ?? null,
+          };
     const after =
       kind === "deleted"
-        ? doc(id, { profileId: old!.profile?.id ?? null, status: old!.metadata.status, channel: old!.metadata.channel }, revision)
+        ? doc(
+            id,
+            {
+              profileId: old!.profile?.id ?? null,
+              status: old!.metadata.status,
+              channel: old!.metadata.channel,
+              channelGroup: old!.traffic?.channel_group,
+            },
+            revision,
+          )
         : doc(id, f!, revision);
     if (kind === "deleted") this.docs.delete(id);
     else this.docs.set(id, after);
@@ -90,7 +107,14 @@ export class MemoryLog {
 }
 
 const silent = createLogger("silent");
-export const filter = (f: Partial<WatchFilter>): WatchFilter => ({ profileId: "", ids: [], status: "", channel: "", ...f });
+export const filter = (f: Partial<WatchFilter>): WatchFilter => ({
+  profileId: "",
+  ids: [],
+  status: "",
+  channel: "",
+  channelGroup: "",
+  ...f,
+});
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {

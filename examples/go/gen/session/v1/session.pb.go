@@ -71,8 +71,12 @@ type Session struct {
 	// Tracardi, operation.merge is request-scoped and never stored, and the profile object is
 	// client-writable as a whole.
 	MergedFromProfileIds []string `protobuf:"bytes,17,rep,name=merged_from_profile_ids,json=mergedFromProfileIds,proto3" json:"merged_from_profile_ids,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Output only. Where the visit came from, classified by the server at CreateSession from the
+	// page URL (utm_* and click-id parameters), the referrer and OWN_DOMAINS (docs/traffic.md).
+	// Unset only on sessions stored before the service classified traffic.
+	Traffic       *Traffic `protobuf:"bytes,18,opt,name=traffic,proto3" json:"traffic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -224,6 +228,110 @@ func (x *Session) GetMergedFromProfileIds() []string {
 	return nil
 }
 
+func (x *Session) GetTraffic() *Traffic {
+	if x != nil {
+		return x.Traffic
+	}
+	return nil
+}
+
+// Traffic is the source of a visit and its default channel group (docs/traffic.md).
+type Traffic struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The referrer URL given to CreateSession; nullable (none given).
+	Referrer *string `protobuf:"bytes,1,opt,name=referrer,proto3,oneof" json:"referrer,omitempty"`
+	// The referrer's host name, lower case, without a leading "www."; nullable (no referrer, or
+	// one without a readable host).
+	ReferrerHost *string `protobuf:"bytes,2,opt,name=referrer_host,json=referrerHost,proto3,oneof" json:"referrer_host,omitempty"`
+	// utm_source, else the known site's name ("google", "facebook", ...), else the referrer's
+	// host; "(direct)" when there is none.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// utm_medium, else what the source says: "cpc" (a click id), "organic", "social", "email",
+	// "video", "shopping", "referral", "internal" (a referrer on OWN_DOMAINS); "(none)" for a
+	// direct visit.
+	Medium string `protobuf:"bytes,4,opt,name=medium,proto3" json:"medium,omitempty"`
+	// The default channel group, Google Analytics 4's rules: "Direct", "Organic Search",
+	// "Paid Search", "Organic Social", "Paid Social", "Email", "Referral", ... (docs/traffic.md).
+	ChannelGroup string `protobuf:"bytes,5,opt,name=channel_group,json=channelGroup,proto3" json:"channel_group,omitempty"`
+	// The click-id parameter on the page URL ("gclid", "msclkid", "fbclid", ...), without its
+	// value; nullable.
+	ClickId       *string `protobuf:"bytes,6,opt,name=click_id,json=clickId,proto3,oneof" json:"click_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Traffic) Reset() {
+	*x = Traffic{}
+	mi := &file_session_v1_session_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Traffic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Traffic) ProtoMessage() {}
+
+func (x *Traffic) ProtoReflect() protoreflect.Message {
+	mi := &file_session_v1_session_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Traffic.ProtoReflect.Descriptor instead.
+func (*Traffic) Descriptor() ([]byte, []int) {
+	return file_session_v1_session_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Traffic) GetReferrer() string {
+	if x != nil && x.Referrer != nil {
+		return *x.Referrer
+	}
+	return ""
+}
+
+func (x *Traffic) GetReferrerHost() string {
+	if x != nil && x.ReferrerHost != nil {
+		return *x.ReferrerHost
+	}
+	return ""
+}
+
+func (x *Traffic) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Traffic) GetMedium() string {
+	if x != nil {
+		return x.Medium
+	}
+	return ""
+}
+
+func (x *Traffic) GetChannelGroup() string {
+	if x != nil {
+		return x.ChannelGroup
+	}
+	return ""
+}
+
+func (x *Traffic) GetClickId() string {
+	if x != nil && x.ClickId != nil {
+		return *x.ClickId
+	}
+	return ""
+}
+
 // Activity is what the server records of a visit's page views (TouchSession).
 type Activity struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -242,7 +350,7 @@ type Activity struct {
 
 func (x *Activity) Reset() {
 	*x = Activity{}
-	mi := &file_session_v1_session_proto_msgTypes[1]
+	mi := &file_session_v1_session_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +362,7 @@ func (x *Activity) String() string {
 func (*Activity) ProtoMessage() {}
 
 func (x *Activity) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[1]
+	mi := &file_session_v1_session_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +375,7 @@ func (x *Activity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Activity.ProtoReflect.Descriptor instead.
 func (*Activity) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{1}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Activity) GetPageViews() int32 {
@@ -316,7 +424,7 @@ type SessionMetadata struct {
 
 func (x *SessionMetadata) Reset() {
 	*x = SessionMetadata{}
-	mi := &file_session_v1_session_proto_msgTypes[2]
+	mi := &file_session_v1_session_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +436,7 @@ func (x *SessionMetadata) String() string {
 func (*SessionMetadata) ProtoMessage() {}
 
 func (x *SessionMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[2]
+	mi := &file_session_v1_session_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +449,7 @@ func (x *SessionMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMetadata.ProtoReflect.Descriptor instead.
 func (*SessionMetadata) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{2}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SessionMetadata) GetTime() *SessionTime {
@@ -396,7 +504,7 @@ type SessionTime struct {
 
 func (x *SessionTime) Reset() {
 	*x = SessionTime{}
-	mi := &file_session_v1_session_proto_msgTypes[3]
+	mi := &file_session_v1_session_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +516,7 @@ func (x *SessionTime) String() string {
 func (*SessionTime) ProtoMessage() {}
 
 func (x *SessionTime) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[3]
+	mi := &file_session_v1_session_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +529,7 @@ func (x *SessionTime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionTime.ProtoReflect.Descriptor instead.
 func (*SessionTime) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{3}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SessionTime) GetInsert() *timestamppb.Timestamp {
@@ -483,7 +591,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_session_v1_session_proto_msgTypes[4]
+	mi := &file_session_v1_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +603,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[4]
+	mi := &file_session_v1_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +616,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{4}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Operation) GetNew() bool {
@@ -554,7 +662,7 @@ type Profile struct {
 
 func (x *Profile) Reset() {
 	*x = Profile{}
-	mi := &file_session_v1_session_proto_msgTypes[5]
+	mi := &file_session_v1_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +674,7 @@ func (x *Profile) String() string {
 func (*Profile) ProtoMessage() {}
 
 func (x *Profile) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[5]
+	mi := &file_session_v1_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +687,7 @@ func (x *Profile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Profile.ProtoReflect.Descriptor instead.
 func (*Profile) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{5}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Profile) GetId() string {
@@ -632,7 +740,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_session_v1_session_proto_msgTypes[6]
+	mi := &file_session_v1_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +752,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[6]
+	mi := &file_session_v1_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +765,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{6}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Device) GetName() string {
@@ -753,7 +861,7 @@ type Geo struct {
 
 func (x *Geo) Reset() {
 	*x = Geo{}
-	mi := &file_session_v1_session_proto_msgTypes[7]
+	mi := &file_session_v1_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +873,7 @@ func (x *Geo) String() string {
 func (*Geo) ProtoMessage() {}
 
 func (x *Geo) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[7]
+	mi := &file_session_v1_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +886,7 @@ func (x *Geo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Geo.ProtoReflect.Descriptor instead.
 func (*Geo) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{7}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Geo) GetCountry() *Country {
@@ -843,7 +951,7 @@ type Country struct {
 
 func (x *Country) Reset() {
 	*x = Country{}
-	mi := &file_session_v1_session_proto_msgTypes[8]
+	mi := &file_session_v1_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +963,7 @@ func (x *Country) String() string {
 func (*Country) ProtoMessage() {}
 
 func (x *Country) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[8]
+	mi := &file_session_v1_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +976,7 @@ func (x *Country) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Country.ProtoReflect.Descriptor instead.
 func (*Country) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{8}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Country) GetName() string {
@@ -898,7 +1006,7 @@ type Os struct {
 
 func (x *Os) Reset() {
 	*x = Os{}
-	mi := &file_session_v1_session_proto_msgTypes[9]
+	mi := &file_session_v1_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1018,7 @@ func (x *Os) String() string {
 func (*Os) ProtoMessage() {}
 
 func (x *Os) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[9]
+	mi := &file_session_v1_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1031,7 @@ func (x *Os) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Os.ProtoReflect.Descriptor instead.
 func (*Os) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{9}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Os) GetName() string {
@@ -961,7 +1069,7 @@ type App struct {
 
 func (x *App) Reset() {
 	*x = App{}
-	mi := &file_session_v1_session_proto_msgTypes[10]
+	mi := &file_session_v1_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1081,7 @@ func (x *App) String() string {
 func (*App) ProtoMessage() {}
 
 func (x *App) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[10]
+	mi := &file_session_v1_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1094,7 @@ func (x *App) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use App.ProtoReflect.Descriptor instead.
 func (*App) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{10}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *App) GetType() string {
@@ -1050,7 +1158,7 @@ type Utm struct {
 
 func (x *Utm) Reset() {
 	*x = Utm{}
-	mi := &file_session_v1_session_proto_msgTypes[11]
+	mi := &file_session_v1_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1170,7 @@ func (x *Utm) String() string {
 func (*Utm) ProtoMessage() {}
 
 func (x *Utm) ProtoReflect() protoreflect.Message {
-	mi := &file_session_v1_session_proto_msgTypes[11]
+	mi := &file_session_v1_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1183,7 @@ func (x *Utm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Utm.ProtoReflect.Descriptor instead.
 func (*Utm) Descriptor() ([]byte, []int) {
-	return file_session_v1_session_proto_rawDescGZIP(), []int{11}
+	return file_session_v1_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Utm) GetSource() string {
@@ -1118,7 +1226,7 @@ var File_session_v1_session_proto protoreflect.FileDescriptor
 const file_session_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"\x18session/v1/session.proto\x12\n" +
-	"session.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x06\n" +
+	"session.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x06\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x127\n" +
 	"\bmetadata\x18\x02 \x01(\v2\x1b.session.v1.SessionMetadataR\bmetadata\x123\n" +
@@ -1139,8 +1247,19 @@ const file_session_v1_session_proto_rawDesc = "" +
 	"\rsession_index\x18\x0e \x01(\x05R\fsessionIndex\x123\n" +
 	"\x13previous_session_id\x18\x0f \x01(\tH\x00R\x11previousSessionId\x88\x01\x01\x120\n" +
 	"\bactivity\x18\x10 \x01(\v2\x14.session.v1.ActivityR\bactivity\x125\n" +
-	"\x17merged_from_profile_ids\x18\x11 \x03(\tR\x14mergedFromProfileIdsB\x16\n" +
-	"\x14_previous_session_id\"\xab\x01\n" +
+	"\x17merged_from_profile_ids\x18\x11 \x03(\tR\x14mergedFromProfileIds\x12-\n" +
+	"\atraffic\x18\x12 \x01(\v2\x13.session.v1.TrafficR\atrafficB\x16\n" +
+	"\x14_previous_session_id\"\xf5\x01\n" +
+	"\aTraffic\x12\x1f\n" +
+	"\breferrer\x18\x01 \x01(\tH\x00R\breferrer\x88\x01\x01\x12(\n" +
+	"\rreferrer_host\x18\x02 \x01(\tH\x01R\freferrerHost\x88\x01\x01\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x16\n" +
+	"\x06medium\x18\x04 \x01(\tR\x06medium\x12#\n" +
+	"\rchannel_group\x18\x05 \x01(\tR\fchannelGroup\x12\x1e\n" +
+	"\bclick_id\x18\x06 \x01(\tH\x02R\aclickId\x88\x01\x01B\v\n" +
+	"\t_referrerB\x10\n" +
+	"\x0e_referrer_hostB\v\n" +
+	"\t_click_id\"\xab\x01\n" +
 	"\bActivity\x12\x1d\n" +
 	"\n" +
 	"page_views\x18\x01 \x01(\x05R\tpageViews\x12\"\n" +
@@ -1259,49 +1378,51 @@ func file_session_v1_session_proto_rawDescGZIP() []byte {
 	return file_session_v1_session_proto_rawDescData
 }
 
-var file_session_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_session_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_session_v1_session_proto_goTypes = []any{
 	(*Session)(nil),               // 0: session.v1.Session
-	(*Activity)(nil),              // 1: session.v1.Activity
-	(*SessionMetadata)(nil),       // 2: session.v1.SessionMetadata
-	(*SessionTime)(nil),           // 3: session.v1.SessionTime
-	(*Operation)(nil),             // 4: session.v1.Operation
-	(*Profile)(nil),               // 5: session.v1.Profile
-	(*Device)(nil),                // 6: session.v1.Device
-	(*Geo)(nil),                   // 7: session.v1.Geo
-	(*Country)(nil),               // 8: session.v1.Country
-	(*Os)(nil),                    // 9: session.v1.Os
-	(*App)(nil),                   // 10: session.v1.App
-	(*Utm)(nil),                   // 11: session.v1.Utm
-	(*structpb.Struct)(nil),       // 12: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*Traffic)(nil),               // 1: session.v1.Traffic
+	(*Activity)(nil),              // 2: session.v1.Activity
+	(*SessionMetadata)(nil),       // 3: session.v1.SessionMetadata
+	(*SessionTime)(nil),           // 4: session.v1.SessionTime
+	(*Operation)(nil),             // 5: session.v1.Operation
+	(*Profile)(nil),               // 6: session.v1.Profile
+	(*Device)(nil),                // 7: session.v1.Device
+	(*Geo)(nil),                   // 8: session.v1.Geo
+	(*Country)(nil),               // 9: session.v1.Country
+	(*Os)(nil),                    // 10: session.v1.Os
+	(*App)(nil),                   // 11: session.v1.App
+	(*Utm)(nil),                   // 12: session.v1.Utm
+	(*structpb.Struct)(nil),       // 13: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_session_v1_session_proto_depIdxs = []int32{
-	2,  // 0: session.v1.Session.metadata:type_name -> session.v1.SessionMetadata
-	4,  // 1: session.v1.Session.operation:type_name -> session.v1.Operation
-	5,  // 2: session.v1.Session.profile:type_name -> session.v1.Profile
-	6,  // 3: session.v1.Session.device:type_name -> session.v1.Device
-	9,  // 4: session.v1.Session.os:type_name -> session.v1.Os
-	10, // 5: session.v1.Session.app:type_name -> session.v1.App
-	11, // 6: session.v1.Session.utm:type_name -> session.v1.Utm
-	12, // 7: session.v1.Session.context:type_name -> google.protobuf.Struct
-	12, // 8: session.v1.Session.properties:type_name -> google.protobuf.Struct
-	12, // 9: session.v1.Session.traits:type_name -> google.protobuf.Struct
-	12, // 10: session.v1.Session.aux:type_name -> google.protobuf.Struct
-	1,  // 11: session.v1.Session.activity:type_name -> session.v1.Activity
-	3,  // 12: session.v1.SessionMetadata.time:type_name -> session.v1.SessionTime
-	12, // 13: session.v1.SessionMetadata.aux:type_name -> google.protobuf.Struct
-	13, // 14: session.v1.SessionTime.insert:type_name -> google.protobuf.Timestamp
-	13, // 15: session.v1.SessionTime.create:type_name -> google.protobuf.Timestamp
-	13, // 16: session.v1.SessionTime.update:type_name -> google.protobuf.Timestamp
-	12, // 17: session.v1.Profile.metadata:type_name -> google.protobuf.Struct
-	7,  // 18: session.v1.Device.geo:type_name -> session.v1.Geo
-	8,  // 19: session.v1.Geo.country:type_name -> session.v1.Country
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	3,  // 0: session.v1.Session.metadata:type_name -> session.v1.SessionMetadata
+	5,  // 1: session.v1.Session.operation:type_name -> session.v1.Operation
+	6,  // 2: session.v1.Session.profile:type_name -> session.v1.Profile
+	7,  // 3: session.v1.Session.device:type_name -> session.v1.Device
+	10, // 4: session.v1.Session.os:type_name -> session.v1.Os
+	11, // 5: session.v1.Session.app:type_name -> session.v1.App
+	12, // 6: session.v1.Session.utm:type_name -> session.v1.Utm
+	13, // 7: session.v1.Session.context:type_name -> google.protobuf.Struct
+	13, // 8: session.v1.Session.properties:type_name -> google.protobuf.Struct
+	13, // 9: session.v1.Session.traits:type_name -> google.protobuf.Struct
+	13, // 10: session.v1.Session.aux:type_name -> google.protobuf.Struct
+	2,  // 11: session.v1.Session.activity:type_name -> session.v1.Activity
+	1,  // 12: session.v1.Session.traffic:type_name -> session.v1.Traffic
+	4,  // 13: session.v1.SessionMetadata.time:type_name -> session.v1.SessionTime
+	13, // 14: session.v1.SessionMetadata.aux:type_name -> google.protobuf.Struct
+	14, // 15: session.v1.SessionTime.insert:type_name -> google.protobuf.Timestamp
+	14, // 16: session.v1.SessionTime.create:type_name -> google.protobuf.Timestamp
+	14, // 17: session.v1.SessionTime.update:type_name -> google.protobuf.Timestamp
+	13, // 18: session.v1.Profile.metadata:type_name -> google.protobuf.Struct
+	8,  // 19: session.v1.Device.geo:type_name -> session.v1.Geo
+	9,  // 20: session.v1.Geo.country:type_name -> session.v1.Country
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_session_v1_session_proto_init() }
@@ -1311,19 +1432,20 @@ func file_session_v1_session_proto_init() {
 	}
 	file_session_v1_session_proto_msgTypes[0].OneofWrappers = []any{}
 	file_session_v1_session_proto_msgTypes[1].OneofWrappers = []any{}
-	file_session_v1_session_proto_msgTypes[5].OneofWrappers = []any{}
+	file_session_v1_session_proto_msgTypes[2].OneofWrappers = []any{}
 	file_session_v1_session_proto_msgTypes[6].OneofWrappers = []any{}
 	file_session_v1_session_proto_msgTypes[7].OneofWrappers = []any{}
 	file_session_v1_session_proto_msgTypes[8].OneofWrappers = []any{}
-	file_session_v1_session_proto_msgTypes[10].OneofWrappers = []any{}
+	file_session_v1_session_proto_msgTypes[9].OneofWrappers = []any{}
 	file_session_v1_session_proto_msgTypes[11].OneofWrappers = []any{}
+	file_session_v1_session_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_session_v1_session_proto_rawDesc), len(file_session_v1_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -44,6 +44,10 @@ const (
 	StatsGroupBy_STATS_GROUP_BY_COUNTRY_CODE StatsGroupBy = 6
 	// utm.source
 	StatsGroupBy_STATS_GROUP_BY_UTM_SOURCE StatsGroupBy = 7
+	// traffic.channel_group
+	StatsGroupBy_STATS_GROUP_BY_CHANNEL_GROUP StatsGroupBy = 8
+	// traffic.source
+	StatsGroupBy_STATS_GROUP_BY_SOURCE StatsGroupBy = 9
 )
 
 // Enum value maps for StatsGroupBy.
@@ -57,16 +61,20 @@ var (
 		5: "STATS_GROUP_BY_APP_NAME",
 		6: "STATS_GROUP_BY_COUNTRY_CODE",
 		7: "STATS_GROUP_BY_UTM_SOURCE",
+		8: "STATS_GROUP_BY_CHANNEL_GROUP",
+		9: "STATS_GROUP_BY_SOURCE",
 	}
 	StatsGroupBy_value = map[string]int32{
-		"STATS_GROUP_BY_UNSPECIFIED":  0,
-		"STATS_GROUP_BY_CHANNEL":      1,
-		"STATS_GROUP_BY_STATUS":       2,
-		"STATS_GROUP_BY_DEVICE_TYPE":  3,
-		"STATS_GROUP_BY_OS_NAME":      4,
-		"STATS_GROUP_BY_APP_NAME":     5,
-		"STATS_GROUP_BY_COUNTRY_CODE": 6,
-		"STATS_GROUP_BY_UTM_SOURCE":   7,
+		"STATS_GROUP_BY_UNSPECIFIED":   0,
+		"STATS_GROUP_BY_CHANNEL":       1,
+		"STATS_GROUP_BY_STATUS":        2,
+		"STATS_GROUP_BY_DEVICE_TYPE":   3,
+		"STATS_GROUP_BY_OS_NAME":       4,
+		"STATS_GROUP_BY_APP_NAME":      5,
+		"STATS_GROUP_BY_COUNTRY_CODE":  6,
+		"STATS_GROUP_BY_UTM_SOURCE":    7,
+		"STATS_GROUP_BY_CHANNEL_GROUP": 8,
+		"STATS_GROUP_BY_SOURCE":        9,
 	}
 )
 
@@ -569,7 +577,7 @@ type GetSessionStatsRequest struct {
 	// 15 minutes (Tracardi's dashboard figure), at most 24 hours.
 	OnlineWindow *durationpb.Duration `protobuf:"bytes,4,opt,name=online_window,json=onlineWindow,proto3" json:"online_window,omitempty"`
 	// More fields to group the same sessions by, in the same snapshot: one entry each in
-	// `breakdowns`, in this order (at most 7, no repeats, not UNSPECIFIED).
+	// `breakdowns`, in this order (at most 9, one per field; no repeats, not UNSPECIFIED).
 	Breakdowns []StatsGroupBy `protobuf:"varint,5,rep,packed,name=breakdowns,proto3,enum=session.v1.StatsGroupBy" json:"breakdowns,omitempty"`
 	// Also count the sessions started (inserted) in each minute of the last hour, in
 	// `started_per_minute`.
@@ -921,7 +929,11 @@ type CreateSessionRequest struct {
 	// The visitor's IP address (as seen at your edge; IPv4 or IPv6, else INVALID_ARGUMENT); falls
 	// back to session.device.ip. Fills device.geo (explicit values win) and is stored as
 	// device.ip after IP_ANONYMIZATION; the full address is never stored.
-	ClientIp      string `protobuf:"bytes,5,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
+	ClientIp string `protobuf:"bytes,5,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
+	// The referrer of the visit's first page (document.referrer, the Referer header); classified
+	// with the page URL into `traffic` (docs/traffic.md). At most MAX_STRING_LENGTH characters;
+	// one that is not a readable URL is kept as given and classified as far as it can be.
+	Referrer      string `protobuf:"bytes,6,opt,name=referrer,proto3" json:"referrer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -987,6 +999,13 @@ func (x *CreateSessionRequest) GetRequestId() string {
 func (x *CreateSessionRequest) GetClientIp() string {
 	if x != nil {
 		return x.ClientIp
+	}
+	return ""
+}
+
+func (x *CreateSessionRequest) GetReferrer() string {
+	if x != nil {
+		return x.Referrer
 	}
 	return ""
 }
@@ -1376,7 +1395,9 @@ type ListSessionsRequest struct {
 	// Maximum number of sessions to return: default 50, capped at 1000; negative is invalid.
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous call with the same filters; empty for the first page.
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only sessions with this traffic.channel_group (e.g. "Organic Search").
+	ChannelGroup  string `protobuf:"bytes,8,opt,name=channel_group,json=channelGroup,proto3" json:"channel_group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1460,6 +1481,13 @@ func (x *ListSessionsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListSessionsRequest) GetChannelGroup() string {
+	if x != nil {
+		return x.ChannelGroup
+	}
+	return ""
+}
+
 // ListSessionsResponse returns one page of sessions, newest first.
 type ListSessionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1526,7 +1554,9 @@ type WatchFilter struct {
 	// Only sessions with this metadata.status.
 	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
 	// Only sessions with this metadata.channel.
-	Channel       string `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	Channel string `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Only sessions with this traffic.channel_group (e.g. "Organic Search").
+	ChannelGroup  string `protobuf:"bytes,5,opt,name=channel_group,json=channelGroup,proto3" json:"channel_group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1585,6 +1615,13 @@ func (x *WatchFilter) GetStatus() string {
 func (x *WatchFilter) GetChannel() string {
 	if x != nil {
 		return x.Channel
+	}
+	return ""
+}
+
+func (x *WatchFilter) GetChannelGroup() string {
+	if x != nil {
+		return x.ChannelGroup
 	}
 	return ""
 }
@@ -2247,7 +2284,7 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x06groups\x18\x02 \x03(\v2\x16.session.v1.StatsGroupR\x06groups\"U\n" +
 	"\vMinuteCount\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"\xbb\x01\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xd7\x01\n" +
 	"\x14CreateSessionRequest\x12-\n" +
 	"\asession\x18\x01 \x01(\v2\x13.session.v1.SessionR\asession\x12\x1d\n" +
 	"\n" +
@@ -2255,7 +2292,8 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\bpage_url\x18\x03 \x01(\tR\apageUrl\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x12\x1b\n" +
-	"\tclient_ip\x18\x05 \x01(\tR\bclientIp\"F\n" +
+	"\tclient_ip\x18\x05 \x01(\tR\bclientIp\x12\x1a\n" +
+	"\breferrer\x18\x06 \x01(\tR\breferrer\"F\n" +
 	"\x15CreateSessionResponse\x12-\n" +
 	"\asession\x18\x01 \x01(\v2\x13.session.v1.SessionR\asession\"#\n" +
 	"\x11GetSessionRequest\x12\x0e\n" +
@@ -2278,7 +2316,7 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x11expected_revision\x18\x02 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01B\x14\n" +
 	"\x12_expected_revision\"3\n" +
 	"\x15DeleteSessionResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\x98\x02\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xbd\x02\n" +
 	"\x13ListSessionsRequest\x12\x1d\n" +
 	"\n" +
 	"profile_id\x18\x01 \x01(\tR\tprofileId\x12\x16\n" +
@@ -2289,16 +2327,18 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\tinsert_to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\binsertTo\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"o\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12#\n" +
+	"\rchannel_group\x18\b \x01(\tR\fchannelGroup\"o\n" +
 	"\x14ListSessionsResponse\x12/\n" +
 	"\bsessions\x18\x01 \x03(\v2\x13.session.v1.SessionR\bsessions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"p\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x95\x01\n" +
 	"\vWatchFilter\x12\x1d\n" +
 	"\n" +
 	"profile_id\x18\x01 \x01(\tR\tprofileId\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x16\n" +
 	"\x06status\x18\x03 \x01(\tR\x06status\x12\x18\n" +
-	"\achannel\x18\x04 \x01(\tR\achannel\"\xf3\x01\n" +
+	"\achannel\x18\x04 \x01(\tR\achannel\x12#\n" +
+	"\rchannel_group\x18\x05 \x01(\tR\fchannelGroup\"\xf3\x01\n" +
 	"\x14WatchSessionsRequest\x12/\n" +
 	"\x06filter\x18\x01 \x01(\v2\x17.session.v1.WatchFilterR\x06filter\x12*\n" +
 	"\x0eafter_revision\x18\x02 \x01(\x03H\x00R\rafterRevision\x88\x01\x01\x12!\n" +
@@ -2337,7 +2377,7 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x19WatchSessionStatsResponse\x12;\n" +
 	"\x05stats\x18\x01 \x01(\v2#.session.v1.GetSessionStatsResponseH\x00R\x05stats\x12:\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1a.session.v1.StatsHeartbeatH\x00R\theartbeatB\a\n" +
-	"\x05event*\xfe\x01\n" +
+	"\x05event*\xbb\x02\n" +
 	"\fStatsGroupBy\x12\x1e\n" +
 	"\x1aSTATS_GROUP_BY_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16STATS_GROUP_BY_CHANNEL\x10\x01\x12\x19\n" +
@@ -2346,7 +2386,9 @@ const file_session_v1_session_service_proto_rawDesc = "" +
 	"\x16STATS_GROUP_BY_OS_NAME\x10\x04\x12\x1b\n" +
 	"\x17STATS_GROUP_BY_APP_NAME\x10\x05\x12\x1f\n" +
 	"\x1bSTATS_GROUP_BY_COUNTRY_CODE\x10\x06\x12\x1d\n" +
-	"\x19STATS_GROUP_BY_UTM_SOURCE\x10\a*\xca\x01\n" +
+	"\x19STATS_GROUP_BY_UTM_SOURCE\x10\a\x12 \n" +
+	"\x1cSTATS_GROUP_BY_CHANNEL_GROUP\x10\b\x12\x19\n" +
+	"\x15STATS_GROUP_BY_SOURCE\x10\t*\xca\x01\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Session(_message.Message):
-    __slots__ = ("id", "metadata", "operation", "profile", "device", "os", "app", "utm", "context", "properties", "traits", "aux", "revision", "session_index", "previous_session_id", "activity", "merged_from_profile_ids")
+    __slots__ = ("id", "metadata", "operation", "profile", "device", "os", "app", "utm", "context", "properties", "traits", "aux", "revision", "session_index", "previous_session_id", "activity", "merged_from_profile_ids", "traffic")
     ID_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class Session(_message.Message):
     PREVIOUS_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     MERGED_FROM_PROFILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_FIELD_NUMBER: _ClassVar[int]
     id: str
     metadata: SessionMetadata
     operation: Operation
@@ -46,7 +47,24 @@ class Session(_message.Message):
     previous_session_id: str
     activity: Activity
     merged_from_profile_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., metadata: _Optional[_Union[SessionMetadata, _Mapping]] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., device: _Optional[_Union[Device, _Mapping]] = ..., os: _Optional[_Union[Os, _Mapping]] = ..., app: _Optional[_Union[App, _Mapping]] = ..., utm: _Optional[_Union[Utm, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., aux: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., revision: _Optional[int] = ..., session_index: _Optional[int] = ..., previous_session_id: _Optional[str] = ..., activity: _Optional[_Union[Activity, _Mapping]] = ..., merged_from_profile_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    traffic: Traffic
+    def __init__(self, id: _Optional[str] = ..., metadata: _Optional[_Union[SessionMetadata, _Mapping]] = ..., operation: _Optional[_Union[Operation, _Mapping]] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ..., device: _Optional[_Union[Device, _Mapping]] = ..., os: _Optional[_Union[Os, _Mapping]] = ..., app: _Optional[_Union[App, _Mapping]] = ..., utm: _Optional[_Union[Utm, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., aux: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., revision: _Optional[int] = ..., session_index: _Optional[int] = ..., previous_session_id: _Optional[str] = ..., activity: _Optional[_Union[Activity, _Mapping]] = ..., merged_from_profile_ids: _Optional[_Iterable[str]] = ..., traffic: _Optional[_Union[Traffic, _Mapping]] = ...) -> None: ...
+
+class Traffic(_message.Message):
+    __slots__ = ("referrer", "referrer_host", "source", "medium", "channel_group", "click_id")
+    REFERRER_FIELD_NUMBER: _ClassVar[int]
+    REFERRER_HOST_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MEDIUM_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_GROUP_FIELD_NUMBER: _ClassVar[int]
+    CLICK_ID_FIELD_NUMBER: _ClassVar[int]
+    referrer: str
+    referrer_host: str
+    source: str
+    medium: str
+    channel_group: str
+    click_id: str
+    def __init__(self, referrer: _Optional[str] = ..., referrer_host: _Optional[str] = ..., source: _Optional[str] = ..., medium: _Optional[str] = ..., channel_group: _Optional[str] = ..., click_id: _Optional[str] = ...) -> None: ...
 
 class Activity(_message.Message):
     __slots__ = ("page_views", "entry_page", "exit_page", "end_reason")

@@ -23,6 +23,8 @@ class StatsGroupBy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STATS_GROUP_BY_APP_NAME: _ClassVar[StatsGroupBy]
     STATS_GROUP_BY_COUNTRY_CODE: _ClassVar[StatsGroupBy]
     STATS_GROUP_BY_UTM_SOURCE: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_CHANNEL_GROUP: _ClassVar[StatsGroupBy]
+    STATS_GROUP_BY_SOURCE: _ClassVar[StatsGroupBy]
 
 class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +43,8 @@ STATS_GROUP_BY_OS_NAME: StatsGroupBy
 STATS_GROUP_BY_APP_NAME: StatsGroupBy
 STATS_GROUP_BY_COUNTRY_CODE: StatsGroupBy
 STATS_GROUP_BY_UTM_SOURCE: StatsGroupBy
+STATS_GROUP_BY_CHANNEL_GROUP: StatsGroupBy
+STATS_GROUP_BY_SOURCE: StatsGroupBy
 CHANGE_KIND_UNSPECIFIED: ChangeKind
 CHANGE_KIND_INITIAL: ChangeKind
 CHANGE_KIND_CREATED: ChangeKind
@@ -162,18 +166,20 @@ class MinuteCount(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("session", "user_agent", "page_url", "request_id", "client_ip")
+    __slots__ = ("session", "user_agent", "page_url", "request_id", "client_ip", "referrer")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     USER_AGENT_FIELD_NUMBER: _ClassVar[int]
     PAGE_URL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_IP_FIELD_NUMBER: _ClassVar[int]
+    REFERRER_FIELD_NUMBER: _ClassVar[int]
     session: _session_pb2.Session
     user_agent: str
     page_url: str
     request_id: str
     client_ip: str
-    def __init__(self, session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., user_agent: _Optional[str] = ..., page_url: _Optional[str] = ..., request_id: _Optional[str] = ..., client_ip: _Optional[str] = ...) -> None: ...
+    referrer: str
+    def __init__(self, session: _Optional[_Union[_session_pb2.Session, _Mapping]] = ..., user_agent: _Optional[str] = ..., page_url: _Optional[str] = ..., request_id: _Optional[str] = ..., client_ip: _Optional[str] = ..., referrer: _Optional[str] = ...) -> None: ...
 
 class CreateSessionResponse(_message.Message):
     __slots__ = ("session",)
@@ -228,7 +234,7 @@ class DeleteSessionResponse(_message.Message):
     def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
-    __slots__ = ("profile_id", "status", "channel", "insert_from", "insert_to", "page_size", "page_token")
+    __slots__ = ("profile_id", "status", "channel", "insert_from", "insert_to", "page_size", "page_token", "channel_group")
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +242,7 @@ class ListSessionsRequest(_message.Message):
     INSERT_TO_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_GROUP_FIELD_NUMBER: _ClassVar[int]
     profile_id: str
     status: str
     channel: str
@@ -243,7 +250,8 @@ class ListSessionsRequest(_message.Message):
     insert_to: _timestamp_pb2.Timestamp
     page_size: int
     page_token: str
-    def __init__(self, profile_id: _Optional[str] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ..., insert_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., insert_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    channel_group: str
+    def __init__(self, profile_id: _Optional[str] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ..., insert_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., insert_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., channel_group: _Optional[str] = ...) -> None: ...
 
 class ListSessionsResponse(_message.Message):
     __slots__ = ("sessions", "next_page_token")
@@ -254,16 +262,18 @@ class ListSessionsResponse(_message.Message):
     def __init__(self, sessions: _Optional[_Iterable[_Union[_session_pb2.Session, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchFilter(_message.Message):
-    __slots__ = ("profile_id", "ids", "status", "channel")
+    __slots__ = ("profile_id", "ids", "status", "channel", "channel_group")
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_GROUP_FIELD_NUMBER: _ClassVar[int]
     profile_id: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     status: str
     channel: str
-    def __init__(self, profile_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
+    channel_group: str
+    def __init__(self, profile_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., channel: _Optional[str] = ..., channel_group: _Optional[str] = ...) -> None: ...
 
 class WatchSessionsRequest(_message.Message):
     __slots__ = ("filter", "after_revision", "send_initial", "heartbeat_interval")
