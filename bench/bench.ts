@@ -6,8 +6,10 @@
 //   grpc-js echo     bare grpc-js, same method path and protobuf-es codecs, echoes the session
 //   connect echo     bare connect-node over HTTP/2 cleartext (gRPC protocol), echoes the session
 //   CreateSession    the real service (startServer) on the embedded SQLite store, fresh DATA_DIR
-//   create-geo       the same with client_ip set (4096 random IPv4 addresses in turn) and
-//                    IP_ANONYMIZATION=truncate: the cost of geo from IP and anonymization per create
+//   create-geo       the same with client_ip (4096 random IPv4 addresses in turn) and a referrer
+//                    (search, social, email, click id, referral, direct in turn) and
+//                    IP_ANONYMIZATION=truncate: the cost of geo from IP, anonymization and the
+//                    channel classification per create
 // Every round runs the three back to back (echo, connect echo, create); the table shows the
 // medians over the rounds. Targets and latest figures: docs/performance.md.
 //
@@ -108,7 +110,7 @@ const LABEL: Record<ServerKind, string> = {
   create: "CreateSession (grpc-js, SQLite)",
   "create-baseline": "CreateSession, --baseline build",
   "create-secure": "CreateSession, TLS + API key",
-  "create-geo": "CreateSession, client_ip: geo + truncate",
+  "create-geo": "CreateSession + client_ip, referrer",
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -271,7 +273,7 @@ async function compare(o: Options): Promise<number> {
       const geoCpu = Number(cpuPerCall("create-geo"));
       const plainCpu = Number(cpuPerCall("create"));
       out.push(
-        `with client_ip (geo lookup${o.geoipCityDb ? " incl. city database" : ", bundled country database"} + truncate): ` +
+        `with client_ip and referrer (geo lookup${o.geoipCityDb ? " incl. city database" : ", bundled country database"} + truncate + channel): ` +
           `CreateSession ${med("create-geo", (r) => r.rps).toFixed(0)} rps = ` +
           `${ratio(
             med("create-geo", (r) => r.rps),

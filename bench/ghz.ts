@@ -15,11 +15,26 @@ const METHOD = "session.v1.SessionService.CreateSession";
 /** A realistic first-visit CreateSession request: no id (the server makes one), so every call inserts. */
 export const CREATE_REQUEST = { session: BENCH_SESSION, user_agent: BENCH_USER_AGENT, page_url: BENCH_PAGE_URL };
 
+/** Referrers of the enriched creates, in turn: each channel rule's path (search, social, email, paid, referral, direct). */
+const REFERRERS = [
+  "https://www.google.com/search?q=shoes",
+  "https://www.bing.com/",
+  "https://m.facebook.com/",
+  "https://t.co/abc",
+  "https://mail.yahoo.com/",
+  "https://blog.example.org/post/12",
+  "",
+  "https://www.youtube.com/watch?v=x",
+];
+/** Page URLs of the enriched creates, in turn: UTM tags, a click id, none. */
+const PAGE_URLS = [BENCH_PAGE_URL, "https://shop.example/landing?gclid=abc123", "https://shop.example/"];
+
 /**
- * The create requests with the visitor's address (client_ip): GEO_REQUESTS of them with random
- * IPv4 addresses (fixed seed), which ghz sends in turn (a JSON array of call data), so that geo
- * lookups spread over the database as real traffic does rather than hitting one cached record.
- * An array rather than ghz's template functions: templating every call would cost ghz time.
+ * The enriched create requests: the visitor's address (client_ip) and the referrer, GEO_REQUESTS
+ * of them with random IPv4 addresses (fixed seed), which ghz sends in turn (a JSON array of call
+ * data), so that geo lookups spread over the database as real traffic does rather than hitting
+ * one cached record, and the channel classification takes each of its paths. An array rather
+ * than ghz's template functions: templating every call would cost ghz time.
  */
 export function geoCreateRequests(n = GEO_REQUESTS): object[] {
   let x = 0x9e3779b9;
@@ -31,9 +46,11 @@ export function geoCreateRequests(n = GEO_REQUESTS): object[] {
     x >>>= 0;
     return x;
   };
-  return Array.from({ length: n }, () => ({
+  return Array.from({ length: n }, (_, i) => ({
     ...CREATE_REQUEST,
     client_ip: `${1 + (next() % 223)}.${next() & 255}.${next() & 255}.${next() & 255}`,
+    referrer: REFERRERS[i % REFERRERS.length],
+    page_url: PAGE_URLS[i % PAGE_URLS.length],
   }));
 }
 const GEO_REQUESTS = 4096;

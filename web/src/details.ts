@@ -95,6 +95,8 @@ function fields(s: Session): Array<[string, string | undefined]> {
     ["os", [s.os?.name, s.os?.version].filter((x) => x).join(" ")],
     ["app", [s.app?.name, s.app?.version].filter((x) => x).join(" ")],
     ["utm", [s.utm?.source, s.utm?.medium, s.utm?.campaign].filter((x) => x).join(" / ")],
+    ["traffic", [s.traffic?.channelGroup, [s.traffic?.source, s.traffic?.medium].filter((x) => x).join(" / ")].filter((x) => x).join(": ")],
+    ["referrer", s.traffic?.referrer],
     ["merged from", s.mergedFromProfileIds.join(", ")],
     ["revision", String(s.revision)],
   ];
