@@ -22,16 +22,8 @@ import { InvalidArgumentError, type FieldViolation } from "./errors";
 import { anonymizeIp, checkIp, isLocalIp, parseIp, type IpAddress, type IpAnonymization } from "./ip";
 import type { DeviceDoc, GeoDoc } from "./session";
 
-/** What a lookup found; null where the database knows nothing. */
-export interface GeoFields {
-  country: { code: string; name: string | null } | null;
-  city: string | null;
-  county: string | null;
-  postal: string | null;
-  latitude: string | null;
-  longitude: string | null;
-  location: string | null;
-}
+/** What a lookup found: the session's geo fields, null where the database knows nothing. */
+export type GeoFields = Omit<GeoDoc, "country"> & { country: { code: string; name: string | null } | null };
 
 /** The port: where an address is. Synchronous and cached (a lookup costs microseconds). */
 export interface GeoLocator {
