@@ -23,17 +23,7 @@ find_chromium() {
 
 find_chromium && exit 0
 
-command -v apt-get >/dev/null 2>&1 || { echo "chromium.sh: chromium not found and no apt-get: install Chromium so \`chromium\` is on PATH" >&2; exit 1; }
-if [[ "$(id -u)" == 0 ]]; then
-  sudo=()
-elif command -v sudo >/dev/null 2>&1; then
-  sudo=(sudo -n)
-else
-  echo "chromium.sh: installing the chromium package needs root (or sudo)" >&2
-  exit 1
-fi
-echo "chromium.sh: installing Debian's chromium package, once" >&2
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
-  || { "${sudo[@]}" apt-get update -qq >&2 && "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >&2; }
+# shellcheck source=apt-package.sh
+source "$(dirname "$0")/apt-package.sh"
+apt_install chromium.sh chromium
 find_chromium || { echo "chromium.sh: the chromium package is installed but no chromium executable was found" >&2; exit 1; }
