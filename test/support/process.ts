@@ -10,6 +10,8 @@ export interface ServiceProcess {
   child: ChildProcessWithoutNullStreams;
   grpcPort: number;
   httpPort: number;
+  /** The metrics port, when METRICS_PORT was set. */
+  metricsPort?: number;
   /** Everything it printed, line by line. */
   lines: string[];
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -35,8 +37,10 @@ export function startProcess(env: Record<string, string>): Promise<ServiceProces
     createInterface({ input: child.stdout }).on("line", (line) => {
       lines.push(line);
       if (!line.startsWith("{")) return;
-      const entry = JSON.parse(line) as { msg: string; grpc_port?: number; http_port?: number };
-      if (entry.msg === "listening") resolve({ child, grpcPort: entry.grpc_port!, httpPort: entry.http_port!, lines, exited, stop });
+      const entry = JSON.parse(line) as { msg: string; grpc_port?: number; http_port?: number; metrics_port?: number | string };
+      if (entry.msg !== "listening") return;
+      const metricsPort = typeof entry.metrics_port === "number" ? entry.metrics_port : undefined;
+      resolve({ child, grpcPort: entry.grpc_port!, httpPort: entry.http_port!, metricsPort, lines, exited, stop });
     });
     void exited.then(({ code }) => reject(new Error(`service exited with ${code} before listening:\n${lines.join("\n")}`)));
   });
