@@ -49,6 +49,7 @@ export interface Config {
   watchPollMs: number;
   /** Recent changes kept in memory for watchers. */
   watchBufferSize: number;
+  watchBufferBytes: number;
   /** How long the change log keeps changes: the resume window of WatchSessions. */
   watchRetentionMs: number;
   /** Open WatchSessions streams per process; more are refused with RESOURCE_EXHAUSTED (RetryInfo). */
@@ -236,6 +237,7 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownGraceMs: duration(env, "SHUTDOWN_GRACE", 10000, 0, 600000),
     watchPollMs: duration(env, "WATCH_POLL_INTERVAL", DEFAULT_FEED_OPTIONS.pollIntervalMs, 5, 60000),
     watchBufferSize: int(env, "WATCH_BUFFER_SIZE", DEFAULT_FEED_OPTIONS.bufferSize, 1, 1_000_000),
+    watchBufferBytes: int(env, "WATCH_BUFFER_BYTES", DEFAULT_FEED_OPTIONS.bufferBytes, 0, 16 * 1024 * 1024 * 1024),
     watchRetentionMs: duration(env, "WATCH_RETENTION", 24 * 3600_000, 3600_000, 365 * DAY_MS),
     maxWatchers: int(env, "MAX_WATCHERS", DEFAULT_FEED_OPTIONS.maxWatchers, 1, 1_000_000),
     watchStallTimeoutMs: duration(env, "WATCH_STALL_TIMEOUT", DEFAULT_FEED_OPTIONS.stallTimeoutMs, 100, 3600_000),

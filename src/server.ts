@@ -112,6 +112,7 @@ export async function startServer(config: Config, log: Logger, store?: SessionSt
   const feed = new ChangeFeed(sessionStore, log, {
     pollIntervalMs: config.watchPollMs,
     bufferSize: config.watchBufferSize,
+    bufferBytes: config.watchBufferBytes,
     maxWatchers: config.maxWatchers,
     stallTimeoutMs: config.watchStallTimeoutMs,
   });

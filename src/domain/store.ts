@@ -184,6 +184,14 @@ export interface StatsResult {
 
 export const MINUTE_MS = 60_000;
 
+/**
+ * About the most one readChanges call returns, in bytes of documents (the stored JSON on the
+ * embedded store, BSON on MongoDB): a read stops after the change that reaches it. So a read
+ * holds at most this plus one session, whatever its `limit`: 256 changes of sessions at the
+ * 256 KB MAX_SESSION_BYTES would be 64 MB, for each watcher catching up at the same time.
+ */
+export const CHANGES_READ_BYTES = 4 * 1024 * 1024;
+
 /** What a change did, as recorded in the store's change log. */
 export type ChangeKind = "created" | "updated" | "deleted";
 
@@ -314,9 +322,11 @@ export interface SessionStore {
 
   /**
    * Reads the change log after revision `after`, at most `limit` changes (the WatchSessions
-   * feed). The result is gap-free: a revision that was handed out but whose write has not
-   * committed yet is never skipped; reading stops before it (safeRevision says how far the log
-   * is complete). Throws ChangesTrimmedError when `after` is older than the retention window.
+   * feed), and stops early after the change that brings their documents to
+   * CHANGES_READ_BYTES (at least one change is read). The result is gap-free: a revision that
+   * was handed out but whose write has not committed yet is never skipped; reading stops before
+   * it (safeRevision says how far the log is complete). Throws ChangesTrimmedError when `after`
+   * is older than the retention window.
    */
   readChanges(after: number, limit: number, options?: CallOptions): Promise<ChangeBatch>;
 

@@ -66,7 +66,7 @@ export class Metrics {
   }
 
   /** Open watchers and the change feed's head revision, read at each scrape. */
-  observeFeed(feed: { watchers: number; headRevision: number }): void {
+  observeFeed(feed: { watchers: number; headRevision: number; buffered: { changes: number; bytes: number } }): void {
     this.metrics.gauge(
       "session_service_watchers_open",
       "Open watchers of the change feed in this process: WatchSessions streams and WatchSessionStats computations.",
@@ -76,6 +76,16 @@ export class Metrics {
       "session_service_feed_head_revision",
       "The change feed's head: every change up to this revision has been read by this process.",
       () => feed.headRevision,
+    );
+    this.metrics.gauge(
+      "session_service_feed_buffer_bytes",
+      "What the change feed's buffer of recent changes holds, by its measure (documents' JSON size; WATCH_BUFFER_BYTES bounds it).",
+      () => feed.buffered.bytes,
+    );
+    this.metrics.gauge(
+      "session_service_feed_buffer_changes",
+      "Changes in the change feed's buffer of recent changes (WATCH_BUFFER_SIZE bounds it).",
+      () => feed.buffered.changes,
     );
   }
 

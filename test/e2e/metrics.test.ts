@@ -217,6 +217,9 @@ describe("Prometheus metrics on METRICS_PORT", () => {
     const open = parseExposition((await scrape(server.metricsPort!)).body);
     expect(valueOf(open, "session_service_watchers_open")).toBe(2);
     expect(valueOf(open, "session_service_feed_head_revision")).toBeGreaterThanOrEqual(Number(created.revision));
+    // The created session is in the feed's buffer, counted by its JSON size plus the overhead.
+    expect(valueOf(open, "session_service_feed_buffer_changes")).toBeGreaterThanOrEqual(1);
+    expect(valueOf(open, "session_service_feed_buffer_bytes")).toBeGreaterThan(256);
     expect(valueOf(open, "session_service_watch_delivery_lag_seconds_count")).toBe(2);
     expect(valueOf(open, "grpc_server_started_total", { grpc_method: "WatchSessions" })).toBe(2);
     for (const w of watches) w.cancel();

@@ -20,7 +20,7 @@
 
 import { ChangesTrimmedError, ResourceExhaustedError } from "../errors";
 import type { Logger } from "../../log";
-import type { ChangeRecord, SessionStore } from "../store";
+import { CHANGES_READ_BYTES, type ChangeRecord, type SessionStore } from "../store";
 import type { ErasureWatchers } from "../erasure";
 import { ChangeBuffer } from "./buffer";
 import { HeadWaiters } from "./erased";
@@ -36,6 +36,8 @@ export interface FeedOptions {
   pollIntervalMs: number;
   /** How many recent changes the shared buffer keeps. */
   bufferSize: number;
+  /** How many bytes of documents the shared buffer keeps at most (see ChangeBuffer). */
+  bufferBytes: number;
   /** Open watchers allowed in this process; one more is refused with RESOURCE_EXHAUSTED. */
   maxWatchers: number;
   /**
@@ -48,6 +50,7 @@ export interface FeedOptions {
 export const DEFAULT_FEED_OPTIONS: FeedOptions = {
   pollIntervalMs: 100,
   bufferSize: 4096,
+  bufferBytes: 64 * 1024 * 1024,
   maxWatchers: 10_000,
   stallTimeoutMs: 30_000,
 };
@@ -138,7 +141,7 @@ export class ChangeFeed implements ErasureWatchers {
     private readonly log: Logger,
     readonly options: FeedOptions = DEFAULT_FEED_OPTIONS,
   ) {
-    this.buffer = new ChangeBuffer(options.bufferSize);
+    this.buffer = new ChangeBuffer(options.bufferSize, options.bufferBytes);
   }
 
   /** Starts reading; resolves once the feed knows its head (retrying while the store is down). */
@@ -253,6 +256,11 @@ export class ChangeFeed implements ErasureWatchers {
     return this.head;
   }
 
+  /** What the shared buffer of recent changes holds: changes, and bytes by its measure. */
+  get buffered(): { changes: number; bytes: number } {
+    return { changes: this.buffer.length, bytes: this.buffer.bytes };
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }
@@ -288,10 +296,8 @@ export class ChangeFeed implements ErasureWatchers {
         // The head moved without this read (skipTo: a resync or trimmed history): read again
         // from there rather than append changes the buffer no longer lines up with.
         if (this.head !== from) continue;
-        if (batch.changes.length > 0) {
-          this.buffer.append(batch.changes);
-          this.publish(batch.changes);
-        }
+        const bytes = this.buffer.append(batch.changes);
+        if (batch.changes.length > 0) this.publish(batch.changes);
         const advanced = batch.safeRevision > this.head;
         if (advanced) this.head = batch.safeRevision;
         this.buffer.advanced(this.head);
@@ -302,7 +308,9 @@ export class ChangeFeed implements ErasureWatchers {
           this.failing = false;
           this.log.info("change feed reading again", { head: this.head });
         }
-        if (batch.changes.length < READ_BATCH) return;
+        // A short read is the end of the log, unless the store cut it at CHANGES_READ_BYTES (its
+        // measure is close to the buffer's: read on when the batch weighed half of it or more).
+        if (batch.changes.length < READ_BATCH && bytes < CHANGES_READ_BYTES / 2) return;
       }
     } catch (err) {
       if (err instanceof ChangesTrimmedError) {

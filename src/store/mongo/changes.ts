@@ -6,9 +6,11 @@
 // protocol and its guarantees: docs/watch.md ("MongoDB and FerretDB"); the documents:
 // docs/mongodb.md.
 
+import { BSON } from "mongodb";
+
 import { erasedDoc } from "../../domain/erasure";
 import { ChangesTrimmedError } from "../../domain/errors";
-import type { ChangeBatch, ChangeKind, ChangeRecord, FilterFields } from "../../domain/store";
+import { CHANGES_READ_BYTES, type ChangeBatch, type ChangeKind, type ChangeRecord, type FilterFields } from "../../domain/store";
 import type { Logger } from "../../log";
 import { MAX_WRITE_MS, SERVER_TIME_MARGIN_MS, type Call, type CallRunner } from "./call";
 import { fromStoredDocument, type Raw, type StoredSession } from "./codec";
@@ -114,14 +116,17 @@ export class ChangeLog {
     if (after < trimmed) throw new ChangesTrimmedError(after, trimmed);
     const changes: ChangeRecord[] = [];
     let safe = after;
-    while (changes.length < limit) {
+    // BSON bytes of the outcomes read: the read stops once they reach CHANGES_READ_BYTES.
+    const size = { bytes: 0 };
+    while (changes.length < limit && size.bytes < CHANGES_READ_BYTES) {
       const wanted = limit - changes.length;
-      const batch = await this.outcomesFrom(safe + 1, wanted, call);
+      const batch = await this.outcomesFrom(safe + 1, wanted, call, undefined, size);
       for (const o of batch) {
         safe = revNum(o._id);
         if (!o.aborted) changes.push(toChangeRecord(o));
       }
-      if (batch.length === wanted) continue; // all there (aborted ones take no room): read on
+      // All there (aborted ones take no room), or as much as the bytes allow: read on, or stop.
+      if (batch.length === wanted || size.bytes >= CHANGES_READ_BYTES) continue;
       // safe + 1 had no outcome just now: resolve it, or stop before it.
       const state = await this.resolve(safe + 1, call, CLAIM_LEASE_MS, true);
       if (state === "pending" || state === "none") break;
@@ -188,9 +193,16 @@ export class ChangeLog {
 
   /**
    * The outcomes of revisions first, first + 1, ... up to the first one without an outcome, at
-   * most `max`. Point lookups by `_id` (see revId), a growing number of them at a time.
+   * most `max`, and with `size`, up to the one that brings size.bytes (BSON) to
+   * CHANGES_READ_BYTES. Point lookups by `_id` (see revId), a growing number of them at a time.
    */
-  private async outcomesFrom(first: number, max: number, call: Call, projection?: Record<string, 1>): Promise<Outcome[]> {
+  private async outcomesFrom(
+    first: number,
+    max: number,
+    call: Call,
+    projection?: Record<string, 1>,
+    size?: { bytes: number },
+  ): Promise<Outcome[]> {
     const found: Outcome[] = [];
     let width = 1;
     while (found.length < max) {
@@ -204,6 +216,10 @@ export class ChangeLog {
       for (const o of batch) {
         if (!o) return found;
         found.push(o);
+        if (size === undefined) continue;
+        size.bytes += BSON.calculateObjectSize(o);
+        // The rest of this wave (at most 32 lookups) is dropped: read again by the next call.
+        if (size.bytes >= CHANGES_READ_BYTES) return found;
       }
       width = Math.min(width * 2, 32);
     }

@@ -17,7 +17,7 @@
 import type Database from "better-sqlite3";
 
 import { ChangesTrimmedError } from "../../domain/errors";
-import type { ChangeBatch, ChangeKind } from "../../domain/store";
+import { CHANGES_READ_BYTES, type ChangeBatch, type ChangeKind } from "../../domain/store";
 import { fromChangeRow, type ChangeRow } from "./codec";
 
 interface Head {
@@ -106,16 +106,22 @@ export class ChangeLog {
     return rows;
   }
 
-  /** The changes after `after`, up to `limit` of them (see the header). */
+  /** The changes after `after`, up to `limit` of them and about CHANGES_READ_BYTES of JSON (see the header). */
   read(after: number, limit: number): ChangeBatch {
     // The counter first: every revision up to it is committed together with its change row,
     // so reading up to it can never skip a change that commits later.
     const head = this.headStmt.get()!;
     if (after < head.trimmed_through) throw new ChangesTrimmedError(after, head.trimmed_through);
-    const rows = this.changesStmt.all(after, head.revision, limit);
-    const changes = rows.map(fromChangeRow);
-    const safeRevision = rows.length === limit && rows.length > 0 ? rows[rows.length - 1].revision : Math.max(after, head.revision);
-    return { changes, safeRevision };
+    const rows: ChangeRow[] = [];
+    let bytes = 0;
+    for (const row of this.changesStmt.iterate(after, head.revision, limit)) {
+      rows.push(row);
+      bytes += row.doc?.length ?? 0;
+      if (bytes >= CHANGES_READ_BYTES) break;
+    }
+    const cut = rows.length === limit || bytes >= CHANGES_READ_BYTES;
+    const safeRevision = cut && rows.length > 0 ? rows[rows.length - 1].revision : Math.max(after, head.revision);
+    return { changes: rows.map(fromChangeRow), safeRevision };
   }
 
   /** The last revision handed out (and committed). */

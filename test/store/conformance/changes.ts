@@ -6,7 +6,7 @@
 // service processes) read one log.
 
 import { AlreadyExistsError, ChangesTrimmedError, RevisionConflictError } from "../../../src/domain/errors";
-import type { SessionPatch, SessionStore } from "../../../src/domain/store";
+import { CHANGES_READ_BYTES, type SessionPatch, type SessionStore } from "../../../src/domain/store";
 import { at, fullDoc, rejection, type CurrentStore } from "./support";
 
 const patch = (value: string): SessionPatch => ({ set: [{ path: ["os", "version"], value }], unset: [] });
@@ -104,6 +104,31 @@ export function changeLogTests(current: CurrentStore): void {
       expect(await store.readChanges(written[4], 2)).toEqual({ changes: [], safeRevision: written[4] });
       // A cursor beyond the head: nothing yet, and safeRevision never below the cursor.
       expect(await store.readChanges(written[4] + 10, 2)).toEqual({ changes: [], safeRevision: written[4] + 10 });
+    });
+
+    it("stops a read once its documents reach CHANGES_READ_BYTES, and the next read goes on from safeRevision", async () => {
+      const head = await store.headRevision();
+      // Six sessions of a little over a quarter of the budget each: a read of 100 holds 4 or 5.
+      const pad = "x".repeat(Math.ceil(CHANGES_READ_BYTES / 4) + 1024);
+      const written: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const doc = fullDoc(`big-${i}`, at(i));
+        written.push((await store.create({ ...doc, properties: { pad } })).session.revision);
+      }
+      const reads: number[][] = [];
+      let after = head;
+      for (;;) {
+        const { changes, safeRevision } = await store.readChanges(after, 100);
+        if (changes.length === 0) break;
+        if (reads.length > written.length) throw new Error("reading does not end: safeRevision is not advancing");
+        expect(changes.length).toBeLessThanOrEqual(5);
+        expect(safeRevision).toBe(changes[changes.length - 1].revision);
+        reads.push(changes.map((c) => c.revision));
+        expect(changes.every((c) => (c.doc.properties as { pad?: string }).pad === pad)).toBe(true);
+        after = safeRevision;
+      }
+      expect(reads.length).toBe(2);
+      expect(reads.flat()).toEqual(written);
     });
 
     it("holds each of many concurrent writes exactly once, in revision order", async () => {

@@ -146,6 +146,6 @@ export function consume(feed: ChangeFeed, log: MemoryLog, req: Partial<WatchRequ
   return { events, state, done, abort, changes: () => events.filter((e) => e.type === "change") };
 }
 
-export function newFeed(log: MemoryLog, bufferSize = 4096): ChangeFeed {
-  return new ChangeFeed(log.store, silent, { pollIntervalMs: 20, bufferSize, maxWatchers: 10_000, stallTimeoutMs: 30_000 });
+export function newFeed(log: MemoryLog, bufferSize = 4096, bufferBytes = Number.POSITIVE_INFINITY): ChangeFeed {
+  return new ChangeFeed(log.store, silent, { pollIntervalMs: 20, bufferSize, bufferBytes, maxWatchers: 10_000, stallTimeoutMs: 30_000 });
 }
