@@ -295,6 +295,37 @@ describe.each(STORES)("WatchSessions on %s", (store) => {
     }
   });
 
+  it("keeps the feed's buffer within WATCH_BUFFER_BYTES with large sessions, and a late watcher still gets every change", async () => {
+    const limit = 1024 * 1024;
+    const small = await startTestServer(store, { WATCH_BUFFER_BYTES: String(limit), WATCH_POLL_INTERVAL: "20ms" });
+    try {
+      const c = grpcClient(small.grpcPort);
+      const head = BigInt(await small.store.headRevision());
+      // A live watcher keeps the feed reading while 30 sessions of about 200 KB are written.
+      const live = new Reader(grpcWatch(small.grpcPort, { afterRevision: head }));
+      const big = Object.fromEntries(Array.from({ length: 25 }, (_, k) => [`k${k}`, "b".repeat(8000)]));
+      const ids: string[] = [];
+      for (let i = 0; i < 30; i++) ids.push((await c.createSession({ session: { properties: { ...big, i } as never } })).session!.id);
+      for (const id of ids) expect((await live.change()).id).toBe(id);
+      expect(small.feed.buffered.bytes).toBeLessThanOrEqual(limit);
+      expect(small.feed.buffered.changes).toBeLessThan(10);
+      // From before the writes: behind the buffer, so read from the store in byte-bounded batches.
+      const late = new Reader(grpcWatch(small.grpcPort, { afterRevision: head }));
+      for (const id of ids) {
+        const ch = await late.change();
+        expect(ch.id).toBe(id);
+        const msg = ch.msg.event.case === "change" ? ch.msg.event.value : undefined;
+        expect(Object.keys(msg!.session!.properties as object)).toHaveLength(26);
+      }
+      live.stream.cancel();
+      late.stream.cancel();
+      c.close();
+    } finally {
+      await small.close();
+      await small.cleanup();
+    }
+  });
+
   it("ends open streams with UNAVAILABLE on shutdown", async () => {
     const s2 = await startTestServer(store);
     const g = new Reader(grpcWatch(s2.grpcPort, {}));
