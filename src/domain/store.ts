@@ -113,6 +113,11 @@ export interface ListQuery {
   after?: ListCursor;
   /** Maximum number of sessions to return (at least 1). */
   limit: number;
+  /**
+   * When set, the read also stops after the session that brings the documents' size (stored
+   * JSON on the embedded store, BSON on MongoDB) to this many bytes; it returns at least one.
+   */
+  maxBytes?: number;
 }
 
 /**

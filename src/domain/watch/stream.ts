@@ -35,11 +35,13 @@ export const MIN_HEARTBEAT_MS = 1_000;
 export const MAX_HEARTBEAT_MS = 300_000;
 const MAX_IDS = 1000;
 /**
- * Sessions per store read of a send_initial listing. The listing is pulled one page at a time
- * as the stream is written, so a watcher whose client does not read holds at most this page
- * (about 40 KB of documents) besides what the transport holds.
+ * Sessions per store read of a send_initial listing, and the bytes of documents after which a
+ * read stops early. The listing is pulled one page at a time as the stream is written, so a
+ * watcher whose client does not read holds at most this page (about 40 KB of documents with
+ * sessions of 2 KB, at most 1 MiB plus one session with large ones) besides the transport's.
  */
 export const INITIAL_PAGE = 20;
+export const INITIAL_PAGE_BYTES = 1024 * 1024;
 
 export function validateWatchRequest(req: WatchRequest): void {
   const violations: FieldViolation[] = [];
@@ -207,6 +209,7 @@ async function* listMatching(store: SessionStore, filter: WatchFilter, signal: A
       channelGroup: filter.channelGroup || undefined,
       after,
       limit: INITIAL_PAGE,
+      maxBytes: INITIAL_PAGE_BYTES,
     });
     if (page.length === 0) return;
     const last = page[page.length - 1];

@@ -2,7 +2,7 @@
 // and the replay of an idempotent create. Each query has an index (collections.ts). On FerretDB
 // only `_id` lookups use an index; the others read the collection (docs/mongodb.md).
 
-import type { Collection, Filter } from "mongodb";
+import { BSON, type Collection, type Filter } from "mongodb";
 
 import { STATUS_ACTIVE, type SessionDoc } from "../../domain/session";
 import {
@@ -33,12 +33,21 @@ export async function listSessions(sessions: Collection<StoredSession>, query: L
     and.push({ $or: [{ [INSERT]: { $lt: insert } }, { [INSERT]: insert, _id: { $lt: id } }] });
   }
   const filter: Filter<StoredSession> = and.length === 0 ? {} : and.length === 1 ? and[0]! : { $and: and };
-  const docs = await sessions
+  const cursor = sessions
     .find(filter, call.opts)
     .sort({ [INSERT]: -1, _id: -1 })
-    .limit(Math.max(1, query.limit))
-    .toArray();
-  return docs.map((d) => fromStoredDocument(d));
+    .limit(Math.max(1, query.limit));
+  if (query.maxBytes === undefined) return (await cursor.toArray()).map((d) => fromStoredDocument(d));
+  // The driver's batch (up to `limit` documents) is dropped with the cursor: what the caller
+  // keeps is what the byte bound let in.
+  const docs: SessionDoc[] = [];
+  let bytes = 0;
+  for await (const d of cursor) {
+    docs.push(fromStoredDocument(d));
+    bytes += BSON.calculateObjectSize(d);
+    if (bytes >= query.maxBytes) break;
+  }
+  return docs;
 }
 
 /** Active sessions idle since `idleBefore`, then those inserted before `insertedBefore`. */

@@ -90,7 +90,15 @@ export class Queries {
       stmt = this.db.prepare<unknown[], DocRow>(sql);
       this.listStatements.set(sql, stmt);
     }
-    return stmt.all(...params).map(fromRow);
+    if (query.maxBytes === undefined) return stmt.all(...params).map(fromRow);
+    const rows: DocRow[] = [];
+    let bytes = 0;
+    for (const row of stmt.iterate(...params)) {
+      rows.push(row);
+      bytes += row.doc.length;
+      if (bytes >= query.maxBytes) break;
+    }
+    return rows.map(fromRow);
   }
 
   /** Idle sessions first, then those active for too long, `query.limit` at most in all. */

@@ -86,6 +86,20 @@ export function listTests(current: CurrentStore): void {
       expect(ids(await store.list({ limit: 5 }))).toEqual(expected.slice(0, 5));
     });
 
+    it("stops after the session that brings the documents to maxBytes, and returns at least one", async () => {
+      const pad = "x".repeat(30_000);
+      const stored: SessionDoc[] = [];
+      for (let i = 0; i < 6; i++) stored.push((await store.create({ ...fullDoc(`mb${i}`, at(i)), properties: { pad } })).session);
+      const expected = ids([...stored].sort(compareListing));
+      // About 31.5 KB each (stored JSON or BSON): three stay under 100,000 bytes, the fourth reaches it.
+      expect(ids(await store.list({ limit: 100, maxBytes: 100_000 }))).toEqual(expected.slice(0, 4));
+      expect(ids(await store.list({ limit: 2, maxBytes: 100_000 }))).toEqual(expected.slice(0, 2));
+      expect(ids(await store.list({ limit: 100, maxBytes: 1 }))).toEqual(expected.slice(0, 1));
+      const page = await store.list({ limit: 100, maxBytes: 100_000, after: cursorOf(stored[3]) });
+      expect(ids(page)).toEqual(expected.slice(3, 6));
+      expect(page[0]).toStrictEqual(stored[2]);
+    });
+
     const filters: Array<[string, Omit<ListQuery, "limit">]> = [
       ["profileId", { profileId: "p1" }],
       ["a profileId nobody has", { profileId: "nobody" }],
