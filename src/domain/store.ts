@@ -228,6 +228,11 @@ export interface ChangeRecord {
   before: FilterFields | null;
   /** A tombstone of an erased session (see "Erasure"): kind "deleted", nothing but the id kept. */
   erased?: boolean;
+  /**
+   * The document's size as the store read it (stored JSON, BSON), when it measured it for the
+   * CHANGES_READ_BYTES cut: the feed's buffer counts it rather than measure the document again.
+   */
+  bytes?: number;
 }
 
 // Erasure (EraseProfile). Two steps, each bounded by `limit`, run by src/domain/erasure.ts:

@@ -3,8 +3,9 @@
 // revision order. A watcher whose cursor is older than the buffer reads the store instead.
 //
 // The byte bound matters because sessions may be large: 4,096 changes of sessions at the
-// 256 KB MAX_SESSION_BYTES would be 1 GB of heap. A change counts the length of its document's
-// JSON plus CHANGE_OVERHEAD_BYTES; the heap a parsed document takes is a small multiple of that.
+// 256 KB MAX_SESSION_BYTES would be 1 GB of heap. A change counts its document's size as the
+// store read it (ChangeRecord.bytes: stored JSON or BSON), else the length of its JSON, plus
+// CHANGE_OVERHEAD_BYTES; the heap a parsed document takes is a small multiple of that.
 
 import type { ChangeRecord } from "../store";
 import { forgetErasedProfile, scrubErasedIds } from "./erased";
@@ -14,7 +15,7 @@ export const CHANGE_OVERHEAD_BYTES = 256;
 
 /** What one change counts for against the buffer's byte bound. Linear in the document's size. */
 export function changeBytes(change: ChangeRecord): number {
-  return JSON.stringify(change.doc).length + CHANGE_OVERHEAD_BYTES;
+  return (change.bytes ?? JSON.stringify(change.doc).length) + CHANGE_OVERHEAD_BYTES;
 }
 
 export class ChangeBuffer {

@@ -78,7 +78,8 @@ export function logDoc(s: StoredSession, revision: number): StoredSession {
   return { ...rest, revision };
 }
 
-function toChangeRecord(o: Outcome): ChangeRecord {
+/** The change of outcome `o`; `bytes`, its size as read, goes with a change that has a document (not a tombstone). */
+function toChangeRecord(o: Outcome, bytes?: number): ChangeRecord {
   const revision = revNum(o._id);
   // Entries written before channelGroup was kept: null, as for a session without traffic.
   const before = o.before ? { ...o.before, channelGroup: o.before.channelGroup ?? null } : null;
@@ -91,6 +92,7 @@ function toChangeRecord(o: Outcome): ChangeRecord {
     id: o.id,
     doc: fromStoredDocument({ ...(o.doc as unknown as Raw), _id: o.id, revision }),
     before,
+    ...(bytes === undefined ? {} : { bytes }),
   };
 }
 
@@ -116,14 +118,17 @@ export class ChangeLog {
     if (after < trimmed) throw new ChangesTrimmedError(after, trimmed);
     const changes: ChangeRecord[] = [];
     let safe = after;
-    // BSON bytes of the outcomes read: the read stops once they reach CHANGES_READ_BYTES.
-    const size = { bytes: 0 };
+    // BSON bytes of the outcomes read, in all and each: the read stops once they reach
+    // CHANGES_READ_BYTES, and each change carries its own figure.
+    const size = { bytes: 0, each: [] as number[] };
+    let k = 0;
     while (changes.length < limit && size.bytes < CHANGES_READ_BYTES) {
       const wanted = limit - changes.length;
       const batch = await this.outcomesFrom(safe + 1, wanted, call, undefined, size);
       for (const o of batch) {
         safe = revNum(o._id);
-        if (!o.aborted) changes.push(toChangeRecord(o));
+        const bytes = size.each[k++];
+        if (!o.aborted) changes.push(toChangeRecord(o, bytes));
       }
       // All there (aborted ones take no room), or as much as the bytes allow: read on, or stop.
       if (batch.length === wanted || size.bytes >= CHANGES_READ_BYTES) continue;
@@ -194,14 +199,14 @@ export class ChangeLog {
   /**
    * The outcomes of revisions first, first + 1, ... up to the first one without an outcome, at
    * most `max`, and with `size`, up to the one that brings size.bytes (BSON) to
-   * CHANGES_READ_BYTES. Point lookups by `_id` (see revId), a growing number of them at a time.
+   * CHANGES_READ_BYTES; size.each gets each one's. Point lookups by `_id` (see revId), a growing number of them at a time.
    */
   private async outcomesFrom(
     first: number,
     max: number,
     call: Call,
     projection?: Record<string, 1>,
-    size?: { bytes: number },
+    size?: { bytes: number; each: number[] },
   ): Promise<Outcome[]> {
     const found: Outcome[] = [];
     let width = 1;
@@ -217,7 +222,9 @@ export class ChangeLog {
         if (!o) return found;
         found.push(o);
         if (size === undefined) continue;
-        size.bytes += BSON.calculateObjectSize(o);
+        const bytes = BSON.calculateObjectSize(o);
+        size.bytes += bytes;
+        size.each.push(bytes);
         // The rest of this wave (at most 32 lookups) is dropped: read again by the next call.
         if (size.bytes >= CHANGES_READ_BYTES) return found;
       }

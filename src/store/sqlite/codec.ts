@@ -89,7 +89,8 @@ export function fromChangeRow(row: ChangeRow): ChangeRecord {
           channel: row.before_channel ?? "",
           channelGroup: row.before_channel_group,
         };
-  return { revision: row.revision, kind: row.kind, id: row.id, doc: fromRow({ doc: row.doc, revision: row.revision }), before };
+  const doc = fromRow({ doc: row.doc, revision: row.revision });
+  return { revision: row.revision, kind: row.kind, id: row.id, doc, before, bytes: row.doc.length };
 }
 
 export function toMs(date: Date | null): number | null {

@@ -125,6 +125,8 @@ export function changeLogTests(current: CurrentStore): void {
         expect(safeRevision).toBe(changes[changes.length - 1].revision);
         reads.push(changes.map((c) => c.revision));
         expect(changes.every((c) => (c.doc.properties as { pad?: string }).pad === pad)).toBe(true);
+        // Each carries its size as read (the feed's buffer counts it without measuring again).
+        expect(changes.every((c) => (c.bytes ?? 0) >= pad.length && c.bytes! < pad.length + 10_000)).toBe(true);
         after = safeRevision;
       }
       expect(reads.length).toBe(2);

@@ -21,6 +21,11 @@ describe("ChangeBuffer", () => {
     expect(changeBytes(c)).toBe(JSON.stringify(c.doc).length + CHANGE_OVERHEAD_BYTES);
   });
 
+  it("counts the size the store read a change's document at, when it gives one", () => {
+    const c = { ...change(1, 1000), bytes: 5000 };
+    expect(changeBytes(c)).toBe(5000 + CHANGE_OVERHEAD_BYTES);
+  });
+
   it("keeps at most `size` changes, the newest", () => {
     const buffer = new ChangeBuffer(3);
     buffer.reset(0);
