@@ -3,7 +3,10 @@
 
 import type { ChangeRecord } from "../../../src/domain/store";
 import type { SessionDoc } from "../../../src/domain/session";
+import { createLogger } from "../../../src/log";
+import { CHANGES_READ_BYTES } from "../../../src/domain/store";
 import { ChangeBuffer, changeBytes, CHANGE_OVERHEAD_BYTES } from "../../../src/domain/watch/buffer";
+import { ChangeFeed, DEFAULT_FEED_OPTIONS } from "../../../src/domain/watch/feed";
 import { consume, filter, MemoryLog, newFeed, until } from "./memory-log";
 
 function change(revision: number, padChars: number): ChangeRecord {
@@ -76,6 +79,25 @@ describe("ChangeBuffer", () => {
 });
 
 describe("ChangeFeed with a byte-bounded buffer", () => {
+  it("reads on at once when the store cuts a read at CHANGES_READ_BYTES", async () => {
+    const log = new MemoryLog();
+    log.readBytes = CHANGES_READ_BYTES;
+    log.changeBytes = Math.ceil(CHANGES_READ_BYTES / 3);
+    // No polling during the test: only the one kick below makes the feed read.
+    const feed = new ChangeFeed(log.store, createLogger("silent"), { ...DEFAULT_FEED_OPTIONS, pollIntervalMs: 60_000 });
+    const live = consume(feed, log, { filter: filter({}) });
+    await until(() => feed.waiting === 1);
+    // Ten changes, three per read: the feed must read four times on one kick.
+    log.muted = true;
+    for (let i = 0; i < 10; i++) log.write("created", `s-${i}`, { profileId: "a", status: "active", channel: "web" });
+    feed.kick();
+    await until(() => live.changes().length === 10);
+    expect(feed.headRevision).toBe(log.head);
+    live.abort.abort();
+    await live.done;
+    feed.close();
+  });
+
   const fields = { profileId: "a", status: "active", channel: "web" };
 
   it("stays within WATCH_BUFFER_BYTES, and a watcher behind it gets every change from the store", async () => {

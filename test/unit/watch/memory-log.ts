@@ -35,6 +35,12 @@ export class MemoryLog {
   docs = new Map<string, SessionDoc>();
   /** `after` of every readChanges call, in order. */
   reads: number[] = [];
+  /** Like the stores' CHANGES_READ_BYTES cut: a read stops after the change whose `bytes` reach this. */
+  readBytes = Number.POSITIVE_INFINITY;
+  /** `bytes` of each change written (its size as a store would have read it), when set. */
+  changeBytes: number | undefined;
+  /** While true, writes do not tell the onCommit listeners. */
+  muted = false;
   private readonly listeners = new Set<() => void>();
 
   get store(): SessionStore {
@@ -45,7 +51,14 @@ export class MemoryLog {
     this.reads.push(after);
     if (after < this.trimmedThrough) return Promise.reject(new ChangesTrimmedError(after, this.trimmedThrough));
     const out = this.changes.filter((c) => c.revision > after).slice(0, limit);
-    return Promise.resolve({ changes: out, safeRevision: out.length === limit ? out[limit - 1].revision : Math.max(after, this.head) });
+    let bytes = 0;
+    const cut = out.findIndex((c) => (bytes += c.bytes ?? 0) >= this.readBytes);
+    if (cut >= 0 && cut < out.length - 1) out.length = cut + 1;
+    const full = out.length === limit || cut >= 0;
+    return Promise.resolve({
+      changes: out,
+      safeRevision: full && out.length > 0 ? out[out.length - 1].revision : Math.max(after, this.head),
+    });
   }
   headRevision(): Promise<number> {
     return Promise.resolve(this.head);
@@ -99,9 +112,16 @@ export class MemoryLog {
         : doc(id, f!, revision);
     if (kind === "deleted") this.docs.delete(id);
     else this.docs.set(id, after);
-    const change: ChangeRecord = { revision, kind, id, doc: after, before };
+    const change: ChangeRecord = {
+      revision,
+      kind,
+      id,
+      doc: after,
+      before,
+      ...(this.changeBytes === undefined ? {} : { bytes: this.changeBytes }),
+    };
     this.changes.push(change);
-    for (const l of this.listeners) l();
+    if (!this.muted) for (const l of this.listeners) l();
     return change;
   }
 }
